@@ -26,11 +26,11 @@ from arq.connections import ArqRedis
 from zlib_ng import zlib_ng
 
 from bench import cli
-from pmd_service.bdr.job_run import root_manifest
-from pmd_service.bdr.job_sql import enqueue_bdr
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
+from pmd_service.features.bdr.job_run import root_manifest
+from pmd_service.features.bdr.job_sql import enqueue_bdr
 from pmd_service.sse.hub import CHANNEL
 from pmd_service.storage.zip_files import ZipFiles
 from pmd_service.storage.zip_names import own_zip_path

@@ -25,7 +25,7 @@ from bench.build import Run, chunks, driving
 from bench.runner import service_versions
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from pmd_service.exports.job_sql import enqueue_export
+from pmd_service.features.exports.job_sql import enqueue_export
 from pmd_service.host.vault import artwork_path
 from pmd_service.storage.zip_files import ZipFiles
 from support import seeding

@@ -31,10 +31,10 @@ from bench.posts import (
 )
 from pmd_service.core.db import settings_pool
 from pmd_service.core.settings import Settings
-from pmd_service.posts import listing
-from pmd_service.posts.filters import FilterKeys, check_filter
-from pmd_service.posts.schemas import PageTarget
-from pmd_service.posts.sorting import check_sort
+from pmd_service.features.posts import listing
+from pmd_service.features.posts.filters import FilterKeys, check_filter
+from pmd_service.features.posts.schemas import PageTarget
+from pmd_service.features.posts.sorting import check_sort
 from support.stack import connected
 
 POSTS, ACTED, PAGE = 20_000, 10_000, 512

@@ -16,8 +16,8 @@ from bench import cli
 from bench.posts import SQL_OWNED, ms, pair, seed_listers, served
 from pmd_service.api.keys import DB_POOL
 from pmd_service.core.settings import DEFAULT_HOST_CACHE_PATTERNS, Settings
-from pmd_service.posts.endpoints import FEED_DROPS
-from pmd_service.posts.host_cache import FeedDrops, create_host_cache
+from pmd_service.features.posts.endpoints import FEED_DROPS
+from pmd_service.features.posts.host_cache import FeedDrops, create_host_cache
 from pmd_service.web.app import create_app
 from support.redis import RedisServer
 from support.stack import eventually

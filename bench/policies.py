@@ -23,8 +23,8 @@ from bench import cli
 from bench.runner import BENCHMARKS, run_one
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
+from pmd_service.features.posts.policy_runs import run_due_policies
 from pmd_service.jobs.context import job_context, state
-from pmd_service.posts.policy_runs import run_due_policies
 from support.seeding import bulk_users
 from support.stack import connected
 

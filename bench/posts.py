@@ -22,9 +22,9 @@ from bench import cli
 from pmd_service.core.db import create_pool
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from pmd_service.posts.actions import HIDE
-from pmd_service.posts.batch_sql import statement
-from pmd_service.posts.cursor import Cursor
+from pmd_service.features.posts.actions import HIDE
+from pmd_service.features.posts.batch_sql import statement
+from pmd_service.features.posts.cursor import Cursor
 from pmd_service.web.app import create_app
 from support import seeding
 from support.measures import percentile

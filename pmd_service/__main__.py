@@ -92,8 +92,8 @@ def _host_report(report: HostReport) -> str:
 
 
 async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
-    from .bdr.cutover import import_host_bdrs
     from .core.opening import checked_connection
+    from .features.bdr.cutover import import_host_bdrs
     from .jobs.context import state
 
     where = (settings.vault_path, settings.host_schema)
@@ -217,7 +217,7 @@ WHERE id = $1 AND status = 'failed'
 
 
 async def _requeue(settings: Settings, raw_id: str) -> None:
-    from .bdr.job_sql import enqueue_bdr
+    from .features.bdr.job_sql import enqueue_bdr
     from .jobs.context import state
 
     try:
@@ -243,7 +243,7 @@ async def _requeue(settings: Settings, raw_id: str) -> None:
 
 
 async def _operator_export(settings: Settings, user: str, reason: str, to: Path | None) -> None:
-    from .exports.operator import OperatorExportError, operator_export
+    from .features.exports.operator import OperatorExportError, operator_export
 
     try:
         parts = await operator_export(settings, user, reason, to)
@@ -424,7 +424,7 @@ def _check_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> None:
-    from .exports.operator import OperatorExportError, check_arguments
+    from .features.exports.operator import OperatorExportError, check_arguments
 
     try:
         check_arguments(args.reason, args.to)

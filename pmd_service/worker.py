@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 PROCESS = "pmd-worker"
 
-# A kind's tries and timeout are its queue's (bdr/job_sql.py, exports/job_sql.py say why).
+# A kind's tries and timeout are its queue's (features/bdr/job_sql.py, features/exports/job_sql.py say why).
 FUNCTIONS = [
     func(
         job_function(kind),

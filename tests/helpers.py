@@ -30,11 +30,11 @@ from redis.exceptions import RedisError
 
 import pmd_service
 from pmd_service.api.keys import DB_POOL, REDIS
-from pmd_service.bdr.job_sql import job_id
 from pmd_service.core.codes import TABLE, Code, HostCode
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.job_sql import job_id
 from support.mailbox import Mailbox
 from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory, PostRow, UserRow, bdr_row

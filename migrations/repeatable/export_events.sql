@@ -1,6 +1,6 @@
 -- The export's payload functions and its events' trigger function, generated from
--- pmd_service/exports/schemas.py Payload by `python -m pmd_service.web.event_kinds`
--- (exports/event_sql.py): edit those, not this file. The migration runner re-creates them
+-- pmd_service/features/exports/schemas.py Payload by `python -m pmd_service.web.event_kinds`
+-- (features/exports/event_sql.py): edit those, not this file. The migration runner re-creates them
 -- whenever this file changes (core/migrate.py).
 
 -- An export as the API shows it (without its URLs, which the service adds): made here, so it

@@ -1,5 +1,5 @@
 """The Redis clients: the server's, which enqueues arq jobs and holds SSE tickets, and the
-worker's arq pool. Each feature enqueues its own job: bdr/job_sql.py, exports/job_sql.py. Jobs are
+worker's arq pool. Each feature enqueues its own job: features/bdr/job_sql.py, features/exports/job_sql.py. Jobs are
 JSON (job_codec.py), never pickle."""
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     bdr_daily_limit: Annotated[int, Meta(ge=1, le=10_000)] = 8
     # Posts one bulk action by filter may change (a list of ids stays at 128).
     bulk_max_posts: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
-    # Cleanup policies (posts/policies.py): on, and how many an owner may have.
+    # Cleanup policies (features/posts/policies.py): on, and how many an owner may have.
     cleanup_policies: bool = True
     policies_per_user: Annotated[int, Meta(ge=1, le=1000)] = 10
     # Bulk actions and undos one person may send a minute (the page's own batches stay far below).
@@ -135,7 +135,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     export_min_part_bytes: Bytes = 256 * 2**20
     export_max_part_bytes: Bytes = 50 * 2**30
     # After an export that counts (any but a failed one or one cancelled before any part was
-    # ready: exports/service.py), the next one waits this long.
+    # ready: features/exports/service.py), the next one waits this long.
     export_cooldown_seconds: Annotated[int, Meta(ge=0, le=365 * 86400)] = 7 * 86400
     # An incremental export (`since`) waits this long after any export that counts; a full one
     # waits EXPORT_COOLDOWN_SECONDS after the last full one.
@@ -167,7 +167,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     sse_liveness_seconds: Seconds = 5.0  # idle listener connection checked this often
     # Open streams' accounts re-checked this often (bans, deactivations, lost roles).
     sse_access_check_seconds: Annotated[float, Meta(ge=0.01, le=3600)] = 5.0
-    # A new request's first event waits this long after the reply (bdr/announcer.py).
+    # A new request's first event waits this long after the reply (features/bdr/announcer.py).
     sse_first_event_hold_ms: Annotated[int, Meta(ge=0, le=5000)] = 500
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 2**20)] = 256 * 1024
     # A request's head must arrive within this, counted from the connection's start or from

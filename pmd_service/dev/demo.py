@@ -32,6 +32,7 @@ from babel import Locale, UnknownLocaleError
 
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
+from ..features.posts.live import announce_new
 from ..host.vault import (
     artwork_path_in,
     host_shard,
@@ -40,7 +41,6 @@ from ..host.vault import (
     vault_file_in,
 )
 from ..mail.language import words
-from ..posts.live import announce_new
 from .demo_user import DEMO_HANDLE, demo_user_key
 
 DEMO_POSTS = 40

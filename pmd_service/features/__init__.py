@@ -4,14 +4,14 @@ says what each declares). A new feature is its folder and one line here."""
 
 from __future__ import annotations
 
-from .api.declaration import Endpoint
-from .api.ticket_endpoint import TicketDownloads
+from ..api.declaration import Endpoint
+from ..api.ticket_endpoint import TicketDownloads
+from ..jobs.kind import Email, JobKind
+from ..manifest import Feature, Lifetime, Schedule
+from ..sse.kinds import EventKinds
 from .bdr.feature import FEATURE as BDR
 from .exports.feature import FEATURE as EXPORTS
-from .jobs.kind import Email, JobKind
-from .manifest import Feature, Lifetime, Schedule
 from .posts.feature import FEATURE as POSTS
-from .sse.kinds import EventKinds
 
 FEATURES: tuple[Feature, ...] = (POSTS, BDR, EXPORTS)
 

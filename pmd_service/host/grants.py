@@ -73,7 +73,7 @@ READS: dict[str, tuple[str, ...]] = {
 # does without them): granted only where the host has them; run `grants` again after the host's
 # upgrade adds one. users.locale: the emails' language.
 NEWER_READS: dict[str, tuple[str, ...]] = {"users": ("locale",)}
-# The bulk actions and their undos: the columns each action's record writes (posts/actions.py,
+# The bulk actions and their undos: the columns each action's record writes (features/posts/actions.py,
 # `writes`), and `updated_at` and `metadata_modified_at`, which every one bumps.
 # tests/api/posts/test_action_records.py holds this list equal to the records'.
 UPDATES: dict[str, tuple[str, ...]] = {
@@ -90,11 +90,11 @@ UPDATES: dict[str, tuple[str, ...]] = {
         "mod_hashtags",
     ),
 }
-# posts/batch_sql.py and bdr/service.py: a moderator's batch, in the host's audit log.
+# features/posts/batch_sql.py and features/bdr/service.py: a moderator's batch, in the host's audit log.
 INSERTS: dict[str, tuple[str, ...]] = {
     "audit_logs": ("id", "actor_id", "action", "target_type", "target_id", "note"),
 }
-# `import-host-bdrs` only (bdr/cutover.py): the host's own PMD table, read once at cut-over.
+# `import-host-bdrs` only (features/bdr/cutover.py): the host's own PMD table, read once at cut-over.
 CUTOVER_READS: dict[str, tuple[str, ...]] = {
     "batch_download_requests": (
         "id",

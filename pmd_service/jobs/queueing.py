@@ -1,5 +1,5 @@
 """How a kind's rows are claimed and its jobs queued in arq: one shape, each kind a value of it
-(bdr/job_sql.py, exports/job_sql.py). Light on purpose: the servers enqueue through it and
+(features/bdr/job_sql.py, features/exports/job_sql.py). Light on purpose: the servers enqueue through it and
 import no more."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What a restore may leave inconsistent, as each job kind states it for its own rows
-(bdr/job_sql.py, exports/job_sql.py): the database, its files and its queue are kept in three
+(features/bdr/job_sql.py, features/exports/job_sql.py): the database, its files and its queue are kept in three
 places, backed up (or not) at different moments. `python -m pmd_service check-restore`
 (upkeep/restore_check.py) runs every kind's checks and reports what it finds, changing nothing.
 """

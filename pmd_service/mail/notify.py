@@ -1,4 +1,4 @@
-"""A job's ready/failed email, once taken by its kind (bdr/job.py, exports/job.py): sent at most
+"""A job's ready/failed email, once taken by its kind (features/bdr/job.py, features/exports/job.py): sent at most
 once, released for the sweep if SMTP fails before the message went out (see compose.Attempt for
 where that line is), and sent by the sweep if its sender died before DATA.
 

@@ -1,5 +1,5 @@
-"""The stream's event kinds, as their features declare them (`bdr/events.py`,
-`exports/events.py`, `posts/events.py`, named in each feature's manifest), in the one list the
+"""The stream's event kinds, as their features declare them (`features/bdr/events.py`,
+`features/exports/events.py`, `features/posts/events.py`, named in each feature's manifest), in the one list the
 app hands the stream (`features.py`): the stream knows no feature, only this shape.
 
 An event is a row of the events table (`stream_events`): its `kind` column names the kind that

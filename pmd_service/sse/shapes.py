@@ -1,5 +1,5 @@
 """The SQL the event kinds generate (a kind's `repeatable`: its trigger functions, from its
-payload's one definition beside its item, e.g. bdr/schemas.py ItemRow), written into
+payload's one definition beside its item, e.g. features/bdr/schemas.py ItemRow), written into
 `migrations/repeatable/`, where the migration runner re-creates the functions whenever a file
 changes (core/migrate.py).
 

@@ -22,14 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ..bdr.service import AUDITED_READS_PAST, SQL_PURGE_AUDITED_READS
 from ..core.objects import Upload, abort_uploads
 from ..features import JOB_KINDS as KINDS
+from ..features.bdr.service import AUDITED_READS_PAST, SQL_PURGE_AUDITED_READS
+from ..features.posts.mail import POLICY_RUNS_PAST, SQL_PURGE_POLICY_RUNS
+from ..features.posts.undo import (
+    MARKS_PAST,
+    SQL_PURGE_MARKS,
+    SQL_PURGE_UNDO_HISTORY,
+    UNDO_ROWS_PAST,
+)
 from ..host.vault import VaultPathError
 from ..jobs.context import state
 from ..jobs.kind import Expiry, JobKind
-from ..posts.mail import POLICY_RUNS_PAST, SQL_PURGE_POLICY_RUNS
-from ..posts.undo import MARKS_PAST, SQL_PURGE_MARKS, SQL_PURGE_UNDO_HISTORY, UNDO_ROWS_PAST
 from ..sse.replay import EVENTS_PAST, SQL_PURGE_EVENTS
 from ..storage.object_tidy import SQL_READY_FILES, dead_uploads, orphan_objects, remove_objects
 from ..storage.zip_names import (

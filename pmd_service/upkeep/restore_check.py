@@ -179,7 +179,7 @@ async def _file_contradiction(st: WorkerState, row: dict[str, Any]) -> str | Non
 
 def _has_job(kind: JobKind, row_id: uuid.UUID, held: set[str]) -> bool:
     """Whether a job for the row is queued or running: its plain id, or a retake's
-    (`{plain}:{retake}`, bdr/job_sql.py)."""
+    (`{plain}:{retake}`, features/bdr/job_sql.py)."""
     plain = kind.queue.job_id(row_id)
     return plain in held or any(job.startswith(f"{plain}:") for job in held)
 

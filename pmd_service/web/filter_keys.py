@@ -1,4 +1,4 @@
-"""The page's filter keys, generated from their one definition (posts/filters.py FilterKeys)
+"""The page's filter keys, generated from their one definition (features/posts/filters.py FilterKeys)
 into `web/static/filter_keys.js`, which the page imports.
 
 `python -m pmd_service.web.filter_keys` writes the file after FilterKeys changes; `--check`
@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 
 from ..api.routing import query_list, query_scalar
-from ..posts.filters import FilterKeys
+from ..features.posts.filters import FilterKeys
 
 MODULE = Path(__file__).parent / "static" / "filter_keys.js"
 
@@ -40,7 +40,7 @@ def module_text() -> str:
         return json.dumps([k for k, v in kinds.items() if kind is None or v == kind])
 
     return f"""\
-// Generated from pmd_service/posts/filters.py FilterKeys by
+// Generated from pmd_service/features/posts/filters.py FilterKeys by
 // `python -m pmd_service.web.filter_keys`: edit that, not this file.
 
 // The keys of a filter: GET /api/pmd/posts' query parameters, an action's `filter`.

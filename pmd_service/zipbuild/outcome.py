@@ -1,5 +1,5 @@
 """What a build reports on its item, a BDR's or an export's: its status, its progress and the
-artworks it skipped (bdr/schemas.py and exports/schemas.py build their items from these)."""
+artworks it skipped (features/bdr/schemas.py and features/exports/schemas.py build their items from these)."""
 
 from __future__ import annotations
 

@@ -201,7 +201,7 @@ def test_cleanup_and_import_show_their_progress_on_stderr(
     assert str(summary) not in err
     assert main(["import-host-bdrs"]) == 0
     err = capsys.readouterr().err
-    assert "import-host-bdrs: " in err and "pmd_service.bdr.cutover" in err
+    assert "import-host-bdrs: " in err and "pmd_service.features.bdr.cutover" in err
 
 
 def test_no_runtime_dir_warning_from_the_embedded_servers(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 from arq.constants import retry_key_prefix
 
-from pmd_service.bdr.job_sql import enqueue_bdr, job_id
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.job_sql import enqueue_bdr, job_id
 from support.seeding import Factory, bdr_row
 from support.stack import WORKER, eventually, service_env
 from tests.procs import ARQ_WORKER, Proc, run

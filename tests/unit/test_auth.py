@@ -13,7 +13,7 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
-from pmd_service.posts.filters import EMPTY_DIGEST
+from pmd_service.features.posts.filters import EMPTY_DIGEST
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from tests.helpers import SECRET, assert_problem

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 from arq.jobs import DeserializationError, deserialize_job, serialize_job
 
-from pmd_service.bdr.job_sql import JOB_NAME
 from pmd_service.core import job_codec
+from pmd_service.features.bdr.job_sql import JOB_NAME
 
 
 def _now() -> int:

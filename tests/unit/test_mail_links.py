@@ -8,10 +8,10 @@ from pathlib import Path
 
 import jwt
 
-from pmd_service.bdr.job import BdrMail, compose
 from pmd_service.core.settings import Settings
 from pmd_service.dev.stack import banner, public_base
-from pmd_service.exports.job import ExportMail, compose_export
+from pmd_service.features.bdr.job import BdrMail, compose
+from pmd_service.features.exports.job import ExportMail, compose_export
 
 SECRET = "s" * 32
 

@@ -21,12 +21,12 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from ..host.vault import VaultPathError, contained
-from ..storage.zip_names import HOST_FILE_PREFIX
+from ...host.vault import VaultPathError, contained
+from ...storage.zip_names import HOST_FILE_PREFIX
 from .job_sql import enqueue_bdr
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 log = logging.getLogger(__name__)
 

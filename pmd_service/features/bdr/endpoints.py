@@ -6,14 +6,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..api.declaration import Auth, Endpoint, Param
-from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
-from ..api.responses import json_response
-from ..api.validation import path_uuid
-from ..api.zip_download import DownloadQuery, download, download_params, zip_answers, zip_request
-from ..core.codes import Code
-from ..core.logs import REQUEST_ID_HEADER
-from ..storage.budget import Limits
+from ...api.declaration import Auth, Endpoint, Param
+from ...api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
+from ...api.responses import json_response
+from ...api.validation import path_uuid
+from ...api.zip_download import DownloadQuery, download, download_params, zip_answers, zip_request
+from ...core.codes import Code
+from ...core.logs import REQUEST_ID_HEADER
+from ...storage.budget import Limits
 from . import service
 from .announcer import Announcer
 from .schemas import BdrItem, BdrList, BdrRequest

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import msgspec
 
-from ..core.locks import AdvisoryLock
-from ..core.payload_sql import build_object, changed, watched
-from ..sse.kinds import EventKind
+from ...core.locks import AdvisoryLock
+from ...core.payload_sql import build_object, changed, watched
+from ...sse.kinds import EventKind
 from .schemas import ItemRow
 
 
@@ -23,8 +23,8 @@ def repeatable_sql(kind: EventKind, shape: type[msgspec.Struct] = ItemRow) -> st
     labels = f"'{kind.kind}', '{kind.audience}'"
     condition = changed([c for c in watched(shape) if c != "id"], "o", "r", " " * 15)
     return f"""\
--- The BDR events' trigger functions, generated from pmd_service/bdr/schemas.py ItemRow by
--- `python -m pmd_service.web.event_kinds` (bdr/event_sql.py): edit those, not this file. The
+-- The BDR events' trigger functions, generated from pmd_service/features/bdr/schemas.py ItemRow by
+-- `python -m pmd_service.web.event_kinds` (features/bdr/event_sql.py): edit those, not this file. The
 -- migration runner re-creates them whenever this file changes (core/migrate.py).
 
 -- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even

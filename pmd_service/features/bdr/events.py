@@ -1,11 +1,11 @@
 """The download requests' event kind of the stream: `bdr_update`, a request as its card shows
 it, whenever its status, progress or anything else its item shows changes (written by the
-trigger functions bdr/event_sql.py generates)."""
+trigger functions features/bdr/event_sql.py generates)."""
 
 from __future__ import annotations
 
-from ..core.limits import NEWEST_ITEMS
-from ..sse.kinds import Audience, EventKind, Snapshot
+from ...core.limits import NEWEST_ITEMS
+from ...sse.kinds import Audience, EventKind, Snapshot
 from . import event_sql
 from .schemas import ITEM_COLUMNS, BdrItem, bdr_item
 

@@ -11,16 +11,16 @@ from email.message import EmailMessage
 
 from arq.connections import ArqRedis
 
-from ..core.settings import Settings
-from ..jobs.context import WorkerState
-from ..jobs.driver import job_function
-from ..jobs.kind import Email, Expiring, JobKind, Upkeep
-from ..jobs.restore import Look, RestoreCheck, email_owed, not_queued
-from ..mail import language
-from ..mail.compose import Block, Button, Para, message_id, reason
-from ..mail.compose import Email as Message
-from ..mail.links import page_link
-from ..mail.notify import OWED_ROW, EmailTable, takes
+from ...core.settings import Settings
+from ...jobs.context import WorkerState
+from ...jobs.driver import job_function
+from ...jobs.kind import Email, Expiring, JobKind, Upkeep
+from ...jobs.restore import Look, RestoreCheck, email_owed, not_queued
+from ...mail import language
+from ...mail.compose import Block, Button, Para, message_id, reason
+from ...mail.compose import Email as Message
+from ...mail.links import page_link
+from ...mail.notify import OWED_ROW, EmailTable, takes
 from . import job_sql
 from .job_run import Run
 

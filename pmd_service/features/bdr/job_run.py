@@ -1,4 +1,4 @@
-"""One claimed run of one BDR (its kind: bdr/job.py): plan its one ZIP, say what goes in it,
+"""One claimed run of one BDR (its kind: features/bdr/job.py): plan its one ZIP, say what goes in it,
 check it before it is shipped, mark it ready. What a hook needs of an earlier one, the driver
 hands it (jobs/kind.py): nothing here waits to be set by another hook."""
 
@@ -9,29 +9,29 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
-from ..core.codes import Code
-from ..host.mentions import Mentions, resolve_ahead
-from ..jobs.context import WorkerState
-from ..jobs.failures import PermanentError, Refused, TransientError, nothing_added
-from ..jobs.kind import Archive, Claim, Settled, Skipped, job_owner
-from ..jobs.queueing import MAX_ATTEMPTS
-from ..storage.budget import human_bytes
-from ..storage.zip_names import bdr_zip_names
-from ..zipbuild.build import BuildResult, FileDigest, Trailing, sha256sum_lines
-from ..zipbuild.content import (
+from ...core.codes import Code
+from ...host.mentions import Mentions, resolve_ahead
+from ...jobs.context import WorkerState
+from ...jobs.failures import PermanentError, Refused, TransientError, nothing_added
+from ...jobs.kind import Archive, Claim, Settled, Skipped, job_owner
+from ...jobs.queueing import MAX_ATTEMPTS
+from ...storage.budget import human_bytes
+from ...storage.zip_names import bdr_zip_names
+from ...zipbuild.build import BuildResult, FileDigest, Trailing, sha256sum_lines
+from ...zipbuild.content import (
     Plan,
     json_files,
     plan_artworks,
     skipped_entries,
     skipped_file_entries,
 )
-from ..zipbuild.json_files import Extras
-from ..zipbuild.working_files import Wanted, sorted_out, split
+from ...zipbuild.json_files import Extras
+from ...zipbuild.working_files import Wanted, sorted_out, split
 from .job_sql import SQL_FAILED, SQL_PROGRESS, SQL_READY
 from .service import download_filename
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ run."""
 
 from __future__ import annotations
 
-from ..jobs.queueing import CLAIMABLE, MAX_ATTEMPTS, OWNED, Queueing
+from ...jobs.queueing import CLAIMABLE, MAX_ATTEMPTS, OWNED, Queueing
 
 TABLE = "batch_download_requests"
 
@@ -18,7 +18,7 @@ job_id = QUEUE.job_id
 enqueue_bdr = QUEUE.enqueue
 
 # It leaves `announced` alone: a request is claimed during its first event's hold
-# (bdr/announcer.py), and its announcement, not the claim, makes that event.
+# (features/bdr/announcer.py), and its announcement, not the claim, makes that event.
 SQL_CLAIM = f"""
 UPDATE batch_download_requests
 SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL,
@@ -50,7 +50,7 @@ WHERE {OWNED}
 RETURNING 1
 """
 # For the sweep: a server that stopped between committing a request and announcing it (see
-# bdr/service.py). Pending rows past the grace and rows whose worker is gone are the shared
+# features/bdr/service.py). Pending rows past the grace and rows whose worker is gone are the shared
 # statements' (jobs/kind.py).
 SQL_ANNOUNCE_LEFT = """
 UPDATE batch_download_requests SET announced = true

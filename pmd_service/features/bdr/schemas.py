@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 import msgspec
 from msgspec import Meta
 
-from ..core.payload_sql import columns
-from ..host.eligibility import PostIds, Sqid
-from ..zipbuild.outcome import (
+from ...core.payload_sql import columns
+from ...host.eligibility import PostIds, Sqid
+from ...zipbuild.outcome import (
     ERROR_CODE,
     ERROR_REASON,
     REMOVED_AT,
@@ -96,7 +96,7 @@ class BdrList(msgspec.Struct):
 class ItemRow(_BdrFields):
     """What an item is made of: an asyncpg row (`ITEM_COLUMNS`) or a `bdr_update` event's
     payload. The one definition of that payload: each field is a column of the same name, and
-    the events' trigger functions are generated from this struct (bdr/event_sql.py), so a
+    the events' trigger functions are generated from this struct (features/bdr/event_sql.py), so a
     field added here (its column added by a migration) reaches every event with no function
     body written by hand. Run `python -m pmd_service.web.event_kinds` after changing it."""
 

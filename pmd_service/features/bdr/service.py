@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING
 import asyncpg
 from arq.connections import ArqRedis
 
-from ..core.codes import Code
-from ..core.limits import NEWEST_ITEMS, UTC_DAY_START, seconds_to_next_utc_day
-from ..core.locks import AdvisoryLock
-from ..core.problems import ProblemError, bad_request, forbidden, gone, not_found
-from ..host.access import Principal
-from ..host.eligibility import ensure_unique, lock_eligible
-from ..storage.budget import Limits, human_bytes, too_large
-from ..storage.zip_files import StoredZip, ZipFiles, ZipMissing
+from ...core.codes import Code
+from ...core.limits import NEWEST_ITEMS, UTC_DAY_START, seconds_to_next_utc_day
+from ...core.locks import AdvisoryLock
+from ...core.problems import ProblemError, bad_request, forbidden, gone, not_found
+from ...host.access import Principal
+from ...host.eligibility import ensure_unique, lock_eligible
+from ...storage.budget import Limits, human_bytes, too_large
+from ...storage.zip_files import StoredZip, ZipFiles, ZipMissing
 from .job_sql import enqueue_bdr
 from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 log = logging.getLogger(__name__)
 

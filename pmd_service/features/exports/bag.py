@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from ..storage.budget import human_bytes
-from ..zipbuild.build import Closing, FileDigest, sha256sum_lines
+from ...storage.budget import human_bytes
+from ...zipbuild.build import Closing, FileDigest, sha256sum_lines
 
 SOURCE_ORGANIZATION = "Makapix Club"
 BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"

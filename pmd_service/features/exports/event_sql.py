@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import msgspec
 
-from ..core.locks import AdvisoryLock
-from ..core.payload_sql import build_object, changed, watched
-from ..sse.kinds import EventKind
+from ...core.locks import AdvisoryLock
+from ...core.payload_sql import build_object, changed, watched
+from ...sse.kinds import EventKind
 from .schemas import Payload
 
 
@@ -23,8 +23,8 @@ def repeatable_sql(kind: EventKind, shape: type[msgspec.Struct] = Payload) -> st
     condition = changed([c for c in watched(shape) if c != "id"], "OLD", "NEW", " " * 11)
     return f"""\
 -- The export's payload functions and its events' trigger function, generated from
--- pmd_service/exports/schemas.py Payload by `python -m pmd_service.web.event_kinds`
--- (exports/event_sql.py): edit those, not this file. The migration runner re-creates them
+-- pmd_service/features/exports/schemas.py Payload by `python -m pmd_service.web.event_kinds`
+-- (features/exports/event_sql.py): edit those, not this file. The migration runner re-creates them
 -- whenever this file changes (core/migrate.py).
 
 -- An export as the API shows it (without its URLs, which the service adds): made here, so it

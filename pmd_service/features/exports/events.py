@@ -1,11 +1,11 @@
 """The exports' event kind of the stream: `export_update`, an export as its card shows it (a
 few KB whatever the export: counts and at most a few parts), written by the trigger function
-exports/event_sql.py generates."""
+features/exports/event_sql.py generates."""
 
 from __future__ import annotations
 
-from ..core.limits import NEWEST_ITEMS
-from ..sse.kinds import Audience, EventKind, Snapshot
+from ...core.limits import NEWEST_ITEMS
+from ...sse.kinds import Audience, EventKind, Snapshot
 from . import event_sql
 from .schemas import EVENT_PARTS, ExportUpdate, export_update
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..api.ticket_endpoint import TicketDownload
-from ..core.codes import Code
-from ..manifest import Feature
+from ...api.ticket_endpoint import TicketDownload
+from ...core.codes import Code
+from ...manifest import Feature
 from . import service
 from .endpoints import ENDPOINTS
 from .events import EVENTS

@@ -15,9 +15,9 @@ from urllib.parse import quote
 
 import asyncpg
 
-from ..core.visibility import visible_comment
-from ..host.mentions import Mentions
-from ..zipbuild.content import Artwork
+from ...core.visibility import visible_comment
+from ...host.mentions import Mentions
+from ...zipbuild.content import Artwork
 from .bag import BagPlace
 from .schemas import part_filename
 

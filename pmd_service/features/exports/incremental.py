@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ..core.codes import Code
-from ..core.problems import FieldError, ProblemError
-from ..zipbuild.content import METADATA_ONLY
+from ...core.codes import Code
+from ...core.problems import FieldError, ProblemError
+from ...zipbuild.content import METADATA_ONLY
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 LAST = "last"
 # A post's change in an incremental export: new to it, its files changed, or metadata alone.

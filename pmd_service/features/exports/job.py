@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
-from ..core.settings import Settings
-from ..jobs.driver import job_function
-from ..jobs.kind import Email, Expiring, JobKind, Upkeep
-from ..jobs.restore import Look, RestoreCheck, email_owed, not_queued
-from ..mail import language
-from ..mail.compose import Block, Button, Line, Para, message_id, reason
-from ..mail.compose import Email as Message
-from ..mail.links import page_link
-from ..mail.notify import OWED_ROW, EmailTable, takes
+from ...core.settings import Settings
+from ...jobs.driver import job_function
+from ...jobs.kind import Email, Expiring, JobKind, Upkeep
+from ...jobs.restore import Look, RestoreCheck, email_owed, not_queued
+from ...mail import language
+from ...mail.compose import Block, Button, Line, Para, message_id, reason
+from ...mail.compose import Email as Message
+from ...mail.links import page_link
+from ...mail.notify import OWED_ROW, EmailTable, takes
 from . import job_sql
 from .incremental import added_count
 from .job_run import ExportRun
@@ -83,7 +83,7 @@ def compose_export(settings: Settings, mail: ExportMail) -> EmailMessage:
     return email.message(settings, words, mail.to, link, mid, mail.request_id)
 
 
-# Taken as a BDR's is (bdr/job.py), to its owner, in the owner's language.
+# Taken as a BDR's is (features/bdr/job.py), to its owner, in the owner's language.
 _TAKE_EXPORT_EMAIL = """
 UPDATE exports t {take}
 FROM users owner
@@ -166,7 +166,7 @@ def _cooldown(settings: Settings) -> tuple[object, ...]:
     return (float(settings.export_cooldown_seconds),)
 
 
-# Each part takes one of the worker's export slots (exports/job_run.py): no attempt scope.
+# Each part takes one of the worker's export slots (features/exports/job_run.py): no attempt scope.
 EXPORT = JobKind(
     label="export",
     noun="export",

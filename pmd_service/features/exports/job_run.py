@@ -12,23 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ..core.codes import Code
-from ..host.mentions import Mentions, resolve_ahead
-from ..jobs.context import WorkerState
-from ..jobs.failures import PermanentError
-from ..jobs.kind import Archive, Claim, Settled, Skipped, job_owner
-from ..storage.zip_names import export_part_names
-from ..zipbuild.build import BuildCancelled, BuildResult, FileDigest, Trailing
-from ..zipbuild.content import (
+from ...core.codes import Code
+from ...host.mentions import Mentions, resolve_ahead
+from ...jobs.context import WorkerState
+from ...jobs.failures import PermanentError
+from ...jobs.kind import Archive, Claim, Settled, Skipped, job_owner
+from ...storage.zip_names import export_part_names
+from ...zipbuild.build import BuildCancelled, BuildResult, FileDigest, Trailing
+from ...zipbuild.content import (
     METADATA_ONLY,
     Plan,
     json_files,
     plan_artworks,
     skipped_entries,
 )
-from ..zipbuild.entry_names import post_sqid
-from ..zipbuild.json_files import Extras
-from ..zipbuild.working_files import BAG_FOLDERS, Wanted, sorted_out, split
+from ...zipbuild.entry_names import post_sqid
+from ...zipbuild.json_files import Extras
+from ...zipbuild.working_files import BAG_FOLDERS, Wanted, sorted_out, split
 from .bag import BagPlace, bag_closing, removed_json
 from .gallery import Social, gallery, read_social
 from .incremental import changes, removed
@@ -50,7 +50,7 @@ from .plan import PER_PART, PlannedPart, plan_parts
 from .schemas import part_filename
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 log = logging.getLogger(__name__)
 

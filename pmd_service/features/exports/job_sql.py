@@ -4,7 +4,7 @@ the run."""
 
 from __future__ import annotations
 
-from ..jobs.queueing import CLAIMABLE, OWNED, Queueing, lock_owned
+from ...jobs.queueing import CLAIMABLE, OWNED, Queueing, lock_owned
 from .incremental import followable
 
 TABLE = "exports"
@@ -80,7 +80,7 @@ SET progress_done = $3, total_bytes = total_bytes + $4, skipped = skipped || $5:
 WHERE id = $1 AND claim_token = $2
 """
 # The posts it holds, for the next incremental export: those planned, but the skipped; and
-# `ready_at`, which makes it one an incremental export may follow (exports/incremental.py).
+# `ready_at`, which makes it one an incremental export may follow (features/exports/incremental.py).
 SQL_READY = f"""
 UPDATE exports
 SET status = 'ready', completed_at = now(), expires_at = now() + make_interval(days => $3),

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..core.settings import Settings
+from ...core.settings import Settings
 from .schemas import part_filename
 
 SQL_USER = """
@@ -81,7 +81,7 @@ def check_arguments(reason: str, to: Path | None) -> None:
 async def operator_export(
     settings: Settings, user_sqid: str, reason: str, to: Path | None, poll: float = 1.0
 ) -> list[dict[str, Any]]:
-    from ..jobs.context import job_context, state
+    from ...jobs.context import job_context, state
     from .job_sql import enqueue_export
 
     async with job_context(settings) as ctx:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
-from ..core.visibility import visible_comment
-from ..host.vault import (
+from ...core.visibility import visible_comment
+from ...host.vault import (
     VaultPathError,
     artwork_path_in,
     relative_layers_path,
@@ -123,7 +123,7 @@ async def plan_parts(
 ) -> list[PlannedPart]:
     """`vault`: stat the files there (None: artworks come from elsewhere; declared sizes).
     `upscaled`: each artwork's upscaled copy goes in too. `changed_since`, `base`: an
-    incremental export's posts only (exports/incremental.py)."""
+    incremental export's posts only (features/exports/incremental.py)."""
     rows = await pool.fetch(SQL_EXPORT_POSTS, user_id, comments, reactions, changed_since, base)
     actual = (
         await asyncio.to_thread(_file_sizes, vault, rows, upscaled) if vault is not None else {}

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 import asyncpg
 from arq.connections import ArqRedis
 
-from ..core.locks import AdvisoryLock
-from ..core.problems import ProblemError
-from ..jobs.context import WorkerState
+from ...core.locks import AdvisoryLock
+from ...core.problems import ProblemError
+from ...jobs.context import WorkerState
 from .incremental import changed_count, followed, removed
 from .job_sql import enqueue_export
 from .service import SQL_RUNNING
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Recurring exports: the schedule's row (one a user), checked, made, shown and cancelled.
 
 The first export is the request's own (full); the sweep starts each later one when due
-(exports/recurring.py), incremental against the user's newest own export that reached `ready`
+(features/exports/recurring.py), incremental against the user's newest own export that reached `ready`
 (never one that failed or was cancelled); a deactivated or banned user's is cancelled instead.
 """
 
@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from ..core.codes import Code
-from ..core.db import from_row
-from ..core.problems import FieldError, ProblemError, not_found
-from ..core.settings import Settings
+from ...core.codes import Code
+from ...core.db import from_row
+from ...core.problems import FieldError, ProblemError, not_found
+from ...core.settings import Settings
 from .schemas import ExportRequest, ExportSchedule
 
 if TYPE_CHECKING:
     import uuid
 
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 SQL_ACTIVE = """
 SELECT every_days, remaining, next_at, last_export_id, send_email FROM export_schedules

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from ..core.payload_sql import Sql, build_object, columns
-from ..host.eligibility import Sqid
-from ..zipbuild.outcome import (
+from ...core.payload_sql import Sql, build_object, columns
+from ...host.eligibility import Sqid
+from ...zipbuild.outcome import (
     ERROR_CODE,
     ERROR_REASON,
     REMOVED_AT,
@@ -284,7 +284,7 @@ class Payload(ExportFields):
     `export_payload(row)` (the item, read by the API) and `export_event_payload(row)` (an
     `export_update`'s payload, bounded: counts for the lists that grow with the export): its
     fields and ExportFields'. The functions are generated from this struct
-    (exports/event_sql.py), so a field added here reaches both with no function body written
+    (features/exports/event_sql.py), so a field added here reaches both with no function body written
     by hand. Run `python -m pmd_service.web.event_kinds` after changing it.
 
     Decoding, the defaults stand for keys that events written by older releases lack."""
@@ -384,7 +384,7 @@ def _shared(p: Payload) -> dict[str, Any]:
 
 def export_item(payload: Any, added: int | None = None) -> ExportItem:
     """An item from `export_payload(row)`, as JSON text, bytes or a decoded mapping; `added`:
-    an incremental export's posts new to it (exports/incremental.py `added_count`)."""
+    an incremental export's posts new to it (features/exports/incremental.py `added_count`)."""
     p = _decoded(payload)
     return ExportItem(
         **_shared(p),

@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from arq.connections import ArqRedis
 
-from ..core.codes import Code
-from ..core.limits import NEWEST_ITEMS
-from ..core.locks import AdvisoryLock
-from ..core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
-from ..core.settings import Settings
-from ..host.access import Principal
-from ..storage.budget import human_bytes
-from ..storage.zip_files import StoredZip, ZipFiles, ZipMissing
+from ...core.codes import Code
+from ...core.limits import NEWEST_ITEMS
+from ...core.locks import AdvisoryLock
+from ...core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
+from ...core.settings import Settings
+from ...host.access import Principal
+from ...storage.budget import human_bytes
+from ...storage.zip_files import StoredZip, ZipFiles, ZipMissing
 from .incremental import added_count, changed_count, followed, parse_since, removed
 from .job_sql import COUNTS_FOR_COOLDOWN, enqueue_export
 from .schedule import active, cancel, checked_repeat, refuse_if_scheduled, schedule
@@ -71,7 +71,7 @@ UPDATE export_parts SET status = CASE WHEN status = 'ready' THEN 'expired' ELSE 
 WHERE export_id = $1 AND status <> 'expired'
 RETURNING file_path
 """
-# A removal is `expired` with `removed_at` set (see bdr/service.py SQL_REMOVE).
+# A removal is `expired` with `removed_at` set (see features/bdr/service.py SQL_REMOVE).
 SQL_CANCEL = """
 UPDATE exports
 SET status = CASE WHEN status IN ('pending', 'processing') THEN 'cancelled' ELSE 'expired' END,

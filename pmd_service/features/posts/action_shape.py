@@ -1,6 +1,6 @@
-"""The shape of a bulk action: posts/actions.py holds one `BulkAction` per action, and the
-batch statement (posts/batch_sql.py), the undo (posts/undo.py), the service (posts/batches.py),
-the request's shapes (posts/schemas.py), the endpoints and the stream's event read it.
+"""The shape of a bulk action: features/posts/actions.py holds one `BulkAction` per action, and the
+batch statement (features/posts/batch_sql.py), the undo (features/posts/undo.py), the service (features/posts/batches.py),
+the request's shapes (features/posts/schemas.py), the endpoints and the stream's event read it.
 
 SQL parts are fragments of those statements' templates, with `{v0}` and `{v1}` for the action's
 values ($n of the statement) and `p` the post row being written."""
@@ -13,9 +13,9 @@ from typing import Protocol
 
 import asyncpg
 
-from ..core.problems import ProblemError
+from ...core.problems import ProblemError
 
-# Host columns every bulk write and every undo bumps besides its own (posts/batch_sql.py says
+# Host columns every bulk write and every undo bumps besides its own (features/posts/batch_sql.py says
 # why), so no record names them.
 BUMPED = ("updated_at", "metadata_modified_at")
 
@@ -65,7 +65,7 @@ class Part:
 
 @dataclass(frozen=True)
 class Undo:
-    """An action's part of the undo statement (posts/undo.py `_UNDO`): `holds`, the post
+    """An action's part of the undo statement (features/posts/undo.py `_UNDO`): `holds`, the post
     still holds what it wrote; `assign`, the prior values; `allowed` false leaves a post,
     named with `refused`; `marks`: CTEs keeping moderators' marks; `clashes`: the posts whose
     artwork a live post holds (they refuse the whole undo)."""

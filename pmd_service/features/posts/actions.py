@@ -1,7 +1,7 @@
-"""The bulk actions, one record each (the shape: posts/action_shape.py). Everything else reads
-these: the batch statements (posts/batch_sql.py), the undo (posts/undo.py), the answers'
-words (posts/batches.py), the request's `action` (posts/schemas.py), the endpoint's summary
-and the stream's `posts_changed` (posts/live.py). A new action is one record here, added to
+"""The bulk actions, one record each (the shape: features/posts/action_shape.py). Everything else reads
+these: the batch statements (features/posts/batch_sql.py), the undo (features/posts/undo.py), the answers'
+words (features/posts/batches.py), the request's `action` (features/posts/schemas.py), the endpoint's summary
+and the stream's `posts_changed` (features/posts/live.py). A new action is one record here, added to
 ACTIONS, plus its tests (and, when it writes a host column no record writes yet, that
 column's UPDATE grant in host/grants.py)."""
 
@@ -11,10 +11,10 @@ from dataclasses import replace
 
 import asyncpg
 
-from ..core.codes import Code
-from ..core.problems import FieldError, ProblemError, bad_request
-from ..core.visibility import holds_hash, restorable
-from ..host.eligibility import posts_refused
+from ...core.codes import Code
+from ...core.problems import FieldError, ProblemError, bad_request
+from ...core.visibility import holds_hash, restorable
+from ...host.eligibility import posts_refused
 from .action_shape import Body, BulkAction, Caller, History, Part, Refusal, Undo
 from .host_rules import (
     MAX_MOD_TAGS_PER_POST,
@@ -108,7 +108,7 @@ _UNMARK_MODERATOR_DELETE = """, unmarked AS (
 # it). The date starts the restore window.
 _DELETE = "deleted_by_user = true, deleted_by_user_date = now()"
 _RESTORE = "deleted_by_user = false, deleted_by_user_date = NULL"
-# The undo of a delete restores: the host's restore rule holds (posts/restore_rule.py), and a
+# The undo of a delete restores: the host's restore rule holds (features/posts/restore_rule.py), and a
 # post whose artwork a live post now holds refuses the whole undo, named.
 # Another user's post is not named (NULL id and sqid): the caller may not see it.
 _HELD_ARTWORKS = f"""SELECT p.id, p.public_sqid,

@@ -1,5 +1,5 @@
 """The statements of batch actions: one template, one statement per action (its part: the
-action's record, posts/actions.py), caller kind and way of naming the posts (a list of ids, or a
+action's record, features/posts/actions.py), caller kind and way of naming the posts (a list of ids, or a
 filter and the count the person approved)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES, WHO_ACTED
 # deadlock), name every requested id that is not eligible and every eligible post the action
 # may not apply to, and only when there is none (and, for a filter, when the matching posts
 # are as many as approved) change the rows, remember their previous values for undo, write the
-# moderator's audit row and the stream's `posts_changed` event (posts/live.py). A single
+# moderator's audit row and the stream's `posts_changed` event (features/posts/live.py). A single
 # statement is atomic, so all-or-nothing needs no explicit transaction, and a batch costs one
 # round trip (BEGIN, lock, update, audit, notify, COMMIT as separate statements were slower:
 # see docs/benchmarks.md).
@@ -28,7 +28,7 @@ from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES, WHO_ACTED
 # dropped, never anyone else's.
 #
 # By ids: $1 owner id, $2 post ids, $3 action name, $4 the moderator's user id (NULL for
-# self-actions), $5 the posts the budget lets change (posts/pace.py), then the action's values.
+# self-actions), $5 the posts the budget lets change (features/posts/pace.py), then the action's values.
 # By filter: $1 owner id, $2 the approved count, $3, $4 as above, $5 the most posts a request
 # may change, $6 the filter as JSON (for the audit row), $7 the approved set's digest (NULL: the
 # count alone), $8 the posts the budget lets change, $9.. the filter's keys (filters.py), then
@@ -136,7 +136,7 @@ class _Mode:
     rule_values: str = ""
     rule_ctes: str = ""
     # Whether the statement writes its `posts_changed` event itself; a rule's run writes it
-    # last in its transaction instead (posts/policy_runs.py), from the ids it returns.
+    # last in its transaction instead (features/posts/policy_runs.py), from the ids it returns.
     announces: bool = True
 
 

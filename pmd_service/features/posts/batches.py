@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 import msgspec
 
-from ..core.codes import Code
-from ..core.db import SET_CUSTOM_PLAN
-from ..core.problems import FieldError, ProblemError, bad_request, validation_error
-from ..host.access import Principal
-from ..host.eligibility import ensure_unique, ineligible, posts_refused
+from ...core.codes import Code
+from ...core.db import SET_CUSTOM_PLAN
+from ...core.problems import FieldError, ProblemError, bad_request, validation_error
+from ...host.access import Principal
+from ...host.eligibility import ensure_unique, ineligible, posts_refused
 from . import batch_sql as q
 from .action_shape import BulkAction
 from .actions import LICENSE, named
@@ -24,7 +24,7 @@ from .restore_rule import clashes_of, unless_raced
 from .schemas import LeftOut, LeftReason
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 
 def _posts(n: int) -> str:
@@ -281,8 +281,8 @@ async def apply_action(
     budget: Budget,
     max_posts: int = 10_000,
 ) -> BatchOutcome:
-    """All-or-nothing, in one statement, within `budget` (posts/pace.py). `action`: a record's
-    name (posts/actions.py); `values`: its values (none when the action sets its own, as hide
+    """All-or-nothing, in one statement, within `budget` (features/posts/pace.py). `action`: a record's
+    name (features/posts/actions.py); `values`: its values (none when the action sets its own, as hide
     does): tags (add, remove) normalised, remixable (value,), license (license_id,)."""
     record = named(action)
     values = record.fixed or values

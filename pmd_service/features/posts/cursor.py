@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ..core.codes import Code
-from ..core.problems import FieldError, ProblemError, bad_request
+from ...core.codes import Code
+from ...core.problems import FieldError, ProblemError, bad_request
 from .sorting import Sort, default_sort
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

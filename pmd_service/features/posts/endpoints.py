@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 import msgspec
 from aiohttp import web
 
-from ..api.auth import retarget
-from ..api.declaration import Endpoint, Param
-from ..api.keys import COLLECTORS, DB_POOL, PRINCIPAL, REDIS, SETTINGS
-from ..api.responses import json_response
-from ..api.routing import parse_query
-from ..api.validation import path_uuid, read_json
-from ..core.codes import Code
-from ..host.access import Principal
+from ...api.auth import retarget
+from ...api.declaration import Endpoint, Param
+from ...api.keys import COLLECTORS, DB_POOL, PRINCIPAL, REDIS, SETTINGS
+from ...api.responses import json_response
+from ...api.routing import parse_query
+from ...api.validation import path_uuid, read_json
+from ...core.codes import Code
+from ...host.access import Principal
 from . import batches, history, listing, undo
 from .actions import ACTIONS, named
 from .filters import check_filter
@@ -164,7 +164,7 @@ _VERBS = [action.verb for action in ACTIONS if not action.own_endpoint]
 _ACTION_VERBS = ", ".join(_VERBS[:-1]) + " or " + _VERBS[-1]
 _ACTION_VERBS = _ACTION_VERBS[0].upper() + _ACTION_VERBS[1:]
 
-# Every bulk write's, undos' too (posts/pace.py).
+# Every bulk write's, undos' too (features/posts/pace.py).
 _PACED = (
     "More bulk actions in the last minute than BULK_ACTIONS_PER_MINUTE (`details.reason` "
     "`rate_limited`); or more changed posts than the budget allows, per person (an owner's "
@@ -189,7 +189,7 @@ FEED_DROPS: web.AppKey[FeedDrops | None] = web.AppKey("feed_drops")
 
 
 async def host_cache_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The task dropping the host's cached feeds after actions (posts/host_cache.py)."""
+    """The task dropping the host's cached feeds after actions (features/posts/host_cache.py)."""
     settings = app[SETTINGS]
     if settings.host_cache_redis_url is None:
         app[FEED_DROPS] = None

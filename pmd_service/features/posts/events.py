@@ -1,10 +1,10 @@
 """The posts' event kind of the stream: `posts_changed`, written by the statement that changes
-the posts (posts/live.py, `pmd_posts_changed` in the database), so it is ordered, resumed and
+the posts (features/posts/live.py, `pmd_posts_changed` in the database), so it is ordered, resumed and
 replayed with the stream's other events."""
 
 from __future__ import annotations
 
-from ..sse.kinds import Audience, EventKind
+from ...sse.kinds import Audience, EventKind
 from .live import PostsChanged, posts_changed
 
 KIND = "posts"

@@ -3,8 +3,8 @@ their owners of a run), as the house builds them: one manifest."""
 
 from __future__ import annotations
 
-from ..jobs.kind import Email
-from ..manifest import Feature, Schedule
+from ...jobs.kind import Email
+from ...manifest import Feature, Schedule
 from .endpoints import ENDPOINTS, host_cache_ctx
 from .events import EVENTS
 from .mail import SQL_EMAILS_OWED, send_policy_run_email

@@ -16,10 +16,10 @@ import asyncpg
 import msgspec
 from msgspec import Meta
 
-from ..core.codes import Code
-from ..core.problems import FieldError, ProblemError, bad_request
-from ..core.visibility import visible_comment
-from ..host.mentions import stripped_sql
+from ...core.codes import Code
+from ...core.problems import FieldError, ProblemError, bad_request
+from ...core.visibility import visible_comment
+from ...host.mentions import stripped_sql
 from .host_rules import MAX_TAG_LENGTH, MAX_TAGS_PER_POST, normalize_hashtags
 
 # The formats of a post's native file (the host's post_files.format).

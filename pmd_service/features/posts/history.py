@@ -1,5 +1,5 @@
 """The recent bulk actions on a user's posts (GET /api/pmd/actions): those of the undo window,
-newest first, each with its undo link while the caller may still use it (posts/undo.py decides
+newest first, each with its undo link while the caller may still use it (features/posts/undo.py decides
 what is undoable and by whom; this list says the same).
 
 Keyset-paged, 50 at a time: a person may send BULK_ACTIONS_PER_MINUTE actions a minute, so a
@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from ..core.db import from_row
-from ..host.access import Principal
+from ...core.db import from_row
+from ...host.access import Principal
 from .cursor import EPOCH, invalid_cursor, micros, pack, unpack
 from .schemas import ActionItem, ActionList, ActionPost
 from .undo import UNDOABLE, WITHIN_WINDOW, acted_by

@@ -8,9 +8,9 @@ from functools import partial
 import asyncpg
 import msgspec
 
-from ..core.db import fetch_planned
-from ..core.visibility import holds_hash, restorable, visible_comment
-from ..host.mentions import Mentions, marked, resolve
+from ...core.db import fetch_planned
+from ...core.visibility import holds_hash, restorable, visible_comment
+from ...host.mentions import Mentions, marked, resolve
 from .batch_sql import deleted_by_moderator
 from .cursor import Cursor
 from .filters import PostFilter, match_digest, predicate

@@ -2,7 +2,7 @@
 demo's; a host's upload would announce its own the same way), is an event of the stream
 (`posts_changed`), written in the transaction that makes the change
 (migrations/0015_posts_changed_events.sql), so it is ordered, resumed and replayed with the
-stream's other events (its kind: posts/events.py)."""
+stream's other events (its kind: features/posts/events.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from msgspec import Meta
 from .actions import ACTIONS
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 # The most post ids an event names: a 10,000-post action by filter is one small event saying
 # how many changed, and the page then fetches its rows again.

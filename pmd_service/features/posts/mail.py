@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
-from ..core.settings import Settings
-from ..mail import language
-from ..mail.compose import Block, Button, Email, Para, message_id
-from ..mail.links import page_link
-from ..mail.notify import EmailTable, takes
+from ...core.settings import Settings
+from ...mail import language
+from ...mail.compose import Block, Button, Email, Para, message_id
+from ...mail.links import page_link
+from ...mail.notify import EmailTable, takes
 from .undo import UNDO_HOURS
 
 # A run's row, past its undo window by this much, goes in the daily cleanup: no email is owed
@@ -66,7 +66,7 @@ def compose_policy_run(settings: Settings, mail: PolicyRunMail) -> EmailMessage:
 _OWES = f"""t.send_email AND t.ran_at > now() - interval '{UNDO_HOURS} hours'
   AND EXISTS (SELECT 1 FROM users u_to WHERE u_to.id = t.owner_id)"""
 
-# Taken as a BDR's is (bdr/job.py), to the policy's owner, in the owner's language.
+# Taken as a BDR's is (features/bdr/job.py), to the policy's owner, in the owner's language.
 _TAKE_EMAIL = """
 UPDATE cleanup_policy_runs t {take}
 FROM users owner

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Literal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..core.codes import Code
-from ..core.locks import AdvisoryLock
-from ..core.problems import ProblemError
-from ..core.settings import Settings
+from ...core.codes import Code
+from ...core.locks import AdvisoryLock
+from ...core.problems import ProblemError
+from ...core.settings import Settings
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 log = logging.getLogger(__name__)
 

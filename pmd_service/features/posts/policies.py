@@ -3,7 +3,7 @@ posts list matches once older than a number of days, except what its `keep` exce
 
 What a run would change is counted before anything is saved (`preview`), and saving, or a
 change that widens the set, is bound to that count as an action by filter is. A run is one
-bulk action of the owner's, recorded as done by the policy (posts/policy_runs.py).
+bulk action of the owner's, recorded as done by the policy (features/posts/policy_runs.py).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import asyncpg
 import msgspec
 from msgspec import Meta
 
-from ..core.codes import Code
-from ..core.db import SET_CUSTOM_PLAN
-from ..core.locks import AdvisoryLock
-from ..core.problems import ProblemError, conflict, forbidden, not_found
-from ..host.access import Principal
-from ..host.eligibility import Sqid
+from ...core.codes import Code
+from ...core.db import SET_CUSTOM_PLAN
+from ...core.locks import AdvisoryLock
+from ...core.problems import ProblemError, conflict, forbidden, not_found
+from ...host.access import Principal
+from ...host.eligibility import Sqid
 from .batches import check_approval
 from .filters import MAX_COUNT, FilterKeys, PostFilter, Tag, check_filter, match_digest
 from .host_rules import MAX_TAGS_PER_POST, normalize_hashtags
@@ -205,7 +205,7 @@ SQL_WIDENS = f"""
 SELECT EXISTS (SELECT 1 FROM posts p WHERE {_CANDIDATE} AND NOT {candidate("p", _OLD)})
 """
 SQL_DELETE = "DELETE FROM cleanup_policies WHERE id = $1 AND owner_id = $2 RETURNING id"
-# The last run's history entry, while its owner may still undo it (posts/undo.py's rule).
+# The last run's history entry, while its owner may still undo it (features/posts/undo.py's rule).
 SQL_UNDOABLE = """
 SELECT id FROM bulk_actions
 WHERE id = ANY($1::uuid[]) AND undone_at IS NULL AND dropped_at IS NULL

@@ -1,17 +1,17 @@
-"""The cleanup policies' endpoints: parse, call posts/policies.py or policy_runs.py, answer."""
+"""The cleanup policies' endpoints: parse, call features/posts/policies.py or policy_runs.py, answer."""
 
 from __future__ import annotations
 
 import msgspec
 from aiohttp import web
 
-from ..api.auth import retarget
-from ..api.declaration import Endpoint, Param
-from ..api.keys import DB_POOL, PRINCIPAL, SETTINGS
-from ..api.responses import json_response
-from ..api.validation import path_uuid, read_json
-from ..core.codes import Code
-from ..core.problems import not_found
+from ...api.auth import retarget
+from ...api.declaration import Endpoint, Param
+from ...api.keys import DB_POOL, PRINCIPAL, SETTINGS
+from ...api.responses import json_response
+from ...api.validation import path_uuid, read_json
+from ...core.codes import Code
+from ...core.problems import not_found
 from . import policies, policy_runs
 from .policies import (
     LastRun,

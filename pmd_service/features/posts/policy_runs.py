@@ -1,10 +1,10 @@
 """A cleanup policy's run: one bulk action of the owner's, recorded as done by the policy, and
 the worker's tick that runs every due policy.
 
-A run changes its candidates (posts/policy_sql.py), the oldest first, at most BULK_MAX_POSTS
+A run changes its candidates (features/posts/policy_sql.py), the oldest first, at most BULK_MAX_POSTS
 and no more than the owner's budget of changed posts has left; what is left waits for the next
 run, and `last_run` says so. The run, its history entry, the posts it remembers, its
-`last_run` and the email it owes its owner (posts/mail.py) commit together, in the transaction
+`last_run` and the email it owes its owner (features/posts/mail.py) commit together, in the transaction
 that holds the policy's row: a worker killed mid-run leaves the policy due, and the next tick
 runs it once, whole.
 """
@@ -20,15 +20,15 @@ from typing import Any
 
 import asyncpg
 
-from ..core.codes import Code
-from ..core.db import SET_CUSTOM_PLAN
-from ..core.logs import REQUEST_ID
-from ..core.problems import ProblemError
-from ..core.settings import Settings
-from ..host.access import Principal
-from ..jobs.context import state
-from ..jobs.failures import TRANSIENT
-from ..mail.notify import send_seconds
+from ...core.codes import Code
+from ...core.db import SET_CUSTOM_PLAN
+from ...core.logs import REQUEST_ID
+from ...core.problems import ProblemError
+from ...core.settings import Settings
+from ...host.access import Principal
+from ...jobs.context import state
+from ...jobs.failures import TRANSIENT
+from ...mail.notify import send_seconds
 from .actions import named
 from .batch_sql import SQL_POLICY_RUNS
 from .host_cache import FeedDrops, create_host_cache
@@ -85,7 +85,7 @@ SELECT b.id, b.policy_id, b.owner_id, b.policy_name, b.action, b.changed_count, 
 FROM bulk_actions b WHERE b.id = $1
 """
 
-# The refusals of a write's budgets (posts/pace.py), which only defer a run.
+# The refusals of a write's budgets (features/posts/pace.py), which only defer a run.
 BUDGETS = frozenset({Code.ROW_BUDGET_EXCEEDED, Code.SITE_BUDGET_EXCEEDED})
 # A tick stops taking due policies after this long; the next tick carries on.
 TICK_SECONDS = 50.0

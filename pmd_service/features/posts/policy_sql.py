@@ -1,5 +1,5 @@
 """Which posts a cleanup policy's run would change: the one predicate its preview, its count and
-its run (posts/batch_sql.py) apply, over parameters each statement places where it needs them.
+its run (features/posts/batch_sql.py) apply, over parameters each statement places where it needs them.
 
 A candidate is the owner's live artwork the policy's filter matches (filters.py), older than
 its age, that none of its `keep` exceptions names, that no moderator hid, that the action would
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.visibility import visible_comment
+from ...core.visibility import visible_comment
 from .filters import PARAMS as FILTER_PARAMS
 from .filters import predicate
 

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from ..core.codes import Code
-from ..core.problems import ProblemError
+from ...core.codes import Code
+from ...core.problems import ProblemError
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 # $1 the action, locked by the caller. Each post's pair of rows (before, after) gives what the
 # action wrote and what it found; a retag's diff is taken against its lists, as the forward
-# statement takes it (posts/actions.py, TAGS), and a moderator's retag holds its moderator tags
+# statement takes it (features/posts/actions.py, TAGS), and a moderator's retag holds its moderator tags
 # as they are now (0.1.0 never changed them). The old rows go once converted: the previous
 # release's undo of a converted action is refused (migrations/0016) and retried here.
 SQL_CONVERT = """

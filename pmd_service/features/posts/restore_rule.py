@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, TypeVar
 import asyncpg
 import msgspec
 
-from ..core.codes import Code
-from ..core.problems import FieldError, ProblemError, conflict
+from ...core.codes import Code
+from ...core.problems import FieldError, ProblemError, conflict
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 T = TypeVar("T")
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
-from ..core.visibility import RESTORE_WINDOW_DAYS
-from ..host.eligibility import PostIds, Sqid
-from ..host.mentions import MentionRef
+from ...core.visibility import RESTORE_WINDOW_DAYS
+from ...host.eligibility import PostIds, Sqid
+from ...host.mentions import MentionRef
 from .actions import ACTIONS
 from .cursor import MAX_CURSOR
 from .filters import FilterKeys, Tag
@@ -78,7 +78,7 @@ class PostsQuery(FilterKeys, forbid_unknown_fields=False, omit_defaults=False):
 
 
 # The `action` of POST /api/pmd/action, and those of an endpoint of their own (license), from
-# the actions' records (posts/actions.py); to a type checker, any name.
+# the actions' records (features/posts/actions.py); to a type checker, any name.
 if TYPE_CHECKING:
     Action = str
     OwnEndpointAction = str
@@ -188,7 +188,7 @@ class PostItem(_Post[list[PostFile], list[str]]):
 
 class ListedPost(_Post[msgspec.Raw, msgspec.Raw], gc=False):
     """PostItem as the list query yields it: `files` and the tags as the JSON text the query
-    built (posts/listing.py), so it encodes to the same bytes. Never in a reference cycle, so
+    built (features/posts/listing.py), so it encodes to the same bytes. Never in a reference cycle, so
     the collector does not track the page's 512 of them."""
 
 

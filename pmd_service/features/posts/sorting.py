@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..core.codes import Code
-from ..core.problems import FieldError, bad_request
-from ..core.visibility import visible_comment
+from ...core.codes import Code
+from ...core.problems import FieldError, bad_request
+from ...core.visibility import visible_comment
 
 SORTS = (
     "created_at",

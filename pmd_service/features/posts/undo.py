@@ -4,7 +4,7 @@ action changed gets back its own previous values, unless it changed again since.
 The history an action keeps (migrations/0013_compact_undo.sql) is only what it changed; each
 person who acts keeps the newest of their own actions' history within KEPT_HISTORY_BYTES, and
 an older action's undo answers 410 saying so. An action the previous release recorded is
-converted when it is undone (posts/previous_history.py)."""
+converted when it is undone (features/posts/previous_history.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from ..core.codes import Code
-from ..core.problems import ProblemError, conflict, gone, not_found
-from ..host.access import Principal
-from ..host.eligibility import list_ids
+from ...core.codes import Code
+from ...core.problems import ProblemError, conflict, gone, not_found
+from ...host.access import Principal
+from ...host.eligibility import list_ids
 from .action_shape import BulkAction, Undo
 from .actions import ACTIONS, named
 from .live import announce
@@ -26,7 +26,7 @@ from .previous_history import convert
 from .restore_rule import artwork_held, unless_raced
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 # upkeep/cleanup.py purges the history past this window.
 UNDO_HOURS = 24
@@ -60,7 +60,7 @@ RETURNING post_id
 """
 
 # What makes a `bulk_actions` row undoable, one definition for the undo and the list of
-# actions (posts/history.py): within the window, its history kept, not undone yet.
+# actions (features/posts/history.py): within the window, its history kept, not undone yet.
 WITHIN_WINDOW = f"created_at > now() - interval '{UNDO_HOURS} hours'"
 # A row the previous release wrote has no `post_ids` (its history is in `bulk_action_posts`)
 # and is kept too; this release clears `post_ids` only with `undone_at` or `dropped_at`.
@@ -83,12 +83,12 @@ WHERE id = $1 AND owner_id = $2 AND {acted_by("$3")}
 FOR UPDATE
 """
 
-# One statement per action and caller (its part: the action's record's `undo`, posts/actions.py):
+# One statement per action and caller (its part: the action's record's `undo`, features/posts/actions.py):
 # lock its posts in id order, put back those that still hold what the action wrote (and whose
 # prior values the host's rules still allow), bump the host's columns as any bulk write does,
 # keep the moderators' marks, mark the action undone, audit a moderator's undo and write the
-# stream's `posts_changed` event (posts/live.py). `left_why` names why a post was left. $2: the
-# posts the write budget lets change (posts/pace.py); past it no post changes, and the caller
+# stream's `posts_changed` event (features/posts/live.py). `left_why` names why a post was left. $2: the
+# posts the write budget lets change (features/posts/pace.py); past it no post changes, and the caller
 # rolls the rest back.
 _UNDO = """
 WITH act AS (

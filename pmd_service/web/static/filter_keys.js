@@ -1,4 +1,4 @@
-// Generated from pmd_service/posts/filters.py FilterKeys by
+// Generated from pmd_service/features/posts/filters.py FilterKeys by
 // `python -m pmd_service.web.filter_keys`: edit that, not this file.
 
 // The keys of a filter: GET /api/pmd/posts' query parameters, an action's `filter`.

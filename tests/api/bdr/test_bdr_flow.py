@@ -15,10 +15,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
-from pmd_service.bdr.job_sql import enqueue_bdr
 from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.job_sql import enqueue_bdr
 from pmd_service.host.vault import artwork_path
 from support.mailbox import Mailbox
 from support.seeding import Factory, PostRow

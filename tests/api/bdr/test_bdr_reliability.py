@@ -28,13 +28,13 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
 
-from pmd_service.bdr.job import BDR, process_bdr, send_bdr_email
-from pmd_service.bdr.job_run import BdrZip, Run
-from pmd_service.bdr.job_sql import job_id
 from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import EmbeddedRedis
+from pmd_service.features.bdr.job import BDR, process_bdr, send_bdr_email
+from pmd_service.features.bdr.job_run import BdrZip, Run
+from pmd_service.features.bdr.job_sql import job_id
 from pmd_service.host.mentions import NONE, Mentions
 from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.context import job_context, state
@@ -609,8 +609,8 @@ async def test_a_database_out_of_reach_at_the_claim_is_a_retry(
     traceback and leaves the row to the sweep."""
     from arq import Retry
 
-    from pmd_service.bdr.job import process_bdr
-    from pmd_service.exports.job import process_export
+    from pmd_service.features.bdr.job import process_bdr
+    from pmd_service.features.exports.job import process_export
     from pmd_service.jobs.context import job_context
 
     relay = DatabaseRelay(settings.direct_url)

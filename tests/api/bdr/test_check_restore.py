@@ -17,9 +17,9 @@ import obstore
 import pytest
 
 from pmd_service.__main__ import main
-from pmd_service.bdr.job_sql import enqueue_bdr
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.job_sql import enqueue_bdr
 from pmd_service.jobs.context import job_context
 from pmd_service.upkeep.restore_check import RestoreReport, check_restore
 from support.seaweed import Seaweed

@@ -18,11 +18,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.bdr.cutover import import_host_bdrs
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import migrate
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.cutover import import_host_bdrs
 from pmd_service.host.grants import grants_sql
 from pmd_service.jobs.context import job_context
 from pmd_service.upkeep.cleanup import daily_cleanup

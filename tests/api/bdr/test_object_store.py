@@ -24,10 +24,10 @@ from msgspec.structs import replace
 from obstore.store import S3Store
 
 from pmd_service.api.keys import ZIP_FILES
-from pmd_service.bdr.job import process_bdr
-from pmd_service.bdr.job_sql import JOB_NAME
 from pmd_service.core.objects import StoreUrl, incomplete_uploads, open_store
 from pmd_service.core.settings import ConfigError, Settings
+from pmd_service.features.bdr.job import process_bdr
+from pmd_service.features.bdr.job_sql import JOB_NAME
 from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.context import job_context
 from pmd_service.upkeep import cleanup as cleanup_module

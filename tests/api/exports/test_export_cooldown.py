@@ -12,7 +12,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
-from pmd_service.exports.job import process_export
+from pmd_service.features.exports.job import process_export
 from pmd_service.jobs.context import job_context, state
 from pmd_service.upkeep.cleanup import daily_cleanup
 from support.seeding import Factory, UserRow

@@ -26,7 +26,7 @@ from msgspec.structs import replace
 
 from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.settings import Settings
-from pmd_service.exports.schemas import export_item
+from pmd_service.features.exports.schemas import export_item
 from support.mailbox import Mailbox
 from support.seeding import Factory, PostRow, UserRow
 from tests.helpers import assert_problem, eventually, run_worker
@@ -325,7 +325,7 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 async def test_a_crash_mid_part_keeps_the_published_parts(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, worker_ctx: Ctx
 ) -> None:
-    from pmd_service.exports.job import process_export
+    from pmd_service.features.exports.job import process_export
     from pmd_service.jobs.context import state
 
     owner, item = await exporting(ex_client, factory, [20 * KIB] * 12)

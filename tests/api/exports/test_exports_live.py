@@ -139,7 +139,7 @@ async def test_cancel_leaves_no_object_and_no_upload_in_the_bucket(
     s3_prefix: str,
     worker_ctx_for: Callable[[Settings], Awaitable[dict[str, Any]]],
 ) -> None:
-    from pmd_service.exports.job import process_export
+    from pmd_service.features.exports.job import process_export
     from pmd_service.jobs.context import state
 
     bucketed = msgspec.structs.replace(

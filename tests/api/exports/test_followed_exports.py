@@ -300,7 +300,7 @@ async def test_the_schedule_of_a_deactivated_or_banned_user_is_cancelled_with_a_
     await factory.post(owner, title="Since")
     await pool.execute(f"UPDATE users SET {state} WHERE id = $1", owner.id)
     await time_passes(pool, owner)
-    with caplog.at_level("INFO", logger="pmd_service.exports.recurring"):
+    with caplog.at_level("INFO", logger="pmd_service.features.exports.recurring"):
         await run_worker(small, **new_worker_options(small))
     assert await pool.fetchval("SELECT count(*) FROM exports WHERE user_id = $1", owner.id) == 1
     row = await pool.fetchrow(

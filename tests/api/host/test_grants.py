@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from pmd_service.bdr.cutover import _IMPORTED, _SQL_HOST_ROWS
 from pmd_service.core.db import connect
 from pmd_service.core.migrate import apply_migrations
+from pmd_service.features.bdr.cutover import _IMPORTED, _SQL_HOST_ROWS
 from pmd_service.host.grants import INSERTS, NEWER_READS, READS, UPDATES, GrantsError, grants_sql
 from pmd_service.host.hostcheck import FIX, NEEDED_COLUMNS, OWN_ROLE, HostReport, check_host
 from tests.helpers import (

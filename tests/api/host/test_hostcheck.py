@@ -281,7 +281,7 @@ async def _unpreparable(conn: asyncpg.Connection, statements: dict[str, str]) ->
 
 async def test_the_column_list_is_what_the_sql_names(host: asyncpg.Connection) -> None:
     statements = service_statements()
-    assert "pmd_service.posts.listing.SQL_LIST_FIRST" in statements
+    assert "pmd_service.features.posts.listing.SQL_LIST_FIRST" in statements
     assert len(statements) > 40
     assert await _unpreparable(host, statements) == {}
     needed = {(c.table, c.column) for c in NEEDED_COLUMNS}

@@ -19,9 +19,10 @@ from aiohttp import web
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.bdr.job import process_bdr
 from pmd_service.core import db
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.job import process_bdr
+from pmd_service.features.posts import listing
 from pmd_service.host.mentions import (
     SQL_ACCOUNTS,
     SQL_ACCOUNTS_WITH_COMMENTS,
@@ -29,7 +30,6 @@ from pmd_service.host.mentions import (
     resolve,
 )
 from pmd_service.jobs.context import job_context
-from pmd_service.posts import listing
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from tests.exports import ready_export, unpacked

@@ -28,8 +28,8 @@ from arq.constants import (
     retry_key_prefix,
 )
 
-from pmd_service.bdr.job_sql import job_id
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.job_sql import job_id
 from pmd_service.jobs.arq_adapter import PmdWorker
 from pmd_service.upkeep.sweep import sweep
 from pmd_service.worker import worker_options

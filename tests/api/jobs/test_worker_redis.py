@@ -22,9 +22,9 @@ from arq import cron
 from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix
 from msgspec.structs import replace
 
-from pmd_service.bdr.job_sql import JOB_NAME
 from pmd_service.core.redis_client import create_redis, redis_settings
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.job_sql import JOB_NAME
 from support.seeding import Factory
 from support.stack import free_port
 from tests.helpers import fetch_item, request_bdr, requested, run_worker

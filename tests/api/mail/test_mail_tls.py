@@ -26,8 +26,8 @@ from aiohttp.test_utils import TestClient
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from msgspec.structs import replace
 
-from pmd_service.bdr.job import BdrMail, compose, send_bdr_email
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.job import BdrMail, compose, send_bdr_email
 from pmd_service.mail.compose import PlainAuthRefused, send
 from support import tools
 from support.mailbox import Mailbox

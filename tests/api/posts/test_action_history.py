@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from pmd_service.posts.undo import KEPT_HISTORY_BYTES
+from pmd_service.features.posts.undo import KEPT_HISTORY_BYTES
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem
 

@@ -9,11 +9,11 @@ import re
 import asyncpg
 import pytest
 
+from pmd_service.features.posts.action_shape import BUMPED, BulkAction
+from pmd_service.features.posts.actions import ACTIONS
+from pmd_service.features.posts.batch_sql import statement
+from pmd_service.features.posts.undo import undo_statement
 from pmd_service.host.grants import grants_sql
-from pmd_service.posts.action_shape import BUMPED, BulkAction
-from pmd_service.posts.actions import ACTIONS
-from pmd_service.posts.batch_sql import statement
-from pmd_service.posts.undo import undo_statement
 from tests.helpers import admin_and_role, refused
 
 

@@ -17,8 +17,8 @@ from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from pmd_service.core.settings import DEFAULT_HOST_CACHE_PATTERNS, Settings
-from pmd_service.posts.endpoints import FEED_DROPS
-from pmd_service.posts.host_cache import FeedDrops, create_host_cache
+from pmd_service.features.posts.endpoints import FEED_DROPS
+from pmd_service.features.posts.host_cache import FeedDrops, create_host_cache
 from pmd_service.web.app import create_app
 from support.redis import RedisServer
 from support.seeding import Factory

@@ -13,8 +13,8 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
-from pmd_service.posts.endpoints import FEED_DROPS
-from pmd_service.posts.host_cache import FeedDrops, create_host_cache
+from pmd_service.features.posts.endpoints import FEED_DROPS
+from pmd_service.features.posts.host_cache import FeedDrops, create_host_cache
 from pmd_service.web.app import create_app
 from support.seeding import Factory
 from tests.helpers import eventually

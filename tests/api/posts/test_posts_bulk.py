@@ -17,11 +17,11 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.db import SET_CUSTOM_PLAN
 from pmd_service.core.settings import Settings
+from pmd_service.features.posts import batch_sql, batches, pace
+from pmd_service.features.posts.actions import HIDE
+from pmd_service.features.posts.filters import FilterKeys, check_filter
+from pmd_service.features.posts.pace import Budget
 from pmd_service.host.access import Principal, User
-from pmd_service.posts import batch_sql, batches, pace
-from pmd_service.posts.actions import HIDE
-from pmd_service.posts.filters import FilterKeys, check_filter
-from pmd_service.posts.pace import Budget
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow, posts_state
 from tests.api.posts.test_posts_concurrency import batches_waiting

@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.posts import listing
-from pmd_service.posts.filters import EMPTY_DIGEST, FilterKeys, check_filter
+from pmd_service.features.posts import listing
+from pmd_service.features.posts.filters import EMPTY_DIGEST, FilterKeys, check_filter
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem, logging_pool
 

@@ -13,9 +13,9 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.posts import listing
-from pmd_service.posts.cursor import Cursor
-from pmd_service.posts.schemas import ListedPost, PostItem, PostPage
+from pmd_service.features.posts import listing
+from pmd_service.features.posts.cursor import Cursor
+from pmd_service.features.posts.schemas import ListedPost, PostItem, PostPage
 from support.seeding import Factory, UserRow
 from tests.helpers import SECRET, assert_problem, logging_pool, posts_page
 

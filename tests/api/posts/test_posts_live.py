@@ -8,7 +8,7 @@ import aiohttp
 import asyncpg
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.posts.live import MOST_IDS, announce_new
+from pmd_service.features.posts.live import MOST_IDS, announce_new
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Message, Stream, open_stream
 from tests.helpers import (

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.posts.sorting import SORTS
+from pmd_service.features.posts.sorting import SORTS
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem
 

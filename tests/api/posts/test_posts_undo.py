@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.posts.undo import SQL_PURGE_UNDO_HISTORY
+from pmd_service.features.posts.undo import SQL_PURGE_UNDO_HISTORY
 from support.seeding import Factory, UserRow
 from tests.helpers import acted, assert_problem, flag, posted
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from pmd_service.posts.pace import SQL_SITE_PURGE, SQL_SITE_SPENDS, SQL_SITE_USED
+from pmd_service.features.posts.pace import SQL_SITE_PURGE, SQL_SITE_SPENDS, SQL_SITE_USED
 
 
 @pytest.mark.parametrize("sql", [SQL_SITE_USED, SQL_SITE_PURGE, SQL_SITE_SPENDS])

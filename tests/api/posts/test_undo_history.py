@@ -14,10 +14,10 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
+from pmd_service.features.posts.batches import apply_action
+from pmd_service.features.posts.pace import Budget
+from pmd_service.features.posts.undo import KEPT_HISTORY_BYTES, SQL_PURGE_UNDO_HISTORY
 from pmd_service.host.access import Principal, User
-from pmd_service.posts.batches import apply_action
-from pmd_service.posts.pace import Budget
-from pmd_service.posts.undo import KEPT_HISTORY_BYTES, SQL_PURGE_UNDO_HISTORY
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from tests.helpers import acted, assert_problem, flag, posted

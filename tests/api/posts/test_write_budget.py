@@ -18,7 +18,7 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.locks import AdvisoryLock
 from pmd_service.core.settings import ConfigError, Settings
-from pmd_service.posts import pace
+from pmd_service.features.posts import pace
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow, posts_state
 from tests.api.posts.test_posts_concurrency import batches_waiting

@@ -20,8 +20,8 @@ from msgspec.structs import replace
 from redis.asyncio import Redis
 
 from pmd_service.api.keys import REDIS
-from pmd_service.bdr.job_sql import job_id
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.job_sql import job_id
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Stream, open_stream

@@ -18,9 +18,9 @@ from arq.constants import default_queue_name, job_key_prefix
 from arq.jobs import serialize_job
 
 from pmd_service.api import tickets
-from pmd_service.bdr.job_sql import JOB_NAME, job_id
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
+from pmd_service.features.bdr.job_sql import JOB_NAME, job_id
 from support.seeding import Factory
 from tests.helpers import (
     WORKER_FORMS,
