@@ -1,12 +1,9 @@
 """Streaming a ZIP with zipstream-ng, off the event loop, to disk or an object store.
 
-The build thread reads the artworks and runs zipstream-ng; an entry-hash thread takes each big
-entry's SHA-256, a hash thread the whole ZIP's, and a sink thread writes or uploads every piece,
-so that on two cores the hashing and the writes overlap instead of following one another
-(docs/benchmarks-details.md, "Measurements behind the code"). Reads land in a few reused buffers,
-since a fresh buffer per read costs a page fault every 4 KiB, so a build's memory is those
-buffers and the artworks fetched ahead, never the size of the ZIP. Artworks are stored (they are
-compressed images already), the JSON files deflated."""
+The build thread reads and packs; entry-hash, hash and sink threads overlap the hashing and the
+writes (docs/benchmarks-details.md, "Measurements behind the code"), and reads land in a few
+reused buffers, so a build's memory never grows with the ZIP. Artworks are stored, JSON deflated.
+"""
 
 from __future__ import annotations
 
@@ -43,10 +40,7 @@ class BuildCancelled(Exception):
 
 @dataclass(frozen=True)
 class Entry:
-    """One artwork to add: read from `path` in the build thread, or already-fetched `data`.
-
-    `skip_reason` set means the source could not deliver it (e.g. an HTTP fetch failed).
-    """
+    """One artwork to add: read from `path`, or already-fetched `data`, or `skip_reason`."""
 
     post_id: int
     arcname: str
@@ -70,8 +64,7 @@ class FileDigest:
     size: int
 
 
-# The digests of every entry written so far -> the last small files (a `sha256sum` manifest
-# over them; a bag's tag files), added after them and deflated.
+# The digests of every entry written so far -> the last small files (a manifest, tag files).
 Closing = Callable[[list[FileDigest]], Iterable[tuple[str, bytes]]]
 
 
@@ -84,18 +77,14 @@ class BuildResult:
     files: list[FileDigest] = field(default_factory=list)
 
 
-# Buffers in flight at once: one being read, one being packed, the rest queued for the three
-# other threads (STAGE_DEPTH each) or in their hands. A build's memory is BUFFERS x CHUNK.
+# Buffers in flight: one read, one packed, the rest queued for or held by the other threads.
 STAGE_DEPTH = 4
 BUFFERS = 3 * STAGE_DEPTH + 4
 
 
 class _Buffers:
-    """Up to `count` CHUNK-sized bytearrays, reused: each has a count of the threads holding it
-    (the build thread from `take`, then each stage it is handed to) and comes back once the
-    last one lets go; `take` waits while all are in flight, which holds the reads back to the
-    slowest stage. They are made when first needed (a small ZIP needs two, and making one costs
-    a zero-filled MiB)."""
+    """Up to `count` CHUNK-sized bytearrays, made when first needed and reused once every
+    thread holding one lets go; `take` waits while all are in flight."""
 
     def __init__(self, count: int) -> None:
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
@@ -133,25 +122,19 @@ class _Buffers:
 Chunk = bytes | memoryview
 
 
+@dataclass(slots=True)
 class _Piece:
-    """A piece of the ZIP on its way to both stages: its bytes, and the reused buffer they sit
-    in (None when they are bytes of their own)."""
+    """A piece of the ZIP on its way to both stages, and the buffer it sits in (or None)."""
 
-    __slots__ = ("buffer", "chunk")
-
-    def __init__(self, chunk: Chunk, buffer: bytearray | None) -> None:
-        self.chunk = chunk
-        self.buffer = buffer
+    chunk: Chunk
+    buffer: bytearray | None
 
 
 # What _packed yields: a piece's bytes and the buffer they sit in (None: bytes of their own).
 Piece = tuple[Chunk, bytearray | None]
 
-# Where the ZIP's bytes go: a local file (file_sink) or an object store's multipart upload
-# (object_sink). It runs on the sink thread and consumes the chunks as they come; a chunk is
-# valid only until the sink asks for the next one (its buffer is then reused), so a sink that
-# keeps bytes copies them. When the build fails the iterator raises, and the sink drops what
-# it wrote (obstore aborts the upload; the caller discards the temp file).
+# Where the ZIP's bytes go (file_sink, object_sink), on the sink thread: a chunk is valid only
+# until the next is asked for, and the iterator raises when the build fails.
 Sink = Callable[[Iterator[Chunk]], None]
 
 
@@ -160,11 +143,8 @@ class _Aborted(Exception):
 
 
 class _Pipeline:
-    """The two stages beside the build thread, each taking every piece in order: the hash
-    thread (SHA-256) and the sink thread (write or upload). They run side by side, so the sink
-    writes (and fsyncs) while the hash is still catching up, instead of after it. `send` blocks
-    while a stage is STAGE_DEPTH pieces behind, and re-raises the sink's error; `close` waits
-    for the end."""
+    """The hash thread and the sink thread, side by side, each taking every piece in order;
+    `send` blocks while a stage is STAGE_DEPTH pieces behind and re-raises a stage's error."""
 
     def __init__(self, sink: Sink, buffers: _Buffers, result: BuildResult) -> None:
         self.digest = hashlib.sha256()
@@ -253,9 +233,7 @@ def _read_chunks(handle: io.RawIOBase, buffers: _Buffers) -> Iterator[memoryview
 
 
 def _packed(chunks: Iterable[Chunk], buffers: _Buffers) -> Generator[Piece, None, None]:
-    """The ZIP's chunks as pieces: big ones as they are (a read buffer travels on with its
-    bytes), small ones (headers, pixel-art files) copied together into a buffer up to CHUNK,
-    so each hash, write and upload call moves a lot of bytes."""
+    """The ZIP's chunks as pieces: big ones as they are, small ones packed into one buffer."""
     pack: bytearray | None = None
     used = 0
     for chunk in chunks:
@@ -288,12 +266,8 @@ THREADED = 256 << 10
 
 
 class _EntryHashes:
-    """Each entry's SHA-256 (for the manifest), on a thread of its own for big entries: the
-    build thread hands it the chunks it passes to zipstream-ng (a reused buffer is held until
-    they are hashed) and goes on reading and CRC-ing, while the hash thread takes the whole
-    ZIP's SHA-256; on two cores both hashes run at once instead of this one on the build
-    thread. A ZIP of small entries never starts the thread. A digest joins `result.files`, in
-    entry order, once its entry's last chunk is hashed; `flush` waits for every one so far."""
+    """Each entry's SHA-256 into `result.files`, in entry order: big entries' on a thread of
+    their own (started when first needed), small ones' on the build thread."""
 
     def __init__(self, buffers: _Buffers, result: BuildResult) -> None:
         self._buffers = buffers
@@ -305,7 +279,7 @@ class _EntryHashes:
         self._recorded = 0  # and recorded by it (that thread only)
 
     def entry(self, name: str, chunks: Iterable[Chunk], size: int | None) -> Iterator[Chunk]:
-        """`chunks` passed on, each hashed on the way (here or on the thread), then recorded."""
+        """`chunks` passed on, each hashed on the way, then recorded."""
         digest = hashlib.sha256()
         total = 0
         if size is not None and size < THREADED:
@@ -365,22 +339,18 @@ class _EntryHashes:
         work.task_done()
 
 
+@dataclass(slots=True)
 class _Hashing:
-    __slots__ = ("buffer", "chunk", "digest")
-
-    def __init__(self, digest: Hash, chunk: Chunk, buffer: bytearray | None) -> None:
-        self.digest = digest
-        self.chunk = chunk
-        self.buffer = buffer
+    digest: Hash
+    chunk: Chunk
+    buffer: bytearray | None
 
 
+@dataclass(slots=True)
 class _Ended:
-    __slots__ = ("digest", "name", "size")
-
-    def __init__(self, name: str, digest: Hash, size: int) -> None:
-        self.name = name
-        self.digest = digest
-        self.size = size
+    name: str
+    digest: Hash
+    size: int
 
 
 def _add(
@@ -458,17 +428,8 @@ def build(
     result: BuildResult | None = None,
     closing: Closing | None = None,
 ) -> BuildResult:
-    """Stream the ZIP into `sink`; on the caller's thread (the event loop never runs this),
-    with the hash and sink threads behind it, both ended when this returns or raises.
-
-    `trailer(added, skipped)` returns the JSON files, built once the artworks are known. A file
-    given as an iterable is consumed here, chunk by chunk, while it is deflated and written: it
-    is never whole in memory. (zipstream-ng gives such an entry, whose size is unknown up front,
-    a Zip64 local header; Info-ZIP unzip and Python's zipfile read it.)
-
-    Every entry's SHA-256 is taken as it is written (`result.files`); `closing(files)` then
-    gives the last files, made from those digests (a manifest, a bag's tag files).
-    """
+    """Stream the ZIP into `sink` on the caller's thread; `trailer(added, skipped)` gives the
+    JSON files (an iterable one is streamed), then `closing(result.files)` the last ones."""
     result = result if result is not None else BuildResult(size=0, sha256="")
     buffers = _Buffers(BUFFERS)
     pipeline = _Pipeline(sink, buffers, result)
@@ -484,8 +445,7 @@ def build(
         pipeline.abort()
         raise
     finally:
-        # On an error (a sink that fails, a cancel) the generators stop mid-artwork: closed now,
-        # the artwork open in `_zip_chunks` is closed now too, not whenever the GC gets to it.
+        # Closed now, so the artwork open in `_zip_chunks` is too, not whenever the GC runs.
         packed.close()
         chunks.close()
         hashes.close()
@@ -510,8 +470,7 @@ def file_sink(temp_path: Path) -> Sink:
                     view = view[written:]
                 since_hint += len(chunk)
                 if since_hint >= WRITEBACK_EVERY:
-                    # Start the kernel's writeback of what is written so far, so the final
-                    # fsync has little left to wait for (the disk works while we read and hash).
+                    # Start the writeback now, so the final fsync has little left to wait for.
                     since_hint = 0
                     os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             os.fsync(out.fileno())
@@ -519,17 +478,14 @@ def file_sink(temp_path: Path) -> Sink:
     return write
 
 
-# S3 parts are at least 5 MiB (but the last); memory is one part being filled plus at most
-# PARTS_IN_FLIGHT being sent, whatever the ZIP's size.
+# S3 parts are at least 5 MiB; memory is one part filled plus PARTS_IN_FLIGHT being sent.
 PART_BYTES = 8 << 20
 PARTS_IN_FLIGHT = 2
 
 
 def object_sink(store: ObjectStore, path: str, attributes: Attributes) -> Sink:
-    """A multipart upload fed while the ZIP is built: the object appears only when the upload
-    completes (atomically, as a whole); if the chunks' iterator raises (a cancel, a failed read)
-    obstore aborts the upload before re-raising. Each chunk is copied: obstore may hold on to
-    what it is given, and the build reuses its buffers."""
+    """A multipart upload fed while the ZIP is built (aborted if the chunks' iterator raises);
+    each chunk is copied, since the build reuses its buffers."""
 
     def upload(chunks: Iterator[Chunk]) -> None:
         obstore.put(

@@ -1,10 +1,5 @@
 """What goes into a ZIP (a BDR's, an export part's): artworks re-checked at build time, and the
-JSON files.
-
-Formats are the feature's original ones (`metadata.json`, `comments.json`, `reactions.json`;
-see docs/architecture.md, "ZIP layout") plus `skipped` in
-metadata.json and `parent_id` in each comment. JSON is UTF-8 without escaping, so titles and
-emoji arrive byte-exact. comments.json and reactions.json are streamed (json_files.py).
+JSON files (docs/architecture.md, "ZIP layout"), UTF-8 without escaping.
 """
 
 from __future__ import annotations
@@ -71,8 +66,7 @@ class Artwork:
 
     @property
     def filename(self) -> str:
-        """The entry's name under `artworks/`: plan_artworks gives a checked sqid already; the
-        check is repeated here, where every entry name is made, for Artworks built elsewhere."""
+        """The entry's name under `artworks/`, its sqid checked again for Artworks built elsewhere."""
         sqid = self.sqid if safe_part(self.sqid) else str(self.post_id)
         return f"{sqid}.{self.ext}"
 
@@ -87,8 +81,7 @@ class Plan:
         return {(a.post_id, w.kind): w.arcname for a in self.artworks for w in a.working}
 
     def artworks_done(self) -> Callable[[int], int]:
-        """The builder's entries done -> artworks done (each artwork's working files follow
-        its image as entries of their own)."""
+        """The builder's entries done -> artworks done (working files are entries of their own)."""
         return artworks_done([1 + len(a.working) for a in self.artworks])
 
     def entries_for(self, artwork: Artwork) -> list[tuple[int, WorkingFile]]:
@@ -136,8 +129,7 @@ def skipped_entries(skipped: list[tuple[int, str]], sqids: dict[int, str]) -> li
 
 
 def skipped_file_entries(working: Outcome | None, sqids: dict[int, str]) -> list[dict[str, Any]]:
-    """The working files the host declares but that could not be read (their artworks are in
-    the ZIP): metadata.json's `skipped_files`, and the entries a BDR item's `skipped` adds."""
+    """The working files the host declares but that could not be read (`skipped_files`)."""
     return [
         {"post_id": pid, "public_sqid": sqids.get(pid), "file": kind, "reason": why}
         for pid, kind, why in (working.skipped if working else [])
@@ -187,12 +179,8 @@ def json_files(
     working: Outcome | None = None,
     changes: Mapping[int, str] | None = None,
 ) -> list[tuple[str, Trailing]]:
-    """metadata.json (always), comments.json and reactions.json (when asked), for `added`.
-    `export`: what an export's part adds at the top of metadata.json (its id and place), and
-    each artwork's flags and license. `working`: the working files added and skipped.
-    `changes`: an incremental export's change of each post, as its entry's `change`; a post
-    whose change is METADATA_ONLY is listed without files (none of its files is in the ZIP).
-    `mentions`: the accounts the descriptions (and the comments, in `extras`) mention."""
+    """metadata.json (always), comments.json and reactions.json (when asked), for `added`;
+    `export` is what an export's part adds at the top, `changes` an incremental export's."""
     now = datetime.now(UTC)
     by_id = {a.post_id: a for a in plan.artworks}
     slots = MentionSlots(mentions, b"  " * 3)  # an artwork's keys

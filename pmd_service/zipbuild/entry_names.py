@@ -1,9 +1,5 @@
-"""Names of ZIP entries, built from host data that may be anything.
-
-A sqid such as `../../../evil` would make an entry that an unzip tool trusting entry names
-writes outside its target folder, so each part of a name is checked here before anything is
-built from it.
-"""
+"""Names of ZIP entries, built from host data that may be anything (`../../../evil`), so each
+part of a name is checked here before anything is built from it."""
 
 from __future__ import annotations
 
@@ -17,11 +13,8 @@ FALLBACK_EXTENSION = "bin"
 
 
 def safe_part(value: str) -> bool:
-    """Fit to be one path component: no separator of any OS, no `..`, no control character.
-
-    Checked even on values that passed the sqids alphabet, because SQIDS_ALPHABET is
-    configuration and nothing stops it from holding `.`, `/` or `\\`.
-    """
+    """Fit to be one path component: no separator of any OS, no `..`, no control character
+    (SQIDS_ALPHABET is configuration: it may hold `.`, `/` or `\\`)."""
     return (
         bool(value)
         and ".." not in value

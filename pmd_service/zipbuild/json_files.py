@@ -1,9 +1,5 @@
-"""comments.json and reactions.json, streamed into the ZIP from a server-side cursor, so that a
-worker's memory stays at a couple of batches whatever the number of comments.
-
-The bytes are exactly those of `msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\\n"`
-on the whole document: msgspec encodes and formats each value, and only the enclosing braces,
-brackets, commas and indentation are written here.
+"""comments.json and reactions.json, streamed from a server-side cursor: the bytes are exactly
+msgspec's indent=2 pretty-printing of the whole document, plus a newline.
 """
 
 from __future__ import annotations
@@ -73,11 +69,8 @@ def _document(
     brackets: bytes,
     item: Callable[[asyncpg.Record], bytes],
 ) -> Iterator[bytes]:
-    """`{"generated_at": now, field: {sqid: [items] or {items}}}`, one chunk per batch.
-
-    Rows come ordered by post, so a post's items are contiguous: a group opens at its first row
-    and closes at the next post's.
-    """
+    """`{"generated_at": now, field: {sqid: [items] or {items}}}`, one chunk per batch (rows
+    come ordered by post)."""
     yield b'{\n  "generated_at": ' + _encode(now) + b",\n  " + _encode(field) + b": "
     opening, closing = brackets[:1], b"\n" + _GROUP + brackets[1:]
     current: int | None = None
@@ -104,8 +97,7 @@ def _filled(chunks: Iterable[bytes], slots: MentionSlots) -> Iterator[bytes]:
 
 
 class Extras:
-    """The JSON files asked for beside metadata.json. Their rows are read only when the build
-    thread reaches them, for the posts actually added; `aclose()` on the loop afterwards."""
+    """The JSON files asked for beside metadata.json, read as the build thread reaches them."""
 
     def __init__(
         self,
@@ -128,8 +120,7 @@ class Extras:
     def files(
         self, now: datetime, added: list[int], sqids: dict[int, str], mentions: Mentions
     ) -> list[tuple[str, Iterator[bytes]]]:
-        """Lazy: nothing is fetched until the ZIP writer iterates a file. `mentions`: resolved
-        before, the comments' accounts too."""
+        """Lazy: nothing is fetched until the ZIP writer iterates a file."""
         files = []
         if self.comments:
             rows = self._feed(SQL_VISIBLE_COMMENTS, added)

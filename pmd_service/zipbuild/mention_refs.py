@@ -1,12 +1,6 @@
-"""A JSON file's texts as the host's payloads carry them (`<name>` plain, `<name>_markup` as
-stored, `mentions`), laid out cheaply: the bytes are exactly msgspec's pretty-printing of the
-whole document, but each mentioned account's object is encoded and indented once a file, not
-once a mention.
-
-A text's `mentions` go into the document as a slot (`"mentions": 0`); once msgspec has laid the
-document out, `fill` puts each slot's accounts there, in the order the slots were made (the
-order of the document). A download whose texts carry 16 mentions each is mostly these objects
-(docs/benchmarks-details.md, "Mentions served plain").
+"""A JSON file's texts as the host's payloads carry them (`<name>`, `<name>_markup`, `mentions`):
+each mention is a slot (`"mentions": 0`) that `fill` replaces, once msgspec has laid the document
+out, with accounts encoded once a file (docs/benchmarks-details.md, "Mentions served plain").
 """
 
 from __future__ import annotations
@@ -53,8 +47,7 @@ class MentionSlots:
         return {name: plain, f"{name}_markup": text, "mentions": _PLACE}
 
     def fill(self, laid_out: bytes) -> bytes:
-        """`laid_out` (msgspec's pretty-printing of a document, or of a part of it, made with
-        these fields) with each slot's accounts in place."""
+        """`laid_out` (msgspec's pretty-printing) with each slot's accounts in place."""
         slots = self._slots
         if not slots:
             return laid_out

@@ -1,5 +1,5 @@
 """What a build reports on its item, a BDR's or an export's: its status, its progress and the
-artworks it skipped (features/bdr/schemas.py and features/exports/schemas.py build their items from these)."""
+artworks it skipped."""
 
 from __future__ import annotations
 
@@ -56,9 +56,8 @@ class Failure(msgspec.Struct):
 
 
 def failure(status: str, stored_code: str | None, stored_message: str | None) -> Failure:
-    """A row's failure as an item shows it, from what the row stores, never its stored text:
-    an export removed after it failed still says why, and a row failed by an older release
-    (no code, or its own text) reads as `internal`."""
+    """A row's failure as an item shows it, from its stored code (none reads as `internal`),
+    never its stored text."""
     if status != "failed" and stored_code is None and stored_message is None:
         return Failure()
     err: ItemError = item_error(stored_code)

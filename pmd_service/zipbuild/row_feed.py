@@ -55,7 +55,7 @@ class RowFeed:
             self._conn = conn
         rows = await self._conn.fetch(f"FETCH {self._batch:d} FROM {self._cursor}")
         if len(rows) < self._batch:
-            # The last rows are in: give the connection back now, not after the whole ZIP.
+            # Give the connection back now, not after the whole ZIP.
             self._exhausted = True
             await self._held.aclose()
         return rows

@@ -1,9 +1,5 @@
 """Where artwork bytes come from: the vault on disk, ARTWORK_BASE_URL over HTTP, or the
-ARTWORK_STORE bucket.
-
-Only the configured origin is ever fetched, with paths built from validated parts: never a URL
-taken from a row: `art_url` is whatever the host stored, and fetching it would let a row
-send the worker anywhere.
+ARTWORK_STORE bucket; only at paths built from validated parts, never a URL taken from a row.
 """
 
 from __future__ import annotations
@@ -44,8 +40,7 @@ def _arcname(artwork: Artwork) -> str:
 
 
 def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
-    """Paths only, resolved lazily: the build thread iterates this, so the path checks (which
-    stat the filesystem, maybe a network one) never run on the event loop."""
+    """Paths only, resolved lazily on the build thread (the checks stat the filesystem)."""
     root = vault.resolve()
     for a in artworks:
         try:
@@ -71,9 +66,8 @@ def _working_entry(root: Path, a: Artwork, working: WorkingFile) -> Entry:
 
 @dataclass(frozen=True)
 class Origin:
-    """ARTWORK_BASE_URL split in two: `url` without any user info, the only form ever requested,
-    logged or put in a message, and its credentials, sent as an HTTP basic `Authorization`
-    header instead."""
+    """ARTWORK_BASE_URL split in two: `url` without user info (the only form requested or
+    logged), and its credentials as an HTTP basic `Authorization` header."""
 
     url: str
     headers: dict[str, str]
@@ -94,12 +88,8 @@ class _TooLarge(Exception):
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
-    """The whole body up to EOF, at most MAX_ARTWORK_BYTES of it.
-
-    `content.read(n)` returns only what happens to be buffered (often 64 KiB), so the body is
-    accumulated until EOF. A connection closed before the declared Content-Length (or the last
-    chunk) raises aiohttp.ClientPayloadError here: a transient failure, never a short file.
-    """
+    """The whole body up to EOF, at most MAX_ARTWORK_BYTES of it (a body cut short raises
+    aiohttp.ClientPayloadError: never a short file)."""
     cap = MAX_ARTWORK_BYTES
     if resp.content_length is not None and resp.content_length > cap:
         raise _TooLarge(f"fetch {url}: Content-Length {resp.content_length} is over {cap} bytes")
@@ -116,9 +106,8 @@ async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
 async def _entries(
     artwork: Artwork, read: Callable[[int, str, str], Awaitable[Entry]]
 ) -> list[Entry]:
-    """An artwork's entries, each `read(entry, arcname, path)` by its path relative to the
-    vault (the same under ARTWORK_BASE_URL and in the artwork store): its image, then its
-    working files."""
+    """An artwork's image, then its working files, each `read(entry, arcname, path)` by its path
+    relative to the vault."""
     arcname = _arcname(artwork)
     try:
         path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
@@ -174,9 +163,7 @@ def object_fetcher(store: ObjectStore) -> Fetch:
 
 
 async def _get_file(store: ObjectStore, entry: int, arcname: str, path: str) -> Entry:
-    """obstore retries a failed request itself (3 times, with backoff, within 30 s); what still
-    fails is `fetch_failed`, which makes the whole run retry later, as for the artwork server.
-    """
+    """obstore retries a failed request itself; what still fails is `fetch_failed`."""
     try:
         result = await obstore.get_async(store, path)
         if result.meta["size"] > MAX_ARTWORK_BYTES:
@@ -199,12 +186,8 @@ async def _get_file(store: ObjectStore, entry: int, arcname: str, path: str) -> 
 async def fetched_in_order(
     fetch: Fetch, artworks: list[Artwork], concurrency: int
 ) -> AsyncGenerator[Entry, None]:
-    """Fetch up to `concurrency` artworks ahead, yield their entries in request order whatever
-    order they finish in.
-
-    The window also bounds memory: at most `concurrency` artworks (with their working files)
-    are held at once.
-    """
+    """Fetch up to `concurrency` artworks ahead (all the memory held), yield their entries in
+    request order."""
     pending = iter(artworks)
     window: deque[asyncio.Task[list[Entry]]] = deque()
     try:

@@ -1,10 +1,7 @@
-"""An artwork's working files beside its image: the host's `.mkpx` layers file (when a post
-declares one, `posts.mkpx_file_bytes`) and its upscaled copy (on request, where it exists).
+"""An artwork's working files beside its image: its `.mkpx` layers file and its upscaled copy.
 
-They travel through the ZIP builder as entries of their own. The builder counts every entry
-as an artwork (its `added`, `skipped` and progress), so a working file's entry carries an id
-no post has (negative, the kind in its low bits): `split` sorts the builder's lists back into
-artworks and working files, and `artworks_done` turns entries done into artworks done.
+Each is an entry of its own under an id no post has (negative, the kind in its low bits):
+`split` sorts the builder's lists back, `artworks_done` turns entries done into artworks done.
 """
 
 from __future__ import annotations
@@ -58,8 +55,7 @@ NONE = Wanted()
 
 
 def relative_path(kind: Kind, storage_shard: str | None, storage_key: object) -> str:
-    """Where the host keeps it, relative to the vault (also under ARTWORK_BASE_URL and in the
-    artwork store)."""
+    """Where the host keeps it, relative to the vault."""
     if kind == "layers":
         return relative_layers_path(storage_shard, str(storage_key))
     return relative_upscaled_path(storage_shard, str(storage_key))
@@ -109,8 +105,7 @@ def split(
 
 
 def artworks_done(counts: Sequence[int]) -> Callable[[int], int]:
-    """Entries done -> artworks done, given each artwork's number of entries (1 + its working
-    files) in build order."""
+    """Entries done -> artworks done, given each artwork's number of entries in build order."""
     ends = list(accumulate(counts))
     return lambda entries: bisect.bisect_right(ends, entries)
 

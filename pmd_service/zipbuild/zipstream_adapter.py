@@ -1,17 +1,7 @@
-"""The one place that imports zipstream-ng and leans on its internals, named with the release
-they were read from (pyproject.toml pins it; tests/unit/test_zipstream_adapter.py fails the day
-zipstream-ng changes what is relied on, so an upgrade re-reads this module first).
-
-- `ZipStream` with zlib-ng's CRC-32: zipstream-ng computes each entry's CRC-32 with `crc32`, a
-  global of its module `zipstream.ng` looked up at every chunk, and zlib-ng's gives the same
-  values several times faster (docs/architecture.md, "Libraries' internals"). Importing
-  `ZipStream` from here is what makes the swap hold wherever a ZIP is built; it is made only
-  while that global is still zlib's own function.
-- The JSON files' deflate by zlib-ng: zipstream-ng makes each entry's compressor with
-  `_get_compressor`, a global of `zipstream.ng` imported from zipfile, looked up at every
-  entry; zlib-ng's deflate at the same level gives ZIPs of the same size in about two thirds
-  of the time (docs/benchmarks-details.md, "Mentions served plain"). Every other kind of entry
-  still gets zipfile's compressor.
+"""The one place that imports zipstream-ng and leans on its internals, as read from
+ZIPSTREAM_VERSION (tests/unit/test_zipstream_adapter.py fails the day they change): its module
+globals `crc32` and `_get_compressor` are swapped for zlib-ng's, which give the same bytes
+faster (docs/architecture.md, "Libraries' internals").
 """
 
 from __future__ import annotations
