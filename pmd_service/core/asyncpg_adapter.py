@@ -1,17 +1,9 @@
-"""The one place that leans on asyncpg beyond its documented API, each use named with the
-asyncpg release it was read from (pyproject.toml pins it; tests/unit/test_asyncpg_adapter.py
-fails the day asyncpg changes what is relied on, so an upgrade re-reads this module first).
+"""The one place that leans on asyncpg beyond its documented API (read from ASYNCPG_VERSION;
+tests/unit/test_asyncpg_adapter.py fails the day asyncpg changes what is relied on).
 
-- `GatedPool`: a subclass of `asyncpg.Pool`, made with the constructor `create_pool` calls,
-  that overrides `acquire` and `release`. Every query method of asyncpg's pool acquires
-  through `self.acquire()`, so the gate in front of asyncpg's own acquire bounds
-  `pool.fetch` and the like too.
-- `is_orphaned_cancel`: asyncpg cancels a query that timed out or was cancelled over a second
-  connection, which asks for TLS first whenever the DSN allows it. When that cancel is itself
-  cancelled while its TLS attempt's socket is being set up, asyncpg's `TLSUpgradeProto` sets
-  `ConnectionError("unexpected connection_lost() call")` on a future no one awaits any more
-  (MagicStack/asyncpg#1310), which asyncio reports at ERROR; the query had failed and been
-  answered already, and a cancel request is best effort, so nothing is lost.
+`GatedPool` overrides `acquire` and `release`, through which every query method of the pool
+acquires; `is_orphaned_cancel` recognises a cancel request's TLS future left unawaited when the
+cancel was itself cancelled (MagicStack/asyncpg#1310), which loses nothing.
 """
 
 from __future__ import annotations
@@ -56,16 +48,11 @@ _CONNECT_REFUSALS: tuple[type[BaseException], ...] = (
 
 
 class GatedPool(asyncpg.Pool):
-    """A pool whose every acquire waits a bounded time for a free slot (then PoolTimeout), and
-    fails at once (DatabaseRefusing) for a pause after the database refused a connection while
-    no idle connection is left, so that a full database is not asked again thousands of times
-    a second.
+    """A pool whose acquire waits a bounded time for a free slot (then PoolTimeout), and fails at
+    once (DatabaseRefusing) for a pause after the database refused a connection with none idle.
 
-    The bound is on the wait for a slot of the pool only: opening a connection in a free slot
-    is bounded by the connect timeout, because asyncpg's own acquire timeout would count the
-    opening's round trips too, which a busy event loop stretches (docs/architecture.md,
-    "Database connections"). The slots are a token queue as long as the pool, taken before
-    asyncpg's acquire, which then finds a connection free and only opens it if need be.
+    The bound covers only the wait for a slot (a token queue as long as the pool), not the
+    opening of a connection, which a busy event loop stretches (docs/architecture.md).
     """
 
     __slots__ = ("_held", "_pmd_refused", "_pmd_refused_pause", "_pmd_wait", "_slots")
@@ -99,21 +86,15 @@ class GatedPool(asyncpg.Pool):
         except TimeoutError:
             raise PoolTimeout(f"no database connection came free within {wait} s") from None
         try:
-            # A token means a connection of asyncpg's is free: this waits only to open it, which
-            # the connect timeout bounds (asyncpg puts it back if that fails).
+            # A token means a connection is free: this waits only to open it (connect timeout).
             conn = await super().acquire()
-        except TimeoutError:  # asyncpg's connect timeout: a database too slow to take one
+        except BaseException as exc:
             self._slots.put_nowait(None)
-            raise PoolTimeout("a new database connection could not be opened in time") from None
-        except _CONNECT_REFUSALS as exc:
-            self._slots.put_nowait(None)
-            self._pmd_refused = (
-                time.monotonic() + self._pmd_refused_pause,
-                f"{type(exc).__name__}: {exc}",
-            )
-            raise
-        except BaseException:
-            self._slots.put_nowait(None)
+            if isinstance(exc, TimeoutError):  # asyncpg's connect timeout: a database too slow
+                raise PoolTimeout("a new database connection could not be opened in time") from None
+            if isinstance(exc, _CONNECT_REFUSALS):
+                until = time.monotonic() + self._pmd_refused_pause
+                self._pmd_refused = (until, f"{type(exc).__name__}: {exc}")
             raise
         self._pmd_refused = None
         self._held.add(id(conn))
@@ -151,8 +132,7 @@ class _Acquiring:
 def gated_pool(
     dsn: str, *, max_size: int, wait: float | None, refused_pause: float, **options: Any
 ) -> GatedPool:
-    """A GatedPool of asyncpg's own connection and record classes, to be awaited to open;
-    `options` are `create_pool`'s."""
+    """A GatedPool to be awaited to open; `options` are `asyncpg.create_pool`'s."""
     pool = GatedPool(
         dsn,
         max_size=max_size,

@@ -1,14 +1,6 @@
-"""The one table of error codes: each situation the service answers, with the `code` the host's
-app reads, the status, what it means and the `details` fields it always carries; and each
-failed item's `error_code`, with its fixed sentence.
-
-`Code` is this service's own name for a situation: stable, never reused, sent as
-`details.reason` (and a failed item's `error_reason`). The `code` on the wire is always one of
-`HostCode`, the host's vocabulary (its app translates nothing else): the host's specific name
-where it has one for the situation, else its fallback for the status (`fallback`). Raise sites
-name a `Code` member, so no code outside the table can be raised; the OpenAPI document
-(web/openapi.py) and docs/errors.md (`python -m pmd_service.core.codes`) are generated from
-this table.
+"""The one table of error codes: each `Code` (this service's stable name, sent as
+`details.reason`) with its status, meaning, `details` fields and the `HostCode` on the wire.
+The OpenAPI document and docs/errors.md (`python -m pmd_service.core.codes`) come from it.
 """
 
 from __future__ import annotations
@@ -51,8 +43,7 @@ class HostCode(enum.StrEnum):
     INTERNAL = "internal"
 
 
-# The host's code for a status it raised no specific code for (its errors.py); any other
-# status reads internal_error there.
+# The host's code for a status without a specific code; any other reads internal_error.
 FALLBACK: dict[int, HostCode] = {
     400: HostCode.BAD_REQUEST,
     401: HostCode.UNAUTHORIZED,
@@ -190,10 +181,8 @@ _KINDS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class Entry:
-    """One row of the table: the status a problem with this code answers (None: a failed
-    item's), what it means, the `details` fields it always carries (name → kind: integer,
-    string, boolean, integers, object), and the host's specific code for it (None: the
-    status's fallback)."""
+    """One row: status (None: a failed item's), meaning, `details` fields by kind, and the
+    host's specific code (None: the status's fallback)."""
 
     status: int | None
     meaning: str
@@ -331,8 +320,7 @@ ITEM_CODES = tuple(c for c in Code if TABLE[c].status is None)
 # Every `code` a problem may carry, in the table's order.
 HOST_PROBLEM_CODES = tuple(dict.fromkeys(TABLE[c].code for c in PROBLEM_CODES))
 
-# A failed item's `error_message`: one fixed sentence per `error_code`, never exception text
-# (the host's app shows it as it is; the emails say it in the person's language by code).
+# A failed item's `error_message`: one fixed sentence per `error_code`, never exception text.
 ITEM_SENTENCES: dict[HostCode, str] = {
     HostCode.USER_NOT_FOUND: "The account this was requested for no longer exists.",
     HostCode.NO_POSTS: "None of the artworks could be added: each was deleted, moved to "
@@ -343,8 +331,7 @@ ITEM_SENTENCES: dict[HostCode, str] = {
 
 @dataclass(frozen=True)
 class ItemError:
-    """What a failed item says: the host's `error_code`, its fixed sentence, and this
-    service's finer `error_reason`."""
+    """What a failed item says: `error_code`, its sentence, and the finer `error_reason`."""
 
     code: HostCode
     message: str
@@ -352,8 +339,7 @@ class ItemError:
 
 
 def item_error(stored: str | None) -> ItemError:
-    """A failed row's error from its stored reason; a row failed by a release that stored
-    none, or a name this release does not know, reads as `internal`."""
+    """A failed row's error from its stored reason (none, or an unknown one: `internal`)."""
     reason = Code(stored) if stored in _ITEM_REASONS else Code.INTERNAL
     code = TABLE[reason].code
     return ItemError(code, ITEM_SENTENCES[code], reason)

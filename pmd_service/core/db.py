@@ -34,8 +34,7 @@ T = TypeVar("T")
 
 
 class _QuietOrphanedCancels:
-    """The loop's exception handler, but for asyncpg's orphaned cancel, which loses nothing (a
-    debug line)."""
+    """The loop's exception handler, but a debug line for asyncpg's orphaned cancel."""
 
     def __init__(self, inner: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None):
         self.inner = inner
@@ -51,8 +50,7 @@ class _QuietOrphanedCancels:
 
 
 def quiet_orphaned_cancels() -> None:
-    """Installs `_QuietOrphanedCancels` on the running loop (once), wherever the service opens
-    connections: the server's, the worker's (either form) and the CLI's loops alike."""
+    """Installs `_QuietOrphanedCancels` on the running loop, once."""
     loop = asyncio.get_running_loop()
     current = loop.get_exception_handler()
     if not isinstance(current, _QuietOrphanedCancels):
@@ -71,26 +69,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
-    """The pool's reset on release, in place of asyncpg's default reset query.
-
-    asyncpg still rolls back a transaction left open and drops listeners before calling this;
-    its default reset query would be one more round trip on every release, which `pool.fetch`
-    awaits, and has nothing to undo here (docs/architecture.md, "Database connections").
-    """
+    """The pool's reset on release: asyncpg's default query is a round trip with nothing to undo
+    here, since asyncpg still rolls back an open transaction and drops listeners first."""
 
 
 def _server_settings(application_name: str, search_path: str | None) -> dict[str, str]:
     found = {"application_name": application_name}
     if search_path is not None:
-        # The service's own schema first, then the host's: every query names tables unqualified.
         found["search_path"] = search_path
     return found
 
 
 REFUSED_PAUSE = 0.5  # seconds
 
-# "Temporary failure in name resolution" (EAI_AGAIN) asks to be asked again, as a container
-# network's DNS does while it reloads; a name that does not exist (EAI_NONAME) is not retried.
+# EAI_AGAIN (a container network's DNS reloading) asks to be asked again; EAI_NONAME does not.
 RESOLVER_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)  # seconds
 
 
@@ -120,11 +112,8 @@ async def create_pool(
     acquire_timeout: float | None = None,
     refused_pause: float = REFUSED_PAUSE,
 ) -> asyncpg.Pool:
-    """`pooler`: `dsn` is a transaction-mode pooler (PgBouncer). Each transaction may then run
-    on another server connection, so nothing may outlive one: no named prepared statements
-    (asyncpg's unnamed ones are parsed and run before the Sync that ends a transaction), and no
-    search_path at connection start (PgBouncer refuses unknown startup parameters; it must be
-    set on the role or database instead, which `check_search_path` verifies)."""
+    """`pooler`: `dsn` is a transaction-mode pooler, so nothing may outlive a transaction: no
+    named prepared statements, and no search_path at start (`check_search_path` checks it)."""
     quiet_orphaned_cancels()
     extra: dict[str, Any] = {"statement_cache_size": 0} if pooler else {}
     pool = gated_pool(
@@ -176,8 +165,7 @@ async def connect(
 async def session(
     settings: Settings, pool: asyncpg.Pool, application_name: str
 ) -> AsyncIterator[Conn]:
-    """A connection whose session is its own for as long as it is held (the migrator's
-    advisory lock spans transactions): a pooled one, or a direct one behind a pooler."""
+    """A connection whose session is its own while held: pooled, or direct behind a pooler."""
     if settings.database_pooler == "none":
         async with pool.acquire() as conn:
             yield conn
@@ -201,8 +189,7 @@ def _schemas(search_path: str) -> list[str]:
 
 
 async def check_search_path(pool: asyncpg.Pool, settings: Settings) -> None:
-    """Through a pooler the search path comes from the role or database, not the connection:
-    refuse to start if it is not the service's, rather than query the wrong schema."""
+    """Refuse to start when a pooler's search path (the role's) is not the service's."""
     found = await pool.fetchval("SELECT current_setting('search_path')")
     want = _schemas(settings.search_path)
     if _schemas(found)[: len(want)] != want:
@@ -242,9 +229,7 @@ class Budget:
 
     @property
     def allowed(self) -> int:
-        """The most connections this role can ever hold at once. A superuser could take the
-        reserved slots too, but those are for an administrator reaching a full database: the
-        service never counts on them."""
+        """The most connections this role can ever hold at once (never the reserved slots)."""
         total = self.max_connections - self.reserved
         if self.role_limit >= 0 and not self.superuser:
             total = min(total, self.role_limit)
@@ -263,10 +248,7 @@ async def read_budget(dsn: str) -> Budget:
 
 def judge_budget(budget: Budget, needed: int, what: str, knobs: str = "DB_POOL_MAX") -> str | None:
     """Refuses (DatabaseSetupError) a configuration that can never fit; returns a warning when
-    it fits only once connections held now by others (an old release, other hosts) are gone.
-
-    Connections in use are not grounds to refuse: during a rolling deploy the old processes
-    still hold theirs, and a start that waits for them would never come."""
+    it fits only once connections others hold now (a rolling deploy's old release) are gone."""
     if needed > budget.allowed:
         limit = (
             f"the role's CONNECTION LIMIT {budget.role_limit}"
@@ -291,8 +273,7 @@ def judge_budget(budget: Budget, needed: int, what: str, knobs: str = "DB_POOL_M
 
 
 def connections_needed(settings: Settings, processes: int, pool_max: int, listeners: int) -> int:
-    """The most connections `processes` processes take from the database itself: their pools
-    (unless a pooler stands between) and their LISTEN connections."""
+    """The connections `processes` processes take from the database: pools and LISTENs."""
     pooled = 0 if settings.database_pooler != "none" else pool_max
     return processes * (pooled + listeners)
 
@@ -321,18 +302,14 @@ def database_refusal(exc: BaseException) -> bool:
     return isinstance(exc, _REFUSALS)
 
 
-# One statement with the plan made for its own parameters: the generic plan PostgreSQL may keep
-# after five runs cannot drop a filter's absent keys (NULL parameters) nor pick the index the
-# present ones allow.
-# (Not an SQL_ constant: a setting, which the tests that prepare every query cannot prepare.)
+# A generic plan cannot drop a filter's absent keys (NULL parameters); not named SQL_, since
+# the tests that prepare every query cannot prepare a setting.
 SET_CUSTOM_PLAN = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
 async def fetch_planned(pool: asyncpg.Pool, sql: str, *args: object) -> list[asyncpg.Record]:
-    """`pool.fetch`, its statement planned for `args`: parsed anew as the unnamed statement,
-    which PostgreSQL plans for its parameters each time (only a statement kept and run five
-    times may get a generic plan), in two round trips where a transaction of its own with
-    SET_CUSTOM_PLAN took four, each a wait for the database on a busy machine."""
+    """`pool.fetch`, planned for `args`: the unnamed statement is planned for its parameters
+    each time, in two round trips where a transaction with SET_CUSTOM_PLAN takes four."""
     async with pool.acquire() as conn:
         statement = await conn.prepare(sql, name="")
         rows: list[asyncpg.Record] = await statement.fetch(*args)
@@ -345,6 +322,5 @@ def _fields(struct: Callable[..., object]) -> tuple[str, ...]:
 
 
 def from_row(struct: Callable[..., T], row: asyncpg.Record, **given: Any) -> T:
-    """A `struct` (a dataclass, a msgspec Struct) whose every field but those `given` is the
-    row's column of the same name."""
+    """A `struct` whose every field but those `given` is the row's column of the same name."""
     return struct(**{name: row[name] for name in _fields(struct) if name not in given}, **given)

@@ -1,10 +1,7 @@
-"""Errors to the host's Sentry, when `SENTRY_DSN` is set (the optional extra `sentry`), under
-the host's own variable names.
+"""Errors to the host's Sentry when `SENTRY_DSN` is set (the optional extra `sentry`).
 
-What leaves the process is scrubbed by key and by shape (tokens, tickets, signatures, URL user
-info) and this process's secrets by value; query strings, bodies and frame locals are never
-collected, since they may hold a ticket, a token or the settings. `job_reporter` reports the
-jobs of a Worker made directly, which sentry-sdk's arq integration does not wrap.
+What leaves the process is scrubbed by key, by shape and by this process's secret values; query
+strings, bodies and frame locals, which may hold a ticket or a token, are never collected.
 """
 
 from __future__ import annotations
@@ -29,9 +26,8 @@ _SIGNED_PARAMS = re.compile(
     r"[^&\s\"'<>]+",
     re.IGNORECASE,
 )
-# Keys whose values are dropped wherever they stand in the event, beside sentry-sdk's own
-# denylist ("authorization", "token", "secret", "password", …). sentry-sdk ignores its
-# EventScrubber once `data_collection` is given, so `_Scrubber` applies both lists itself.
+# Keys whose values are dropped, beside sentry-sdk's own denylist, which `_Scrubber` applies
+# itself since sentry-sdk ignores its EventScrubber once `data_collection` is given.
 EXTRA_DENYLIST = (
     "ticket",
     "signature",
@@ -88,8 +84,7 @@ def configure(settings: Settings, process: str) -> bool:
             release=settings.sentry_release,
             traces_sample_rate=settings.sentry_traces_sample_rate,
             integrations=[AioHttpIntegration(), ArqIntegration()],
-            # No user identity, cookies, bodies, query strings, SQL parameters or frame locals; of
-            # the request's headers, none that carries a credential or a client's address.
+            # Nothing that may carry a credential or a client's identity or address.
             data_collection={
                 "user_info": False,
                 "cookies": {"mode": "off"},
@@ -122,8 +117,7 @@ Job = Callable[..., Coroutine[Any, Any, Any]]
 
 
 def job_reporter(name: str, job: Job) -> Job:
-    """`job` (an arq job's coroutine function), each exception escaping it sent as one event
-    as the arq integration sends it; `job` itself when Sentry is off."""
+    """`job` reporting each exception escaping it, for a Worker the arq integration misses."""
     if not _enabled:
         return job
     import sentry_sdk

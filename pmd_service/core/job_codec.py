@@ -1,15 +1,8 @@
 """arq's jobs and results as JSON, never pickle, so that whoever can write to Redis cannot run
-code in the worker.
+code in the worker; a job not in this shape is failed by arq, never ends the worker.
 
-Every Worker and ArqRedis of the service is given these two functions. A job whose bytes are not
-this JSON, or whose fields lack the shape arq's worker reads outside its own error handling, is
-failed by arq with a logged `DeserializationError` instead of ending the worker process.
-
-Each job also carries `v`, the shape of the service's jobs (their functions and arguments), so
-that the releases beside each other in a rolling upgrade can tell one from another: a release
-that changes the shape reads the previous one too, and writes the new one only a release later
-(docs/operations.md, "Upgrades"). arq reads its own fields by name, so the release before `v`
-ignores it; a job without one is of shape 1.
+Each job carries `v`, the shape of the service's jobs, so that releases side by side in a
+rolling upgrade tell them apart (docs/operations.md, "Upgrades"); a job without one is shape 1.
 """
 
 from __future__ import annotations
@@ -30,10 +23,7 @@ JOB_SHAPE = 1
 
 
 class _JobFields(msgspec.Struct):
-    """The fields of a job (a result has them too, and more) as arq's worker uses them: `f` a
-    key of its functions, `a` and `k` spread into a call, `t` compared with its own try count
-    (None when the enqueuer named none), `et` made a date; and the service's `v`: a later
-    release's shape is failed here, unread."""
+    """A job's fields as arq's worker uses them, and the service's `v` (a later shape fails)."""
 
     f: str
     a: list[Any]
@@ -44,9 +34,7 @@ class _JobFields(msgspec.Struct):
 
 
 def _encode_other(obj: Any) -> Any:
-    # A failed job's result is the exception that ended it (arq serializes one even when no
-    # result is kept): its class and message, as text. Anything else a job's arguments hold is
-    # a bug of the caller, refused at enqueue time (arq's SerializationError).
+    # A failed job's result is its exception, as text; anything else is refused at enqueue.
     if isinstance(obj, BaseException):
         return f"{type(obj).__name__}: {obj}"
     raise NotImplementedError(f"a job's data cannot hold a {type(obj).__name__}")
@@ -58,8 +46,7 @@ def serialize(data: dict[str, Any]) -> bytes:
 
 
 def deserialize(raw: bytes) -> dict[str, Any]:
-    """arq's `job_deserializer`: only a JSON object with a job's fields in their shape is a job;
-    anything else raises (arq fails that job, removes it and logs it)."""
+    """arq's `job_deserializer`: anything but a job's fields in their shape raises."""
     data = _decoder.decode(raw)
     msgspec.convert(data, _JobFields)
     return data

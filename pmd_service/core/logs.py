@@ -1,9 +1,5 @@
-"""Logging: readable text by default, JSON lines with LOG_FORMAT=json.
-
-Every line carries the request id of the work it belongs to, so that a BDR's lines on both sides
-and its email share one id, and credentials (Bearer tokens, JWTs, tickets, URL user info) are
-masked whichever library wrote the line. Under LOG_FORMAT=json warnings, uncaught exceptions and
-arq's lines are JSON objects too.
+"""Logging: readable text by default, JSON lines with LOG_FORMAT=json; every line carries its
+work's request id, and credentials are masked whichever library wrote the line.
 """
 
 from __future__ import annotations
@@ -109,8 +105,7 @@ class TextFormatter(logging.Formatter):
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stderr` is at the time of each record, not at set-up: a test
-    runner (or anything else) that swaps stderr and closes the old one breaks nothing."""
+    """Writes to whatever `sys.stderr` is at each record, so swapping stderr breaks nothing."""
 
     @property
     def stream(self) -> TextIO:
@@ -130,10 +125,8 @@ def handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
 
 
 class MalformedRequestFilter(logging.Filter):
-    """aiohttp logs each request it cannot parse (a bad Content-Length, a space in a header
-    name) as an ERROR with a full traceback: anyone can fill the logs with them. Here each is
-    one WARNING line without traceback, at most one per `interval` seconds, the next line
-    saying how many were left out. The client still gets aiohttp's 400."""
+    """aiohttp's ERROR with a traceback for each request it cannot parse, as one WARNING line at
+    most every `interval` seconds (anyone can send them), counting those left out."""
 
     def __init__(self, interval: float = 10.0) -> None:
         super().__init__()
@@ -168,9 +161,7 @@ def quiet_malformed_requests(interval: float = 10.0) -> None:
 
 
 class ResultLine:
-    """Under LOG_FORMAT=json, what a CLI command prints as its result becomes one JSON object
-    on stdout (`result`: the output parsed as JSON when it is JSON, else its text), so that
-    every line the command writes is one. In text mode the output stays as it is."""
+    """Under LOG_FORMAT=json, what a CLI command prints becomes one JSON object's `result`."""
 
     def __init__(self, command: str) -> None:
         self.command = command
@@ -199,8 +190,7 @@ class ResultLine:
 
 
 def format_from_env() -> str:
-    """LOG_FORMAT as the environment gives it, before the settings are parsed: a configuration
-    error is reported in the format the operator asked for."""
+    """LOG_FORMAT before the settings are parsed, so their errors are in that format."""
     return "json" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
 
 
@@ -209,13 +199,8 @@ def _is_ours(h: logging.Handler) -> bool:
 
 
 def drop_foreign_handlers(name: str = "arq") -> None:
-    """Remove handlers of `name`'s logger that are not this module's.
-
-    The `arq` command configures its own logging (`logging.config.dictConfig` of
-    `arq.logs.default_log_config`: a plain StreamHandler on the `arq` logger) after importing the
-    worker's settings. Its records also reach the root handler, so each arq line would be
-    written twice, once not as JSON; the root handler alone writes them.
-    """
+    """Remove handlers of `name`'s logger that are not this module's: the `arq` command adds
+    its own, which would write each line a second time, not as JSON."""
     logger = logging.getLogger(name)
     for h in list(logger.handlers):
         if not _is_ours(h):
@@ -247,12 +232,10 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler(log_format)]
     root.setLevel(level)
     drop_foreign_handlers("arq")
-    # Warnings and uncaught exceptions go through the same handler: formatted, masked, and in
-    # JSON one object each instead of bare lines of text.
+    # Warnings and uncaught exceptions go through the same handler: formatted and masked.
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
-    # Access lines would hold query strings (SSE tickets); server.py turns them off, and this
-    # keeps them off for any other runner. Errors and the request id are in our own lines.
+    # Access lines would hold query strings (SSE tickets).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("pgserver").setLevel(logging.WARNING)

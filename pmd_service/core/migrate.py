@@ -1,16 +1,9 @@
 """Apply `migrations/NNNN_name.sql` in order, each once, in its own transaction, then the
-repeatable definitions whose checksum changed.
+repeatable definitions whose checksum changed (with the last migration, whose columns they read).
 
-Everything they create lives in the service's own schema, its ledger included; only the
-explicit `migrate --with-host-tables` (dev, demo, tests) creates stand-in host tables, and every
-other start first checks that the host's tables are there, so that a wrong DATABASE_URL stops
-with one line. An advisory lock serialises concurrent migrators, and a file changed after it was
-applied is refused rather than skipped. A repeatable definition is applied in the same
-transaction as the last versioned migration, so that the columns it reads arrive with it.
-
-The build maps the checkout's `migrations/` to the subpackage `pmd_service.migrations`, read
-with importlib.resources; a checkout's own `pmd_service/` has no such subpackage, so the folder
-beside the package is read instead.
+Everything lives in the service's own schema; only `migrate --with-host-tables` creates stand-in
+host tables. An advisory lock serialises migrators, and a file changed after it was applied is
+refused. The build maps `migrations/` to the subpackage `pmd_service.migrations`.
 """
 
 from __future__ import annotations
@@ -39,7 +32,7 @@ def _migrations() -> Traversable:
     try:
         return files("pmd_service.migrations")
     except ModuleNotFoundError:
-        # This package is a checkout's `pmd_service/`, shadowing a plain install (see above).
+        # A checkout's own `pmd_service/` has no such subpackage: read the folder beside it.
         beside = Path(__file__).resolve().parents[2] / "migrations"
         if not (beside / "__init__.py").is_file():
             raise
@@ -73,11 +66,9 @@ ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now(
 """
 SQL_RECORD = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
 SQL_SCHEMA_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)"
-# The host tables the service reads or writes (host/hostcheck.py's HOST_TABLES, which a test
-# keeps equal to this).
+# The host tables the service uses (a test keeps host/hostcheck.py's HOST_TABLES equal).
 HOST_TABLES = ("audit_logs", "comments", "licenses", "post_files", "posts", "reactions", "users")
-# What host_tables.sql puts on each table it creates: check-host reports such a table as the
-# service's own stand-in, never as the host's.
+# What host_tables.sql puts on each table it creates, so check-host knows a stand-in.
 STANDIN_COMMENT = "pmd-service standalone stand-in"
 SQL_MISSING_HOST_TABLES = """
 SELECT coalesce(array_agg(t ORDER BY t), '{}')
@@ -93,9 +84,7 @@ class MigrationError(RuntimeError):
 
 
 class HostTablesMissing(ConfigError):
-    """The database has not the host's tables: most likely DATABASE_URL names another one.
-
-    A ConfigError: a setup problem, reported in one line with no traceback, never retried."""
+    """The database has not the host's tables: most likely DATABASE_URL names another one."""
 
 
 def database_label(url: str | None) -> str:
@@ -114,8 +103,7 @@ async def missing_host_tables(conn: Conn, host_schema: str) -> list[str]:
 
 
 async def require_host_tables(conn: Conn, settings: Settings) -> None:
-    """Stop (HostTablesMissing) unless the host's tables are there: every start-up and command
-    but `migrate --with-host-tables` calls this before anything else touches the database."""
+    """Stop (HostTablesMissing) unless the host's tables are there."""
     missing = await missing_host_tables(conn, settings.host_schema)
     if missing:
         others = f" (nor {', '.join(missing[1:])})" if missing[1:] else ""
@@ -128,8 +116,8 @@ async def require_host_tables(conn: Conn, settings: Settings) -> None:
 
 
 async def create_host_tables(conn: Conn, host_schema: str = "public") -> bool:
-    """Development and tests only: the stand-in host tables, when the host schema has none of
-    them yet; returns whether it created them. Refuses a schema holding only some of them."""
+    """Development and tests only: creates the stand-in host tables into a schema with none of
+    them, and returns whether it did."""
     host = _quoted(host_schema)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", AdvisoryLock.MIGRATIONS)
@@ -149,8 +137,7 @@ async def create_host_tables(conn: Conn, host_schema: str = "public") -> bool:
 
 
 @dataclass(frozen=True)
-class Migration:
-    version: int
+class Repeatable:
     name: str
     sql: str
 
@@ -160,13 +147,8 @@ class Migration:
 
 
 @dataclass(frozen=True)
-class Repeatable:
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
+class Migration(Repeatable):
+    version: int
 
 
 def discover_repeatable(directory: Traversable = MIGRATIONS) -> list[Repeatable]:
@@ -188,7 +170,7 @@ def discover(directory: Traversable = MIGRATIONS) -> list[Migration]:
         match = _NAME_RE.match(path.name)
         if match is None:
             raise MigrationError(f"{path.name}: migration files are named NNNN_snake_name.sql")
-        found.append(Migration(int(match[1]), match[2], path.read_text(encoding="utf-8")))
+        found.append(Migration(match[2], path.read_text(encoding="utf-8"), int(match[1])))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise MigrationError(f"duplicate migration numbers in {directory}")
@@ -211,9 +193,7 @@ async def apply_migrations(
 ) -> list[str]:
     """Apply pending migrations; returns the names applied by this call.
 
-    `with_host_tables` (development and tests only) first creates the stand-in host tables
-    when there are none; without it a database lacking them raises MigrationError (the entry
-    points check with `require_host_tables` first, which names the database)."""
+    `with_host_tables` (development and tests only) first creates the stand-in host tables."""
     own, host = _quoted(schema), _quoted(host_schema)
     migrations = discover(directory)
     applied_now: list[str] = []
@@ -227,8 +207,7 @@ async def apply_migrations(
     await conn.execute("SELECT pg_advisory_lock($1)", AdvisoryLock.MIGRATIONS)
     try:
         if not await conn.fetchval(SQL_SCHEMA_EXISTS, schema):
-            # Needs the CREATE privilege on the database once; later starts need none. Beside
-            # the host the admin creates it owned by the service's role (`grants` prints that).
+            # Needs CREATE on the database; beside the host the admin creates it (`grants`).
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {own}")
         search_path = f"{own}, {host}"
         async with conn.transaction():
@@ -275,9 +254,7 @@ async def _apply_repeatable(conn: Conn, changed: list[Repeatable]) -> list[str]:
 
 
 async def migrate(conn: Conn, settings: Settings, *, with_host_tables: bool = False) -> list[str]:
-    """The migrations into the configured schemas; `with_host_tables`: development and tests
-    only (see apply_migrations). Without it, a database lacking the host's tables raises
-    HostTablesMissing, naming the database."""
+    """The migrations into the configured schemas (see apply_migrations)."""
     if not with_host_tables:
         await require_host_tables(conn, settings)
     return await apply_migrations(

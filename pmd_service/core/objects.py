@@ -1,9 +1,5 @@
-"""Object storage (S3 and S3-compatible) behind `s3://bucket/prefix`.
-
-The data path uses obstore, whose requests run outside the GIL and which streams a multipart
-upload with a bounded number of parts in flight; aiobotocore only lists and aborts the uploads a
-killed process left behind, which `object_store` does not offer. Nothing outside the prefix is
-ever listed or deleted.
+"""Object storage (S3 and S3-compatible) behind `s3://bucket/prefix`: obstore for the data,
+aiobotocore only to list and abort the uploads a killed process left, never outside the prefix.
 """
 
 from __future__ import annotations
@@ -63,8 +59,7 @@ class StoreUrl:
 
 @dataclass(frozen=True, repr=False)
 class S3Access:
-    """The AWS_* settings: endpoint (empty: AWS), region, and keys (None: the environment's
-    credentials chain, e.g. an instance profile: the usual way on AWS, never a key in a file)."""
+    """The AWS_* settings: endpoint (empty: AWS), region, and keys (None: the credentials chain)."""
 
     endpoint: str
     region: str
@@ -82,9 +77,7 @@ class S3Access:
 
 # A request's whole time, its body included: the worker's parts and artworks take seconds.
 REQUEST_TIMEOUT = timedelta(minutes=2)
-# A body streamed for as long as its reader takes (the server's proxy mode) has no whole-time
-# bound of its own: it is cut when no byte comes for `read_timeout` (STORE_IDLE_SECONDS). This
-# ceiling only keeps the client from being unbounded.
+# A proxied body is cut when idle for `read_timeout`; this ceiling only keeps the client bounded.
 STREAMING_CEILING = timedelta(days=7)
 
 
@@ -96,11 +89,8 @@ def open_store(
     read_timeout: timedelta | None = None,
     retry_timeout: timedelta = timedelta(seconds=30),
 ) -> S3Store:
-    """An obstore S3 store rooted at the URL's prefix (paths given to it are relative).
-
-    `request_timeout` bounds each request as a whole; `read_timeout`, when given, bounds the
-    wait for each read of a response (the store's silence, not the body's length);
-    `retry_timeout` bounds the retries of one call."""
+    """An obstore S3 store rooted at the URL's prefix; `read_timeout` bounds each read's wait,
+    `retry_timeout` one call's retries."""
     config: dict[str, Any] = {"region": access.region, **access.keys()}
     if access.endpoint:
         config["endpoint"] = access.endpoint

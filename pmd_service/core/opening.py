@@ -26,9 +26,7 @@ async def open_pool(
     migrations: bool = True,
     then: Callable[[Conn], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
-    """The process's pool, closed again if a check fails. `migrations`: False for a process
-    that only checks (the server's supervisor); `then`: what the process checks besides, on
-    the migrator's session."""
+    """The process's pool, closed again if a check fails; `then` runs on the migrator's session."""
     pool = await settings_pool(settings, application_name, min_size=min_size, max_size=max_size)
     try:
         async with pool.acquire() as conn:
@@ -51,8 +49,7 @@ async def open_pool(
 async def checked_connection(
     settings: Settings, application_name: str
 ) -> AsyncIterator[asyncpg.Connection]:
-    """A direct connection (a command's: a transaction-mode pooler refuses the search path as
-    a startup parameter) to a database that has the host's tables."""
+    """A command's direct connection to a database that has the host's tables."""
     conn = await connect(settings.direct_url, application_name, search_path=settings.search_path)
     try:
         await require_host_tables(conn, settings)

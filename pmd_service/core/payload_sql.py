@@ -1,9 +1,5 @@
 """The SQL that builds a JSON payload from a row, generated from the msgspec struct that reads
-the payload, so that a field added to the struct reaches the payload without a hand-written
-function body.
-
-Each field is a key whose value is the row's column of the same name, unless the field declares
-another expression (`Sql`, in its `Annotated`).
+it: each field is the row's column of the same name, unless it declares `Sql` in its `Annotated`.
 """
 
 from __future__ import annotations
@@ -23,11 +19,8 @@ _COLUMN_RE = re.compile(rf"\b{ROW}\.([a-z_][a-z0-9_]*)")
 
 @dataclass(frozen=True, slots=True)
 class Sql:
-    """A payload field's value when it is not the row's column of the same name.
-
-    `item`: the expression (naming the row `r`); `event`: another one for an event's payload,
-    when it differs (a bounded form of a list); `watch`: columns whose change changes the value
-    besides those the expressions name (a version bumped when another table changes)."""
+    """A payload field's expression (`item`, naming the row `r`), another for events (`event`),
+    and columns whose change changes the value besides those named (`watch`)."""
 
     item: str
     event: str | None = None
@@ -72,8 +65,7 @@ def build_object(
 
 
 def watched(struct: type[msgspec.Struct]) -> list[str]:
-    """The row's columns whose change changes the payload (in the item's or an event's form),
-    in the struct's order: an update changing none of them writes no event."""
+    """The row's columns whose change changes the payload, in the struct's order."""
     seen: dict[str, None] = {}
     for _key, name, sql in _declared(struct):
         if sql is None:

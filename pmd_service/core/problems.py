@@ -25,17 +25,14 @@ class Problem(msgspec.Struct, omit_defaults=True):
     title: str
     status: int
     detail: str
-    # The host's app translates by `code` (core/codes.py: always the host's vocabulary) and
-    # reads its numbers from `details`, which always holds this service's `reason`.
+    # The host's app translates by `code` and reads its numbers from `details`.
     code: str
     details: dict[str, Any]
     errors: list[FieldError] | None = None
 
 
 class ProblemError(Exception):
-    """An error a client can act on: status, a stable type slug, and a sentence of detail; its
-    reason (core/codes.py's `Code`) is the slug's snake_case unless named, its `code` the
-    host's for that reason, and `details` holds the reason and `extra`'s numbers too."""
+    """An error a client can act on; its reason (`Code`) is the slug's snake_case unless named."""
 
     def __init__(
         self,
@@ -58,8 +55,7 @@ class ProblemError(Exception):
         self.errors = errors
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
-        # Only a code of the table (a slug naming none fails here); the codes test checks
-        # that every raise site names one, of its status.
+        # Only a code of the table: a slug naming none fails here.
         self.reason = code if code is not None else Code(slug.replace("-", "_"))
         self.code = TABLE[self.reason].code
         # `extra` may hold an older top-level `reason` (kept there for earlier clients).

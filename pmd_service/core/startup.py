@@ -1,9 +1,6 @@
-"""What every process does first: logging, settings from the environment, error reporting,
-embedded servers, and waiting for PostgreSQL and Redis.
-
-Every setup problem ends the process with one log line (one JSON object under
-LOG_FORMAT=json) and no traceback: exit status 2 for a bad setting, as for a bad argument, and 1
-for a database or Redis that stayed unreachable.
+"""What every process does first: logging, settings, error reporting, embedded servers, and
+waiting for PostgreSQL and Redis. A setup problem ends the process with one line and no
+traceback: exit status 2 for a bad setting, 1 for a database or Redis that stayed unreachable.
 """
 
 from __future__ import annotations
@@ -46,13 +43,8 @@ def load_settings(
 ) -> Settings:
     """Settings for `process`, or exit with one line naming the bad or missing variable.
 
-    `embedded` (`pmd_service.dev.embedded.services`, passed by the entry points that allow it:
-    the core knows nothing of development) starts or joins the embedded servers for unset
-    DATABASE_URL/REDIS_URL, but only in dev mode, which is asked for explicitly: PMD_DEV=1, or
-    `dev` (the `dev` command). A production environment that forgot a URL stops here, naming
-    it, instead of starting a private Redis or PostgreSQL and a generated JWT secret.
-    `needs_secret`: False for a process that never signs or checks a token; `needs_redis`:
-    False for one that never touches Redis (`migrate`).
+    `embedded` provides unset DATABASE_URL/REDIS_URL only in dev mode, asked for explicitly
+    (PMD_DEV=1, or `dev`); see `Settings.from_env` for `needs_secret` and `needs_redis`.
     """
     # Before anything can fail: even a bad setting is reported in the format asked for.
     logs.configure(logs.format_from_env())
@@ -84,8 +76,7 @@ def warn_unknown_settings(process: str) -> None:
 
 
 def check_env(process: str) -> None:
-    """For a command that needs no setting: every variable that is set is still checked, so
-    that a mistake is one line whichever command meets it first."""
+    """For a command that needs no setting: every variable that is set is still checked."""
     logs.configure(logs.format_from_env())
     try:
         Settings.check_env()
@@ -95,8 +86,7 @@ def check_env(process: str) -> None:
 
 
 def configure_error_reporting(settings: Settings, process: str) -> None:
-    """The one place where every process (server, worker, CLI) sets up error reporting to an
-    outside service (Sentry, core/error_reports.py), once its settings and logging are in place."""
+    """Error reporting to Sentry (core/error_reports.py), once settings and logging are set."""
     try:
         error_reports.configure(settings, process)
     except ConfigError as exc:
@@ -104,15 +94,13 @@ def configure_error_reporting(settings: Settings, process: str) -> None:
 
 
 def stop(line: str, *, status: int = 1) -> NoReturn:
-    """One line and exit: no traceback for a setup problem. On a terminal (a person ran the
-    command) the line alone, as a command-line tool says it; elsewhere a log line, one JSON
-    object under LOG_FORMAT=json, for whatever collects the logs."""
+    """One line (`report`) and exit: no traceback for a setup problem."""
     report(line)
     sys.exit(status)
 
 
 def report(line: str) -> None:
-    """An error a person must act on, as `stop` says it (for a command that then returns)."""
+    """An error a person must act on: the line alone on a terminal, else a log line."""
     if logs.format_from_env() == "text" and sys.stderr.isatty():
         print(line, file=sys.stderr, flush=True)
     else:
@@ -128,8 +116,7 @@ class Waiting(TypedDict, total=False):
 
 
 def wait_for_services(settings: Settings, process: str, **waiting: Unpack[Waiting]) -> None:
-    """`services_reachable` for a process's entry point: returns once both answer, or exits 1
-    with one line."""
+    """`services_reachable`, or exit 1 with one line."""
     try:
         asyncio.run(services_reachable(settings, process, **waiting))
     except StartupError as exc:
@@ -147,11 +134,8 @@ async def services_reachable(
     """Wait until PostgreSQL and Redis both answer, for at most `wait` seconds
     (STARTUP_WAIT_SECONDS unless given; `redis=False`: PostgreSQL only).
 
-    Containers started together, a database restarting under the service, a Redis still
-    loading its data: each try that fails is one warning line, and the next comes after a
-    growing pause. A refused password or a missing database is not waited for. With no wait
-    (a command a person runs) there is one try, of up to TRY_TIMEOUT_SECONDS, and no warning:
-    its failure is the one line, naming `wait_hint`, the way to wait.
+    Each failed try is a warning line, and the next comes after a growing pause; a refused
+    password is not waited for. With no wait there is one try, its failure naming `wait_hint`.
     """
     wait = settings.startup_wait_seconds if wait is None else wait
     deadline = time.monotonic() + wait
