@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from ...jobs.kind import Email
 from ...manifest import Feature, Schedule
-from .endpoints import ENDPOINTS, host_cache_ctx
+from .endpoints import ENDPOINTS, POLICY_ENDPOINTS, host_cache_ctx
 from .events import EVENTS
 from .mail import SQL_EMAILS_OWED, send_policy_run_email
-from .policy_endpoints import ENDPOINTS as POLICY_ENDPOINTS
 from .policy_runs import TICK_SECONDS, run_due_policies
 
 FEATURE = Feature(
