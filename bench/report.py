@@ -1,9 +1,7 @@
-"""Every generated page under docs/, from the committed figures and chaos runs alone. To add a
-benchmark: its blocks in both benchmarks templates, its entry in runner.BENCHMARKS.
+"""Every generated page under docs/, from the committed figures and chaos runs alone.
 
-`python -m bench.report --check` (in `make lint`) fails when a page is not its render, when a
-page names a commit no saved output records, when a template writes a commit by hand, or when
-a figures file's run commit is not one git knows before the commit that saved the file."""
+`--check` (in `make lint`) fails on a page that is not its render or names an unrecorded commit,
+a commit a template writes by hand, or a figures file whose run commit git does not know first."""
 
 from __future__ import annotations
 
@@ -21,8 +19,7 @@ from support import chaos_pages, render
 from support.stack import CHECKOUT
 
 TEMPLATES = CHECKOUT / "bench" / "templates"
-# What a commit looks like in a page: 7 to 40 hex digits, at least one a digit and one a letter
-# (so neither a number nor a word such as "defaced").
+# 7 to 40 hex digits with a digit and a letter: neither a number nor a word such as "defaced".
 COMMIT = re.compile(
     r"(?<![0-9a-fA-F])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}(?![0-9a-fA-F])"
 )
@@ -81,8 +78,7 @@ def saved_outputs(figures: Path = FIGURES, runs: Path = chaos_pages.RUNS) -> lis
 
 
 def unrecorded(pages: dict[Path, str], outputs: list[Path]) -> list[str]:
-    """Each commit a page names that no saved output records (as a prefix of one it records),
-    nor the code (the host's commit the service was fitted to)."""
+    """Each commit a page names that neither a saved output (as a prefix) nor the code records."""
     known = {FITTED_COMMIT} | {c for p in outputs for c in COMMIT.findall(p.read_text())}
     prefixes = {c[:n] for c in known for n in range(7, len(c) + 1)}
     found = []
@@ -102,8 +98,7 @@ def handwritten(templates: Path = TEMPLATES) -> list[str]:
     ]
 
 
-# Figures files saved before a run recorded its commit: each to be run again or retired. The
-# check fails for any other without one, and for one of these once it has one, so this shrinks.
+# Figures files saved before a run recorded its commit: the check keeps this list shrinking.
 UNRUN = frozenset(
     {"build", "cluster", "export", "host_cache", "scaling", "sse", "sse_box", "store", "upgrade"}
 )
@@ -125,16 +120,14 @@ def precedes(run: str, saved: str) -> bool:
 
 
 def saved_in(path: Path) -> str:
-    """The commit whose tree holds `path` as it is: its last commit, or HEAD when it is new or
-    changed since."""
+    """The commit whose tree holds `path` as it is: its last one, or HEAD if new or changed."""
     changed = _git("status", "--porcelain", "--", str(path)).stdout.strip()
     last = _git("log", "-1", "--format=%H", "--", str(path)).stdout.strip()
     return last if last and not changed else "HEAD"
 
 
 def run_commits(figures: Path = FIGURES) -> list[str]:
-    """Each figures file whose run names no commit, or one git does not know or that comes after
-    the commit that saved the file."""
+    """Each figures file whose run names no commit, an unknown one or one after its saving."""
     problems = []
     for path in sorted(figures.glob("*.json")):
         run = read_json(path).get("run")

@@ -37,8 +37,7 @@ COUNTED = (
 
 @functools.cache  # once a process: the suite does not change while pages render
 def collected() -> dict[str, int]:
-    """The tests pytest collects in each COUNTED file and each test function (`file::name`, a
-    parametrized one counted once a case), and in all of them under "all"."""
+    """Tests collected per COUNTED file, per function (`file::name`, each case) and under "all"."""
     pytest = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
     done = subprocess.run(
         [*pytest, *COUNTED], cwd=CHECKOUT, capture_output=True, text=True, timeout=300

@@ -123,10 +123,6 @@ def _rel(relation: ast.RangeVar | None) -> str:
     return _low(relation.relname if relation is not None else None)
 
 
-def _type(kind: Any) -> ObjectType:
-    return ObjectType(kind)
-
-
 def _last(names: Iterable[Any] | None) -> str:
     strings = [_low(n.sval) for n in names or () if isinstance(n, ast.String)]
     return strings[-1] if strings else "?"
@@ -243,8 +239,7 @@ def _make(stmt: ast.Node, made: _Made) -> None:
 
 @dataclass
 class _Judge:
-    """What the previous release made (`old`), what later migrations made (`new`), and what the
-    file being read creates (`again`: dropped and made again in one migration is no loss)."""
+    """What the release made (`old`), later migrations made (`new`) and this file makes (`again`)."""
 
     old: _Made
     new: _Made
@@ -327,6 +322,10 @@ class _Judge:
                     yield _Problem(name, f"drops constraint {name}")
             elif subtype in _DISABLE:
                 yield _Problem(table, f"disables triggers of {table}")
+
+
+def _type(kind: Any) -> ObjectType:
+    return ObjectType(kind)
 
 
 def _kind(kind: ObjectType) -> str:

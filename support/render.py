@@ -13,8 +13,7 @@ from support.stack import CHECKOUT
 
 
 def revision() -> dict[str, Any]:
-    """The commit this checkout is at, kept with every saved output so its page can name it;
-    `dirty` when files other than the saved outputs and the pages differ from that commit."""
+    """HEAD's commit for a saved output to name; `dirty` when code besides outputs differs."""
     git = ["git", "-C", str(CHECKOUT)]
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
     if commit.returncode != 0:

@@ -361,8 +361,7 @@ async def posts_with_files(
 
 
 def png_artwork(post_id: int, shard: str, key: uuid.UUID, title: str = "") -> Artwork:
-    """A PNG artwork of one frame as a build reads it, at `shard`/`key` of a vault or a store:
-    no size, description or tag, made now."""
+    """A one-frame PNG artwork at `shard`/`key` as a build reads it, bare and made now."""
     return Artwork(
         post_id=post_id,
         sqid=f"p{post_id}",

@@ -108,9 +108,7 @@ def _bindable(port: int) -> bool:
     return False
 
 
-# The ports Chromium refuses to reach (net::ERR_UNSAFE_PORT): kRestrictedPorts of its
-# net/base/port_util.cc, the Fetch standard's bad ports. A browser test may be sent to any port
-# drawn, so none of these is.
+# Chromium's kRestrictedPorts (net::ERR_UNSAFE_PORT): a browser test may be sent to any port drawn.
 BROWSER_REFUSED_PORTS = frozenset(
     {
         0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95,
@@ -123,8 +121,7 @@ BROWSER_REFUSED_PORTS = frozenset(
 
 
 def free_port(gap: int = 0) -> int:
-    """A free port (and the one `gap` above it) below the ephemeral range a client may take,
-    neither of them one a browser refuses."""
+    """A free port (and the one `gap` above) below the ephemeral range, neither browser-refused."""
     try:
         ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):

@@ -30,8 +30,7 @@ from runs.chaos.workload import DOWNLOAD_FAILED, SERVER_ERROR, TERMINAL, Api, Le
 from support.mailbox import Mailbox
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
-# An email is owed until its send has ended (its lease cleared): one taken by a worker killed
-# mid-send stays owed until the lease runs out and the sweep sends it.
+# An email is owed until its send ended (lease cleared); a killed worker's waits for the sweep.
 SQL_UNSETTLED = """
 SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open,
        count(*) FILTER (WHERE send_email AND status IN ('ready', 'failed')
@@ -286,14 +285,12 @@ async def check_bucket(
     )
 
 
-# How long after its take an email's send may still be under way: mail/notify.py bounds a send
-# to three SMTP timeouts, 5 s in these runs (run.py).
+# How long a send may last after its take: three SMTP timeouts of 5 s (mail/notify.py).
 SEND_BOUND = timedelta(seconds=15)
 
 
 def cut_off(r: Any, kills: list[datetime]) -> bool:
-    """Whether a worker kill landed while the row's email, taken and its lease ended (DATA
-    begun), was being sent: sent at most once (mail/notify.py), it may then be lost."""
+    """Whether a worker kill landed mid-send (lease ended): at most once, that email may be lost."""
     taken = r["email_sent_at"]
     return r["email_lease_until"] is None and any(taken <= k <= taken + SEND_BOUND for k in kills)
 

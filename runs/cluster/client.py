@@ -125,9 +125,7 @@ class Faults(Injector):
         self.say(f"host {name} reaches {peer} again")
 
     async def upgrade(self) -> None:
-        """The new release's grants and migrations under the previous one, then the deploy; a
-        hide of two posts of a user of its own (outside the workload's model) the previous
-        release took before it is undone on the new one after it."""
+        """Grants, migrations and the deploy; a hide the old release took is undone on the new."""
         async with self.pool.acquire() as conn:
             user, ids = await Factory(conn, self.settings).owner_and_bulk(2)
         body = {"action": "hide", "post_ids": ids}
@@ -154,8 +152,7 @@ class Faults(Injector):
             self.say("upgrade: a hide the previous release took, undone on the new one")
 
     async def roll(self) -> None:
-        """A rolling deploy of every server host, then every worker (in an upgrade, in pairs, the
-        first worker SIGKILLed mid-build)."""
+        """Every server, then every worker redeployed (an upgrade: in pairs, one SIGKILLed)."""
         servers, workers = self.cluster.servers, self.cluster.workers
         pairs = [h for pair in zip(servers, workers, strict=True) for h in pair]
         for name in pairs if self.cluster.previous else [*servers, *workers]:
@@ -184,8 +181,7 @@ class Faults(Injector):
         self.say(f"deploy: {name} stopped in {took:.1f} s")
 
     async def kill_mid_job(self, name: str) -> None:
-        """Worker host `name` SIGKILLed once it builds (reads the vault), as a deploy whose
-        grace ran out kills it: the sweep must requeue its job."""
+        """Worker `name` SIGKILLed mid-build, as a deploy out of grace: the sweep requeues it."""
         deadline = time.monotonic() + 60
         while not self.cluster.reads_vault(name):
             if time.monotonic() > deadline:
