@@ -385,7 +385,7 @@ async def with_worker(inputs: dict[str, list[Path]], rounds: int, comments: int)
         return {"job": jobs, "comments": thread, "big": big}
 
 
-def main() -> None:
+if __name__ == "__main__":
     parser = cli.parser("build", __doc__)
     parser.add_argument("--rounds", type=int, default=3, help="in-process rounds of each size")
     parser.add_argument(
@@ -409,7 +409,3 @@ def main() -> None:
         cli.show(f"the real worker, {part}", results[part])
     cli.save(args.json, results)
     os.sync()
-
-
-if __name__ == "__main__":
-    main()

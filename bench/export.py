@@ -353,21 +353,6 @@ async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any
     return figures
 
 
-def main() -> None:
-    parser = cli.parser("export", __doc__)
-    parser.add_argument("--quick", action="store_true", help="a smoke test of about a minute")
-    parser.add_argument("--stores", default="folder,seaweedfs")
-    args = parser.parse_args()
-    artworks, plans = (QUICK_ARTWORKS, QUICK_PLANS) if args.quick else (ARTWORKS, PLANS)
-    stores = [s for s in args.stores.split(",") if s]
-    if unknown := set(stores) - set(plans):
-        parser.error(f"unknown store(s) {', '.join(sorted(unknown))}; known: {', '.join(plans)}")
-    figures = asyncio.run(run(artworks, {s: plans[s] for s in stores}))
-    for name, f in figures["stores"].items():
-        cli.show(name, f)
-    cli.save(args.json, figures | {"quick": args.quick})
-
-
 # The stores measured, in the report's order: name, label, short label.
 STORES = (
     ("folder", "folder (`ZIP_PATH`)", "folder"),
@@ -385,4 +370,15 @@ def section(f: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    parser = cli.parser("export", __doc__)
+    parser.add_argument("--quick", action="store_true", help="a smoke test of about a minute")
+    parser.add_argument("--stores", default="folder,seaweedfs")
+    args = parser.parse_args()
+    artworks, plans = (QUICK_ARTWORKS, QUICK_PLANS) if args.quick else (ARTWORKS, PLANS)
+    stores = [s for s in args.stores.split(",") if s]
+    if unknown := set(stores) - set(plans):
+        parser.error(f"unknown store(s) {', '.join(sorted(unknown))}; known: {', '.join(plans)}")
+    figures = asyncio.run(run(artworks, {s: plans[s] for s in stores}))
+    for name, f in figures["stores"].items():
+        cli.show(name, f)
+    cli.save(args.json, figures | {"quick": args.quick})

@@ -367,13 +367,9 @@ async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any
     }
 
 
-def main() -> None:
+if __name__ == "__main__":
     parser = cli.parser("filters", __doc__)
     parser.add_argument("--requests", type=int, default=100, help="timed filtered pages")
     parser.add_argument("--rounds", type=int, default=10, help="timed actions on 10,000 posts")
     args = parser.parse_args()
     cli.save(args.json, cli.in_stack(bench, max(args.requests, 1), max(args.rounds, 1)))
-
-
-if __name__ == "__main__":
-    main()

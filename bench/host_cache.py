@@ -107,7 +107,7 @@ async def bench(settings: Settings, url: str, keys: int, rounds: int, block: int
     return figures
 
 
-def main() -> None:
+if __name__ == "__main__":
     parser = cli.parser("host_cache", __doc__)
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys in the host's cache")
     parser.add_argument("--rounds", type=int, default=10, help="blocks with each cache")
@@ -121,7 +121,3 @@ def main() -> None:
             cli.save(args.json, cli.in_stack(bench, server.url, keys, args.rounds, args.block))
         finally:
             server.stop()
-
-
-if __name__ == "__main__":
-    main()

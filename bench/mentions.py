@@ -140,7 +140,7 @@ async def bench(sets: dict[str, list[Path]], rounds: int, comments: int) -> dict
     return figures
 
 
-def main() -> None:
+if __name__ == "__main__":
     parser = cli.parser("mentions", __doc__)
     parser.add_argument("--rounds", type=int, default=7, help="downloads of each, in turns")
     parser.add_argument("--comments", type=int, default=4, help="comments on each artwork")
@@ -151,7 +151,3 @@ def main() -> None:
     }
     figures = asyncio.run(bench(sets, args.rounds, args.comments))
     cli.save(args.json, figures)
-
-
-if __name__ == "__main__":
-    main()

@@ -181,7 +181,7 @@ async def bench(
     return figures
 
 
-def main() -> None:
+if __name__ == "__main__":
     parser = cli.parser("policies", __doc__)
     parser.add_argument("--owners", type=int, default=OWNERS, help="owners, one policy each")
     parser.add_argument("--posts", type=int, default=POSTS, help="posts an owner")
@@ -200,7 +200,3 @@ def main() -> None:
     )
     figures = cli.in_stack(bench, size["owners"], size["posts"], size["matching"], args.workers)
     cli.save(args.json, figures)
-
-
-if __name__ == "__main__":
-    main()

@@ -250,13 +250,9 @@ async def run(backlog: int, repeats: int) -> dict[str, Any]:
     return figures
 
 
-def main() -> None:
+if __name__ == "__main__":
     parser = cli.parser("scaling", __doc__)
     parser.add_argument("--backlog", type=int, default=300, help="BDRs per drain (≤ 8 a user)")
     parser.add_argument("--repeats", type=int, default=3, help="drains by one worker")
     args = parser.parse_args()
     cli.save(args.json, asyncio.run(run(args.backlog, args.repeats)))
-
-
-if __name__ == "__main__":
-    main()

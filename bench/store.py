@@ -407,7 +407,7 @@ def run(rounds: int) -> dict[str, Any]:
     return figures
 
 
-def main() -> None:
+if __name__ == "__main__":
     parser = cli.parser("store", __doc__)
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds of test 1")
     parser.add_argument(
@@ -419,7 +419,3 @@ def main() -> None:
         asyncio.run(_slow_proxy(upstream, int(port), float(latency)))
     else:
         cli.save(args.json, run(args.rounds))
-
-
-if __name__ == "__main__":
-    main()

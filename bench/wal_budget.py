@@ -123,7 +123,7 @@ def _print(f: dict[str, Any]) -> None:
         print(f"  {name:<18} {b['posts']:>9,} posts: {size} of WAL")
 
 
-def main() -> None:
+if __name__ == "__main__":
     parser = cli.parser("wal_budget", __doc__)
     parser.add_argument("--posts", type=int, default=DEFAULT_POSTS, help="the artist's posts")
     parser.add_argument("--ci", action="store_true", help=f"{CI_POSTS} posts, nothing saved")
@@ -136,7 +136,3 @@ def main() -> None:
         sys.exit(f"wal_budget: {why}" if why else 0)
     posts = CI_POSTS if args.ci else args.posts
     cli.save(args.json, cli.in_stack(bench, posts))
-
-
-if __name__ == "__main__":
-    main()

@@ -135,14 +135,10 @@ def section(figures: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+if __name__ == "__main__":
     parser = cli.parser("write_budget", __doc__)
     parser.add_argument(
         "--posts", type=int, default=DEFAULT_POSTS, help="the account's artworks (even)"
     )
     args = parser.parse_args()
     cli.save(args.json, cli.in_stack(bench, max(4, args.posts // 2 * 2)))
-
-
-if __name__ == "__main__":
-    main()
