@@ -125,32 +125,31 @@ class Subscriber:
         self.sent = 0
         self.live = False  # while the hub may write to the socket directly
 
-    def _writable(self) -> bool:
-        # Nothing of ours waiting in the socket's buffer: a direct write keeps the order and
-        # does not pile up behind a client that is not reading.
-        return self.live and not self.socket.pending()
-
     def deliver(self, events: list[Event]) -> None:
         """Hand on one read batch's events for this stream's user (ascending ids)."""
-        if self.end is not None:
-            return
-        if self._writable():
-            if self.socket.is_closing():
+        socket = self.socket
+        # Nothing of ours in the socket's buffer: a direct write keeps the order and does not
+        # pile up behind a client that is not reading. An ended stream is never live.
+        if self.live and not socket.pending():
+            if socket.is_closing():
                 self.finish("gone")
                 return
-            sent = self.sent
-            fresh = events if events[0][0] > sent else [e for e in events if e[0] > sent]
-            if not fresh:
+            last = events[-1][0]
+            if last <= self.sent:  # the opening had them all
                 return
-            if len(fresh) > self._limit:
-                self._overflow()
-                return
-            chunked = self.socket.chunked
-            if len(fresh) == 1:
-                self.socket.write(fresh[0][2] if chunked else fresh[0][1])
+            if len(events) == 1:
+                socket.write(events[0][2] if socket.chunked else events[0][1])
             else:
-                self.socket.write(b"".join([e[2] if chunked else e[1] for e in fresh]))
-            self.sent = fresh[-1][0]
+                sent = self.sent
+                fresh = events if events[0][0] > sent else [e for e in events if e[0] > sent]
+                if len(fresh) > self._limit:
+                    self._overflow()
+                    return
+                chunked = socket.chunked
+                socket.write(b"".join([e[2] if chunked else e[1] for e in fresh]))
+            self.sent = last
+            return
+        if self.end is not None:
             return
         self.live = False
         if len(self._queue) + len(events) > self._limit:
@@ -170,7 +169,7 @@ class Subscriber:
             self.socket.abort()
 
     def ping(self) -> None:
-        if self._writable() and not self.socket.is_closing():
+        if self.live and not self.socket.pending() and not self.socket.is_closing():
             self.socket.write(frames.PING_CHUNK if self.socket.chunked else frames.PING)
         else:
             self.ping_due = True
@@ -556,7 +555,7 @@ class Hub:
             # A moderator watching the user gets the events whose audience includes watchers.
             others = None
             for sub in subs:
-                if sub.caller_id == sub.target_id:
+                if sub.caller_id == user_id:
                     sub.deliver(events)
                     continue
                 if others is None:
