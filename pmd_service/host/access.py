@@ -113,8 +113,7 @@ async def caller_from_token(
 
 
 def signed_in(row: asyncpg.Record | None, nobody: str) -> User:
-    """The user a token or ticket names (`row`): 401 saying `nobody` when there is none, the
-    account's denial when it may not use the service now."""
+    """The user a token or ticket names: 401 saying `nobody` when none, else any account denial."""
     if row is None:
         raise unauthorized(nobody, code=Code.TOKEN_INVALID)
     denial = account_denial(row)
@@ -124,11 +123,7 @@ def signed_in(row: asyncpg.Record | None, nobody: str) -> User:
 
 
 def account_denial(row: asyncpg.Record) -> ProblemError | None:
-    """Why this account (a row of `_USER_COLUMNS`) may not use the service now, if it may not.
-
-    Applied to every token, every ticket redeemed and, every few seconds, to the callers of
-    open streams (sse/revocation.py): one rule, so the three cannot drift apart.
-    """
+    """Why this account may not use the service now, for tokens, tickets and open streams."""
     if row["deactivated"]:
         return forbidden("This account is deactivated.", code=Code.ACCOUNT_DEACTIVATED)
     if row["banned"]:
@@ -167,8 +162,7 @@ def target_denial(caller: User, target: User) -> str | None:
 async def resolve_target(
     pool: asyncpg.Pool, caller: User, target_sqid: str | None, load: UserLoader | None = None
 ) -> User:
-    """The user `caller` acts for: itself, or a moderator's `target_sqid`. `load` looks the
-    target up (a stream's opening batches it with other openings' lookups)."""
+    """The user `caller` acts for: itself, or a moderator's `target_sqid` (looked up by `load`)."""
     if target_sqid is None or target_sqid == caller.public_sqid:
         return caller
     if not caller.is_staff:  # before the lookup: a non-moderator learns nothing of who exists

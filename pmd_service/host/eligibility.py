@@ -1,8 +1,4 @@
-"""Which posts a user may act on, checked the same way by batch actions and download requests.
-
-Playlists (`kind = 'playlist'`) are deliberately left out of PMD everywhere: managing playlists
-in bulk is a deferred feature, so they are neither listed, counted nor actionable.
-"""
+"""Which posts a user may act on, for batch actions and download requests (never playlists)."""
 
 from __future__ import annotations
 
@@ -79,8 +75,7 @@ def ineligible(missing: list[int], restorable: bool) -> Exception:
 def posts_refused(
     ids: list[int], why: str, then: str, label: str, *, code: Code, **kw: Any
 ) -> ProblemError:
-    """The 400 naming the posts (`ids`) a batch is refused for, whole: "Post(s) <ids> `why`;
-    nothing was changed. `then`", and `label` before the ids in the field's error."""
+    """The 400 naming the posts (`ids`) a batch is refused for, whole."""
     listed = list_ids(ids)
     return bad_request(
         f"{'Post' if len(ids) == 1 else 'Posts'} {listed} {why}; nothing was changed. {then}",

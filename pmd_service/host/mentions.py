@@ -1,15 +1,6 @@
-"""The host's mentions: descriptions and comment bodies store `<@SQID>` markup, and every reader
-serves the plain rendering (the host's docs/mentions/README.md, rules S1, S2, S6, S11, S12).
-
-- The grammar: `<@` + 1 to 32 of `[A-Za-z0-9]` + `>`; anything else beginning `<@` is plain
-  text, and there is no word-boundary rule (`a<@t5>b` is a mention).
-- A mention of any existing account (hidden, banned or deactivated too) reads `@handle`, its
-  handle as of this read (a rename shows at once); a sqid that names no account reads `@user`.
-- Beside the plain text a payload carries the stored markup and `mentions`: the resolved sqids
-  as `{public_sqid, handle, avatar_url}`, distinct, in order of first appearance.
-
-The parsing and rendering here are pure; what they need of the database is `Mentions`, the
-accounts a page, a job or an email names, read by one query (`resolve`), never one a mention.
+"""The host's mentions: texts store `<@SQID>` markup, served as `@handle` (`@user` for a sqid
+naming no account) beside the markup and the accounts named (the host's docs/mentions/README.md).
+The accounts come from one query (`resolve`), never one a mention.
 """
 
 from __future__ import annotations
@@ -35,10 +26,8 @@ UNKNOWN_HANDLE = "user"  # the host's S2: what a sqid naming no account reads
 SQL_ACCOUNTS = """
 SELECT public_sqid, handle, avatar_url FROM users WHERE public_sqid = ANY($1::text[])
 """
-# The same, for $1's sqids and what the visible comments of the posts $2 may mention: a ZIP's
-# comments are streamed (never all in memory), so their sqids are read where they are. Each
-# piece after a `<@` up to its first `>` is a candidate (a superset of the grammar's sqids: the
-# rendering decides what is a mention); regexp_matches took five to ten times as long.
+# The same, plus what the visible comments of the posts $2 may mention (a ZIP streams them):
+# each piece after a `<@` up to its first `>` is a candidate, faster than regexp_matches.
 SQL_ACCOUNTS_WITH_COMMENTS = f"""
 SELECT u.public_sqid, u.handle, u.avatar_url FROM users u
 WHERE u.public_sqid IN (
@@ -53,8 +42,7 @@ WHERE u.public_sqid IN (
 
 
 def stripped_sql(column: str) -> str:
-    """SQL: the text `column` with every mention removed, as the host's search reads it (S12:
-    "markup stripped"); the regular expression runs only on a text that may hold one."""
+    """SQL: the text `column` with every mention removed, as the host's search reads it."""
     return (
         f"CASE WHEN strpos({column}, '{MARK}') > 0"
         f" THEN regexp_replace({column}, '{MENTION_SQL}', '', 'g') ELSE {column} END"
@@ -83,11 +71,8 @@ def sqids_in(text: str | None) -> list[str]:
 
 
 class Mentions:
-    """The accounts some texts mention, by sqid, as of one read: renders those texts.
-
-    A download renders thousands of texts, so each account's `@handle` is made once here, and a
-    text is split by the grammar in C rather than substituted by a callback a mention (a third
-    of the time)."""
+    """The accounts some texts mention, by sqid, as of one read: renders those texts (each
+    `@handle` made once, since a download renders thousands)."""
 
     def __init__(self, accounts: Mapping[str, MentionRef] | None = None) -> None:
         self.accounts: Mapping[str, MentionRef] = accounts or {}
@@ -107,8 +92,7 @@ class Mentions:
         return plain, [self.accounts[s] for s in sqids]
 
     def split(self, text: str | None) -> tuple[str | None, list[str]]:
-        """`plain(text)`, and the sqids of the existing accounts it mentions, distinct, in order
-        of first appearance (each a key of `accounts`)."""
+        """`plain(text)`, and the sqids of the existing accounts it mentions, distinct, in order."""
         if text is None or MARK not in text:
             return text, []
         pieces = MENTION.split(text)  # text, sqid, text, sqid, ..., text
@@ -142,8 +126,7 @@ async def resolve(conn: asyncpg.Pool | asyncpg.Connection, texts: Iterable[str |
 async def resolve_with_comments(
     conn: asyncpg.Pool | asyncpg.Connection, texts: Iterable[str | None], post_ids: list[int]
 ) -> Mentions:
-    """As `resolve`, plus what the visible comments of `post_ids` mention, in one query. A
-    comment written after this read that names an account nothing else names reads `@user`."""
+    """As `resolve`, plus what the visible comments of `post_ids` mention, in one query."""
     if not post_ids:
         return await resolve(conn, texts)
     return _mentions(await conn.fetch(SQL_ACCOUNTS_WITH_COMMENTS, _wanted(texts), post_ids))
@@ -152,9 +135,8 @@ async def resolve_with_comments(
 def resolve_ahead(
     pool: asyncpg.Pool, texts: list[str | None], post_ids: list[int]
 ) -> concurrent.futures.Future[Mentions]:
-    """`resolve_with_comments` started now on the running loop, for a ZIP's build thread to
-    wait on at its JSON files: the query runs while the artworks are written. Called on the
-    loop; the future is cancelled when the build may never wait for it."""
+    """`resolve_with_comments` started on the running loop, for a ZIP's build thread to wait on
+    while the artworks are written."""
     loop = asyncio.get_running_loop()
     return asyncio.run_coroutine_threadsafe(resolve_with_comments(pool, texts, post_ids), loop)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import jwt
 
 from ..core.codes import Code
-from ..core.problems import unauthorized
+from ..core.problems import ProblemError, unauthorized
 
 ALGORITHM = "HS256"
 
@@ -36,8 +36,7 @@ class TokenRules:
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """Who a token names: `sub` (the public id), or, in the host's older tokens, only the
-    legacy `user_id` claim (the user's `user_key`)."""
+    """Who a token names: `sub` (the public id), or an older token's `user_id` (`user_key`)."""
 
     sqid: str | None
     user_key: uuid.UUID | None
@@ -47,13 +46,11 @@ class Subject:
 def decode_token(token: str, rules: TokenRules) -> Subject:
     """The subject of a valid access token; 401 otherwise. Only HS256, never `none`.
 
-    Accepts what the host's `get_current_user` accepts: `sub`, or a legacy `user_id`; refuses
-    its refresh tokens (`type` other than `access`). The leeway absorbs clock skew between the
-    host that minted the token and this service (exp, iat, nbf). `aud` and `iss` are checked
-    only when configured: the host sets neither.
+    Accepts what the host's `get_current_user` accepts (`sub`, or a legacy `user_id`) and no
+    refresh token; `aud` and `iss` are checked only when configured (the host sets neither).
     """
     if not rules.secret:  # never an HMAC check against an empty key: no token is valid
-        raise unauthorized("The access token is not valid; sign in again.", code=Code.TOKEN_INVALID)
+        raise _invalid("The access token is not valid; sign in again.")
     require = ["exp", *(["aud"] if rules.audience else []), *(["iss"] if rules.issuer else [])]
     try:
         claims = jwt.decode(
@@ -70,75 +67,50 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
             "The access token has expired; sign in again.", code=Code.TOKEN_EXPIRED
         ) from None
     except jwt.ImmatureSignatureError:
-        raise unauthorized(
-            "The access token is not valid yet (`iat`/`nbf` in the future).",
-            code=Code.TOKEN_INVALID,
-        ) from None
+        raise _invalid("The access token is not valid yet (`iat`/`nbf` in the future).") from None
     except jwt.MissingRequiredClaimError as e:
-        raise unauthorized(
-            f"The access token lacks the `{e.claim}` claim; sign in again.", code=Code.TOKEN_INVALID
-        ) from None
+        raise _invalid(f"The access token lacks the `{e.claim}` claim; sign in again.") from None
     except jwt.InvalidAudienceError:
-        raise unauthorized(
-            f"The access token is not meant for {rules.audience!r} (`aud`).",
-            code=Code.TOKEN_INVALID,
-        ) from None
+        raise _invalid(f"The access token is not meant for {rules.audience!r} (`aud`).") from None
     except jwt.InvalidIssuerError:
-        raise unauthorized(
-            f"The access token was not issued by {rules.issuer!r} (`iss`).", code=Code.TOKEN_INVALID
-        ) from None
+        raise _invalid(f"The access token was not issued by {rules.issuer!r} (`iss`).") from None
     except jwt.InvalidTokenError:
-        raise unauthorized(
+        raise _invalid(
             "The access token is not valid (malformed, wrong signature or algorithm, "
-            "or missing `exp`); sign in again.",
-            code=Code.TOKEN_INVALID,
+            "or missing `exp`); sign in again."
         ) from None
     for name in ("exp", "iat", "nbf"):
         value = claims.get(name)
-        # PyJWT reads these through int(): "1795456875" passes as a number and True as 1.
-        # RFC 7519 makes them NumericDates; a string may be read differently by another reader.
+        # PyJWT reads these through int(), so "1795456875" and True would pass as numbers.
         if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise unauthorized(
+            raise _invalid(
                 f"The access token's `{name}` must be a number of seconds (a NumericDate), "
-                f"not {type(value).__name__}; sign in again.",
-                code=Code.TOKEN_INVALID,
+                f"not {type(value).__name__}; sign in again."
             )
     kind = claims.get("type", "access")
     if kind != "access":
-        raise unauthorized(
-            f"A {str(kind)[:20]!r} token cannot be used here; send an access token.",
-            code=Code.TOKEN_INVALID,
-        )
-    # Exactly the host's `get_current_user`: an empty `sub` or `user_id` counts as absent;
-    # `sub` is looked up first and `user_id` only when `sub` names nobody (access.py).
+        raise _invalid(f"A {str(kind)[:20]!r} token cannot be used here; send an access token.")
+    # As the host's `get_current_user`: an empty `sub` or `user_id` counts as absent.
     sub = claims.get("sub") or None
     legacy = claims.get("user_id") or None
     if sub is not None and not isinstance(sub, str):  # PyJWT refuses it already
-        raise unauthorized(
-            "The access token's `sub` must be the user's public id.", code=Code.TOKEN_INVALID
-        )
-    if sub is not None and not _is_text(sub):
-        # JSON's "\ud800" decodes to a lone surrogate, which no database value can equal and
-        # asyncpg cannot encode.
-        raise unauthorized(
-            "The access token's `sub` is not text (a lone surrogate); sign in again.",
-            code=Code.TOKEN_INVALID,
-        )
+        raise _invalid("The access token's `sub` must be the user's public id.")
+    if sub is not None and not _is_text(sub):  # JSON's "\ud800": no database value equals it
+        raise _invalid("The access token's `sub` is not text (a lone surrogate); sign in again.")
     user_key = None
     if legacy is not None:
         try:
             user_key = uuid.UUID(str(legacy))
         except ValueError:
             if sub is None:
-                raise unauthorized(
-                    "The access token's `user_id` is not a user key.", code=Code.TOKEN_INVALID
-                ) from None
+                raise _invalid("The access token's `user_id` is not a user key.") from None
     if sub is None and user_key is None:
-        raise unauthorized(
-            "The access token names no user (`sub` or `user_id`); sign in again.",
-            code=Code.TOKEN_INVALID,
-        )
+        raise _invalid("The access token names no user (`sub` or `user_id`); sign in again.")
     return Subject(sub, user_key, float(claims["exp"]))
+
+
+def _invalid(detail: str) -> ProblemError:
+    return unauthorized(detail, code=Code.TOKEN_INVALID)
 
 
 def _is_text(value: str) -> bool:

@@ -1,7 +1,5 @@
-"""Where an artwork file lives: `{VAULT_PATH}/{storage_shard}/{storage_key}.{ext}`, never outside.
-
-Paths are built from validated parts only (never by trimming `art_url`: `lstrip("/vault/")`
-strips characters, not a prefix) and checked again after symlinks are resolved.
+"""Where an artwork file lives: `{VAULT_PATH}/{storage_shard}/{storage_key}.{ext}`, built from
+validated parts only and checked again after symlinks are resolved.
 """
 
 from __future__ import annotations
@@ -13,8 +11,7 @@ import uuid
 from pathlib import Path
 
 ARTWORK_FORMATS = frozenset({"png", "gif", "webp", "bmp"})
-# The host's `storage_shard` (varchar(8)) is an opaque folder path of one or more plain folder
-# names: "24/07" today (two levels, 00-3f), "8c/4f/2a" on older rows (three levels, 00-ff).
+# The host's `storage_shard`: plain folder names, "24/07" today and "8c/4f/2a" on older rows.
 SHARD_MAX_LENGTH = 8
 _SHARD_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 
@@ -45,8 +42,7 @@ def relative_artwork_path(storage_shard: str | None, storage_key: uuid.UUID | st
     return f"{folder}{key}.{fmt}"
 
 
-# The host's other files of a post (api/app/vault.py: get_mkpx_file_path, whose `mkpx/` tree
-# is keyed by the stored shard verbatim, and get_upscaled_file_path, beside the artwork).
+# The host's `.mkpx` layers tree, keyed by the stored shard verbatim (its api/app/vault.py).
 LAYERS_FOLDER = "mkpx"
 
 
@@ -71,8 +67,7 @@ def artwork_path(
 def artwork_path_in(
     root: Path, storage_shard: str | None, storage_key: uuid.UUID | str, fmt: str
 ) -> Path:
-    """artwork_path under a vault `root` already resolved: a build resolves it once, not once
-    per artwork (resolving costs an lstat per level of the path)."""
+    """artwork_path under a vault `root` already resolved (a build resolves it once)."""
     return vault_file_in(root, relative_artwork_path(storage_shard, storage_key, fmt))
 
 
@@ -98,10 +93,7 @@ def contained(root: Path, relative: str) -> Path:
 
 
 def host_shard(storage_key: uuid.UUID, *, legacy: bool = False) -> str:
-    """The shard the host gives a new artwork ("24/07"), or an older row's ("8c/4f/2a").
-
-    For demo data and tests: the service itself never derives a shard, it reads the stored one.
-    """
+    """The shard the host gives a new artwork ("24/07"), or an older row's, for demo data."""
     digest = hashlib.sha256(str(storage_key).encode()).digest()
     if legacy:
         return f"{digest[0]:02x}/{digest[1]:02x}/{digest[2]:02x}"
