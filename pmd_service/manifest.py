@@ -1,11 +1,5 @@
-"""What a feature declares, in one value: its routes, its app lifetimes, its event kinds, its
-claimed job kinds (with their upkeep), its scheduled jobs, the emails its other rows owe and its
-download-ticket check.
-
-`pmd_service/features.py` lists the features; the app, the stream's kinds and tickets, the
-sweep and cleanup, and the worker's functions and crons are all built from that one list, so a
-new feature is its folder and one line there.
-"""
+"""What a feature declares, in one value: routes, lifetimes, event kinds, job kinds, scheduled
+jobs, emails owed and download tickets; the app and the worker are built from the list of them."""
 
 from __future__ import annotations
 
@@ -26,10 +20,8 @@ Lifetime = Callable[[web.Application], AsyncIterator[None]]
 
 @dataclass(frozen=True)
 class Schedule:
-    """A job the worker runs on a clock, as arq's cron runs it: at every time matching the
-    sets given (None: any), in one worker only however many run (arq's own cron lock).
-    `name` is its queue name: stable across releases, so a worker of either release during a
-    rolling upgrade runs the other's."""
+    """A job one worker runs at every time matching the sets given (None: any), as arq's cron;
+    `name` is its queue name, stable across releases."""
 
     name: str
     run: WorkerCoroutine  # given arq's job context
@@ -49,8 +41,7 @@ class Feature:
     events: tuple[EventKind, ...] = ()
     jobs: tuple[JobKind, ...] = ()
     schedules: tuple[Schedule, ...] = ()
-    # Emails owed by rows that are no job kind's (a scheduled job's), sent by the sweep as a
-    # kind's are.
+    # Emails owed by rows that are no job kind's, sent by the sweep.
     emails: tuple[Email, ...] = ()
     # The downloads a stream ticket may be minted for.
     tickets: tuple[TicketDownload, ...] = ()

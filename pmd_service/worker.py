@@ -1,14 +1,5 @@
-"""The arq worker, wired in one place: the jobs it runs (one function per claimed job kind the
-features declare, the sweep and the cleanup as crons beside the features' scheduled jobs), its
-options, and its two entry points.
-
-`python -m pmd_service worker` (`main`, the supported form) waits for PostgreSQL and Redis, runs
-the options below on `PmdWorker` and writes each log line once; `arq worker.WorkerSettings`
-(or `arq pmd_service.worker_settings.WorkerSettings`) runs the same options on `PmdWorker` too,
-as arq's settings class, under arq's own start-up. Importing this module reads no setting, so
-that `main` (which reads them its own way, embedded servers in dev mode) and the tests, with
-their own, can.
-"""
+"""The arq worker, wired in one place: its jobs and crons, its options, and its two entry points
+(`main`, and arq's settings class in worker_settings.py). Importing it reads no setting."""
 
 from __future__ import annotations
 
@@ -37,7 +28,7 @@ log = logging.getLogger(__name__)
 
 PROCESS = "pmd-worker"
 
-# A kind's tries and timeout are its queue's (features/bdr/job_sql.py, features/exports/job_sql.py say why).
+# A kind's tries and timeout are its queue's.
 FUNCTIONS = [
     func(
         job_function(kind),
@@ -49,8 +40,7 @@ FUNCTIONS = [
 ]
 CRON_JOBS = [
     cron(sweep, second={5}, run_at_startup=True, timeout=120),
-    # Under the name every release has queued it by: a worker of either release runs the
-    # other's during a rolling upgrade, and one run a day is enqueued between them.
+    # The name every release has queued it by, so a rolling upgrade enqueues one run a day.
     cron(
         daily_cleanup,
         name="cron:cleanup_expired_bdrs",
@@ -74,9 +64,7 @@ CRON_JOBS = [
 ]
 HEALTH_CHECK_INTERVAL = 30
 MAX_JOBS = 4
-# arq polls its queue and starts at most MAX_JOBS jobs a poll, so the delay bounds both a
-# request's wait and one worker's rate; a poll is one ZRANGEBYSCORE, skipped while every slot is
-# busy (docs/benchmarks-details.md, "Measurements behind the code").
+# Bounds both a request's wait and one worker's rate (at most MAX_JOBS jobs a poll).
 POLL_DELAY = 0.02
 # On SIGTERM a running build gets this long; an interrupted one is taken over later.
 JOB_COMPLETION_WAIT = 20
@@ -85,9 +73,7 @@ JOB_COMPLETION_WAIT = 20
 async def _worker_startup(ctx: dict[str, Any], *, settings: Settings, wait: bool) -> None:
     logs.drop_foreign_handlers("arq")  # whoever ran the Worker: each of its lines once
     if wait:
-        # `arq worker.WorkerSettings`: arq has connected to Redis (with its own retries);
-        # PostgreSQL gets the STARTUP_WAIT_SECONDS that `python -m pmd_service worker` gives
-        # both before it starts the Worker.
+        # The `arq` command connected to Redis itself; PostgreSQL gets STARTUP_WAIT_SECONDS.
         try:
             await services_reachable(settings, PROCESS)
         except StartupError as exc:
@@ -108,10 +94,7 @@ def on_startup(settings: Settings, *, wait: bool = False) -> Any:
 
 
 def worker_options(settings: Settings, *, wait_for_services: bool = False) -> dict[str, Any]:
-    """The keyword arguments of arq's Worker, and the attributes of the `arq` command's
-    WorkerSettings.
-    `wait_for_services`: wait for PostgreSQL and Redis in on_startup (the `arq` command's
-    form, which has no start-up of the service's own before the Worker)."""
+    """arq Worker's keyword arguments; `wait_for_services`: on_startup waits (the `arq` command)."""
     return {
         "functions": FUNCTIONS,
         "cron_jobs": CRON_JOBS,
@@ -122,21 +105,16 @@ def worker_options(settings: Settings, *, wait_for_services: bool = False) -> di
         "max_jobs": MAX_JOBS,
         "poll_delay": POLL_DELAY,
         "job_completion_wait": JOB_COMPLETION_WAIT,
-        # No job's result is kept, so its id is free at once to be enqueued again. Set on the
-        # Worker, not each function: a job arq ends itself (its tries run out) keeps the
-        # Worker's, an hour by default, and its row would wait for the sweep's fresh id.
+        # No result is kept, so a job's id is free at once to be enqueued again.
         "keep_result": 0,
-        # JSON, never pickle: nothing read from Redis runs code (core/job_codec.py). The
-        # Worker's own pool, which the sweep enqueues with, gets them too.
+        # JSON, never pickle: nothing read from Redis runs code.
         "job_serializer": job_codec.serialize,
         "job_deserializer": job_codec.deserialize,
     }
 
 
 def arq_command_settings() -> Settings:
-    """The settings of the `arq` command's form, read when it imports WorkerSettings; arq's
-    own log handler, which it adds right after, never writes a line, and the Worker it then
-    makes is PmdWorker (jobs/arq_adapter.py)."""
+    """The `arq` command's settings, read as it imports WorkerSettings; it then runs PmdWorker."""
     settings = load_settings(PROCESS)
     check_email_copy(settings, PROCESS)
     arq_lines_once()

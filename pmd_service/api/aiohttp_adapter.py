@@ -1,16 +1,6 @@
-"""The one place that leans on aiohttp beyond its documented API, each use named with the
-aiohttp release it was read from (pyproject.toml pins it; tests/unit/test_aiohttp_adapter.py
-fails the day aiohttp changes what is relied on, so an upgrade re-reads this module first).
-
-- `DirectSocket` and `direct_framing`: the SSE hub writes each live event to a stream's socket
-  itself, framed once for every subscriber (sse/frames.py `chunk`), instead of through each
-  response's `write`, which would wake a task a subscriber. That holds while aiohttp's writer,
-  once the response is prepared, keeps nothing buffered between its own writes and frames a
-  chunked body as RFC 9112 chunks, so direct chunks interleave with its own and its
-  `write_eof` still ends the body.
-- `name_the_server`: the `Server` header of the answers aiohttp writes without the app (a
-  request it cannot parse) comes from a module global, `web_response.SERVER_SOFTWARE`.
-"""
+"""The one place that leans on aiohttp beyond its documented API (tests/unit/test_aiohttp_adapter.py
+fails when it changes): writing to a prepared response's socket directly, and the `Server`
+header of answers aiohttp writes without the app."""
 
 from __future__ import annotations
 
@@ -30,10 +20,8 @@ def direct_framing(response: web.StreamResponse) -> bool | None:
 
 
 class DirectSocket:
-    """The socket under a streamed response, which its owner may also write to itself, between
-    the response's own writes, once `take_over` found the body framed in a way it can follow.
-
-    Slotted: a server holds one for each of its thousands of open streams."""
+    """The socket under a streamed response, which its owner may also write to between the
+    response's own writes (slotted: one per open stream)."""
 
     __slots__ = ("_transport", "chunked")
 
@@ -63,6 +51,5 @@ class DirectSocket:
 
 
 def name_the_server(name: str) -> None:
-    """Every answer aiohttp writes names the server `name`, with no version of Python or
-    aiohttp (the app's own answers set it in on_response_prepare)."""
+    """Every answer aiohttp writes without the app names the server `name`, with no version."""
     web_response.SERVER_SOFTWARE = name  # type: ignore[attr-defined]

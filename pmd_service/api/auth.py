@@ -1,5 +1,4 @@
-"""Bearer authentication of requests and the moderator `target_sqid` (routing.py applies it
-to the routes that declare it)."""
+"""Bearer authentication of requests and the moderator `target_sqid`."""
 
 from __future__ import annotations
 
@@ -77,9 +76,7 @@ async def retarget(request: web.Request, body_target: str | None) -> Principal:
 
 
 async def bearer_or_ticket(request: web.Request, load: UserLoader | None = None) -> Principal:
-    """The Bearer header, or else `?ticket=` from POST /api/pmd/bdr/sse-ticket: for what a
-    browser opens without headers (EventSource, a download link the browser saves itself).
-    `load`: how the caller is looked up (a stream's opening batches it)."""
+    """The Bearer header, or else `?ticket=` from POST /api/pmd/bdr/sse-ticket."""
     token = bearer_token(request)
     if token is not None:
         return await authenticate(request, token, load)
@@ -91,10 +88,7 @@ async def bearer_or_ticket(request: web.Request, load: UserLoader | None = None)
             "",
             code=Code.TOKEN_MISSING,
         )
-    # A ticket for a download is bound to its BDR or export (the route's `{id}`); the stream
-    # has none.
-    # A HEAD answers headers only (a download manager's look before its GET): it does not
-    # spend the ticket, which still lasts its 30 seconds and opens one GET.
+    # A download's ticket is bound to the route's `{id}`; a HEAD leaves it for the GET.
     return await tickets.redeem(
         request.app[REDIS],
         tickets.signing_key(request.app[SETTINGS].jwt_secret_key),

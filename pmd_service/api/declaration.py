@@ -1,5 +1,4 @@
-"""The declaration of one endpoint: route, handler, authentication, query struct and its OpenAPI
-entry, side by side (routing.py registers them)."""
+"""The declaration of one endpoint: route, handler, authentication, query and OpenAPI entry."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ from ..core.codes import Code
 class Auth(enum.Enum):
     PUBLIC = "public"  # health, readiness, the OpenAPI document, metrics
     BEARER = "bearer"  # `Authorization: Bearer`; the handler finds request[PRINCIPAL]
-    # Bearer, or `?ticket=` for what a browser opens itself (a download it saves): the endpoint
-    # declares a `ticket` in its query struct.
+    # Bearer, or a `ticket` its query struct declares (a download the browser saves).
     BEARER_OR_TICKET = "bearer_or_ticket"
     OWN = "own"  # the handler authenticates itself (the SSE stream also takes a ticket)
 
@@ -50,8 +48,7 @@ class Endpoint:
     ok_description: str = "OK"
     response_media: str = "application/json"
     problems: tuple[int, ...] = ()
-    # The codes (core/codes.py) of its own problems; those every endpoint of its kind answers
-    # (authentication, a body, a query) are added by the document (web/openapi.py).
+    # Its own problems' codes; those of its kind (authentication, body, query) are added.
     codes: tuple[Code, ...] = ()
     # What a problem status means here, where the document's general wording says too little.
     problem_notes: dict[int, str] = field(default_factory=dict)
@@ -61,8 +58,7 @@ class Endpoint:
     other_responses: tuple[tuple[int, str, str | None], ...] = ()
     # The body shape of such an answer, by status, where it has one (a struct).
     other_schemas: dict[int, type] = field(default_factory=dict)
-    # The headers of answers other than the success (a 206's Content-Range, a 412's ETag), by
-    # status; each status must be one the endpoint declares.
+    # Other answers' headers, by a status the endpoint declares.
     status_headers: dict[int, dict[str, str]] = field(default_factory=dict)
     allow_head: bool = True  # GET only
     # Open for hours, thousands at once (SSE): kept free of per-request context (request_ids).

@@ -32,19 +32,14 @@ def _malloc_trim() -> Callable[[], object] | None:
     return lambda: trim(0)
 
 
-# A proxied download's buffers (the store client's, in its own threads, and the chunks that
-# pass through this one) are freed when it ends, but glibc keeps the freed pages in its
-# arenas: a trim gives them back (docs/reliability.md, bench/store.py).
+# glibc keeps a finished download's freed buffers in its arenas: a trim gives them back.
 RELEASE_FREE_MEMORY = _malloc_trim()
-# How long after the last download ended the trim runs: the store client's threads free a
-# download's connection and buffers only a moment after Python let go of its stream.
+# The store client's threads free a download's buffers a moment after its stream ends.
 TRIM_DELAY_SECONDS = 0.5
 
 
 class ProxySlots:
-    """Proxied downloads streaming in this process: each holds a store connection and a
-    chunk of memory for as long as its client reads, so they are capped per user and in all
-    (ZIP_PROXY_MAX_PER_USER, ZIP_PROXY_MAX_DOWNLOADS)."""
+    """Proxied downloads streaming in this process, capped per user and in all."""
 
     def __init__(self, total: int, per_user: int) -> None:
         self.total = total
@@ -55,8 +50,7 @@ class ProxySlots:
         self._trim: asyncio.TimerHandle | None = None
 
     def check(self, user_id: int) -> None:
-        """Refuse now (429, 503) what `hold` would refuse: before the store is asked anything
-        for a download that could not stream anyway."""
+        """Refuse now (429, 503) what `hold` would refuse."""
         if self.by_user[user_id] >= self.per_user:
             self._refuse(
                 "user",

@@ -1,5 +1,4 @@
-"""A problem as an HTTP answer (problem+json, RFC 9457), and a client that left mid-answer
-(web/problem_middleware.py turns every error raised by a handler into one of these)."""
+"""A problem as an HTTP answer (problem+json, RFC 9457), and a client that left mid-answer."""
 
 from __future__ import annotations
 
@@ -14,8 +13,7 @@ from .keys import COUNTED_STATUS
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-# nginx's status for a client that closed the connection before the response was complete:
-# counted as such, never as a 5xx (the server did nothing wrong).
+# nginx's status for a client that closed the connection before the response was complete.
 CLIENT_CLOSED_REQUEST = 499
 
 

@@ -1,8 +1,4 @@
-"""The request id: taken from a safe `X-Request-ID` or made, echoed, and put on every log line.
-
-It follows a BDR or an export: stored in its row, set by the worker for the job's log lines,
-and sent as the `X-Request-ID` header of its email.
-"""
+"""The request id: taken from a safe `X-Request-ID` or made, echoed, and put on every log line."""
 
 from __future__ import annotations
 
@@ -25,9 +21,7 @@ def current() -> str:
 def request_id_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     endpoint = endpoint_of(request)
     if endpoint is not None and endpoint.long_lived:
-        # An SSE stream lives for hours, thousands at once per process: it echoes the id itself
-        # but gets no frame of ours nor the context variable, which in every stream's task
-        # slows a burst's delivery (docs/benchmarks.md); its rare log lines go without the id.
+        # A stream echoes the id itself: the context variable in each slows a burst's delivery.
         return handler(request)
     return _with_id(request, handler)
 
@@ -47,8 +41,7 @@ async def _with_id(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 async def echo_on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """The id on an answer its handler sent itself (a ZIP as a file, or proxied from the
-    bucket): prepared before the middleware gets it back, it would go out without one."""
+    """The id on an answer its handler prepared itself, before the middleware gets it back."""
     rid = REQUEST_ID.get()
     if rid is not None and REQUEST_ID_HEADER not in response.headers:
         response.headers[REQUEST_ID_HEADER] = rid

@@ -1,16 +1,11 @@
-"""Registering the endpoints (each declared once, as a `declaration.Endpoint`) and parsing their
-query structs.
-
-`register` adds the routes and keeps every declaration in `app[ROUTE_ENDPOINTS]`, keyed by its
-route: the OpenAPI document is built from them, and a middleware that needs to know something of
-an endpoint (does it stream for hours?) looks it up there instead of matching names or paths.
-"""
+"""Registering the endpoints, each kept in `app[ROUTE_ENDPOINTS]` by its route, and parsing
+their query structs."""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import msgspec
@@ -19,29 +14,23 @@ from aiohttp.typedefs import Handler
 
 from ..core.codes import Code
 from ..core.problems import FieldError, bad_request
+from ..host.access import Principal
 from .auth import bearer, bearer_or_ticket
 from .declaration import Auth, Endpoint
 from .keys import PRINCIPAL, ROUTE_ENDPOINTS
 from .validation import refuse_nul
 
+_AUTHENTICATE = {Auth.BEARER: bearer, Auth.BEARER_OR_TICKET: bearer_or_ticket}
 
-def _with_bearer(handler: Handler) -> Handler:
+
+def _authenticated(
+    handler: Handler, authenticate: Callable[[web.Request], Awaitable[Principal]]
+) -> Handler:
     async def authenticated(request: web.Request) -> web.StreamResponse:
-        request[PRINCIPAL] = await bearer(request)
+        request[PRINCIPAL] = await authenticate(request)
         return await handler(request)
 
     return authenticated
-
-
-def _with_bearer_or_ticket(handler: Handler) -> Handler:
-    async def authenticated(request: web.Request) -> web.StreamResponse:
-        request[PRINCIPAL] = await bearer_or_ticket(request)
-        return await handler(request)
-
-    return authenticated
-
-
-_WRAPPERS = {Auth.BEARER: _with_bearer, Auth.BEARER_OR_TICKET: _with_bearer_or_ticket}
 
 
 def register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
@@ -50,8 +39,10 @@ def register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
     for endpoint in endpoints:
         if endpoint.query is not None:
             _query_fields(endpoint.query)  # an unsupported field fails here, at start-up
-        wrap = _WRAPPERS.get(endpoint.auth)
-        handler = wrap(endpoint.handler) if wrap is not None else endpoint.handler
+        authenticate = _AUTHENTICATE.get(endpoint.auth)
+        handler = endpoint.handler
+        if authenticate is not None:
+            handler = _authenticated(handler, authenticate)
         once = once_keys(endpoint)
         if once:
             handler = _refusing_repeats(handler, once)
@@ -99,9 +90,7 @@ def _repeated(name: str) -> Exception:
 
 
 def once_keys(endpoint: Endpoint) -> frozenset[str]:
-    """The query parameters `endpoint` reads that take one value: its query struct's fields
-    but the lists (`?hashtag=a&hashtag=b`), and `target_sqid` on any authenticated endpoint
-    (api/auth.py)."""
+    """The query parameters `endpoint` reads that take one value (`target_sqid` included)."""
     keys: set[str] = set()
     if endpoint.query is not None:
         keys = {f.encode_name for f in _query_fields(endpoint.query) if query_list(f.type) is None}
@@ -111,8 +100,7 @@ def once_keys(endpoint: Endpoint) -> frozenset[str]:
 
 
 def _refusing_repeats(handler: Handler, once: frozenset[str]) -> Handler:
-    """`handler`, behind a 400 naming a parameter of `once` given twice: a proxy or cache in
-    front may act on another of its values than this service (which reads the first)."""
+    """`handler`, behind a 400 naming a parameter of `once` given twice (a proxy reads one)."""
 
     async def checked(request: web.Request) -> web.StreamResponse:
         query = request.query
@@ -193,8 +181,7 @@ def _field_value(name: str, raw: str, kind: msgspec.inspect.Type) -> object:
 
 
 def parse_query(request: web.Request, struct: type[Q]) -> Q:
-    """The query string as `struct`: absent parameters take their defaults, others are checked
-    against the field's type and constraints, with a 400 that names the parameter."""
+    """The query string as `struct`, with a 400 naming a parameter that does not fit."""
     values: dict[str, object] = {}
     for f in _query_fields(struct):
         repeated = query_list(f.type)

@@ -1,6 +1,5 @@
-"""POST /api/pmd/bdr/sse-ticket: a single-use ticket for what a browser opens without headers
-(the stream's EventSource, a download link it saves itself), for a download the features
-declare (their manifests' `tickets`), checked and minted here, redeemed by api/auth.py."""
+"""POST /api/pmd/bdr/sse-ticket: a single-use ticket for the stream or a download the features
+declare."""
 
 from __future__ import annotations
 
@@ -50,9 +49,7 @@ DownloadCheck = Callable[[asyncpg.Pool, uuid.UUID, Principal], Awaitable[object]
 
 @dataclass(frozen=True, slots=True)
 class TicketDownload:
-    """A download a ticket may be minted for, as its feature declares it (this room knows no
-    feature): the ticket query's key naming it, what that key's description says, the check
-    that the principal may get it, and the codes that check answers with."""
+    """A download a ticket may be minted for, as its feature declares it."""
 
     query_key: str
     description: str
@@ -110,6 +107,5 @@ def endpoint(downloads: TicketDownloads) -> Endpoint:
 
 # What the ticket's downloads are checked against (the features', web/app.py).
 TICKET_DOWNLOADS: web.AppKey[TicketDownloads] = web.AppKey("ticket_downloads")
-# How the caller is looked up: the stream's batched lookups where the app has them
-# (sse/lifetime.py), since a reconnect storm is a storm of tickets too; else one query a call.
+# The stream's batched caller lookups, where the app has them: a reconnect storm is one of tickets.
 TICKET_CALLERS: web.AppKey[UserLoader] = web.AppKey("ticket_callers")

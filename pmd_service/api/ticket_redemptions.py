@@ -1,10 +1,5 @@
-"""Tickets spent many to a Redis round trip, so that a reconnect storm of thousands of
-EventSource openings is not one round trip each.
-
-The spends asked in one turn of the event loop go out together on the next, as one pipeline of
-GETDELs in the order asked, so a ticket spent twice in one batch goes to the first only, as two
-round trips would have answered. Not a transaction: one command's error fails only its own spend.
-"""
+"""Tickets spent many to a Redis round trip: the spends of one event-loop turn go out on the
+next as one pipeline of GETDELs, in order, not a transaction."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""Single-use, 30-second tickets for what a browser opens without a Bearer header: EventSource
-(a stream ticket), or a link to one ZIP the browser saves itself (a download ticket, good for
-that download only).
-
-Stored in Redis under a hash of the ticket, so any replica can redeem one and a copy of Redis
-holds nothing usable, and redeemed with GETDEL, so the first use is the only one. Each stored
-ticket is signed with a key derived from JWT_SECRET_KEY, so whoever can write to that Redis
-cannot make or move a ticket.
-"""
+"""Single-use, 30-second tickets for what a browser opens without a Bearer header: EventSource,
+or a link to one ZIP. Stored in Redis under the ticket's hash, signed with a key derived from
+JWT_SECRET_KEY, and redeemed with GETDEL, so the first use is the only one."""
 
 from __future__ import annotations
 
@@ -39,8 +33,7 @@ log = logging.getLogger(__name__)
 
 TICKET_SECONDS = 30
 _KEY_PREFIX = "pmd:sse-ticket:"
-# The signing key is derived from the token secret, not the secret itself: a ticket's MAC and
-# a token's signature never share a key.
+# A ticket's MAC and a token's signature never share a key.
 _KEY_CONTEXT = b"pmd-sse-ticket"
 _TICKET_RE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 _NOBODY = "The ticket names a user that no longer exists; sign in again."
@@ -53,15 +46,12 @@ class TicketOut(msgspec.Struct):
 
 class _Stored(msgspec.Struct):
     caller_id: int
-    # Public sqids: users are re-loaded, and the rules re-applied, at redemption. None: a user
-    # without one (the host's column allows NULL; its older tokens name users by `user_key`),
-    # re-loaded by id; as a target, only the caller can be such a user.
+    # Public sqids, re-loaded at redemption; None: a user without one, re-loaded by id.
     caller: str | None
     target_id: int
     target: str | None
     exp: float  # the expiry of the token the ticket was minted with
-    # A download ticket's one BDR or export (stored as `bdr_id`, which every release reads);
-    # None: a stream ticket.
+    # A download ticket's BDR or export (stored as `bdr_id`); None: a stream ticket.
     download_id: str | None = msgspec.field(default=None, name="bdr_id")
 
 
@@ -106,8 +96,7 @@ def _redis_down() -> ProblemError:
 async def mint(
     redis: ArqRedis, key: bytes, principal: Principal, download_id: uuid.UUID | None = None
 ) -> TicketOut:
-    """A stream ticket, or with `download_id` (a BDR or an export the caller has checked is the
-    target's) a ticket for that one download; `key` from `signing_key`."""
+    """A stream ticket, or with `download_id` a ticket for that one download."""
     ticket = secrets.token_urlsafe(32)
     stored = _Stored(
         caller_id=principal.caller.id,
@@ -126,8 +115,7 @@ async def mint(
 
 
 def _download_key(raw: str | None) -> str | None:
-    """A path's BDR or export id as stored in tickets (a malformed one stays as is, and
-    matches none)."""
+    """A path's id as tickets store it (a malformed one stays as is, and matches none)."""
     if raw is None:
         return None
     try:
@@ -148,12 +136,8 @@ async def redeem(
     spend: bool = True,
     redemptions: Redemptions | None = None,
 ) -> Principal:
-    """The principal of a ticket, spent; for a download (`download_id`, from the path), a
-    ticket minted for that BDR or export; for a stream (None), a stream ticket. `key`:
-    `signing_key`'s. `load` looks the caller up (a stream's opening batches it with others').
-    `spend=False` (a download's HEAD, which sends no byte of the ZIP) leaves the ticket for
-    the GET that follows. `redemptions` spends it in one round trip with other requests' tickets
-    (api/ticket_redemptions.py)."""
+    """The principal of a ticket minted for `download_id` (None: the stream), spent unless
+    `spend` is False (a download's HEAD), through `redemptions` when given."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
         "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds).",
@@ -175,8 +159,7 @@ async def redeem(
         raise unknown
     payload = _unseal(key, where, raw)
     if payload is None:
-        # Not minted here (or under another JWT_SECRET_KEY: tickets minted before a rotation,
-        # for their 30 s): someone else wrote to this Redis, which operators should know.
+        # Not minted here, or under an earlier JWT_SECRET_KEY: operators should know.
         log.warning("a stream ticket in Redis fails its signature; refused (key %s)", where)
         raise unknown
     stored = msgspec.json.decode(payload, type=_Stored)

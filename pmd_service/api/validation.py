@@ -55,15 +55,9 @@ def _refuse_pair(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def refuse_repeated_keys(body: bytes, type_: type[msgspec.Struct]) -> None:
-    """400 naming the key if a body, already decoded into the flat struct `type_`, repeats one.
-
-    msgspec keeps the last of repeated keys, where a proxy or WAF in front may read the first.
-    A request struct is flat and forbids unknown fields, so its keys can only be its field
-    names; with no backslash in the body (no escaped key) each key occurs in the bytes as
-    `"name"`, so one occurrence of each proves there is no repeat (a few µs for any body).
-    Only otherwise (the name also appears as a value, or escapes) is the body parsed again with
-    every key pair seen; its depth is bounded, since the struct decoded.
-    """
+    """400 naming the key if a body, already decoded into the flat struct `type_`, repeats one
+    (msgspec keeps the last, a proxy may read the first); the body is parsed again only when a
+    field's quoted name occurs twice or it holds an escape."""
     if b"\\" not in body:
         for key in _quoted_keys(type_):
             if body.count(key) > 1:
@@ -87,11 +81,7 @@ def _nul_refused(field: str) -> ProblemError:
 
 
 def refuse_nul(value: object, path: str = "") -> None:
-    """400 naming the first text in `value` (a decoded body, or one query value) holding U+0000.
-
-    PostgreSQL cannot store U+0000 in text, so such a value would fail in the database (a 5xx)
-    wherever it reached a query; refusing it where requests are parsed covers every field.
-    """
+    """400 naming the first text in `value` holding U+0000, which PostgreSQL text cannot store."""
     if isinstance(value, str):
         if "\x00" in value:
             raise _nul_refused(path or "body")
@@ -148,16 +138,14 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
         )
     limit = request.client_max_size
     if request.content_length is not None and request.content_length > limit:
-        # Refuse a declared oversize body at once: reading first would wait for bytes a client
-        # may never send (the limit is otherwise only enforced as the body arrives).
+        # At once: reading first would wait for bytes a client may never send.
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     timeout = request.app[SETTINGS].body_timeout_seconds
     try:
         async with asyncio.timeout(timeout):
             body = await request.read()
     except TimeoutError:
-        # Answered, and the connection closed (web/problem_middleware.py): a body that trickles
-        # or never comes would hold its connection and handler for as long as the client liked.
+        # Answered, and the connection closed: a trickling body would hold its handler.
         raise ProblemError(
             408,
             "request-timeout",

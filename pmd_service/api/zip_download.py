@@ -1,13 +1,5 @@
-"""What a request for ZIPs reads first (`zip_request`), and serving a ready ZIP, a BDR's or an
-export part's (`download`): a redirect to a signed URL (a bucket's default, so that the
-server's part is one small response), or its bytes, from a local file or streamed from the
-bucket in proxy mode (for stores the browser cannot reach).
-
-Both ways answer conditions and ranges by one set of rules (`_plan`), so they cannot disagree:
-412, 304, If-Range and one byte range (206; several ranges or an invalid one get the whole ZIP,
-as RFC 9110 §14.2 says). A proxied download holds one chunk at a time whatever the ZIP's size,
-and a client that takes no chunk for ZIP_PROXY_IDLE_SECONDS is cut off either way.
-"""
+"""A request for ZIPs (`zip_request`), and a ready ZIP served (`download`): a redirect to a
+signed URL, or its bytes from a local file or the bucket, with conditions and one byte range."""
 
 from __future__ import annotations
 
@@ -47,19 +39,12 @@ if TYPE_CHECKING:
     from obstore import GetResult
 
 log = logging.getLogger(__name__)
+NO_STORE = {"Cache-Control": "private, no-store"}
 
-# A proxied download's step: read from the store (at least this much), written this much at a
-# time. Above aiohttp's 64 KiB write limit, so every write waits until the client took it
-# (see _relay).
+# Above aiohttp's 64 KiB write limit, so every write of a proxied download waits for the client.
 READ_CHUNK = 128 * 1024
-# A local file's largest step (sendfile call) for a client that reads fast: one that then
-# stops still gets ZIP_PROXY_IDLE_SECONDS, and one that slows down must take 1 MiB in that time.
+# A local file's largest sendfile step, which a client must take within ZIP_PROXY_IDLE_SECONDS.
 SENDFILE_MAX_STEP = 2**20
-
-
-async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> web.Response:
-    url = await files.signed_url(stored, "HEAD" if request.method == hdrs.METH_HEAD else "GET")
-    return web.Response(status=302, headers={"Location": url, "Cache-Control": "private, no-store"})
 
 
 # --- conditions and ranges: one answer for both modes -----------------------------------------
@@ -87,8 +72,7 @@ class Plan:
 
 
 def _plan(request: web.Request, stored: StoredZip) -> Plan:
-    """The answer the request's conditions and Range call for (RFC 9110 §13.2.2 order);
-    412 and 416 are raised as problems."""
+    """The answer the conditions and Range call for (RFC 9110 §13.2.2 order); raises 412, 416."""
     etag, modified = stored.etag, _seconds(stored.last_modified)
     if_match = request.if_match
     if if_match is not None and not _matches(etag, if_match, weak=False):
@@ -109,22 +93,19 @@ def _plan(request: web.Request, stored: StoredZip) -> Plan:
 
 
 def _seconds(when: datetime) -> int:
-    # HTTP dates have whole seconds; aiohttp announces a file's mtime of 12.7 s as 13 s (so
-    # that the date it sends back means "not modified since"), and so does this module.
+    # HTTP dates have whole seconds, rounded up as aiohttp rounds a file's mtime.
     return math.ceil(when.timestamp())
 
 
 def _matches(etag: str, tags: tuple[ETag, ...], *, weak: bool) -> bool:
-    # `*` (any ETag) is one ETag of that value in the parsed header (aiohttp's public ETag).
-    if len(tags) == 1 and tags[0].value == "*":
-        return True  # the ZIP exists: `*` matches it
+    if len(tags) == 1 and tags[0].value == "*":  # any ETag: the ZIP exists
+        return True
     value = etag.removeprefix("W/").strip('"')
     return any(tag.value == value for tag in tags if weak or not tag.is_weak)
 
 
 def _if_range_holds(request: web.Request, stored: StoredZip) -> bool:
-    """Whether the Range applies: no If-Range, or one naming this version exactly (a strong
-    entity tag, or the Last-Modified date); anything else asks for the whole ZIP (§13.1.5)."""
+    """Whether the Range applies: no If-Range, or one naming this version exactly (§13.1.5)."""
     value = request.headers.get(hdrs.IF_RANGE)
     if value is None:
         return True
@@ -136,9 +117,7 @@ def _if_range_holds(request: web.Request, stored: StoredZip) -> bool:
 
 
 def _byte_range(request: web.Request, stored: StoredZip) -> tuple[int, int] | None:
-    """[start, stop) of the one range asked for; None to send the whole ZIP: no Range, a unit
-    other than bytes, several ranges, or one that is not a valid range (`bytes=10-5`: RFC 9110
-    §14.2 says to ignore it, not to refuse it)."""
+    """[start, stop) of the one range asked for; None for the whole ZIP (RFC 9110 §14.2)."""
     header = request.headers.get(hdrs.RANGE)
     if header is None:
         return None
@@ -166,8 +145,7 @@ _OWS = " \t"
 
 
 def _number(digits: str) -> tuple[int, str]:
-    """A key that orders digit strings as their numbers, of any length: int() refuses more
-    than 4,300 digits (a ValueError)."""
+    """A key ordering digit strings as numbers, of any length (int() refuses very long ones)."""
     digits = digits.lstrip("0") or "0"
     return len(digits), digits
 
@@ -227,7 +205,7 @@ def _validators(stored: StoredZip) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Proxying:
-    """Proxy mode's limits, for `serve`."""
+    """Proxy mode's limits."""
 
     slots: ProxySlots
     user_id: int
@@ -248,53 +226,47 @@ async def serve(
         return web.Response(
             status=304, headers={**_validators(stored), "Cache-Control": headers["Cache-Control"]}
         )
-    if stored.path is not None:
-        return await _send_file(request, stored, headers, plan, proxying)
-    return await _proxy(request, files, stored, headers, plan, proxying)
-
-
-def _planned(stored: StoredZip, headers: Mapping[str, str], plan: Plan) -> web.StreamResponse:
-    """The response's head, whichever way its bytes go."""
     response = web.StreamResponse(status=plan.status, headers=headers)
     response.headers.update(_validators(stored))
     if plan.status == 206:
         response.headers[hdrs.CONTENT_RANGE] = f"bytes {plan.start}-{plan.stop - 1}/{stored.size}"
     response.content_length = plan.stop - plan.start
+    if request.method == hdrs.METH_HEAD or plan.stop == plan.start:
+        await response.prepare(request)
+        await response.write_eof()
+    elif stored.path is not None:
+        await _send_file(request, response, stored.path, plan, proxying)
+    else:
+        await _proxy(request, response, files, stored, plan, proxying)
     return response
+
+
+def _gone(proxying: Proxying) -> ProblemError:
+    """A file removed since it was found (expired, removed by its owner)."""
+    return gone("This ZIP is no longer available; request it again.", code=proxying.gone)
 
 
 async def _send_file(
     request: web.Request,
-    stored: StoredZip,
-    headers: Mapping[str, str],
+    response: web.StreamResponse,
+    path: Path,
     plan: Plan,
     proxying: Proxying,
-) -> web.StreamResponse:
-    assert stored.path is not None
-    idle_seconds = proxying.idle_seconds
-    response = _planned(stored, headers, plan)
-    if request.method == hdrs.METH_HEAD or plan.stop == plan.start:
-        await response.prepare(request)
-        await response.write_eof()
-        return response
+) -> None:
     try:
-        file = await open_in_thread(stored.path)
-    except FileNotFoundError:  # removed since it was found (expired, removed by its owner)
-        raise gone(
-            "This ZIP is no longer available; request it again.", code=proxying.gone
-        ) from None
+        file = await open_in_thread(path)
+    except FileNotFoundError:
+        raise _gone(proxying) from None
     try:
         request[STREAM_RESPONSE] = response  # before any byte can fail to go out
         await response.prepare(request)
-        await _sendfile(request, response, file, plan, idle_seconds)
+        await _sendfile(request, response, file, plan, proxying.idle_seconds)
     finally:
         file.close()  # a reader's close writes nothing back: it cannot block the loop
-    return response
 
 
 async def open_in_thread(path: Path) -> BinaryIO:
-    """`path` opened for reading off the event loop; a request cancelled meanwhile (its client
-    left) still gets the file closed, by the thread itself, even if the loop never runs again."""
+    """`path` opened off the event loop; closed by the thread if the caller is cancelled."""
     opening = _Opening()
     try:
         return await asyncio.to_thread(opening.open, path)
@@ -304,8 +276,7 @@ async def open_in_thread(path: Path) -> BinaryIO:
 
 
 class _Opening:
-    """A file opened in a thread for a caller that may stop waiting: whichever of the two comes
-    second (the open or the abandonment) closes it."""
+    """A file opened in a thread: whichever comes second, the open or the abandonment, closes it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -336,9 +307,7 @@ async def _sendfile(
     plan: Plan,
     idle_seconds: float,
 ) -> None:
-    """The file's bytes [start, stop) by sendfile, a step (128 KiB to 1 MiB) per call: a client
-    that takes no step for ZIP_PROXY_IDLE_SECONDS is cut off, as in proxy mode (a single sendfile
-    of the whole range would wait on a client that stopped reading for as long as it stayed)."""
+    """The file's bytes [start, stop) by sendfile in steps, so an idle client can be cut off."""
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("the client left before the first byte")
@@ -359,8 +328,7 @@ async def _sendfile(
                 )
                 return
             sent += size
-            # A client that keeps up gets larger steps, one that slows down smaller ones again:
-            # a call per 128 KiB costs several times the CPU of one sendfile for the whole file.
+            # Larger steps for a client that keeps up: each sendfile call costs CPU.
             took = loop.time() - began
             if took < idle_seconds / 16:
                 step = min(step * 2, SENDFILE_MAX_STEP)
@@ -374,29 +342,20 @@ async def _sendfile(
 
 async def _proxy(
     request: web.Request,
+    response: web.StreamResponse,
     files: ZipFiles,
     stored: StoredZip,
-    headers: Mapping[str, str],
     plan: Plan,
     proxying: Proxying,
-) -> web.StreamResponse:
-    response = _planned(stored, headers, plan)
-    start, stop = plan.start, plan.stop
-    if request.method == hdrs.METH_HEAD or stop == start:
-        await response.prepare(request)
-        await response.write_eof()
-        return response
+) -> None:
     with proxying.slots.hold(proxying.user_id):
         try:
-            result = await files.read(stored, start, stop)
-        except OBJECT_MISSING:  # deleted since the HEAD (expired, removed by its owner)
-            raise gone(
-                "This ZIP is no longer available; request it again.", code=proxying.gone
-            ) from None
+            result = await files.read(stored, plan.start, plan.stop)
+        except OBJECT_MISSING:
+            raise _gone(proxying) from None
         request[STREAM_RESPONSE] = response
         await response.prepare(request)
         await _relay(request, response, files, result, proxying.idle_seconds)
-    return response
 
 
 async def _relay(
@@ -409,16 +368,13 @@ async def _relay(
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("the client left before the first byte")
-    # Any byte the kernel did not take pauses the writer, and aiohttp's write of more than
-    # 64 KiB waits until the writer resumes: the buffer is then empty. So a download holds at
-    # most one chunk, and a client that stops reading stops the reads from the store.
+    # Every write then waits for an empty buffer: a client that stops reading stops the store.
     transport.set_write_buffer_limits(high=0)
     sent = 0
     total = response.content_length or 0
     try:
         async for chunk in files.chunks(result, READ_CHUNK):
-            # The store's reads come in pieces of up to a few hundred KiB: written a chunk at
-            # a time, so no more than one chunk waits in the buffer.
+            # Written a chunk at a time, so no more than one chunk waits in the buffer.
             for at in range(0, len(chunk), READ_CHUNK):
                 piece = chunk[at : at + READ_CHUNK]
                 try:
@@ -446,11 +402,7 @@ async def _relay(
             total,
         )
     except ConnectionError as exc:
-        # The error comes from the write's drain future, whose traceback holds the frames
-        # that await it, this one included: a reference cycle (future, error, traceback,
-        # frames, future) that keeps the chunk and the store's stream alive until a full
-        # garbage collection, which may not come for a long time. Clearing the frames frees
-        # them now.
+        # Its traceback's frames form a cycle with the drain future that would keep the chunk.
         traceback.clear_frames(exc.__traceback__)
         client_went_away(request, f"left after {sent} of {total} bytes")
     finally:
@@ -467,9 +419,8 @@ Body = TypeVar("Body", bound=_Targeting)
 
 
 async def zip_request(request: web.Request, struct: type[Body]) -> tuple[Body, Principal, str]:
-    """A request for ZIPs to be built (a BDR, an export): its body, whom it acts for (the body's
-    `target_sqid`) and its request id, which its row keeps for the worker's logs and the email;
-    503 while the ZIPs' file system is short of free space."""
+    """A request for ZIPs to be built: its body, whom it acts for and its request id; 503 while
+    the ZIPs' file system is short of free space."""
     body = await read_json(request, struct)
     principal = await retarget(request, body.target_sqid)
     rid = request_ids.current()
@@ -477,8 +428,7 @@ async def zip_request(request: web.Request, struct: type[Body]) -> tuple[Body, P
     return body, principal, rid
 
 
-# A ZIP a feature's service found for the caller: where it is, its file name and its SHA-256
-# (hex; None for a ZIP the host's own service built).
+# A ZIP found for the caller: where it is, its file name and its hex SHA-256 (None: the host's).
 Found = tuple[StoredZip, str, str | None]
 
 
@@ -487,24 +437,21 @@ async def download(
     find: Callable[[asyncpg.Pool, ZipFiles], Awaitable[Found]],
     gone: Code,
 ) -> web.StreamResponse:
-    """A ZIP download (a BDR's, an export's part), once its handler read the path: `find` asks
-    the feature for the caller's ZIP, raising its refusals, then a redirect to a signed URL or
-    its bytes, with ranges and conditions (`serve`); `gone` is the code of a file lost since."""
+    """A ZIP download: `find` gets the caller's ZIP or raises; `gone` is the code of a lost file."""
     settings, files = request.app[SETTINGS], request.app[ZIP_FILES]
-    # Proxy mode: a download the caller's (or this server's) slots are full for is refused
-    # before the database or the store is asked anything (a HEAD to the store each, otherwise).
+    # Full proxy slots refuse a download before the database or the store is asked anything.
     proxied = settings.zip_store is not None and settings.zip_download_mode == "proxy"
     if proxied and request.method == "GET":
         request.app[PROXY_SLOTS].check(request[PRINCIPAL].caller.id)
     stored, filename, sha256 = await find(request.app[DB_POOL], files)
     if stored.key is not None and settings.zip_download_mode == "redirect":
-        # The bytes go from the bucket to the browser; the checks before stay in front. The
-        # object carries the file name (Content-Disposition, set at upload).
-        return await redirect(request, files, stored)
+        # The object carries the file name (Content-Disposition, set at upload).
+        url = await files.signed_url(stored, "HEAD" if request.method == hdrs.METH_HEAD else "GET")
+        return web.Response(status=302, headers={"Location": url, **NO_STORE})
     headers = {
         "Content-Type": "application/zip",
         "Content-Disposition": f"attachment; filename={filename}",
-        "Cache-Control": "private, no-store",
+        **NO_STORE,
         **repr_digest(sha256),
     }
     proxying = Proxying(
@@ -571,9 +518,7 @@ def download_params() -> tuple[Param, ...]:
 def zip_answers(
     filename: str, what: str, codes: tuple[Code, ...], not_ready: Code
 ) -> dict[str, Any]:
-    """The answers of a ZIP download as Endpoint arguments: `filename` as the header shows it,
-    `what` the resource's name in the notes ("download", "part"), `codes` its own refusals
-    (not found, not ready, gone), `not_ready` the one whose status says it is not ready."""
+    """A ZIP download's answers as Endpoint arguments; `what` names it ("download", "part")."""
     unready = f"The {what} is not ready (still being built), or was never built"
     if TABLE[not_ready].status == 400:
         unready = f"The id is not a UUID, or the {what} is not ready (still being built) or was never built"
@@ -616,8 +561,7 @@ def zip_answers(
             "mode) this server streams ZIP_PROXY_MAX_DOWNLOADS downloads already; "
             "see Retry-After",
         },
-        # One range at most: a request for several is answered 200 with the whole ZIP,
-        # never multipart/byteranges (_byte_range).
+        # Several ranges get a 200 with the whole ZIP, never multipart/byteranges.
         "other_responses": (
             (206, "The one byte range asked for (If-Range, if sent, holds)", "application/zip"),
             (

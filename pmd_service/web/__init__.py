@@ -1,2 +1,1 @@
-"""The HTTP server: the aiohttp app with every feature's endpoints, its middleware, health,
-the OpenAPI document and the dashboard page with its assets."""
+"""The HTTP server: the app, its middleware, health, the OpenAPI document and the page."""

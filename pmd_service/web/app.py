@@ -42,8 +42,7 @@ from .problem_middleware import problem_middleware
 from .prometheus import METRICS, Metrics
 from .request_metrics import download_metrics, internal_metrics_ctx, metrics_middleware
 
-# The Server header of every answer: aiohttp's own default names the Python and aiohttp
-# versions, which tell an attacker which published flaws to try.
+# The Server header of every answer, naming no version an attacker could use.
 SERVER_NAME = "pmd-service"
 
 
@@ -78,8 +77,7 @@ REQUEST_LINE_BYTES = 64 * 1024
 
 
 def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Application:
-    """`tend_heap`: this app is its process's only one, and may freeze and collect its heap
-    (see sse/heap.py)."""
+    """`tend_heap`: this app is its process's only one, and may tend its heap (sse/heap.py)."""
     quiet_malformed_requests()
     app = web.Application(
         # Outermost first: metrics see the final status of every answer, problems included.
@@ -91,8 +89,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
             problem_middleware,
         ],
         client_max_size=settings.max_body_bytes,
-        # A filter of 64 tags of 64 characters, percent-encoded, fits, and reaches the app's
-        # checks (problem+json) rather than the HTTP parser's plain-text 400.
+        # A filter of 64 tags of 64 characters, percent-encoded, reaches the app's checks.
         handler_args={"max_line_size": REQUEST_LINE_BYTES},
     )
     app[SETTINGS] = settings
@@ -103,8 +100,6 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app[METRICS] = metrics = Metrics(lambda: app.get(SSE_HUB), counts)
     app[COLLECTORS] = metrics.registry
     app[OUTAGES] = OutageLog()
-    # Opening a store makes no request: readiness never calls the bucket (it reports what the
-    # downloads found). In proxy mode a download streams from it for as long as the client reads.
     app[ZIP_FILES] = ZipFiles(settings, streams=True)
     app[PROXY_SLOTS] = ProxySlots(settings.zip_proxy_max_downloads, settings.zip_proxy_max_per_user)
     download_metrics(app[METRICS], app[ZIP_FILES], app[PROXY_SLOTS])

@@ -1,17 +1,11 @@
-"""CORS for a dashboard page served from another origin than the API (off by default).
-
-The host's page calls `{NEXT_PUBLIC_API_BASE_URL}/api/pmd/*` with a Bearer header (and may send
-cookies): browsers then preflight every call. aiohttp-cors answers the preflights and adds the
-`Access-Control-*` headers to every answer of the API's routes, problems included.
-"""
+"""CORS for a dashboard page served from another origin than the API (off by default)."""
 
 from __future__ import annotations
 
 import aiohttp_cors
 from aiohttp import web
 
-# What the pages read from answers: the new request's URL, a 429's wait, the id to quote in
-# a support request, and the download's name and validators.
+# What the pages read from answers.
 EXPOSED = (
     "Location",
     "Retry-After",

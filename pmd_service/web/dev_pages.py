@@ -1,7 +1,5 @@
 """Dev mode's routes: `/` opens the demo user's page, `/vault/…` serves artwork files as the
-host site does, `/dev/mail` shows the emails kept instead of sent (mail/mailbox.py), which the
-page's header links to. Registered by pages.setup in dev mode only (the only time dev/ is
-imported)."""
+host site does, `/dev/mail` shows the emails kept instead of sent."""
 
 from __future__ import annotations
 
@@ -26,7 +24,6 @@ _VAULT_NAME_RE = re.compile(r"^([0-9a-fA-F-]{36})\.(png|gif|webp|bmp)$")
 
 
 async def dev_root(request: web.Request) -> web.Response:
-    """Dev mode only: `/` opens the demo user's page."""
     pool: asyncpg.Pool = request.app[DB_POOL]
     sqid = await demo_user_sqid(pool)
     if sqid is None:
@@ -38,11 +35,7 @@ async def dev_root(request: web.Request) -> web.Response:
 
 
 async def dev_vault(request: web.Request) -> web.FileResponse:
-    """Dev mode only: artwork files for thumbnails, as the host site serves `art_url`.
-
-    Only `{shard}/{uuid}.{png|gif|webp|bmp}` resolves (the shard of one or more levels), and
-    never inside ZIP_PATH: ZIPs are served by the authenticated endpoint alone.
-    """
+    """Artwork files for thumbnails, as the host site serves `art_url`; never inside ZIP_PATH."""
     settings = request.app[SETTINGS]
     match = _VAULT_NAME_RE.match(request.match_info["name"])
     if match is None:
@@ -91,7 +84,7 @@ def _mail_page(title: str, body: str) -> web.Response:
 
 
 async def dev_mailbox(request: web.Request) -> web.Response:
-    """Dev mode only: the emails kept instead of sent, newest first."""
+    """The emails kept instead of sent, newest first."""
     mails = await asyncio.to_thread(mailbox.kept, request.app[SETTINGS])
     rows = "".join(
         f'<li><a href="{MAILBOX_PATH}/{m.name}"{_lang(m.language)}>'
@@ -116,7 +109,7 @@ async def dev_mailbox(request: web.Request) -> web.Response:
 
 
 async def dev_mail(request: web.Request) -> web.Response:
-    """Dev mode only: one kept email, its text with the links it carries."""
+    """One kept email, its text with the links it carries."""
     message = await asyncio.to_thread(
         mailbox.read, request.app[SETTINGS], request.match_info["name"]
     )

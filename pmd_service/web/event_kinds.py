@@ -1,7 +1,5 @@
 """`python -m pmd_service.web.event_kinds [--check]` writes (or checks) the SQL the features'
-event kinds generate into migrations/repeatable/ (sse/shapes.py; the kinds are declared in each
-feature's manifest, listed in features.py).
-"""
+event kinds generate into migrations/repeatable/."""
 
 from __future__ import annotations
 

@@ -29,8 +29,7 @@ async def _check_db(request: web.Request) -> str:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await pool.fetchval("SELECT 1")
     except TimeoutError:
-        # Every connection open and in use is load, not an outage: taken out of rotation, a
-        # busy server would push its clients onto the others until none is left.
+        # Every connection in use is load, not an outage: unready, it would push its clients on.
         if pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0:
             return "busy: every pooled connection in use"
         raise
@@ -44,8 +43,7 @@ async def _check_redis(request: web.Request) -> str:
 
 
 def _store_state(request: web.Request) -> str | None:
-    """The bucket as the downloads and removals found it (None: ZIPs on disk): never a call of
-    its own, so a probe every second costs the store nothing."""
+    """The bucket as the downloads and removals found it (None: ZIPs on disk), never called."""
     files = request.app[ZIP_FILES]
     if files.bucket is None:
         return None
@@ -68,8 +66,7 @@ async def readyz(request: web.Request) -> web.Response:
     failing = ", ".join(k for k, v in checks.items() if v.startswith("unreachable"))
     store = _store_state(request)
     if store is not None:
-        # Reported, not a reason to be unready: every server shares the store, and taking
-        # them all out of rotation would stop what works without it (posts, new requests).
+        # Reported, not a reason to be unready: every server shares the store.
         checks["store"] = store
     if not failing:
         return web.json_response({"status": "ready", "checks": checks})

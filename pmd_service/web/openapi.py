@@ -57,8 +57,7 @@ BODY_CODES = (
     Code.BODY_TOO_LARGE,
     Code.BODY_TIMEOUT,
 )
-# Every 429 and 503 the service answers says when to come back (a limit that resets, a
-# dependency that refuses, a server that drains).
+# Every 429 and 503 says when to come back.
 RETRY_AFTER_STATUSES = (429, 503)
 RETRY_AFTER = {
     "description": "Seconds to wait before retrying",
@@ -223,8 +222,7 @@ def problem_codes(op: Endpoint, *, has_params: bool) -> list[Code]:
 
 
 def _parsed_query(struct: type[msgspec.Struct]) -> bool:
-    """Whether a query parameter is read as more than text (a number, a flag, a date, a
-    choice), so a value can be refused as invalid_query."""
+    """Whether a query parameter is read as more than text, so it can be invalid_query."""
     info = msgspec.inspect.type_info(struct)
     assert isinstance(info, msgspec.inspect.StructType)
     return any(
@@ -254,22 +252,12 @@ def _headers(described: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _reads_database(op: Endpoint) -> bool:
-    """Authentication reads the caller's row from PostgreSQL (a token's user, a ticket's)
-    before any handler runs, the stream's own included: while the database refuses
-    connections, every authenticated endpoint is answered 503 with Retry-After
-    (web/problem_middleware.py), whatever its handler would have done."""
-    return op.auth is not Auth.PUBLIC
-
-
 def _problem_statuses(op: Endpoint, *, has_params: bool) -> set[int]:
     statuses = set(op.problems) | {TABLE[c].status or 0 for c in op.codes}
     if op.auth is not Auth.PUBLIC:
-        # 404 and 400 too: an unknown `target_sqid`, or one holding a NUL (every authenticated
-        # endpoint takes one).
-        statuses |= {*AUTH_PROBLEMS, 400}
-    if _reads_database(op):
-        statuses.add(503)
+        # An unknown `target_sqid` (404), or one holding a NUL (400); authentication reads the
+        # database (503).
+        statuses |= {*AUTH_PROBLEMS, 400, 503}
     if op.request is not None:
         statuses |= {400, 408, 413, 415, 422}
     if has_params:
@@ -279,7 +267,7 @@ def _problem_statuses(op: Endpoint, *, has_params: bool) -> set[int]:
 
 def _problem_description(op: Endpoint, status: int) -> str:
     own = op.problem_notes.get(status) or _PROBLEM_DESCRIPTIONS.get(status, "Problem")
-    if status != 503 or not _reads_database(op):
+    if status != 503 or op.auth is Auth.PUBLIC:
         return own
     if 503 not in op.problems:
         return f"Unavailable while {DATABASE_REFUSES}; see Retry-After"
@@ -308,27 +296,20 @@ async def openapi_handler(request: web.Request) -> web.Response:
     )
 
 
-ENDPOINTS = (
+ENDPOINTS = tuple(
     Endpoint(
         "get",
-        "/openapi.json",
+        path,
         openapi_handler,
-        "openapi",
-        "This document",
+        operation_id,
+        summary,
         "operations",
         auth=Auth.PUBLIC,
         ok_description="The OpenAPI 3.1 document",
-    ),
-    # Where a site's proxy sends this service's requests (only /api/pmd/*): the reference at
-    # /api/pmd/docs reads it from here.
-    Endpoint(
-        "get",
-        "/api/pmd/openapi.json",
-        openapi_handler,
-        "apiOpenapi",
-        "This document, under /api/pmd/",
-        "operations",
-        auth=Auth.PUBLIC,
-        ok_description="The OpenAPI 3.1 document",
-    ),
+    )
+    for path, operation_id, summary in (
+        ("/openapi.json", "openapi", "This document"),
+        # Where a site's proxy sends this service's requests: /api/pmd/docs reads it.
+        ("/api/pmd/openapi.json", "apiOpenapi", "This document, under /api/pmd/"),
+    )
 )

@@ -1,10 +1,5 @@
-"""A database or Redis that refuses: 503 with Retry-After, and one log line a minute.
-
-When PostgreSQL is full ("too many clients"), restarting or unreachable, every request that
-needs it fails the same way at once: thousands of identical tracebacks a minute say nothing the
-first line did not, and they bury everything else. The first refusal is logged at once; the
-ones after it are counted and summed up once per `window`.
-"""
+"""A database or Redis that refuses: 503 with Retry-After, and one log line a minute (the first
+refusal at once, the ones after it counted and summed up once per `window`)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Routes of the dashboard page (`/u/{user_sqid}/posts`) and its assets (dev mode adds
-dev_pages.py's).
-
-The page is static: it holds no data and needs no authentication to load. Everything it shows
-comes from the JSON API with the Bearer token the page keeps in sessionStorage, so these routes
-sit outside `/api/pmd` and the auth middleware.
-"""
+"""Routes of the static dashboard page (`/u/{user_sqid}/posts`) and its assets, outside
+`/api/pmd`: the page loads its data from the API with its Bearer token."""
 
 from __future__ import annotations
 
@@ -20,14 +15,12 @@ from ..core.problems import not_found
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX_HTML = STATIC_DIR / "index.html"
 PAGE_ROUTE = "dashboard_page"
-# Links dev mode adds to the page's header (dev_pages.py), in place of this mark; the page
-# served outside dev mode has none.
+# Links dev mode adds to the page's header (dev_pages.py), in place of this mark.
 HEADER_LINKS = web.AppKey("page_header_links", str)
 HEADER_LINKS_MARK = "<!-- header links -->"
 STATIC_ROUTE = "dashboard_static"
 
-# The page runs only its own scripts and talks only to this origin. Images may come from the
-# host site's CDN (`art_url`), hence https: for img-src.
+# Only this origin, but images from the host site's CDN (`art_url`).
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "

@@ -37,8 +37,7 @@ def _unavailable(request: web.Request, service: str, exc: Exception) -> web.Resp
     )
 
 
-# aiohttp's own refusals (no route, another method, a body past client_max_size); any other
-# would be a request it could not read.
+# aiohttp's own refusals; any other is a request it could not read.
 _HTTP_CODES = {404: Code.NOT_FOUND, 405: Code.METHOD_NOT_ALLOWED, 413: Code.BODY_TOO_LARGE}
 
 
@@ -73,10 +72,8 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
 
 
 def _adopt_request_id(request: web.Request) -> None:
-    """A stream's handler runs without the request id in its context (request_ids.py: it would
-    cost every open stream); when it fails, its log lines, its error report and its answer
-    carry one all the same: the id its response went out with, else the client's, else a new
-    one (the answer echoes it)."""
+    """A failed stream's handler, run without the request id, gets the one its response went out
+    with, else the client's, else a new one."""
     if REQUEST_ID.get() is not None:
         return
     started: web.StreamResponse | None = request.get(STREAM_RESPONSE)
@@ -89,8 +86,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except asyncio.CancelledError:
-        # Cancelled because its client left (aiohttp's handler_cancellation, as in its test
-        # server), or at shutdown: either way the client never gets the whole answer.
+        # Its client left, or the server shuts down: the client never gets the whole answer.
         if request.transport is None or request.transport.is_closing():
             _adopt_request_id(request)
             client_went_away(request, "went away; its handler was cancelled")
@@ -106,9 +102,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
                 log.exception("stream %s %s failed", request.method, request.path)
             return started
         if isinstance(exc, ClientConnectionResetError):
-            # aiohttp's "Cannot write to closing transport": the client left before the first
-            # bytes of the answer (a stream's opening that waited its turn). A ConnectionError,
-            # but no sign of the database: never counted as its outage.
+            # The client left before the answer's first bytes: never counted as an outage.
             client_went_away(request, f"went away before the answer ({type(exc).__name__})")
             return web.Response(status=CLIENT_CLOSED_REQUEST)
         if isinstance(exc, ProblemError):

@@ -1,6 +1,5 @@
-"""The server process's Prometheus registry: one per app (no global state), with HTTP requests
-by route and status, latency histograms, and the SSE hub's and the queue's figures read at
-scrape time (request_metrics.py records into it and serves it)."""
+"""The server process's Prometheus registry, one per app: requests, latency, and the SSE hub's
+and the queue's figures read at scrape time."""
 
 from __future__ import annotations
 
@@ -75,13 +74,10 @@ class _HubCollector(Collector):
                     ("pmd_gc_pauses", "Garbage-collector pauses", heap.pauses),
                     ("pmd_gc_freezes", "Heap freezes after a wave of new streams", heap.freezes),
                     ("pmd_gc_reclaims", "Full collections of the unfrozen heap", heap.reclaims),
-                ):
+                    ("pmd_gc_pause_seconds", "Time spent in garbage-collector pauses",
+                     heap.pause_seconds),
+                ):  # fmt: skip
                     yield CounterMetricFamily(name, doc, value=value)
-                yield CounterMetricFamily(
-                    "pmd_gc_pause_seconds",
-                    "Time spent in garbage-collector pauses",
-                    value=heap.pause_seconds,
-                )
         if self.queue_depth is not None:
             yield GaugeMetricFamily(
                 "pmd_arq_queue_depth", "Jobs waiting in the arq queue", value=self.queue_depth
@@ -112,8 +108,7 @@ class _ConnectionCollector(Collector):
 
 
 class Metrics:
-    """`hub` gives the process's SSE hub once it runs (None before): read at scrape time;
-    `connections`, what its connection guard counts (web/connections.py)."""
+    """`hub` gives the process's SSE hub once it runs (None before), read at scrape time."""
 
     def __init__(
         self, hub: Callable[[], Hub | None], connections: ConnectionCounts | None = None

@@ -1,11 +1,5 @@
-"""The API reference at `/docs` and `/api/pmd/docs`: the OpenAPI document rendered in the
-browser by Swagger UI.
-
-`/api/pmd/docs` is the address that works everywhere, since a site's proxy sends only
-`/api/pmd/*` to this service. The viewer is two pinned files shipped in the package
-(static/vendor/, whose README says how to update them), served from this origin, and the page's
-policy allows nothing from any other.
-"""
+"""The API reference at `/docs` and `/api/pmd/docs`: the OpenAPI document rendered by Swagger UI,
+two pinned files in static/vendor/ served from this origin."""
 
 from __future__ import annotations
 
@@ -16,12 +10,12 @@ from pathlib import Path
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..api.declaration import Auth, Endpoint
 from ..core.settings import Settings
 
-# Pinned in static/vendor/ (README.md, SHA256SUMS). The version in the files' URLs makes a
-# browser fetch the new files after an update instead of older ones it cached.
+# In the files' URLs, so a browser fetches an update's files instead of cached ones.
 SWAGGER_UI_VERSION = "5.35.0"
 VENDOR_DIR = Path(__file__).parent / "static" / "vendor"
 VENDOR_URL = "/static/pmd/vendor"
@@ -41,9 +35,7 @@ HEADERS_DOC = {
 
 
 def init_script(spec_url: str) -> str:
-    """The page's one script of its own, allowed by its digest (no 'unsafe-inline').
-    validatorUrl null: otherwise Swagger UI shows a badge fetched from a validator on another
-    origin. "Try it out" sends its requests to this origin (the document names no `servers`)."""
+    """The page's one script, allowed by its digest; no validator badge from another origin."""
     options = {"url": spec_url, "dom_id": "#reference", "validatorUrl": None, "deepLinking": True}
     return "window.ui = SwaggerUIBundle(" + json.dumps(options) + ");"
 
@@ -82,17 +74,18 @@ def page(script: str, vendor_url: str) -> str:
 """
 
 
-INIT_SCRIPT = init_script(SPEC_URL)
-PAGE = page(INIT_SCRIPT, VENDOR_URL)
-HEADERS = headers(INIT_SCRIPT)
-API_INIT_SCRIPT = init_script(API_SPEC_URL)
-API_PAGE = page(API_INIT_SCRIPT, API_VENDOR_URL)
-API_HEADERS = headers(API_INIT_SCRIPT)
+def _reference(spec_url: str, vendor_url: str) -> Handler:
+    script = init_script(spec_url)
+    text, answer_headers = page(script, vendor_url), headers(script)
+
+    async def reference(request: web.Request) -> web.Response:
+        return web.Response(text=text, content_type="text/html", headers=answer_headers)
+
+    return reference
 
 
 def public_base(settings: Settings) -> str:
-    """Where a person reaches this service: BASE_URL when it is set (to anything but its
-    default), else http://HOST:PORT."""
+    """Where a person reaches this service: BASE_URL when set, else http://HOST:PORT."""
     default = next(f.default for f in msgspec.structs.fields(Settings) if f.name == "base_url")
     if settings.base_url != default:
         return settings.base_url
@@ -105,44 +98,33 @@ def docs_url(settings: Settings) -> str:
     return public_base(settings) + API_DOCS_PATH
 
 
-async def docs(request: web.Request) -> web.Response:
-    return web.Response(text=PAGE, content_type="text/html", headers=HEADERS)
-
-
-async def api_docs(request: web.Request) -> web.Response:
-    return web.Response(text=API_PAGE, content_type="text/html", headers=API_HEADERS)
-
-
 def setup(app: web.Application) -> None:
-    """The viewer's files under /api/pmd/docs/vendor/ (under /static/pmd/vendor/ they are the
-    dashboard's static files, which a site's proxy does not send here)."""
+    """The viewer's files under /api/pmd/docs/vendor/, which a site's proxy sends here."""
     app.router.add_static(API_VENDOR_URL + "/", VENDOR_DIR, name="reference_vendor")
 
 
-ENDPOINTS = (
+ENDPOINTS = tuple(
     Endpoint(
         "get",
-        "/docs",
-        docs,
-        "docs",
-        "This document, as a page to read",
+        path,
+        _reference(spec_url, vendor_url),
+        operation_id,
+        summary,
         "operations",
         auth=Auth.PUBLIC,
         response_media="text/html",
-        ok_description="The API reference: a page that renders /openapi.json",
+        ok_description=f"The API reference: a page that renders {spec_url}",
         headers=HEADERS_DOC,
-    ),
-    Endpoint(
-        "get",
-        API_DOCS_PATH,
-        api_docs,
-        "apiDocs",
-        "This document, as a page to read, under /api/pmd/ (where a site's proxy sends "
-        "this service's requests)",
-        "operations",
-        auth=Auth.PUBLIC,
-        response_media="text/html",
-        ok_description="The API reference: a page that renders /api/pmd/openapi.json",
-        headers=HEADERS_DOC,
-    ),
+    )
+    for path, spec_url, vendor_url, operation_id, summary in (
+        ("/docs", SPEC_URL, VENDOR_URL, "docs", "This document, as a page to read"),
+        (
+            API_DOCS_PATH,
+            API_SPEC_URL,
+            API_VENDOR_URL,
+            "apiDocs",
+            "This document, as a page to read, under /api/pmd/ (where a site's proxy sends "
+            "this service's requests)",
+        ),
+    )
 )

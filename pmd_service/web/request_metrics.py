@@ -1,5 +1,4 @@
-"""Prometheus metrics of the server process (the registry is prometheus.py): each request
-recorded by a middleware, and /metrics served on the public port or an internal one."""
+"""Each request recorded by a middleware, and /metrics served on the public or an internal port."""
 
 from __future__ import annotations
 
@@ -11,10 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from arq.constants import default_queue_name
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -56,8 +52,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 class _DownloadCollector(Collector):
-    """The object store as this process's own calls found it (no probe of its own), and the
-    proxied downloads under way."""
+    """The object store as this process's own calls found it, and the proxied downloads."""
 
     def __init__(self, files: ZipFiles, slots: ProxySlots) -> None:
         self.files = files
@@ -133,8 +128,7 @@ class MetricsPortError(RuntimeError):
 
 
 async def internal_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
-    """/metrics on a port of its own (SERVER_METRICS_PORT), kept off the public one: each
-    scrape reads Redis, and route counts and open streams are not for everyone to see."""
+    """/metrics on a port of its own (SERVER_METRICS_PORT), kept off the public one."""
     settings = app[SETTINGS]
     port = settings.server_metrics_port
     if port is None:

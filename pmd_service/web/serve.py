@@ -1,10 +1,5 @@
-"""Run the HTTP server: `python -m pmd_service serve` (or `python server.py` from a checkout).
-
-With SERVER_PROCESSES=N, N processes accept on the same port (SO_REUSEPORT), each with its own
-app, pool and LISTEN connection, so that one machine's every core serves requests and holds
-streams. The parent only starts them and passes signals on; if one dies it stops the others and
-exits 1, so that the supervisor above restarts the lot.
-"""
+"""Run the HTTP server: `python -m pmd_service serve`. With SERVER_PROCESSES=N, N processes share
+the port (SO_REUSEPORT); the parent passes signals on, and stops all when one dies."""
 
 from __future__ import annotations
 
@@ -41,12 +36,8 @@ from .request_metrics import MetricsPortError
 
 PROCESS = "pmd-server"
 LISTEN_BACKLOG = 4096
-# How long a connection may sit idle between requests. Longer than the proxies in front keep
-# an idle upstream connection (Caddy's reverse_proxy 2 min, the host's labels leave it there;
-# nginx's upstream keepalive_timeout 60 s): a server that closes first races the proxy's next
-# request on that connection, and the client gets a 502. A proxy sends its request as soon as
-# it connects: a new connection's head has the shorter HEADER_TIMEOUT_SECONDS
-# (web/connections.py).
+# Longer than the proxies in front keep an idle upstream connection (Caddy's 2 min): one that
+# the server closes first races the proxy's next request, and the client gets a 502.
 KEEPALIVE_SECONDS = 130
 # A bind that fails for one of these is the operator's to fix: one line, no traceback.
 _BIND_ERRORS = {
@@ -71,8 +62,6 @@ def main() -> None:
 
 def run(settings: Settings, *, shared_port: bool = False, announce: bool = True) -> None:
     """`announce`: log where the API reference is (one process of several does)."""
-    # Also the answers aiohttp writes without the app (a request it cannot parse), which the
-    # app's on_response_prepare never sees: no version of Python or aiohttp in any of them.
     name_the_server(SERVER_NAME)
     raise_descriptor_limit()
     loop = asyncio.new_event_loop()
@@ -101,8 +90,7 @@ async def _serve(
     """web.run_app's serving, on a GuardedSite (web/connections.py) instead of a TCPSite."""
     runner = web.AppRunner(
         app,
-        # On SIGTERM the site stops listening, then our on_shutdown ends every stream (with
-        # `reconnect`), then requests in flight get this long to finish.
+        # On SIGTERM, once every stream is ended, requests in flight get this long to finish.
         shutdown_timeout=settings.shutdown_grace_seconds,
         keepalive_timeout=KEEPALIVE_SECONDS,
         access_log=None,
@@ -115,8 +103,7 @@ async def _serve(
             SERVER_NAME,
             host=settings.host,
             port=settings.port,
-            # Above aiohttp's 128, so a reconnect storm's SYNs are not dropped and retried
-            # seconds later; the kernel caps it at net.core.somaxconn.
+            # Above aiohttp's 128, so a reconnect storm's SYNs are not dropped.
             backlog=LISTEN_BACKLOG,
             reuse_port=shared_port,
         )
@@ -128,8 +115,7 @@ async def _serve(
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop, main: Coroutine[Any, Any, None]) -> None:
-    """What web.run_app does with its loop: run until a signal (_ShutDown), then let the
-    serving coroutine clean up, cancel what is left and close the loop."""
+    """What web.run_app does with its loop: run until a signal, clean up, close the loop."""
     task = loop.create_task(main)
     try:
         asyncio.set_event_loop(loop)
@@ -153,7 +139,6 @@ def _run_loop(loop: asyncio.AbstractEventLoop, main: Coroutine[Any, Any, None]) 
 
 def _cannot_listen(settings: Settings, exc: OSError) -> NoReturn:
     if isinstance(exc, socket.gaierror):
-        # The settings resolved HOST at start; a name can still stop resolving since (DNS).
         stop(
             f"{PROCESS}: cannot listen on {settings.host}:{settings.port}: HOST does not "
             f"resolve ({exc.strerror}). HOST and PORT say where the server listens."
@@ -180,12 +165,8 @@ def _port_free(settings: Settings) -> None:
 
 
 class _ShutDown:
-    """The first SIGINT or SIGTERM shuts the server down; any further one is ignored.
-
-    aiohttp's own handlers raise again on a second signal, in the middle of the shutdown, and
-    the process ends in a traceback: Ctrl-C in `make run` is a SIGINT to every process and then
-    the dev supervisor's SIGTERM, and a supervisor may repeat its SIGTERM.
-    """
+    """The first SIGINT or SIGTERM shuts the server down; any further one is ignored (aiohttp's
+    own handlers would raise again mid-shutdown)."""
 
     def __init__(self) -> None:
         self.started = False
@@ -203,10 +184,8 @@ def _listening(reference: str | None, where: str) -> None:
 
 
 def check_connections(settings: Settings) -> None:
-    """Before any process starts: the pools and LISTEN connections of all SERVER_PROCESSES must
-    fit in what the database allows, or none starts (one line, exit status 2). With several
-    processes the checks each process's start makes (the host's tables, a pooler's search path)
-    are made here too, once: otherwise every process would print the same line."""
+    """Before any process starts: all SERVER_PROCESSES' connections must fit in what the database
+    allows, and with several, each one's start checks are made here once."""
     try:
         warning = asyncio.run(_preflight(settings))
     except (DatabaseSetupError, HostTablesMissing) as exc:
@@ -242,8 +221,7 @@ def _process_settings(settings: Settings, index: int) -> Settings:
 
 def supervise(settings: Settings) -> int:
     _port_free(settings)
-    # fork: the children start from this process's state (settings read, logging set up); no
-    # event loop, pool or socket exists yet to be shared by mistake.
+    # fork: no event loop, pool or socket exists yet to be shared by mistake.
     context = multiprocessing.get_context("fork")
     children = [
         context.Process(
