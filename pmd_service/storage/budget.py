@@ -1,8 +1,5 @@
-"""What a download may cost: requests a day, bytes a request, bytes a day, and disk to spare.
-
-Sizes at request time are the host's declared ones (`post_files.file_bytes` of each native
-file): the worker checks the real ZIP against the same per-request cap while it builds.
-"""
+"""What a download may cost: requests a day, bytes a request (declared sizes now, the real ZIP's
+while it builds), bytes a day, and disk to spare."""
 
 from __future__ import annotations
 
@@ -48,8 +45,7 @@ def too_large(size: int, cap: int, artworks: int) -> str:
 
 
 async def ensure_free_space(settings: Settings) -> None:
-    """503 while the ZIP folder's file system has less than ZIP_MIN_FREE_BYTES free: a BDR's ZIP
-    and an export's parts are written there (a bucket has no free space to run out of)."""
+    """503 while the ZIP folder's file system has less than ZIP_MIN_FREE_BYTES free."""
     floor = settings.zip_min_free_bytes
     if settings.zip_store is not None or floor <= 0:
         return

@@ -1,9 +1,5 @@
-"""Tidying the ZIPs' bucket: uploads left behind, and ZIPs no ready row points at.
-
-Only keys under the store's prefix that carry the service's own names
-(`{user}/pmd-{id}.{run}.zip`) are ever touched; anything else under the prefix, and anything
-outside it, is left alone.
-"""
+"""Tidying the ZIPs' bucket: uploads left behind, and ZIPs no ready row points at; only keys
+that carry the service's own names (`{user}/pmd-{id}.{run}.zip`) are ever touched."""
 
 from __future__ import annotations
 
@@ -61,11 +57,8 @@ def _own(key: str) -> tuple[uuid.UUID, str] | None:
 async def dead_uploads(
     conn: Conn | asyncpg.Pool, url: StoreUrl, access: S3Access, min_age_seconds: float
 ) -> list[Upload]:
-    """The uploads of runs that are over: a worker killed mid-upload leaves its parts in the
-    bucket, invisible and billed, until someone aborts them. An upload is dead when its BDR or
-    export is no longer being built by that run (taken over, cancelled, failed, done): a run never
-    becomes live again; one of another name under the prefix only once older than
-    `min_age_seconds`."""
+    """The uploads of runs that are over (a run never becomes live again), and those of another
+    name once older than `min_age_seconds`."""
     uploads = await incomplete_uploads(url, access)
     if not uploads:
         return []
@@ -115,24 +108,19 @@ async def unnamed_paths(conn: Conn | asyncpg.Pool, candidates: set[str]) -> froz
 async def orphan_objects(
     conn: Conn | asyncpg.Pool, store: ObjectStore, min_age_seconds: float
 ) -> frozenset[str]:
-    """The service's ZIPs older than `min_age_seconds` that no ready row points at (a run whose
-    commit failed after its upload completed, a row purged while its object was kept), as
-    stored file paths (`bdr/{key}`)."""
+    """The service's ZIPs older than `min_age_seconds` that no ready row points at."""
     return await unnamed_paths(conn, await own_objects(store, min_age_seconds))
 
 
 async def remove_objects(
     pool: asyncpg.Pool, store: ObjectStore, orphans: frozenset[str]
 ) -> frozenset[str]:
-    """Delete the `orphans` (from `orphan_objects`) that a ready row still does not point at:
-    those one came to point at since are kept. Returns those deleted."""
-    if not orphans:
-        return frozenset()
-    kept = {r["file_path"] for r in await pool.fetch(SQL_READY_FILES, list(orphans))}
-    for path in orphans - kept:
+    """Delete the `orphans` that a ready row still does not point at; returns those deleted."""
+    gone = await unnamed_paths(pool, set(orphans))
+    for path in gone:
         with contextlib.suppress(*OBJECT_MISSING):
             await obstore.delete_async(store, path.removeprefix(ZIP_PREFIX))
-    return orphans - kept
+    return gone
 
 
 async def remove_orphan_objects(

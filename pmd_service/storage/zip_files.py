@@ -58,9 +58,7 @@ class StoreFailed(Exception):
 
 
 class StoreHealth:
-    """What this process's own calls to the store found lately. /readyz and /metrics read it
-    and never call the store themselves: a probe every few seconds would add load and tell
-    less than the calls that serve the downloads."""
+    """What this process's own calls to the store found lately (/readyz and /metrics read it)."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -81,9 +79,7 @@ class StoreHealth:
 
 
 class ZipMissing(Exception):
-    """The row says ready but its ZIP is gone, is not the size the row says (another file
-    under its name: the folder restored from another moment), or its stored path is not one
-    of ours."""
+    """The row says ready but its ZIP is gone, is not the size the row says, or is not ours."""
 
 
 @dataclass(frozen=True)
@@ -107,19 +103,15 @@ class ZipFiles:
         self.timeout = settings.store_timeout_seconds
         self.idle = settings.store_idle_seconds
         self.health = StoreHealth()
-        # The client's own timeouts are a backstop at twice the bound: `_call`'s bound must be
-        # the one that fires, or a frozen store reads as a store error instead of "no answer"
-        # depending on which of two equal timers the loop saw first.
+        # The client's own timeouts are a backstop at twice the bound, so `_call`'s fires first.
         short = timedelta(seconds=2 * self.timeout)
         self.store: S3Store | None = None
         self.meta: S3Store | None = None
         if self.bucket is not None:
             access = settings.s3_access
-            # HEAD, DELETE and signing answer in milliseconds when the store is well: a store
-            # that does not answer within seconds is down for the client too (503, not a wait).
+            # HEAD, DELETE and signing take milliseconds: no answer within seconds is a 503.
             self.meta = open_store(self.bucket, access, short, retry_timeout=short)
-            # The worker's uploads (each part within 2 minutes), or the server's proxied reads:
-            # as long as the reader takes, cut only when the store falls silent.
+            # Uploads or proxied reads: as long as they take, cut only when the store falls silent.
             self.store = (
                 open_store(
                     self.bucket,
@@ -133,9 +125,8 @@ class ZipFiles:
         self.signed_url_ttl = timedelta(seconds=settings.zip_signed_url_seconds)
 
     async def _call(self, what: str, call: Awaitable[T]) -> T:
-        """One call of a few milliseconds, bounded by STORE_TIMEOUT_SECONDS whatever the
-        store does (retries included); a missing object is raised as such, any other failure
-        as a 503 to pass on."""
+        """One short call bounded by STORE_TIMEOUT_SECONDS; a missing object is raised as such,
+        any other failure as a 503."""
         try:
             async with asyncio.timeout(self.timeout):
                 result = await call
@@ -158,8 +149,7 @@ class ZipFiles:
         return zip_object_key(file_path)
 
     async def locate(self, file_path: str, size: int | None = None) -> StoredZip:
-        """The stored ZIP; ZipMissing when there is none, or when `size` (the row's) is given
-        and the file is not that long: its digest and length would not be the row's."""
+        """The stored ZIP; ZipMissing when there is none, or it is not `size` (the row's) long."""
         stored = await self._locate(file_path)
         if size is not None and stored.size != size:
             log.warning(
@@ -196,23 +186,17 @@ class ZipFiles:
         )
 
     async def signed_url(self, stored: StoredZip, method: Literal["GET", "HEAD"]) -> str:
-        """A URL of the object valid for ZIP_SIGNED_URL_SECONDS (signed locally: no request).
-
-        The method is part of the signature: a HEAD is redirected to a URL signed for HEAD.
-        """
+        """A URL of the object, for `method`, valid for ZIP_SIGNED_URL_SECONDS."""
         assert self.meta is not None and stored.key is not None
-        # Signing is local with static keys; a credentials chain (instance profile) may
-        # fetch keys first, which is a request like any other.
+        # Local with static keys, but a credentials chain may fetch keys first: bounded too.
         return await self._call(
             "sign", obstore.sign_async(self.meta, method, stored.key, self.signed_url_ttl)
         )
 
     async def read(self, stored: StoredZip, start: int, stop: int) -> GetResult:
-        """The object's bytes [start, stop), once the store has answered (within
-        STORE_TIMEOUT_SECONDS): the body is then read with `chunks`."""
+        """The object's bytes [start, stop), once the store has answered; read with `chunks`."""
         assert self.store is not None and stored.key is not None
-        # The ETag pins the version: if the object was replaced meanwhile, the read fails
-        # rather than splicing two files into one download.
+        # The ETag pins the version, so a replaced object never splices two files into one.
         options: GetOptions = {"range": (start, stop), "if_match": stored.etag}
         try:
             return await self._call(
@@ -222,9 +206,8 @@ class ZipFiles:
             raise FileNotFoundError(stored.key) from None  # replaced: this version is gone
 
     async def chunks(self, result: GetResult, size: int) -> AsyncIterator[memoryview]:
-        """The body in chunks of at least `size` bytes (the last one aside), each read only
-        when the caller asks for it; StoreFailed when the store sends nothing for
-        STORE_IDLE_SECONDS, or fails."""
+        """The body in chunks of at least `size` bytes, each read when asked for; StoreFailed
+        when the store fails or sends nothing for STORE_IDLE_SECONDS."""
         stream = result.stream(min_chunk_size=size)
         while True:
             try:
@@ -252,8 +235,7 @@ class ZipFiles:
                 except OBJECT_MISSING:
                     pass
                 except ProblemError:
-                    # The row no longer points at it (the removal is done for the user, who
-                    # gets the 204): the daily cleanup removes the object as an orphan.
+                    # The row no longer points at it: the cleanup removes it as an orphan.
                     log.warning("could not delete %s now; the daily cleanup will", key)
                 return
             path = own_zip_path(self.root, file_path)
@@ -265,8 +247,7 @@ class ZipFiles:
 
 
 def repr_digest(sha256_hex: str | None) -> dict[str, str]:
-    """RFC 9530's `Repr-Digest` of a whole ZIP (on a 206 too: it is the file's, not the
-    range's), so a client can check what it saved without unpacking it."""
+    """RFC 9530's `Repr-Digest` of a whole ZIP (on a 206 too: it is the file's)."""
     if not sha256_hex:
         return {}
     return {"Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(sha256_hex)).decode()}:"}
