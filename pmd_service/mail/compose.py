@@ -24,9 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def message_id(settings: Settings, kind: str, row_id: str) -> str:
-    """The same on every attempt for one row of a kind ("bdr", "export"), so a copy that does
-    get through twice (a server that took the message but never said so) can be recognised as
-    one by mail clients."""
+    """The same on every attempt for one row of a kind, so mail clients see a copy sent twice
+    as one."""
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
     return f"<{kind}-{row_id}@{domain}>"
 
@@ -62,8 +61,8 @@ Block = Para | Button
 
 @dataclass(frozen=True)
 class Email:
-    """Every email's shape: a greeting, the body, the link again for a client without buttons,
-    why it was sent, and the footer; as text and as HTML from the same copy."""
+    """Every email's shape: greeting, body, the link again, why it was sent, footer; as text and
+    HTML from the same copy."""
 
     subject: str
     handle: str
@@ -121,8 +120,7 @@ class Email:
             f'<body style="{BODY_STYLE}">{"".join(markup)}</body></html>',
             subtype="html",
         )
-        # RFC 3282: the language the copy is in (the dev mailbox shows it). Set last: setting
-        # the content drops every Content-* header already there.
+        # RFC 3282; set last, as setting the content drops every Content-* header.
         msg["Content-Language"] = words.language
         return msg
 
@@ -136,15 +134,8 @@ SMALL_STYLE = "font-size: small; color: #555555"
 
 
 class Attempt:
-    """How far one send got, for telling a failure that delivered nothing from one that may have.
-
-    Before DATA the server holds nothing: any failure can be retried. Once DATA is under way the
-    server may store the message even if its reply never reaches us (a slow server answering
-    250 after our read timeout; a connection lost after the final dot): retrying then sends a
-    second copy. Only an explicit error reply to DATA says it was not taken.
-
-    `before_data`, if given, runs just before DATA; if it raises, DATA never starts.
-    """
+    """How far one send got: once DATA is under way the server may hold the message unless it
+    replied with an error; `before_data` runs just before DATA, and raising stops it."""
 
     def __init__(self, before_data: Callable[[], Awaitable[None]] | None = None) -> None:
         self.data_started = False
@@ -176,8 +167,7 @@ class PlainAuthRefused(aiosmtplib.SMTPException):
 
 
 async def send(settings: Settings, message: EmailMessage, attempt: Attempt | None = None) -> None:
-    """Send, or log when no SMTP server is configured. Raises on SMTP failure; `attempt` tells
-    the caller whether that failure may still have delivered the message."""
+    """Send, or log when no SMTP server is configured; raises on SMTP failure."""
     if settings.smtp_host is None:
         if settings.dev_mode:  # kept for the dev server's /dev/mail, so it can be read
             await asyncio.to_thread(mailbox.keep, settings, message)
@@ -192,8 +182,7 @@ async def send(settings: Settings, message: EmailMessage, attempt: Attempt | Non
             "email (SMTP_HOST unset, not sent) to=%s subject=%r", message["To"], message["Subject"]
         )
         return
-    # No credentials here: aiosmtplib would log in on connect, whatever the connection became.
-    # The login below comes once it is known whether STARTTLS took place.
+    # No credentials here: the login below comes once it is known whether STARTTLS took place.
     client = _SMTP(
         attempt or Attempt(),
         hostname=settings.smtp_host,
@@ -203,14 +192,11 @@ async def send(settings: Settings, message: EmailMessage, attempt: Attempt | Non
     )
     async with client:
         if settings.smtp_username is not None:
-            if not encrypted(client) and not settings.smtp_allow_plain_auth:
+            encrypted = client.get_transport_info("sslcontext") is not None
+            if not encrypted and not settings.smtp_allow_plain_auth:
                 raise PlainAuthRefused(_plain_auth_refusal(settings))
             await client.login(settings.smtp_username, settings.smtp_password or "")
         await client.send_message(message)
-
-
-def encrypted(client: aiosmtplib.SMTP) -> bool:
-    return client.get_transport_info("sslcontext") is not None
 
 
 def _plain_auth_refusal(settings: Settings) -> str:

@@ -1,23 +1,9 @@
 """The words of the service's emails, in the recipient's language (`users.locale`, a BCP 47
-tag; NULL is English).
+tag; NULL is English), from one `<tag>.json` per locale: EMAIL_COPY_DIR's, then `copy/`'s.
 
-The copy is one JSON object per locale, `<tag>.json`, in the host's keys (its
-`api/app/email_copy/`) plus the service's own for failures, exports and policy runs (KEYS;
-docs/configuration.md lists them). The project's own files are in `copy/` beside this module;
-EMAIL_COPY_DIR names a folder of the operator's, read first. For each key the lookup goes: the
-tag, then its shorter prefixes down to the base language (`pt-BR` → `pt`), then English; at each
-step the operator's file before the project's. Tags match whatever their case, with `-` or `_`.
-Each step is followed by the tags CLDR's likely subtags name for it (`zh-CN` → `zh-Hans`, `pt` →
-`pt-BR`), because people write a region or a bare language where copy is named by its script;
-only those in the script the whole tag is written in, because another script cannot be read
-(`zh-TW` and `zh-Hant` get English) while another region can (`pt-PT` gets `pt-BR`, CLDR's
-likely `pt`).
-
-A value is a string with `{name}` placeholders, or, for a key that carries a number, an object
-of CLDR plural categories (`one`, `few`, `many`, `other`, ...; `other` required) chosen by that
-number under the language's own rules. Everything is read and checked once, before the first
-email: a file that is not valid JSON, or a key with a placeholder it does not have, stops the
-process at start (`check_at_start`) instead of sending half-translated emails.
+A key is looked up in the tag, its shorter prefixes and the tags CLDR's likely subtags name for
+them in the same script (`zh-CN` → `zh-Hans`), then English. A value is a string with `{name}`
+placeholders, or an object of CLDR plural forms; every file is checked once, at start.
 """
 
 from __future__ import annotations
@@ -59,8 +45,7 @@ def _key(*placeholders: str, plural: str | None = None) -> Key:
     return Key(frozenset(placeholders), plural)
 
 
-# Every key the emails use and the placeholders each may hold. The first ten are the host's
-# (the download email's); the rest are the service's own.
+# Every key the emails use and the placeholders each may hold.
 KEYS: dict[str, Key] = {
     "greeting_named": _key("handle"),
     "greeting_anonymous": _key(),
@@ -180,8 +165,7 @@ class Words:
         return str(value)
 
     def when(self, moment: datetime) -> str:
-        """A date and time in the language's usual long form, in UTC (a person's time zone is
-        not known), saying so."""
+        """A date and time in the language's usual long form, in UTC, saying so."""
         date = format_date(moment.astimezone(UTC), "long", locale=self.locale)
         time = format_time(moment, "short", tzinfo=UTC, locale=self.locale)
         pattern = str(get_datetime_format("long", locale=self.locale))  # a str, typed otherwise
@@ -198,8 +182,7 @@ class Words:
 
 
 def _lookup_chain(locale: str | None) -> list[str]:
-    """`zh-CN` → zh-cn, zh-hans-cn, zh-hans, zh, en: RFC 4647's lookup, each step followed by
-    the tags its likely subtags name in the whole tag's script, then English."""
+    """`zh-CN` → zh-cn, zh-hans-cn, zh-hans, zh, en: RFC 4647's lookup plus likely subtags."""
     steps = []
     subtags = (locale or "").strip().replace("_", "-").lower().split("-")
     while subtags and subtags[0]:
@@ -224,9 +207,8 @@ def _lookup_chain(locale: str | None) -> list[str]:
 
 
 def _likely(tag: str) -> tuple[str, str, str] | None:
-    """The tag's language, script and region, each filled in from CLDR's likely subtags where
-    the tag leaves it out (UTS #35's "Add Likely Subtags"); None for a tag CLDR has no guess for
-    or that is not a language tag."""
+    """The tag's language, script and region, filled in from CLDR's likely subtags (UTS #35);
+    None for a tag CLDR has no guess for."""
     try:
         language, region, script = parse_locale(tag, sep="-")[:3]
     except (ValueError, TypeError):
@@ -252,8 +234,8 @@ def _likely(tag: str) -> tuple[str, str, str] | None:
 
 
 def _babel_locale(locale: str | None, language: str) -> Locale:
-    """The recipient's own tag when Babel knows it and it is of the language the copy is in
-    (`es-MX` gets Mexican dates in Spanish copy), else the copy's language, else English."""
+    """The recipient's own tag when Babel knows it and it is of the copy's language (`es-MX`
+    dates in Spanish copy), else the copy's language, else English."""
     for tag in (locale, language, ENGLISH):
         if not tag:
             continue
@@ -346,7 +328,7 @@ def words(settings: Settings, locale: str | None) -> Words:
 
 def check_at_start(settings: Settings, process: str) -> None:
     """Read and check the copy before anything runs: a file the emails cannot use ends the
-    process with one line, as a bad setting does (status 2)."""
+    process with one line (status 2)."""
     try:
         catalog(settings.email_copy_dir)
     except CopyError as exc:

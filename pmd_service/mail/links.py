@@ -10,9 +10,8 @@ DEV_LINK_TOKEN_SECONDS = 7 * 86400
 
 
 def page_link(settings: Settings, user_sqid: str, query: str) -> str:
-    """`{BASE_URL}/u/{user_sqid}/posts?{query}`. In dev mode it opens the page signed in as
-    the user, as `make run`'s printed link does (a token in the fragment, which browsers never
-    send to a server); outside dev mode an email never carries a token."""
+    """`{BASE_URL}/u/{user_sqid}/posts?{query}`, signed in as the user in dev mode only (a
+    token in the fragment, which browsers never send)."""
     link = f"{settings.base_url}/u/{user_sqid}/posts?{query}"
     if settings.dev_mode and settings.jwt_secret_key:
         token = mint_token(settings.jwt_secret_key, user_sqid, ttl_seconds=DEV_LINK_TOKEN_SECONDS)

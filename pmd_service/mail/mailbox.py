@@ -1,9 +1,5 @@
 """Dev mode's mailbox: with SMTP_HOST unset, each email the worker would send is kept as a file
-under {PMD_DATA_DIR}/mailbox, which the dev server lists at /dev/mail (web/dev_pages.py).
-
-A folder, not memory: the worker writes and the server reads, two processes sharing the data
-folder, as `make run` starts them.
-"""
+under {PMD_DATA_DIR}/mailbox (shared with the server), listed at /dev/mail (web/dev_pages.py)."""
 
 from __future__ import annotations
 

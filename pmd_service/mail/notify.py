@@ -1,10 +1,6 @@
-"""A job's ready/failed email, once taken by its kind (features/bdr/job.py, features/exports/job.py): sent at most
-once, released for the sweep if SMTP fails before the message went out (see compose.Attempt for
-where that line is), and sent by the sweep if its sender died before DATA.
-
-A take holds a lease. DATA starts only while the lease holds, and starting it ends the lease:
-from then on the email is never sent again. A lease that runs out therefore means its sender
-died (or stalled as long) before anything reached the server, and the email is owed again."""
+"""A row's email, taken under a lease, then sent at most once: DATA starts only while the lease
+holds and ends it, so a lease that runs out means its sender died before anything reached the
+server, and the sweep sends the email again (as one released after SMTP failed before DATA)."""
 
 from __future__ import annotations
 
@@ -30,28 +26,22 @@ log = logging.getLogger(__name__)
 M = TypeVar("M")
 
 MAX_EMAIL_ATTEMPTS = 5
-# A whole send gets this many SMTP_TIMEOUTs: room for one step that stalls almost to its own
-# timeout and the rest of the conversation, yet a server that answers every step just in time
-# cannot hold a send (and its lease) for ever.
+# A whole send gets this many SMTP_TIMEOUTs, so a slow server cannot hold a lease for ever.
 SEND_TIMEOUTS = 3
 
-# Whether a row's email may be taken: never taken, released, or taken by a sender whose lease
-# ran out before DATA (unqualified: any alias of the kind's table).
+# Whether a row's email may be taken: never taken, released, or its lease ran out before DATA.
 TAKEABLE = "(email_sent_at IS NULL OR email_lease_until < now())"
 
-# A take, after a kind's `UPDATE <table> t`: its email taken now, under a lease of $3 seconds,
-# one try more.
+# A take, after a kind's `UPDATE <table> t`: under a lease of $3 seconds, one try more.
 TAKE = """SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => $3),
     email_attempts = t.email_attempts + 1"""
 
-# Which of a job kind's rows owe an email (`t`: its table): those asked for, once ready or
-# failed. A table of another shape states its own (EmailTable's `owes`).
+# Which of a job kind's rows owe an email (`t`: its table), once ready or failed.
 JOB_OWES = "t.send_email AND t.status IN ('ready', 'failed')"
 
 
 def take_row(owes: str) -> str:
-    """A take's row: $1, only while it owes its email and may be taken, fewer than $2 tries
-    made."""
+    """A take's row: $1, while it owes its email and may be taken, fewer than $2 tries made."""
     return f"t.id = $1 AND {owes} AND {TAKEABLE}\n  AND t.email_attempts < $2"
 
 
@@ -60,13 +50,10 @@ def owed_row(owes: str) -> str:
     return f"{owes} AND {TAKEABLE}\n  AND t.email_attempts < $1"
 
 
-TAKE_ROW = take_row(JOB_OWES)
 OWED_ROW = owed_row(JOB_OWES)
-# A bounded batch of the rows whose email is owed per sweep: with SMTP timing out, ten sends
-# stay well inside the sweep's time.
+# The rows whose email is owed per sweep: with SMTP timing out, ten stay inside the sweep's time.
 OWED_BATCH = 10
-# A take's lease ended, if it still holds: DATA may start, or a send without SMTP has ended
-# (after a kind's `UPDATE <table>`; $2 the take's `taken_at`).
+# A take's lease ended, if it still holds (after a kind's `UPDATE <table>`; $2 its `taken_at`).
 END_LEASE = """SET email_lease_until = NULL
 WHERE id = $1 AND email_sent_at = $2 AND email_lease_until > now()
 RETURNING id
@@ -83,17 +70,14 @@ def send_seconds(settings: Settings) -> float:
 
 
 def takes(sql: str, recipient: str, owes: str = JOB_OWES, **values: str) -> tuple[str, str]:
-    """A kind's take (`sql`, with `{take}`, `{take_row}` and `{locale}` left to fill, and
-    `values`) of a row that `owes` its email, in the language of `recipient` (the alias of the
-    user it goes to), and in English for a host whose users have no readable `locale`."""
+    """A kind's take (`sql`, `{take}`, `{take_row}` and `{locale}` to fill) in the language of
+    `recipient` (the user's alias), and one in English for a host without a readable `locale`."""
     fill = {"take": TAKE, "take_row": take_row(owes), **values}
     return sql.format(locale=f"{recipient}.locale", **fill), sql.format(locale="NULL::text", **fill)
 
 
 def lease_seconds(settings: Settings) -> float:
-    """How long a taken email stays its sender's: the bounded send, plus JOB_STALE_SECONDS, the
-    silence after which a BDR's worker counts as gone, so that only a dead (or as long stalled)
-    sender loses it."""
+    """How long a taken email stays its sender's: the bounded send plus JOB_STALE_SECONDS."""
     return send_seconds(settings) + settings.job_stale_seconds
 
 
@@ -112,8 +96,7 @@ class Emailed(Protocol):
 
 
 async def _record(write: Callable[[], Awaitable[object]], what: str, outcome: str) -> None:
-    """`write()`, shielded: a cancellation (a sweep's timeout, a shutdown) cannot skip it. If it
-    fails, the lease still ends the take, and the sweep sends the email after it."""
+    """`write()`, shielded from cancellation; if it fails, the lease still ends the take."""
 
     async def guarded() -> None:
         try:
@@ -137,10 +120,8 @@ async def send_taken(
     end_lease: Callable[[], Awaitable[bool]],
     release: Callable[[], Awaitable[object]],
 ) -> bool:
-    """Send a taken email within `send_seconds`. `end_lease()` ends the take's lease if it still
-    holds (True), just before DATA or after a send without one (no SMTP server); on a failure
-    before the server could hold the message, `release()` gives it back to the sweep. True if it
-    was (or may have been) delivered."""
+    """Send a taken email within `send_seconds`: `end_lease()` just before DATA (or after a send
+    without SMTP), `release()` on a failure before it; True if it was (or may have been) sent."""
 
     async def lease_ends() -> None:
         if not await end_lease():
@@ -152,17 +133,14 @@ async def send_taken(
             await send(settings, message, attempt)
     except BaseException as exc:
         if attempt.may_have_delivered(exc):
-            # The server may hold it, and its lease ended at DATA: at most one copy, and at
-            # worst none.
+            # The server may hold it, and its lease ended at DATA: at most one copy.
             log.warning(
                 "email for %s may have been delivered (%r after DATA); not sent again", what, exc
             )
             if not isinstance(exc, Exception):
                 raise
             return True
-        # Nothing reached the server (refused, auth, recipient rejected, an explicit error
-        # reply to DATA, the lease lost), or cut before DATA (the send's bound, the sweep's
-        # timeout, shutdown): release it for the sweep.
+        # Nothing reached the server, or the send was cut before DATA: release it for the sweep.
         if isinstance(exc, PlainAuthRefused):
             # The operator's to fix; the sweep tries again (a server may offer STARTTLS again).
             log.error("email for %s not sent: %s; the sweep will retry", what, exc)
@@ -178,10 +156,8 @@ async def send_taken(
     return True
 
 
-# Whether the host's `users` has a `locale` column, and whether the service's role may read it:
-# an older host's has none, and a role granted before the host's upgrade may not read it; its
-# emails go in English then. Asked of the catalog (per database, every LOCALE_RECHECK_SECONDS,
-# so a host upgraded under a running service is seen), never learnt from a failing email.
+# Whether the host's `users` has a `locale` column the service's role may read (else emails go
+# in English), asked of the catalog every LOCALE_RECHECK_SECONDS to see a host upgraded meanwhile.
 SQL_USERS_LOCALE = """
 SELECT found, found AND has_column_privilege($1, 'locale', 'SELECT') AS readable
 FROM (SELECT EXISTS (SELECT 1 FROM pg_attribute
@@ -212,15 +188,9 @@ async def users_locale_readable(pool: asyncpg.Pool, settings: Settings) -> bool:
 
 @dataclass(frozen=True)
 class EmailTable(Generic[M]):
-    """A row's email (a job kind's once ready or failed, by default), taken from its table,
-    then sent (send_taken).
-
-    `take` and `take_in_english` (`takes`, with the same `owes`) take it, with $1 the row, $2
-    the tries allowed and $3 the lease's seconds, returning `taken_at` (the `email_sent_at` that
-    names the take), `request_id` and every field of the email's shape `mail`, which `compose`
-    makes into the message. The table has `id`, `email_sent_at`, `email_lease_until` and
-    `email_attempts`; the sweep sends the rows that `owes` say owe one, the oldest `since`
-    first."""
+    """A row's email, taken from its table, then sent (send_taken): `take` and `take_in_english`
+    (`takes`: $1 the row, $2 the tries allowed, $3 the lease) return `taken_at`, `request_id` and
+    the fields of `mail`, which `compose` makes into the message."""
 
     label: str  # how a log line names a row ("BDR")
     table: str
@@ -239,8 +209,7 @@ WHERE {owed_row(self.owes)}
 ORDER BY t.{self.since} LIMIT {OWED_BATCH}"""
 
     async def send(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
-        """Row `row_id`'s email, taken, then sent. True if this call sent it; SMTP failures are
-        logged and left for the sweep, never raised."""
+        """Row `row_id`'s email, taken, then sent; True if this call sent it (never raises)."""
         take = self.take if await users_locale_readable(pool, settings) else self.take_in_english
         taken = await pool.fetchrow(take, row_id, MAX_EMAIL_ATTEMPTS, lease_seconds(settings))
         if taken is None:
@@ -260,8 +229,7 @@ ORDER BY t.{self.since} LIMIT {OWED_BATCH}"""
 
 
 async def send_owed(pool: asyncpg.Pool, settings: Settings, kind: Emailed) -> int:
-    """The sweep's: the emails of `kind` still owed (never taken, released, or taken by a
-    sender that died before DATA), sent; how many were."""
+    """The sweep's: the emails of `kind` still owed, sent; how many were."""
     sent = 0
     for row in await pool.fetch(kind.sql_emails_owed, MAX_EMAIL_ATTEMPTS):
         sent += await kind.send_email(pool, settings, row["id"])
