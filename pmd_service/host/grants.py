@@ -1,11 +1,6 @@
 """`python -m pmd_service grants --role NAME`: the SQL a host admin runs to give the service a
-least-privilege database role.
-
-The role gets exactly what the service's SQL needs on the host's tables, column by column, and
-owns only the service's own schema. Run again, the script first takes back whatever was given
-by hand since (attributes, memberships, other rights), since a member of a role may act with
-all of that role's rights; a superuser or an owner of the host's objects is refused before
-anything changes. tests/api/host/test_grants.py holds the lists below equal to what the SQL needs.
+least-privilege role, with exactly the host columns its SQL needs (a test holds the lists below
+equal to it), taking back anything given by hand since; a superuser or host owner is refused.
 """
 
 from __future__ import annotations
@@ -69,13 +64,9 @@ READS: dict[str, tuple[str, ...]] = {
     ),
     "reactions": ("post_id", "emoji"),
 }
-# Columns of the host's newer releases the service reads when they are there (an older host
-# does without them): granted only where the host has them; run `grants` again after the host's
-# upgrade adds one. users.locale: the emails' language.
+# Columns of the host's newer releases the service reads when there, granted only where they are.
 NEWER_READS: dict[str, tuple[str, ...]] = {"users": ("locale",)}
-# The bulk actions and their undos: the columns each action's record writes (features/posts/actions.py,
-# `writes`), and `updated_at` and `metadata_modified_at`, which every one bumps.
-# tests/api/posts/test_action_records.py holds this list equal to the records'.
+# What the bulk actions and their undos write (a test holds it equal to the actions' records).
 UPDATES: dict[str, tuple[str, ...]] = {
     "posts": (
         "hidden_by_user",
@@ -90,11 +81,11 @@ UPDATES: dict[str, tuple[str, ...]] = {
         "mod_hashtags",
     ),
 }
-# features/posts/batch_sql.py and features/bdr/service.py: a moderator's batch, in the host's audit log.
+# A moderator's batch, in the host's audit log.
 INSERTS: dict[str, tuple[str, ...]] = {
     "audit_logs": ("id", "actor_id", "action", "target_type", "target_id", "note"),
 }
-# `import-host-bdrs` only (features/bdr/cutover.py): the host's own PMD table, read once at cut-over.
+# `import-host-bdrs` only: the host's own PMD table, read once at cut-over.
 CUTOVER_READS: dict[str, tuple[str, ...]] = {
     "batch_download_requests": (
         "id",
@@ -143,8 +134,7 @@ def _name(kind: str, value: str) -> str:
 def needed(
     *, cutover: bool = False, absent: frozenset[tuple[str, str]] = frozenset()
 ) -> dict[tuple[str, str], frozenset[str]]:
-    """(table, privilege) -> columns: what the service needs, as check-host compares it;
-    `absent`: the (table, column) of NEWER_READS the host lacks, needed then by nothing."""
+    """(table, privilege) -> columns the service needs; `absent`: NEWER_READS the host lacks."""
     out: dict[tuple[str, str], set[str]] = {}
     reads = READS | CUTOVER_READS if cutover else READS
     for privilege, tables in (("SELECT", reads), ("UPDATE", UPDATES), ("INSERT", INSERTS)):
@@ -169,10 +159,8 @@ def _grant(privilege: str, table: str, columns: tuple[str, ...], schema: str, ro
 
 
 def _refusal(role: str, host: str) -> list[str]:
-    """A guard that stops the script, and its transaction, before anything changes when the
-    role is a superuser or owns the host's database, schema or anything in it: the host's own
-    role, whose rights on its own tables the REVOKEs below would take away (the host's app then
-    fails on every write). Such a role is never the service's: the service gets its own."""
+    """A guard that stops the script before anything changes when the role is a superuser or
+    owns the host's objects, whose own rights the REVOKEs below would take away."""
     instead = (
         "make the service a role of its own instead (python -m pmd_service grants --role pmd) "
         "and give the service that role in DATABASE_URL"
@@ -188,8 +176,7 @@ def _refusal(role: str, host: str) -> list[str]:
         f"(a role of the service''s made superuser by mistake: ALTER ROLE {role} NOSUPERUSER, "
         "then run this again)';",
         "  END IF;",
-        # The database, the schema, then tables before the rest, each by name: the same
-        # message whatever order the catalog returns them in.
+        # In a fixed order, so the message does not depend on the catalog's.
         "  SELECT array_agg(what ORDER BY k, what) INTO owns FROM (",
         "    SELECT 0 AS k, 'the database ' || datname AS what FROM pg_database",
         "      WHERE datname = current_database() AND datdba = r.oid",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import asyncpg
 
 from ..core.migrate import STANDIN_COMMENT
-from .grants import CUTOVER_READS, needed
+from .grants import CUTOVER_READS, INSERTS, needed
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -262,11 +262,9 @@ NEEDED_COLUMNS = (
     ),
 )
 
-# The columns each INSERT of the service names (features/posts/batch_sql.py `_BATCH`, features/bdr/service.py
-# `SQL_AUDIT`): any other NOT NULL column without a default makes the insert fail.
-INSERTED = {
-    "audit_logs": frozenset({"id", "actor_id", "action", "target_type", "target_id", "note"}),
-}
+# The columns each INSERT of the service names: any other NOT NULL column without a default
+# makes the insert fail.
+INSERTED = {table: frozenset(columns) for table, columns in INSERTS.items()}
 
 HOST_TABLES = sorted({n.table for n in NEEDED_INDEXES} | {c.table for c in NEEDED_COLUMNS})
 
