@@ -9,6 +9,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from pmd_service.core.settings import Settings
 from support.stack import fresh_stack
 
 
@@ -25,6 +28,12 @@ def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
 def save(path: Path | None, figures: Any) -> None:
     if path is not None:
         path.write_text(json.dumps(figures, indent=2, default=str))
+
+
+def roomy(settings: Settings, **at_least: int) -> Settings:
+    """`settings` with each limit named raised to at least its value: room for the run."""
+    raised = {name: max(n, getattr(settings, name)) for name, n in at_least.items()}
+    return msgspec.structs.replace(settings, **raised)
 
 
 def in_stack(bench: Callable[..., Awaitable[Any]], *args: Any) -> Any:

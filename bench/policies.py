@@ -1,14 +1,9 @@
-"""The cleanup policies' tick at a site's scale: OWNERS owners with POSTS posts each, MATCHING of
-them older than a year, each owner with one policy (hide what is older than a year) due in the
-same minute. WORKERS workers' ticks (each with a pool of its own, started at each minute as
-the worker's cron starts them) run until no policy is due. Prints how long every policy took to run once,
-the runs a second, and, measured in the same run on a copy of the same posts, the floor: each
-owner's posts hidden by one UPDATE in a transaction of its own on as many connections. Checks
-that each policy ran exactly once and hid exactly its posts.
+"""The cleanup policies' tick at a site's scale: OWNERS owners of POSTS posts, MATCHING older
+than a year, each with one policy due in the same minute, run by WORKERS workers' minute ticks
+until none is due; against its floor (one UPDATE an owner), checking each ran once and hid its.
 
 `python -m bench.policies` (100,000 owners of 200 posts, 20 matching, one worker as shipped);
-`--owners N` for a smaller site; `--ci`: 200 owners of 20 posts, a check that it runs;
-`--save`: the default run kept in bench/figures/policies.json with its commit and machine."""
+`--ci`: 200 owners of 20 posts; `--save`: kept in bench/figures/policies.json."""
 
 from __future__ import annotations
 
@@ -16,8 +11,6 @@ import asyncio
 import sys
 import time
 from typing import Any
-
-import msgspec
 
 from bench import cli
 from bench.runner import BENCHMARKS, run_one
@@ -65,16 +58,6 @@ WHERE owner_id = $1 AND created_at < now() - interval '365 days' AND NOT hidden_
 """
 
 
-def roomy(settings: Settings, changed: int) -> Settings:
-    """`settings` whose site budget is not what is measured here (bench/write_budget.py's is)."""
-    return msgspec.structs.replace(
-        settings,
-        bulk_changed_posts_site_per_minute=max(
-            changed, settings.bulk_changed_posts_site_per_minute
-        ),
-    )
-
-
 async def seed(settings: Settings, owners: int, posts: int, matching: int) -> list[int]:
     ids: list[int] = []
     async with connected(settings.database_url, "pmd-bench-seed") as conn:
@@ -89,16 +72,14 @@ async def seed(settings: Settings, owners: int, posts: int, matching: int) -> li
     return ids
 
 
-# When the last run began (each run's `last_run.at`, taken as it starts), in seconds since the
-# epoch: a worker whose tick found the rest taken by the others waits for its next minute.
+# When the last run began (its `last_run.at`), in seconds since the epoch.
 SQL_LAST_RUN = (
     "SELECT extract(epoch FROM max((last_run->>'at')::timestamptz)) FROM cleanup_policies"
 )
 
 
 async def ticks(settings: Settings, workers: int) -> float:
-    """Seconds until every policy has run once, each of `workers` workers ticking at every
-    minute."""
+    """Seconds until every policy has run once, `workers` workers ticking every minute."""
     started, began = time.perf_counter(), time.time()
 
     async def worker() -> None:
@@ -140,7 +121,8 @@ async def bench(
     settings: Settings, owners: int, posts: int, matching: int, workers: int
 ) -> dict[str, Any]:
     changed = owners * matching
-    settings = roomy(settings, changed)
+    # The site budget is not what is measured here (bench/write_budget.py's is).
+    settings = cli.roomy(settings, bulk_changed_posts_site_per_minute=changed)
     made = await seed(settings, owners, posts, matching)
     floor_s = await floor(settings, made, workers)
     tick_s = await ticks(settings, workers)

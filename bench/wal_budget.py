@@ -1,19 +1,14 @@
-"""The WAL each budget of changed posts allows: one artist's hide and then unhide of N posts of
-the host's widest rows (64 tags of 64 characters, a 128-character title, a 5,000-character
-description), by filter through the service, each after a CHECKPOINT (the worst case: every
-page's first change writes its whole image), the WAL measured with pg_current_wal_lsn() before
-and after. Prints the bytes per changed post and what the budgets allow at that rate.
+"""The WAL each budget of changed posts allows: one artist's hide and unhide by filter of N of
+the host's widest posts, each after a CHECKPOINT (every page's first change writes its image).
 
-`python -m bench.wal_budget` (10,000 posts); `--ci`: 200 posts, a check that it runs;
-`--save`: the run kept in bench/figures/wal_budget.json with its commit and machine."""
+`python -m bench.wal_budget` (10,000 posts); `--ci`: 200 posts; `--save`: the run kept in
+bench/figures/wal_budget.json with its commit and machine."""
 
 from __future__ import annotations
 
 import sys
 import time
 from typing import Any
-
-import msgspec
 
 from bench import cli
 from bench.posts import served
@@ -50,18 +45,6 @@ def budgets(settings: Settings) -> dict[str, int]:
     }
 
 
-def roomy(settings: Settings, posts: int) -> Settings:
-    """`settings` with room for the run's two actions, whatever its size."""
-    both = 2 * posts
-    return msgspec.structs.replace(
-        settings,
-        bulk_max_posts=max(posts, settings.bulk_max_posts),
-        bulk_changed_posts_per_minute=max(both, settings.bulk_changed_posts_per_minute),
-        bulk_changed_posts_per_hour=max(both, settings.bulk_changed_posts_per_hour),
-        bulk_changed_posts_site_per_minute=max(both, settings.bulk_changed_posts_site_per_minute),
-    )
-
-
 async def bench(settings: Settings, posts: int) -> dict[str, Any]:
     async with connected(settings.database_url, "pmd-bench-seed") as conn:
         (artist,) = await bulk_users(conn, settings, "wal", 1)
@@ -69,8 +52,16 @@ async def bench(settings: Settings, posts: int) -> dict[str, Any]:
         await conn.execute("VACUUM ANALYZE posts")
         row_bytes = await conn.fetchval(SQL_ROW_BYTES, artist.id)
     steps: dict[str, dict[str, Any]] = {}
+    both = 2 * posts  # room for the run's two actions
+    roomy = cli.roomy(
+        settings,
+        bulk_max_posts=posts,
+        bulk_changed_posts_per_minute=both,
+        bulk_changed_posts_per_hour=both,
+        bulk_changed_posts_site_per_minute=both,
+    )
     async with (
-        served(roomy(settings, posts)) as http,
+        served(roomy) as http,
         connected(settings.database_url, "pmd-bench-wal") as conn,
     ):
         for action, hidden in (("hide", False), ("unhide", True)):

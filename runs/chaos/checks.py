@@ -58,7 +58,6 @@ class Report:
             self.violations.append(f"{name}: only {total} to check, at least {at_least} wanted")
 
     def failures(self, name: str, total: int, bad: list[str], *, at_least: int = 1) -> None:
-        """`bad` are the failures among `total`."""
         self.count(name, total - len(bad), total, bad, at_least=at_least)
 
     def each(self, name: str, problems: list[list[str]]) -> None:
