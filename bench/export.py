@@ -273,8 +273,7 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> d
         "busy_to_ready_s": busy_ready,
         "busy_inside": len(inside),
         "bdr_slowdown": busy_ready / idle_ready,
-        # The first export alone: once a BDR and an export have been built side by side, the
-        # worker keeps their joint high-water, and later exports start from there.
+        # The first export alone: after one beside BDRs the worker keeps their joint high-water.
         "rss": {
             "baseline_mb": baseline,
             "peak_mb": alone[0]["rss_peak_mb"],

@@ -85,8 +85,7 @@ _COMMENTS = _COUNT.format(
 )
 
 
-# Every other key varied across the artist's posts: sizes, licenses (a third none), remix,
-# hidden by the artist or a moderator, native formats (a webp is there beside some).
+# Every other key varied: sizes, licenses (a third none), remix, hidden, native formats.
 SQL_VARY_KEYS = """
 UPDATE posts SET license_id = (ARRAY[$2::int, $3::int, NULL])[id % 3 + 1], remixable = id % 4 > 0,
     hidden_by_user = id % 7 = 0, hidden_by_mod = id % 11 = 0
@@ -101,8 +100,7 @@ _NATIVE = """CROSS JOIN LATERAL (SELECT coalesce((SELECT {} FROM post_files nf
     WHERE nf.post_id = p.id AND nf.is_native), {}) AS k) s"""
 _SIZE = _NATIVE.format("greatest(nf.file_bytes, 0)::bigint + 1", "0")
 _TITLE = "CROSS JOIN LATERAL natural_title_key(p.title) s (k)"
-# The other filter keys, in two more filters: text, no license, remix and format; layers, a
-# date bound and the engagement counts.
+# The other filter keys: text, no license, remix, format; layers, a date bound, the counts.
 _VISIBLE = "NOT c.hidden_by_mod AND NOT c.deleted_by_owner AND NOT c.deleted_by_mod"
 _MATCH_TEXT = f"""{LIVE_MATCH}
     AND (strpos(lower(p.title), $3) > 0 OR strpos(lower(coalesce(p.description, '')), $3) > 0)
@@ -149,8 +147,7 @@ def _sorted(
 
 FILTERED = Shape(FILTER, newest_floor(_MATCH), FILTER_VALUES, newest_floor(_MATCH_WRITTEN))
 OLDEST = "ORDER BY p.created_at ASC, p.id ASC LIMIT $2"
-# The first pages in the server's other orders (each as the page's first click asks for it),
-# and with the other filter keys.
+# The first pages in the server's other orders (as a first click asks) and other filter keys.
 SORTED = {
     "upload date, oldest first": Shape(
         {"sort": "created_at", "order": "asc"}, newest_floor(LIVE_MATCH, OLDEST)

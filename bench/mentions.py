@@ -20,8 +20,7 @@ from support.stack import fresh_stack
 
 MENTIONS, TARGET = 16, 1.05  # the host's cap of mentions a text; the cost allowed
 FANS = 48  # accounts mentioned, so a download names many, and each text a different 16
-# The artwork sets, in the order they are measured: the target is about the first, the job
-# benchmark's "128-artwork download"; the second is the extreme, little but JSON.
+# The sets in measuring order: the target is about the first; the second is little but JSON.
 SETS = {
     "reference": "128 artworks of ~1 MB (the job benchmark's set)",
     "pixel_art": "128 small pixel-art artworks",
@@ -128,8 +127,7 @@ async def bench(sets: dict[str, list[Path]], rounds: int, comments: int) -> dict
             "marked_s": m,
             "plain_s": p,
             "ratio": m / p,
-            # The worker's CPU seconds a download (user + system, every thread, in clock
-            # ticks): on a shared machine the wall time swings with the load, the CPU less.
+            # CPU seconds a download: on a shared machine the wall time swings more with load.
             "marked_cpu_s": mc,
             "plain_cpu_s": pc,
             "cpu_ratio": mc / pc,

@@ -37,8 +37,7 @@ CLICK = """async ([selector, ids]) => {
 }"""
 IDLE = """() => /loaded/.test(document.getElementById("loading").textContent)"""
 VIEWS = 'th[data-sort="view_count"] button'
-# Every column header but Views (timed on its own above), in the order clicked, and the order
-# its first click asks for (the next one flips it): A to Z for text, the most first otherwise.
+# Every column header but Views, in the order clicked, with the order its first click asks for.
 COLUMNS = (
     ("title", "asc"),
     ("created_at", "desc"),

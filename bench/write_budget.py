@@ -83,8 +83,7 @@ async def bench(settings: Settings, posts: int) -> dict[str, Any]:
         for action, tag in steps:
             await conn.execute(SQL_BARE, artist.id, action == "hide", tag)
         bare_wal = await conn.fetchval(SQL_WAL_SINCE, start)
-        # The hour: each round as a minute later (the spends moved back), toggles until the
-        # hour's budget refuses one.
+        # The hour: rounds a minute apart (spends moved back) until the hour's budget refuses.
         toggles = 1 if changed >= 2 * posts else 0
         hourly: dict[str, Any] | None = None
         while hourly is None and toggles < 100:

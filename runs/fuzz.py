@@ -105,14 +105,12 @@ def aim(seed: Seed, case: Any) -> Any:
     if bare and case.path in ("/api/pmd/action", "/api/pmd/license"):
         body["post_ids"] = scope.post_ids[:1]
     if case.path == "/api/pmd/license":
-        # A generated id names no license of the site, and a generated filter needs its count:
-        # the aimed relicense is one the handler takes, of a seeded post, whatever was drawn.
+        # Generated ids and filters fail: the aimed relicense is of a seeded post to a real one.
         cleared = "license_id" in body and body["license_id"] is None
         target = {"target_sqid": body["target_sqid"]} if "target_sqid" in body else {}
         body.clear()
         body.update(license_id=None if cleared else seed.license_id, **target)
-        # The last seeded post, which no other aimed case picks (an aimed delete would leave
-        # this one nothing to relicense).
+        # The last seeded post, which no aimed delete picks.
         body["post_ids"] = scope.post_ids[-1:]
     if isinstance(body.get("post_ids"), list) and case.path != "/api/pmd/license":
         ids = [pick(scope.post_ids, i) if isinstance(i, int) else i for i in body["post_ids"]]

@@ -22,8 +22,7 @@ from support.stack import connected
 _BULK_SECONDS = 300
 _FLAGS = "id, hidden_by_user, hidden_by_mod, deleted_by_user, deleted_by_user_date, license_id"
 
-# The INSERT … SELECTs of posts name listed_at, where posts have it, in {listed_at} and give it
-# the row's created_at ({created}), as the host's ORM and the backfill of its migration do.
+# {listed_at} and {created}: listed_at set to created_at where posts have it, as the host does.
 SQL_POSTS_BULK = """
 INSERT INTO posts (storage_key, storage_shard, owner_id, title, kind, created_at{listed_at})
 SELECT gen_random_uuid(), 'bk', $1, $2 || ' ' || g, $3, created{created}

@@ -80,8 +80,7 @@ class Faults(Injector):
         what = "upload was" if self.bucket is not None else "worker was building a ZIP"
         outages = (*self.ledger.redis_down, *self.ledger.store_down)
         if any(a < deadline and b > start for a, b in outages):
-            # A loaded machine's worker had not begun when Redis (its job lost until the
-            # sweep) or the store went down: counted, since no kill could land meanwhile.
+            # A loaded machine's worker had not begun before an outage: no kill could land.
             self.ledger.counts["worker kills not injected: Redis or the store down first"] += 1
             return
         self.ledger.violation(f"fault not injected: no {what} under way within 40 s")

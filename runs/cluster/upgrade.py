@@ -32,8 +32,7 @@ from runs.cluster.netns import marked, run_tag
 from support.migration_check import read_record
 from support.stack import CHECKOUT
 
-# What a failed export of an earlier release says when nothing classified its error (0.1.0
-# called it a download); this release records the reason `unexpected` instead.
+# An earlier release's words for an unclassified failure (this one records `unexpected`).
 UNEXPECTED = tuple(
     f"An unexpected error stopped this {noun}; it has been logged. Please request it again."
     for noun in ("download", "export")
