@@ -1,2 +1,1 @@
-"""What every claimed job shares: the protocol a feature's job kind implements, and the one
-driver that runs any kind from its claim to its email."""
+"""What every claimed job shares: the job kind's protocol, and the one driver that runs it."""

@@ -10,8 +10,7 @@ it; tests/unit/test_arq_adapter.py fails the day arq changes what is relied on h
   line, as is a queue or abort set of the wrong type; the sweep enqueues its row again.
 - `arq_command_runs_pmd_worker`: the `arq` command builds PmdWorker instead of arq's Worker.
 - `arq_lines_once`: a filter on arq's loggers drops the handler the `arq` command adds, so no
-  line is written twice.
-"""
+  line is written twice."""
 
 from __future__ import annotations
 
@@ -52,8 +51,7 @@ log = logging.getLogger(__name__)
 
 ARQ_VERSION = "0.28.0"  # the release these internals were read from
 
-# How late a scheduled run may start (every job slot busy): later, its id could be a replay of
-# one that already ran, queued again once its in-progress key (kept a minute) is gone.
+# How late a scheduled run may start: later, its id could be a replay of one that already ran.
 CRON_LATENESS = timedelta(minutes=10)
 _SCHEDULED_ID = re.compile(r"(?P<name>.+):(?P<ms>[0-9]{1,15})")
 
@@ -138,8 +136,7 @@ async def malformed(
     longest_run_ms: int,
     claimed: bool = False,
 ) -> dict[bytes, str]:
-    """The jobs of `job_ids` that have a value arq could not have written, each with why, read
-    in one round trip. A body arq cannot decode is left to arq, which fails that job itself."""
+    """The jobs of `job_ids` with a value arq could not have written, each with why."""
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
             body, tries, mark, result = job_keys(job_id)
@@ -192,8 +189,7 @@ class PmdWorker(Worker):
         await super().run_cron(n, delay, num_windows)
 
     def made_by_scheduler(self, cron_job: CronJob, job_id: str) -> bool:
-        """Whether `job_id` is one arq's scheduler makes for `cron_job`: its start-up run (by
-        this worker), or one of its scheduled times, recent."""
+        """Whether arq's scheduler made `job_id` for `cron_job` (see the module's docstring)."""
         if job_id in self._startup_runs:
             return True
         found = _SCHEDULED_ID.fullmatch(job_id)
@@ -204,15 +200,9 @@ class PmdWorker(Worker):
         if not now_ms - CRON_LATENESS.total_seconds() * 1000 <= ms <= now_ms + 60_000:
             return False
         at = datetime.fromtimestamp(ms / 1000, tz=self.timezone)
+        units = ("month", "day", "weekday", "hour", "minute", "second", "microsecond")
         scheduled = next_cron(
-            at - timedelta(seconds=2),
-            month=cron_job.month,
-            day=cron_job.day,
-            weekday=cron_job.weekday,
-            hour=cron_job.hour,
-            minute=cron_job.minute,
-            second=cron_job.second,
-            microsecond=cron_job.microsecond,
+            at - timedelta(seconds=2), **{unit: getattr(cron_job, unit) for unit in units}
         )
         return to_unix_ms(scheduled) == ms
 
@@ -256,9 +246,8 @@ class PmdWorker(Worker):
         except asyncio.CancelledError:
             if not self._closing:
                 raise
-            # Cancelled at shutdown before arq's own handling began (it was reading the job):
-            # raised, it would end arq's close() and the process with an error. The job stays
-            # queued, released for the next worker as arq releases one cancelled mid-run.
+            # Cancelled at shutdown before arq's own handling began: raised, it would end arq's
+            # close() with an error; the job stays queued, released for the next worker.
             with contextlib.suppress(RedisError, OSError):  # unreachable: the mark expires
                 await asyncio.shield(self.pool.delete(in_progress_key_prefix + job_id))
         except Exception as exc:
@@ -300,8 +289,7 @@ class PmdWorker(Worker):
         return set(found)
 
     async def _failed_on(self, job_id: bytes, exc: Exception) -> None:
-        """arq raised outside its own error handling while it held `job_id`: a value of the
-        job, or the queue or abort set, is not arq's. Raised again when Redis is out of reach."""
+        """arq raised outside its own handling while it held `job_id`: a value is not arq's."""
         if isinstance(exc, _UNREACHABLE):
             raise exc
         repaired = await self._repair_sorted_sets()
@@ -324,8 +312,7 @@ class PmdWorker(Worker):
         log.warning("job %s removed from the queue: %s", shown(job_id), why)
 
     async def _repair_sorted_sets(self) -> bool:
-        """Removes the queue or the abort set when it is not a sorted set (arq reads both as
-        one); the jobs a queue held are the sweep's. Whether one was removed."""
+        """Removes the queue or the abort set when it is not a sorted set; whether one was."""
         repaired = False
         for key in (self.queue_name, abort_jobs_ss):
             kind = await self.pool.type(key)
@@ -341,8 +328,7 @@ class PmdWorker(Worker):
         return repaired
 
     async def _tidy(self) -> None:
-        """What arq's poll never reads: a queue or abort set of the wrong type, and jobs due
-        later than any the service defers (a score of +inf included)."""
+        """What arq's poll never reads: sets of the wrong type, and jobs due too late."""
         await self._repair_sorted_sets()
         late = await self.pool.zrangebyscore(
             self.queue_name,
@@ -370,8 +356,7 @@ def run_pmd_worker(settings_cls: WorkerSettingsType, **kwargs: Any) -> PmdWorker
 
 def arq_command_runs_pmd_worker() -> None:
     """The `arq` command makes PmdWorker instead of arq's Worker."""
-    # Not arq.worker's: sentry-sdk's arq integration wraps the jobs there, and PmdWorker wraps
-    # them itself (one report each).
+    # Not arq.worker's, which sentry-sdk's integration wraps: PmdWorker reports jobs itself.
     vars(arq.cli).update(run_worker=run_pmd_worker, create_worker=create_pmd_worker)
 
 

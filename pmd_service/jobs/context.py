@@ -103,9 +103,7 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
                 st.metrics.registry, settings.host, settings.metrics_port
             )
         except RuntimeError:
-            await pool.close()
-            if http is not None:
-                await http.close()
+            await shutdown({STATE_KEY: st})
             raise
     ctx[STATE_KEY] = st
 

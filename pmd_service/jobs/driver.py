@@ -2,8 +2,7 @@
 publish → metrics → email.
 
 A job may run more than once, so the claim is one UPDATE only one run can win and every later
-write is guarded by its token; the order of a run's hooks is described in jobs/kind.py.
-"""
+write is guarded by its token; the order of a run's hooks is described in jobs/kind.py."""
 
 from __future__ import annotations
 
@@ -39,8 +38,7 @@ log = logging.getLogger(__name__)
 
 
 async def process(ctx: dict[str, Any], kind: JobKind, raw_id: str) -> str:
-    """The job of `kind` for row `raw_id`: ready, failed, cancelled, "invalid" or "not
-    claimable"; raises Retry when a later attempt may succeed."""
+    """The job of `kind` for row `raw_id`: its outcome; raises Retry when one may succeed."""
     st = state(ctx)
     claim = await _claim(st, kind, raw_id)
     if claim is None:
@@ -168,8 +166,7 @@ def _settle(archive: Archive, built: BuildResult, left_out: list[Skipped]) -> Se
 async def _place(
     st: WorkerState, kind: JobKind, claim: Claim, archive: Archive, left_out: list[Skipped]
 ) -> Settled:
-    """Streams `archive` into ZIP_PATH (a temp file renamed once published) or the ZIP_STORE
-    bucket (an upload under this run's own name); what the run did not publish is removed."""
+    """Streams `archive` into ZIP_PATH or the ZIP_STORE bucket; what is not published goes."""
     if st.zips.store is None:
         final = own_zip_path(st.settings.zip_path, archive.names.file_path)
         temp = final.with_name(archive.names.temp_name)
@@ -209,8 +206,7 @@ async def publish_archive(
     settled: Settled,
     temp: Path | None = None,
 ) -> None:
-    """Marks it ready (after renaming `temp` into place) in one transaction holding the row's
-    lock, so only the run that still owns the claim ever touches the final name."""
+    """Marks it ready (after renaming `temp` into place) while the run's claim is locked."""
     async with st.pool.acquire() as conn, conn.transaction():
         if await conn.fetchval(kind.sql_lock_owned, claim.id, claim.token) is None:
             raise BuildCancelled

@@ -3,8 +3,7 @@ its upkeep and its email, with the statements every kind shares made from its ta
 
 The driver calls an archive's `settled`, then its `publish`, then hands the `Settled` back to
 the run's generator; `finish` and `finished` get every published archive, `fail` what the last
-settled one left out.
-"""
+settled one left out."""
 
 from __future__ import annotations
 
@@ -42,27 +41,6 @@ WHERE {OWNED}
 SQL_OWNER = "SELECT handle, public_sqid FROM users WHERE id = $1"
 
 
-def stuck_pending(table: str, batch: int) -> str:
-    """For the sweep: the rows of `table` pending for $1 seconds, the oldest `batch` of them."""
-    return f"""
-SELECT id, extract(epoch FROM now() - created_at)::float8 AS age FROM {table}
-WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
-ORDER BY created_at LIMIT {batch}
-"""
-
-
-def orphaned(table: str, batch: int) -> str:
-    """For the sweep: the rows of `table` processing, but whose run's heartbeat stopped $1
-    seconds ago, or whose scheduled retry is $2 seconds overdue; the oldest `batch` of them."""
-    return f"""
-SELECT id, attempts FROM {table}
-WHERE status = 'processing'
-  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
-       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))
-ORDER BY created_at LIMIT {batch}
-"""
-
-
 @dataclass(frozen=True)
 class Claim:
     """A row this run holds under `token`; `what` names it in log lines ("BDR <id>")."""
@@ -96,8 +74,7 @@ class Settled:
 
 
 class Archive(abc.ABC):
-    """One ZIP a run builds (a BDR's, an export's part): what goes in, where it is stored, and
-    what its row says while it is built and once it is published."""
+    """One ZIP a run builds (a BDR's, an export's part): its content, place and row's hooks."""
 
     artworks: list[Artwork]
     comments: bool
@@ -139,23 +116,18 @@ class ClaimedRun(Protocol):
     @property
     def attempts(self) -> int:
         """The run's attempt number (read again after a failure)."""
-        ...
 
     def archives(self) -> AsyncGenerator[Archive, Settled]:
         """Yields each archive still to build, in order, and is given each back as published."""
-        ...
 
     async def finish(self, published: list[Settled]) -> None:
         """Once every archive is published: the row ready, if the run has not done it."""
-        ...
 
     async def fail(self, message: str, code: Code, skipped: Skipped) -> object:
         """The row failed, with its message, its `error_code` and what was left out."""
-        ...
 
     def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
         """ready, failed, cancelled or retry: the run's metrics or log line."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -244,10 +216,20 @@ class JobKind:
 
     @property
     def sql_stuck_pending(self) -> str:
-        """$1 grace seconds → id, age."""
-        return stuck_pending(self.table, self.upkeep.sweep_batch)
+        """For the sweep: $1 grace seconds → id, age of the oldest pending rows."""
+        return f"""
+SELECT id, extract(epoch FROM now() - created_at)::float8 AS age FROM {self.table}
+WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+ORDER BY created_at LIMIT {self.upkeep.sweep_batch}
+"""
 
     @property
     def sql_orphaned(self) -> str:
-        """$1 stale seconds, $2 retry grace → id, attempts."""
-        return orphaned(self.table, self.upkeep.sweep_batch)
+        """For the sweep: $1 stale seconds, $2 retry grace → id, attempts of orphaned rows."""
+        return f"""
+SELECT id, attempts FROM {self.table}
+WHERE status = 'processing'
+  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
+       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))
+ORDER BY created_at LIMIT {self.upkeep.sweep_batch}
+"""

@@ -1,6 +1,5 @@
-"""How a kind's rows are claimed and its jobs queued in arq: one shape, each kind a value of it
-(features/bdr/job_sql.py, features/exports/job_sql.py). Light on purpose: the servers enqueue through it and
-import no more."""
+"""How a kind's rows are claimed and its jobs queued in arq; light on purpose, as the servers
+enqueue through it and import no more."""
 
 from __future__ import annotations
 
@@ -11,9 +10,8 @@ from arq.connections import ArqRedis
 
 MAX_ATTEMPTS = 4  # the first run and three retries
 
-# The statements every claimed job shares, each kind's job_sql.py completing them with its table.
-# Which row a run may claim: pending, or processing but held by no run (released for a retry)
-# or by a run whose heartbeat stopped $3 seconds ago (its worker is gone).
+# Which row a run may claim: pending, or processing but held by no run, or by a run whose
+# heartbeat stopped $3 seconds ago.
 CLAIMABLE = """(status = 'pending'
        OR (status = 'processing'
            AND (claim_token IS NULL OR heartbeat_at < now() - make_interval(secs => $3))))"""
@@ -28,8 +26,7 @@ def lock_owned(table: str) -> str:
 
 @dataclass(frozen=True)
 class Queueing:
-    """A kind's arq job: `process_{name}` under the job id `{name}:<row id>`, so that arq never
-    queues one row twice; its function's tries and timeout, as the worker registers it."""
+    """A kind's arq job: `process_{name}` under the job id `{name}:<row id>`, queued once."""
 
     name: str  # "bdr": the kind's name, its job ids' prefix and its function's suffix
     max_tries: int
@@ -40,8 +37,7 @@ class Queueing:
         return f"process_{self.name}"
 
     def job_id(self, row_id: uuid.UUID, retake: str | None = None) -> str:
-        # A retake (after a worker died holding the job) needs a fresh id: arq still holds the
-        # dead run's job under the plain id until its timeout passes.
+        # A retake needs a fresh id: arq holds a dead run's plain id until its timeout passes.
         return f"{self.name}:{row_id}" if retake is None else f"{self.name}:{row_id}:{retake}"
 
     async def enqueue(self, redis: ArqRedis, row_id: uuid.UUID, retake: str | None = None) -> bool:

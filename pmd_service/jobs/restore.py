@@ -1,8 +1,5 @@
-"""What a restore may leave inconsistent, as each job kind states it for its own rows
-(features/bdr/job_sql.py, features/exports/job_sql.py): the database, its files and its queue are kept in three
-places, backed up (or not) at different moments. `python -m pmd_service check-restore`
-(upkeep/restore_check.py) runs every kind's checks and reports what it finds, changing nothing.
-"""
+"""What a restore may leave inconsistent between a job kind's rows, files and queue, as each kind
+states it for `python -m pmd_service check-restore` (upkeep/restore_check.py)."""
 
 from __future__ import annotations
 
@@ -22,10 +19,8 @@ class Look(enum.Enum):
 
 @dataclass(frozen=True)
 class RestoreCheck:
-    """One kind of inconsistency. `sql` reads rows (in one read-only snapshot with the other
-    checks), each with the columns `says` names; `says` is the finding's sentence (for FILE and
-    JOB, the state the row claims: the command says what contradicts it); `repair` says what
-    the service does about it by itself, and when."""
+    """One kind of inconsistency: `sql` reads rows with the columns `says` (the finding's
+    sentence) names; `repair` says what the service does about it by itself."""
 
     name: str  # stable: the finding's name on its line and in --json
     sql: str
@@ -36,8 +31,7 @@ class RestoreCheck:
 
 
 def not_queued(name: str, sql: str, says: str, then: str) -> RestoreCheck:
-    """A kind's rows pending or processing (`sql`: their `id`, `user_sqid` and `status`), which
-    a lost Redis may not hold a job of; `then` ends the repair (what a worker does with one)."""
+    """A kind's rows pending or processing, which a lost Redis may not hold a job of."""
     return RestoreCheck(
         name,
         sql,
@@ -49,8 +43,7 @@ def not_queued(name: str, sql: str, says: str, then: str) -> RestoreCheck:
 
 
 def email_owed(name: str, sql: str, says: str) -> RestoreCheck:
-    """A kind's rows whose email is owed (`sql`: as mail/notify.py's OWED_ROW says, fewer than
-    $1 tries made): one a backup taken before it went out still owes is sent again."""
+    """A kind's rows whose email is owed (`sql`: fewer than $1 tries made)."""
     return RestoreCheck(
         name,
         sql,

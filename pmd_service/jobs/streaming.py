@@ -53,8 +53,7 @@ def _gated(
 
 
 async def stream_zip(st: WorkerState, archive: Archive, sink: Sink) -> BuildResult:
-    """Build `archive` into `sink`, reporting progress (artworks done) at most every
-    PROGRESS_EVERY and at least every HEARTBEAT_EVERY."""
+    """Build `archive` into `sink`, reporting progress at least every HEARTBEAT_EVERY."""
     settings = st.settings
     loop = asyncio.get_running_loop()
     cancel = threading.Event()

@@ -4,14 +4,11 @@ default port gives way to a free one, a taken port the operator set stops the wo
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from ..zipbuild.build import BuildResult
 
 log = logging.getLogger(__name__)
@@ -70,8 +67,6 @@ class MetricsServer:
     """prometheus-client's HTTP server for one registry, stopped with the worker."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        self._server: WSGIServer
-        self._thread: threading.Thread
         self._server, self._thread = start_http_server(port, host, registry)
         self.port: int = self._server.server_port
 
