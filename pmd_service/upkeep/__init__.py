@@ -1,2 +1,1 @@
-"""The worker's periodic jobs: the sweep, so that no run or email is left stuck, and the daily
-cleanup of expired files, rows and objects."""
+"""The worker's periodic jobs: the sweep, and the daily cleanup of expired files and rows."""

@@ -1,11 +1,6 @@
 """Daily: expire old downloads and exports, purge old rows and events, tidy the ZIPs' folder or
-bucket.
-
-`plan_cleanup` reads what is due into a `CleanupPlan` in one read-only snapshot, and
-`apply_cleanup` does exactly that plan, each statement re-checking its condition on the planned
-ids against the plan's clock, so that a row that changed in between is left alone and
-`cleanup --dry-run` shows what a run would do.
-"""
+bucket, as `plan_cleanup` planned it in one read-only snapshot (what `cleanup --dry-run` shows),
+each statement of `apply_cleanup` re-checking its condition on the planned ids."""
 
 from __future__ import annotations
 
@@ -36,7 +31,7 @@ from ..host.vault import VaultPathError
 from ..jobs.context import state
 from ..jobs.kind import Expiry, JobKind
 from ..sse.replay import EVENTS_PAST, SQL_PURGE_EVENTS
-from ..storage.object_tidy import SQL_READY_FILES, dead_uploads, orphan_objects, remove_objects
+from ..storage.object_tidy import dead_uploads, orphan_objects, remove_objects, unnamed_paths
 from ..storage.zip_names import (
     EXPORTS_FOLDER,
     OWN_TEMP_RE,
@@ -56,9 +51,7 @@ log = logging.getLogger(__name__)
 TERMINAL_RETENTION_DAYS = 14
 TEMP_MAX_AGE_SECONDS = 3600
 
-# The plan: read in a read-only snapshot; each purge's count and statement are its room's, $1
-# the plan's clock (the database's now() when it was made). Each job kind's own expiries and
-# purges are its own (jobs/kind.py); these are the rest.
+# The purges that are not a job kind's, each its room's count; $1 the plan's clock.
 SQL_PLAN_COUNTS = f"""
 SELECT ({EVENTS_PAST}) AS events, ({MARKS_PAST}) AS marks,
        ({AUDITED_READS_PAST}) AS audited_reads, ({UNDO_ROWS_PAST}) AS undo_rows,
@@ -84,8 +77,7 @@ class FolderTidy:
 
 @dataclass(frozen=True)
 class BucketTidy:
-    """In the ZIPs' bucket: the uploads of runs that are over, and objects no ready row points
-    at (as stored file paths, `bdr/{key}`)."""
+    """In the ZIPs' bucket: the uploads of runs that are over, and objects no ready row points at."""
 
     uploads: frozenset[Upload]
     orphans: frozenset[str]
@@ -99,8 +91,7 @@ class CleanupPlan:
     """What one cleanup does (a plan), or did (`apply_cleanup`'s result, of the same shape)."""
 
     at: datetime  # the database's clock when planned: every age is measured from it
-    # Each job kind's, by its name: rows past expiry → expired, their files removed; finished
-    # rows past retention, or whose user is gone, purged.
+    # Each job kind's expiries and purges, by its name.
     kinds: dict[str, Expiry]
     events: int  # events older than a day before `at` (no id is kept: there may be millions)
     marks: frozenset[int]  # posts whose moderator's mark goes
@@ -122,9 +113,6 @@ class CleanupPlan:
             **self.tidy.summary(),
         }
 
-    def files(self) -> list[str]:
-        return _stored_files(self.kinds)
-
 
 def _stored_files(kinds: dict[str, Expiry]) -> list[str]:
     """The stored paths of the files the expiries remove (a host's ZIP is never one)."""
@@ -137,11 +125,7 @@ def _stored_files(kinds: dict[str, Expiry]) -> list[str]:
 def old_files(
     root: Path, now: float, min_age: float = TEMP_MAX_AGE_SECONDS
 ) -> tuple[list[Path], list[Path]]:
-    """(temp files, ZIPs) the service wrote under the user folders, older than `min_age`
-    seconds (an hour: younger ones may be being written or just published).
-
-    Only names the service gives its own files: anything else is never touched.
-    """
+    """(temp files, ZIPs) the service named under the user folders, older than `min_age`."""
     parts: list[Path] = []
     zips: list[Path] = []
     if not root.is_dir():
@@ -168,8 +152,7 @@ def old_files(
 
 
 def old_export_files(root: Path, now: float, min_age: float = TEMP_MAX_AGE_SECONDS) -> list[Path]:
-    """Files under the exports' folders older than `min_age` seconds: temp files of runs that
-    died, and parts (kept only if a ready part row points at them: the caller checks)."""
+    """Files under the exports' folders older than `min_age` seconds: temp files and parts."""
     found: list[Path] = []
     exports = root / EXPORTS_FOLDER
     if not exports.is_dir() or exports.is_symlink():
@@ -187,8 +170,7 @@ def old_export_files(root: Path, now: float, min_age: float = TEMP_MAX_AGE_SECON
 
 
 async def plan_cleanup(st: WorkerState) -> CleanupPlan:
-    """What a run would do now, changing nothing: the database read in one read-only
-    snapshot, the folder or bucket only listed."""
+    """What a run would do now, changing nothing."""
     days = TERMINAL_RETENTION_DAYS
     async with (
         st.pool.acquire() as conn,
@@ -280,8 +262,7 @@ def _emptied_folders(root: Path, gone: set[Path]) -> frozenset[Path]:
 
 
 async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
-    """Do `plan`, and only it; returns what was done (the plan, less what changed meanwhile).
-    A line per step: `python -m pmd_service cleanup` shows its progress on stderr."""
+    """Do `plan`, and only it, a line per step; returns what was done."""
     pool, at, days = st.pool, plan.at, TERMINAL_RETENTION_DAYS
     expired = {
         kind.name: Expiry(await _expire(pool, kind, at, plan.kinds[kind.name]), frozenset())
@@ -341,14 +322,11 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
 async def unnamed_files(conn: Conn | asyncpg.Pool, root: Path, files: set[Path]) -> frozenset[Path]:
     """The ZIPs and export parts among `files` that no ready row points at."""
     stored = {f"{ZIP_PREFIX}{path.relative_to(root).as_posix()}": path for path in files}
-    kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(stored))}
-    return frozenset(path for name, path in stored.items() if name not in kept)
+    return frozenset(stored[name] for name in await unnamed_paths(conn, set(stored)))
 
 
 async def _tidy_folder(pool: asyncpg.Pool, root: Path, plan: FolderTidy) -> FolderTidy:
-    """Removes the planned files still older than an hour (one written since is young again)
-    and, of the orphans, those a ready row still does not point at; then the planned folders
-    that are empty."""
+    """Removes the planned files still an hour old and not pointed at, then the empty folders."""
     orphans = await unnamed_files(pool, root, set(plan.orphans))
     return await asyncio.to_thread(_remove, plan.temp_files, orphans, plan.folders)
 
@@ -387,8 +365,7 @@ async def daily_cleanup(ctx: dict[str, Any]) -> dict[str, int]:
 
 
 async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
-    """What `daily_cleanup` would do now, in the same summary (plus `dry_run`), changing
-    nothing: its plan."""
+    """What `daily_cleanup` would do now, in the same summary (plus `dry_run`)."""
     st = state(ctx)
     plan = await plan_cleanup(st)
     summary = plan.summary()

@@ -1,13 +1,6 @@
-"""`python -m pmd_service check-restore`: what a restore left inconsistent, changing nothing.
-
-The rows (PostgreSQL), the ZIPs (ZIP_PATH or the bucket) and the queue (Redis) live apart and
-are backed up, restored or lost apart, so after a restore a row may say ready for a file
-removed since the backup, a file may be named by no row, a request may be queued nowhere.
-Each job kind states its own checks (jobs/restore.py); this runs them in one read-only
-snapshot, looks for stored files no ready row names, and reports one line a finding and a
-summary, or one JSON document. Made to run before the service starts again: on a running one,
-a ZIP being published shows as a finding for a moment.
-"""
+"""`python -m pmd_service check-restore`: what a restore left inconsistent between the rows,
+the ZIPs and the queue, changing nothing: every job kind's checks (jobs/restore.py) in one
+read-only snapshot, and the stored files no ready row names."""
 
 from __future__ import annotations
 
@@ -178,8 +171,7 @@ async def _file_contradiction(st: WorkerState, row: dict[str, Any]) -> str | Non
 
 
 def _has_job(kind: JobKind, row_id: uuid.UUID, held: set[str]) -> bool:
-    """Whether a job for the row is queued or running: its plain id, or a retake's
-    (`{plain}:{retake}`, features/bdr/job_sql.py)."""
+    """Whether a job for the row is queued or running: its plain id, or a retake's."""
     plain = kind.queue.job_id(row_id)
     return plain in held or any(job.startswith(f"{plain}:") for job in held)
 
@@ -198,8 +190,7 @@ def _text(value: bytes | str) -> str:
 
 
 async def _stored_files(st: WorkerState) -> set[str]:
-    """The stored paths of the finished ZIPs and export parts in the folder or bucket, whatever
-    their age (temp files and uploads under way, the cleanup's and the sweep's, left out)."""
+    """The stored paths of the finished ZIPs and export parts in the folder or bucket."""
     if st.zips.store is not None:
         try:
             return await own_objects(st.zips.store, None)

@@ -1,16 +1,5 @@
-"""Every minute, for each job kind the features declare (features.py): no request is ever
-stuck, and no owed email is forgotten.
-
-- `pending` rows older than 30 s are announced if the server did not, and (re-)enqueued: the
-  server commits before it enqueues, so a Redis outage at that moment leaves a row only this finds.
-- `processing` rows whose worker is gone (heartbeat stale, or a scheduled retry long overdue)
-  are enqueued under a fresh job id; the claim lets exactly one run take them over.
-- Emails owed are sent: those whose SMTP send failed, those whose sender died mid-send (their
-  lease ran out: mail/notify.py), and those no one sent yet (a cleanup policy's run asked for
-  now); each job kind's and those a feature's other rows owe (features.py's EMAILS).
-- With ZIPs in a bucket: multipart uploads of runs that are over (a worker killed mid-upload)
-  are aborted, so their parts stop taking space.
-"""
+"""Every minute: pending rows past the grace (re-)enqueued, rows whose worker is gone taken over
+under a fresh job id, owed emails sent, and a bucket's dead multipart uploads aborted."""
 
 from __future__ import annotations
 
@@ -31,16 +20,14 @@ from ..storage.object_tidy import abort_dead_uploads
 log = logging.getLogger(__name__)
 
 RETRY_GRACE_SECONDS = 60
-# A pending row whose plain job id arq still holds, queued but not taken (a backlog), gets a
-# fresh job id only this late, at most one per such period: a backlog is not doubled.
+# A pending row arq still holds queued (a backlog) gets a fresh job id only this late, once.
 LATE_PENDING_SECONDS = 300
 # An upload under the prefix whose name is not the service's: aborted only once this old.
 UPLOAD_MAX_AGE_SECONDS = 3600
 
 
 async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
-    """(re-enqueued, taken over) of one kind of job: pending rows past the grace, and rows
-    whose worker is gone."""
+    """(re-enqueued, taken over) of one kind of job."""
     st = state(ctx)
     redis: ArqRedis = ctx["redis"]
     requeued = retaken = 0
@@ -49,9 +36,7 @@ async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
         if await kind.queue.enqueue(redis, row["id"], None):
             requeued += 1
         elif await redis.exists(in_progress_key_prefix + kind.queue.job_id(row["id"])):
-            # Taken, yet unclaimed past the grace (a run claims first thing): the worker died
-            # between dequeuing and claiming, and arq frees the id only after the job timeout.
-            # A fresh id now, one per grace period; the claim lets one run build it.
+            # Taken, yet unclaimed past the grace: its worker died, so a fresh id a grace period.
             held = f"held{int(row['age'] // max(grace, 1.0))}"
             requeued += await kind.queue.enqueue(redis, row["id"], held)
         elif row["age"] >= LATE_PENDING_SECONDS:
@@ -68,9 +53,7 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
     try:
         return await _sweep(ctx)
     except TRANSIENT as exc:
-        # The database, Redis or the network out of reach: a condition the sweep exists to
-        # ride out, not a bug. The next sweep, a minute later, does what this one could not;
-        # raised, arq would log it as an ERROR with a traceback (and the error reports too).
+        # Out of reach is what the sweep rides out, not a bug: the next sweep does the rest.
         log.warning(
             "sweep: stopped by %s (%s); the next sweep runs in a minute", type(exc).__name__, exc
         )
@@ -94,9 +77,7 @@ async def _sweep(ctx: dict[str, Any]) -> dict[str, int]:
             )
         except Exception:  # the store being down must not stop the rest of the sweep
             log.warning("sweep: could not list or abort multipart uploads", exc_info=True)
-    emails = 0
-    for owed in EMAILS:
-        emails += await send_owed(st.pool, st.settings, owed)
+    emails = sum([await send_owed(st.pool, st.settings, owed) for owed in EMAILS])
     if requeued or retaken or emails or aborted:
         log.info(
             "sweep: %d pending re-enqueued, %d orphaned taken over, %d emails sent, "
