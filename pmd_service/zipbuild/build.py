@@ -2,8 +2,7 @@
 
 The build thread reads and packs; entry-hash, hash and sink threads overlap the hashing and the
 writes (docs/benchmarks-details.md, "Measurements behind the code"), and reads land in a few
-reused buffers, so a build's memory never grows with the ZIP. Artworks are stored, JSON deflated.
-"""
+reused buffers, so a build's memory never grows with the ZIP. Artworks are stored, JSON deflated."""
 
 from __future__ import annotations
 
@@ -49,7 +48,7 @@ class Entry:
     skip_reason: str | None = None
 
 
-# A trailing JSON file: whole, or streamed as chunks (comments.json of 200,000 comments).
+# A trailing JSON file: whole, or streamed as chunks (comments.json).
 Trailing = bytes | Iterable[bytes]
 # (added, skipped) -> the JSON files, made once the artworks are known.
 Trailer = Callable[[list[int], list[tuple[int, str]]], Iterable[tuple[str, Trailing]]]
@@ -83,8 +82,7 @@ BUFFERS = 3 * STAGE_DEPTH + 4
 
 
 class _Buffers:
-    """Up to `count` CHUNK-sized bytearrays, made when first needed and reused once every
-    thread holding one lets go; `take` waits while all are in flight."""
+    """Up to `count` CHUNK-sized bytearrays, each reused once every thread lets go of it."""
 
     def __init__(self, count: int) -> None:
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
@@ -266,8 +264,7 @@ THREADED = 256 << 10
 
 
 class _EntryHashes:
-    """Each entry's SHA-256 into `result.files`, in entry order: big entries' on a thread of
-    their own (started when first needed), small ones' on the build thread."""
+    """Each entry's SHA-256 into `result.files`, in order; a big entry's on a thread of its own."""
 
     def __init__(self, buffers: _Buffers, result: BuildResult) -> None:
         self._buffers = buffers
@@ -484,8 +481,7 @@ PARTS_IN_FLIGHT = 2
 
 
 def object_sink(store: ObjectStore, path: str, attributes: Attributes) -> Sink:
-    """A multipart upload fed while the ZIP is built (aborted if the chunks' iterator raises);
-    each chunk is copied, since the build reuses its buffers."""
+    """A multipart upload fed while the ZIP is built; each chunk copied, as buffers are reused."""
 
     def upload(chunks: Iterator[Chunk]) -> None:
         obstore.put(

@@ -1,6 +1,5 @@
 """What goes into a ZIP (a BDR's, an export part's): artworks re-checked at build time, and the
-JSON files (docs/architecture.md, "ZIP layout"), UTF-8 without escaping.
-"""
+JSON files (docs/architecture.md, "ZIP layout"), UTF-8 without escaping."""
 
 from __future__ import annotations
 
@@ -21,13 +20,12 @@ from .entry_names import extension, post_sqid, safe_part
 from .json_files import Extras
 from .mention_refs import MentionSlots
 from .outcome import Kind
-from .working_files import NONE, Outcome, Wanted, WorkingFile, artworks_done, entry_id
+from .working_files import NONE, Outcome, Wanted, WorkingFile, artworks_done
 
 # An incremental export's post whose metadata alone changed: listed, without its files.
 METADATA_ONLY = "metadata"
 
-# Re-check eligibility now: posts deleted, moved to another owner or turned into playlists
-# since the request are skipped, never exported.
+# Eligibility re-checked now: posts that changed since the request are skipped.
 SQL_POSTS_IN_ORDER = """
 SELECT r.post_id, p.id IS NOT NULL AS found, p.public_sqid, p.owner_id, p.kind,
        p.deleted_by_user, p.title, p.description, p.created_at, p.width, p.height,
@@ -83,9 +81,6 @@ class Plan:
     def artworks_done(self) -> Callable[[int], int]:
         """The builder's entries done -> artworks done (working files are entries of their own)."""
         return artworks_done([1 + len(a.working) for a in self.artworks])
-
-    def entries_for(self, artwork: Artwork) -> list[tuple[int, WorkingFile]]:
-        return [(entry_id(artwork.post_id, w.kind), w) for w in artwork.working]
 
 
 async def plan_artworks(

@@ -23,8 +23,7 @@ def safe_part(value: str) -> bool:
 
 
 def post_sqid(stored: str | None, post_id: int, ids: PublicIds) -> str:
-    """The host's sqid when it is made of the configured alphabet, else the post id encoded
-    (the same value the host would have given it), else the plain decimal id."""
+    """The host's sqid when it is safe, else the post id encoded, else the plain decimal id."""
     if stored and ids.in_alphabet(stored) and safe_part(stored):
         return stored
     encoded = ids.encode(post_id)

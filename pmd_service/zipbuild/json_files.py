@@ -1,6 +1,5 @@
 """comments.json and reactions.json, streamed from a server-side cursor: the bytes are exactly
-msgspec's indent=2 pretty-printing of the whole document, plus a newline.
-"""
+msgspec's indent=2 pretty-printing of the whole document, plus a newline."""
 
 from __future__ import annotations
 
@@ -69,8 +68,7 @@ def _document(
     brackets: bytes,
     item: Callable[[asyncpg.Record], bytes],
 ) -> Iterator[bytes]:
-    """`{"generated_at": now, field: {sqid: [items] or {items}}}`, one chunk per batch (rows
-    come ordered by post)."""
+    """`{"generated_at": now, field: {sqid: [items] or {items}}}`, one chunk per batch."""
     yield b'{\n  "generated_at": ' + _encode(now) + b",\n  " + _encode(field) + b": "
     opening, closing = brackets[:1], b"\n" + _GROUP + brackets[1:]
     current: int | None = None

@@ -1,7 +1,6 @@
 """A JSON file's texts as the host's payloads carry them (`<name>`, `<name>_markup`, `mentions`):
 each mention is a slot (`"mentions": 0`) that `fill` replaces, once msgspec has laid the document
-out, with accounts encoded once a file (docs/benchmarks-details.md, "Mentions served plain").
-"""
+out, with accounts encoded once a file (docs/benchmarks-details.md, "Mentions served plain")."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ import msgspec
 from ..host.mentions import Mentions
 
 _PAD = b"  "  # msgspec.json.format's indent=2, one level
-# A slot can only be ours: inside a JSON string a quote is escaped, so `"mentions": 0` never
-# occurs there, no other key of these files is named so, and a text without mentions has `[]`.
+# A slot can only be ours: inside a JSON string a quote is escaped, and no other key is so named.
 _SLOT = b'"mentions": 0'
 _OPEN = b'"mentions": [\n'
 _PLACE = msgspec.Raw(_SLOT.rpartition(b" ")[2])

@@ -56,8 +56,7 @@ class Failure(msgspec.Struct):
 
 
 def failure(status: str, stored_code: str | None, stored_message: str | None) -> Failure:
-    """A row's failure as an item shows it, from its stored code (none reads as `internal`),
-    never its stored text."""
+    """A row's failure as an item shows it, from its stored code, never its stored text."""
     if status != "failed" and stored_code is None and stored_message is None:
         return Failure()
     err: ItemError = item_error(stored_code)

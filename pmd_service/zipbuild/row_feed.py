@@ -18,7 +18,7 @@ from .build import BuildCancelled
 
 log = logging.getLogger(__name__)
 
-# ~2 KB comments: one batch is ~1 MB of text, and 200,000 comments are 400 round trips.
+# Rows a round trip: a batch of comments is about a MiB of text.
 BATCH_ROWS = 500
 
 

@@ -1,6 +1,5 @@
 """Where artwork bytes come from: the vault on disk, ARTWORK_BASE_URL over HTTP, or the
-ARTWORK_STORE bucket; only at paths built from validated parts, never a URL taken from a row.
-"""
+ARTWORK_STORE bucket; only at paths built from validated parts, never a URL taken from a row."""
 
 from __future__ import annotations
 
@@ -66,8 +65,7 @@ def _working_entry(root: Path, a: Artwork, working: WorkingFile) -> Entry:
 
 @dataclass(frozen=True)
 class Origin:
-    """ARTWORK_BASE_URL split in two: `url` without user info (the only form requested or
-    logged), and its credentials as an HTTP basic `Authorization` header."""
+    """ARTWORK_BASE_URL as a `url` without user info, and its credentials as headers."""
 
     url: str
     headers: dict[str, str]
@@ -88,8 +86,7 @@ class _TooLarge(Exception):
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
-    """The whole body up to EOF, at most MAX_ARTWORK_BYTES of it (a body cut short raises
-    aiohttp.ClientPayloadError: never a short file)."""
+    """The whole body up to EOF (one cut short raises), at most MAX_ARTWORK_BYTES of it."""
     cap = MAX_ARTWORK_BYTES
     if resp.content_length is not None and resp.content_length > cap:
         raise _TooLarge(f"fetch {url}: Content-Length {resp.content_length} is over {cap} bytes")
@@ -106,8 +103,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
 async def _entries(
     artwork: Artwork, read: Callable[[int, str, str], Awaitable[Entry]]
 ) -> list[Entry]:
-    """An artwork's image, then its working files, each `read(entry, arcname, path)` by its path
-    relative to the vault."""
+    """An artwork's image, then its working files, each `read` by its path in the vault."""
     arcname = _arcname(artwork)
     try:
         path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
@@ -186,8 +182,7 @@ async def _get_file(store: ObjectStore, entry: int, arcname: str, path: str) -> 
 async def fetched_in_order(
     fetch: Fetch, artworks: list[Artwork], concurrency: int
 ) -> AsyncGenerator[Entry, None]:
-    """Fetch up to `concurrency` artworks ahead (all the memory held), yield their entries in
-    request order."""
+    """Fetch up to `concurrency` artworks ahead, yield their entries in request order."""
     pending = iter(artworks)
     window: deque[asyncio.Task[list[Entry]]] = deque()
     try:

@@ -1,8 +1,7 @@
 """An artwork's working files beside its image: its `.mkpx` layers file and its upscaled copy.
 
 Each is an entry of its own under an id no post has (negative, the kind in its low bits):
-`split` sorts the builder's lists back, `artworks_done` turns entries done into artworks done.
-"""
+`split` sorts the builder's lists back, `artworks_done` turns entries done into artworks done."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ from .outcome import Kind
 
 _KINDS: tuple[Kind, ...] = ("layers", "upscaled")
 _SLOTS = 4  # room for the kinds in an entry id's low bits
-# Where a working file goes, by layout: a BDR keeps the layers beside the image; a bag gives
-# each kind a folder of its own under data/.
+# Where a working file goes: a BDR keeps the layers beside the image, a bag a folder a kind.
 BDR_FOLDERS: dict[Kind, str] = {"layers": "artworks", "upscaled": "upscaled"}
 BAG_FOLDERS: dict[Kind, str] = {"layers": "layers", "upscaled": "upscaled"}
 _SUFFIXES: dict[Kind, str] = {"layers": "mkpx", "upscaled": "webp"}

@@ -1,8 +1,7 @@
 """The one place that imports zipstream-ng and leans on its internals, as read from
 ZIPSTREAM_VERSION (tests/unit/test_zipstream_adapter.py fails the day they change): its module
 globals `crc32` and `_get_compressor` are swapped for zlib-ng's, which give the same bytes
-faster (docs/architecture.md, "Libraries' internals").
-"""
+faster (docs/architecture.md, "Libraries' internals")."""
 
 from __future__ import annotations
 
