@@ -30,11 +30,11 @@ class Limits:
 def human_bytes(n: int) -> str:
     """1 decimal, binary units, as people read file sizes: 1.5 GiB."""
     size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    raise AssertionError("unreachable")
+    return f"{size:.1f} GiB"
 
 
 def too_large(size: int, cap: int, artworks: int) -> str:

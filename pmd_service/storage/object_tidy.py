@@ -57,8 +57,7 @@ def _own(key: str) -> tuple[uuid.UUID, str] | None:
 async def dead_uploads(
     conn: Conn | asyncpg.Pool, url: StoreUrl, access: S3Access, min_age_seconds: float
 ) -> list[Upload]:
-    """The uploads of runs that are over (a run never becomes live again), and those of another
-    name once older than `min_age_seconds`."""
+    """The uploads of runs that are over, and of another name once `min_age_seconds` old."""
     uploads = await incomplete_uploads(url, access)
     if not uploads:
         return []
@@ -85,8 +84,7 @@ async def abort_dead_uploads(
 
 
 async def own_objects(store: ObjectStore, min_age_seconds: float | None) -> set[str]:
-    """The service's ZIPs and export parts older than `min_age_seconds` (None: any), as stored
-    file paths (`bdr/{key}`)."""
+    """The service's ZIPs and export parts older than `min_age_seconds` (None: any)."""
     cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds or 0)
     found: set[str] = set()
     async for batch in obstore.list(store, chunk_size=1000):

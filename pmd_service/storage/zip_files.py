@@ -1,6 +1,5 @@
 """Where ready ZIPs are kept: the ZIP_PATH folder, or a bucket (ZIP_STORE=s3://…), as the
-server finds, serves and removes them.
-"""
+server finds, serves and removes them."""
 
 from __future__ import annotations
 
@@ -125,8 +124,7 @@ class ZipFiles:
         self.signed_url_ttl = timedelta(seconds=settings.zip_signed_url_seconds)
 
     async def _call(self, what: str, call: Awaitable[T]) -> T:
-        """One short call bounded by STORE_TIMEOUT_SECONDS; a missing object is raised as such,
-        any other failure as a 503."""
+        """One short call bounded by STORE_TIMEOUT_SECONDS; any failure but a 404 is a 503."""
         try:
             async with asyncio.timeout(self.timeout):
                 result = await call

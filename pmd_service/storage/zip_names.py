@@ -57,8 +57,7 @@ def zip_object_key(file_path: str) -> str:
     return f"{user}/{name}"
 
 
-# A `file_path` of a ZIP the host's own PMD made (imported at the cut-over): relative to the
-# vault, served until it expires, and never deleted by the service (not its file).
+# A `file_path` of a ZIP the host's own PMD made (imported at the cut-over): never deleted.
 HOST_FILE_PREFIX = "host:"
 
 
@@ -67,8 +66,7 @@ def is_host_file(file_path: str) -> bool:
 
 
 def stored_zip_path(zip_root: Path, vault: Path, file_path: str) -> Path:
-    """Where a stored `file_path` lives: under ZIP_PATH, or the host's (a BDR its own PMD made)
-    under the vault."""
+    """Where a stored `file_path` lives: under ZIP_PATH, or the host's under the vault."""
     if is_host_file(file_path):
         return contained(vault, file_path.removeprefix(HOST_FILE_PREFIX))
     return own_zip_path(zip_root, file_path)
@@ -93,15 +91,13 @@ class ZipNames:
 
 
 def bdr_zip_names(user_sqid: str, bdr_id: object, run: str, download_name: str) -> ZipNames:
-    """`bdr/{user_sqid}/pmd-{id}.zip`, written as `.pmd-{id}.{run}.part`; `pmd-{id}.{run}.zip`
-    in a bucket."""
+    """`bdr/{user_sqid}/pmd-{id}.zip` (a run's own `pmd-{id}.{run}.zip` in a bucket)."""
     path = f"{ZIP_PREFIX}{user_sqid}/{OWN_FILE_PREFIX}{bdr_id}"
     temp = f".{OWN_FILE_PREFIX}{bdr_id}.{run}.part"
     return ZipNames(f"{path}.zip", temp, f"{path}.{run}.zip", download_name)
 
 
 def export_part_names(export_id: object, number: int, run: str, download_name: str) -> ZipNames:
-    """`bdr/pmd-exports/{id}/part-{n}.zip`, written as `.part-{n}.{run}.part`;
-    `part-{n}.{run}.zip` in a bucket."""
+    """`bdr/pmd-exports/{id}/part-{n}.zip` (a run's own `part-{n}.{run}.zip` in a bucket)."""
     path = f"{ZIP_PREFIX}{EXPORTS_FOLDER}/{export_id}/part-{number}"
     return ZipNames(f"{path}.zip", f".part-{number}.{run}.part", f"{path}.{run}.zip", download_name)
