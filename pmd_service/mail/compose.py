@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def message_id(settings: Settings, kind: str, row_id: str) -> str:
-    """The same on every attempt for one row of a kind, so mail clients see a copy sent twice
-    as one."""
+    """The same on every attempt, so mail clients see a copy sent twice as one."""
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
     return f"<{kind}-{row_id}@{domain}>"
 
@@ -61,8 +60,7 @@ Block = Para | Button
 
 @dataclass(frozen=True)
 class Email:
-    """Every email's shape: greeting, body, the link again, why it was sent, footer; as text and
-    HTML from the same copy."""
+    """Every email's shape, as text and HTML from the same copy."""
 
     subject: str
     handle: str

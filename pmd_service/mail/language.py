@@ -3,8 +3,7 @@ tag; NULL is English), from one `<tag>.json` per locale: EMAIL_COPY_DIR's, then 
 
 A key is looked up in the tag, its shorter prefixes and the tags CLDR's likely subtags name for
 them in the same script (`zh-CN` → `zh-Hans`), then English. A value is a string with `{name}`
-placeholders, or an object of CLDR plural forms; every file is checked once, at start.
-"""
+placeholders, or an object of CLDR plural forms; every file is checked once, at start."""
 
 from __future__ import annotations
 
@@ -207,8 +206,7 @@ def _lookup_chain(locale: str | None) -> list[str]:
 
 
 def _likely(tag: str) -> tuple[str, str, str] | None:
-    """The tag's language, script and region, filled in from CLDR's likely subtags (UTS #35);
-    None for a tag CLDR has no guess for."""
+    """The tag's language, script and region, filled in from CLDR's likely subtags (UTS #35)."""
     try:
         language, region, script = parse_locale(tag, sep="-")[:3]
     except (ValueError, TypeError):
@@ -234,8 +232,7 @@ def _likely(tag: str) -> tuple[str, str, str] | None:
 
 
 def _babel_locale(locale: str | None, language: str) -> Locale:
-    """The recipient's own tag when Babel knows it and it is of the copy's language (`es-MX`
-    dates in Spanish copy), else the copy's language, else English."""
+    """The recipient's own tag if of the copy's language, else the copy's language, else English."""
     for tag in (locale, language, ENGLISH):
         if not tag:
             continue
@@ -327,8 +324,7 @@ def words(settings: Settings, locale: str | None) -> Words:
 
 
 def check_at_start(settings: Settings, process: str) -> None:
-    """Read and check the copy before anything runs: a file the emails cannot use ends the
-    process with one line (status 2)."""
+    """Read and check the copy at start: a file the emails cannot use ends the process."""
     try:
         catalog(settings.email_copy_dir)
     except CopyError as exc:

@@ -60,26 +60,14 @@ def _names(where: Path) -> list[str]:
 
 def kept(settings: Settings) -> list[KeptMail]:
     """Every kept email, newest first."""
-    where = folder(settings)
     mails = []
-    for name in reversed(_names(where)):
+    for name in reversed(_names(folder(settings))):
         message = read(settings, name)
         if message is not None:
-            mails.append(_summary(name, message))
+            kept_at = datetime.fromtimestamp(int(name.partition("-")[0]) / 1e9, UTC)
+            headers = (str(message[h] or "") for h in ("To", "Subject", "Content-Language"))
+            mails.append(KeptMail(name, kept_at, *headers))
     return mails
-
-
-def _summary(name: str, message: EmailMessage) -> KeptMail:
-    match = NAME_RE.fullmatch(name)
-    assert match is not None
-    kept_at = datetime.fromtimestamp(int(match["ns"]) / 1e9, UTC)
-    return KeptMail(
-        name,
-        kept_at,
-        str(message["To"] or ""),
-        str(message["Subject"] or ""),
-        str(message["Content-Language"] or ""),
-    )
 
 
 def read(settings: Settings, name: str) -> EmailMessage | None:

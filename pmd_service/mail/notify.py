@@ -70,8 +70,7 @@ def send_seconds(settings: Settings) -> float:
 
 
 def takes(sql: str, recipient: str, owes: str = JOB_OWES, **values: str) -> tuple[str, str]:
-    """A kind's take (`sql`, `{take}`, `{take_row}` and `{locale}` to fill) in the language of
-    `recipient` (the user's alias), and one in English for a host without a readable `locale`."""
+    """A kind's take (`sql`) in the language of `recipient` (the user's alias), and in English."""
     fill = {"take": TAKE, "take_row": take_row(owes), **values}
     return sql.format(locale=f"{recipient}.locale", **fill), sql.format(locale="NULL::text", **fill)
 
@@ -92,7 +91,6 @@ class Emailed(Protocol):
 
     async def send_email(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
         """True if this call sent it (it takes the email first: at most one is sent)."""
-        ...
 
 
 async def _record(write: Callable[[], Awaitable[object]], what: str, outcome: str) -> None:
@@ -120,8 +118,7 @@ async def send_taken(
     end_lease: Callable[[], Awaitable[bool]],
     release: Callable[[], Awaitable[object]],
 ) -> bool:
-    """Send a taken email within `send_seconds`: `end_lease()` just before DATA (or after a send
-    without SMTP), `release()` on a failure before it; True if it was (or may have been) sent."""
+    """Send a taken email, ending its lease just before DATA; True if it was (or may have been)."""
 
     async def lease_ends() -> None:
         if not await end_lease():
@@ -132,25 +129,24 @@ async def send_taken(
         async with asyncio.timeout(send_seconds(settings)):
             await send(settings, message, attempt)
     except BaseException as exc:
-        if attempt.may_have_delivered(exc):
+        delivered = attempt.may_have_delivered(exc)
+        if delivered:
             # The server may hold it, and its lease ended at DATA: at most one copy.
             log.warning(
                 "email for %s may have been delivered (%r after DATA); not sent again", what, exc
             )
-            if not isinstance(exc, Exception):
-                raise
-            return True
-        # Nothing reached the server, or the send was cut before DATA: release it for the sweep.
-        if isinstance(exc, PlainAuthRefused):
-            # The operator's to fix; the sweep tries again (a server may offer STARTTLS again).
-            log.error("email for %s not sent: %s; the sweep will retry", what, exc)
         else:
-            log.warning("email for %s not sent (%r); the sweep will retry", what, exc)
-        with contextlib.suppress(asyncio.CancelledError):
-            await _record(release, what, "was not sent")
+            # Nothing reached the server, or the send was cut before DATA: release it.
+            if isinstance(exc, PlainAuthRefused):
+                # The operator's to fix; the sweep tries again (a server may offer STARTTLS).
+                log.error("email for %s not sent: %s; the sweep will retry", what, exc)
+            else:
+                log.warning("email for %s not sent (%r); the sweep will retry", what, exc)
+            with contextlib.suppress(asyncio.CancelledError):
+                await _record(release, what, "was not sent")
         if not isinstance(exc, Exception):
             raise
-        return False
+        return delivered
     if not attempt.data_started:  # no SMTP server: logged, or kept in the dev mailbox
         await _record(end_lease, what, "was logged")
     return True
