@@ -145,16 +145,11 @@ async def bench(runs: int) -> dict[str, Any]:
     return f
 
 
-def main() -> int:
+if __name__ == "__main__":
     parser = cli.parser("page", __doc__)
     parser.add_argument("--runs", type=int, default=5, help="page loads of each user")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         print(f"no browser at {CHROMIUM} (apt-get install chromium): not measured")
-        return 1
+        raise SystemExit(1)
     cli.save(args.json, asyncio.run(bench(max(args.runs, 1))))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

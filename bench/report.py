@@ -42,11 +42,7 @@ def sections(folder: Path = FIGURES) -> dict[str, Saved]:
 
 
 def benchmarks(folder: Path = FIGURES, template: str = "benchmarks.md.j2") -> str:
-    return render.render(
-        template,
-        s=sections(folder),
-        machine=read_json(folder / MACHINE.name),
-    )
+    return render.render(template, s=sections(folder), machine=read_json(folder / MACHINE.name))
 
 
 def details(folder: Path = FIGURES) -> str:
@@ -66,10 +62,6 @@ def scaling(folder: Path = FIGURES) -> str:
 def renders(figures: Path = FIGURES, runs: Path = chaos_pages.RUNS) -> dict[Path, str]:
     pages = {REPORT: benchmarks(figures), DETAILS: details(figures), SCALING: scaling(figures)}
     return pages | chaos_pages.renders(runs)
-
-
-def write() -> None:
-    render.write(renders())
 
 
 def saved_outputs(figures: Path = FIGURES, runs: Path = chaos_pages.RUNS) -> list[Path]:
@@ -166,17 +158,12 @@ def check(docs: Path = REPORT.parent) -> list[str]:
     return problems + run_commits()
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
     parser.add_argument("--check", action="store_true", help="check the pages, write nothing")
-    args = parser.parse_args(argv)
-    if not args.check:
-        write()
-        return 0
+    if not parser.parse_args().check:
+        render.write(renders())
+        sys.exit(0)
     problems = check()
     print("\n".join(problems) or "the generated pages are their renders and name recorded commits")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(1 if problems else 0)

@@ -9,6 +9,7 @@ import sys
 from bench import report
 from bench.runner import BENCHMARKS as BENCHMARKS  # re-exported: the benchmarks it runs
 from bench.runner import record_machine, run_one, saved
+from support import render
 
 
 def _how_long() -> str:
@@ -28,7 +29,7 @@ def _how_long() -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         prog="python -m bench.run_all",
         description=__doc__,
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", default="", help="comma-separated benchmarks to rerun")
     parser.add_argument("--report-only", action="store_true", help="render from saved figures")
-    args = parser.parse_args(argv)
+    args = parser.parse_args()
     names = [b.name for b in BENCHMARKS]
     chosen = [n for n in args.only.split(",") if n] or names
     if unknown := sorted(set(chosen) - set(names)):
@@ -49,11 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             if bench.name in chosen and (why := run_one(bench)) is not None:
                 failures[bench.name] = why
                 print(f"=== {bench.name}: {why}", flush=True)
-    report.write()
+    render.write(report.renders())
     if failures:
         print(f"failed: {', '.join(f'{n} ({w})' for n, w in failures.items())}")
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(1 if failures else 0)

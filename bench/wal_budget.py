@@ -60,10 +60,7 @@ async def bench(settings: Settings, posts: int) -> dict[str, Any]:
         bulk_changed_posts_per_hour=both,
         bulk_changed_posts_site_per_minute=both,
     )
-    async with (
-        served(roomy) as http,
-        connected(settings.database_url, "pmd-bench-wal") as conn,
-    ):
+    async with served(roomy) as http, connected(settings.database_url, "pmd-bench-wal") as conn:
         for action, hidden in (("hide", False), ("unhide", True)):
             body = {"action": action, "filter": {"hidden": hidden}, "expect_count": posts}
             await conn.execute("CHECKPOINT")

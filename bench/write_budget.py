@@ -47,10 +47,7 @@ async def bench(settings: Settings, posts: int) -> dict[str, Any]:
         await conn.execute("VACUUM ANALYZE posts")
     half = posts // 2
     steps = [(action, tag) for action in ("hide", "unhide") for tag in ("halfa", "halfb")]
-    async with (
-        served(scaled) as http,
-        connected(settings.database_url, "pmd-bench-wal") as conn,
-    ):
+    async with served(scaled) as http, connected(settings.database_url, "pmd-bench-wal") as conn:
 
         async def act(action: str, tag: str) -> tuple[dict[str, Any] | None, Any, float]:
             """The refusal (None: done), the reply and its seconds."""

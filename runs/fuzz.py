@@ -139,11 +139,7 @@ def aim(seed: Seed, case: Any) -> Any:
 
 
 def fuzz(
-    base_url: str,
-    seed: Seed,
-    *,
-    cases: int,
-    on_operation: Callable[[str, int], None] | None = None,
+    base_url: str, seed: Seed, *, cases: int, on_operation: Callable[[str, int], None] | None = None
 ) -> Report:
     """About `cases` generated requests spread over every operation, each failed check counted."""
     schema = schemathesis.openapi.from_dict(

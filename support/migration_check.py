@@ -463,7 +463,7 @@ def _at(root: Path, rev: str) -> list[Migration] | None:
         return discover(Path(tmp) / "migrations") or None
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         prog="python -m support.migration_check",
         description=__doc__,
@@ -472,15 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=CHECKOUT, help="the tree to check")
     parser.add_argument("--record", metavar="VERSION", help="write migrations/RELEASED")
     parser.add_argument("--at", metavar="REV", help="with --record: the release's tag or commit")
-    args = parser.parse_args(argv)
+    args = parser.parse_args()
     if args.record:
         print(record(args.root, args.record, args.at).line())
-        return 0
+        sys.exit(0)
     findings = check(args.root)
     for finding in findings:
         print(finding, file=sys.stderr)
-    return 1 if findings else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(1 if findings else 0)

@@ -56,20 +56,14 @@ def missing(tools: Iterable[str]) -> str | None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="python -m support.tools", description=__doc__.split("\n")[0])
     p.add_argument("tools", nargs="+", metavar="TOOL", choices=sorted(PACKAGES))
     p.add_argument(
         "--packages", action="store_true", help="print the missing ones' Debian packages"
     )
-    args = p.parse_args(argv)
+    args = p.parse_args()
     if args.packages:
         print(" ".join(packages(args.tools)))
-        return 0
-    if line := missing(args.tools):
-        print(line, file=sys.stderr)
-    return 1 if line else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    elif line := missing(args.tools):
+        sys.exit(line)
