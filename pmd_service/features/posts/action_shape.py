@@ -1,9 +1,5 @@
-"""The shape of a bulk action: features/posts/actions.py holds one `BulkAction` per action, and the
-batch statement (features/posts/batch_sql.py), the undo (features/posts/undo.py), the service (features/posts/batches.py),
-the request's shapes (features/posts/schemas.py), the endpoints and the stream's event read it.
-
-SQL parts are fragments of those statements' templates, with `{v0}` and `{v1}` for the action's
-values ($n of the statement) and `p` the post row being written."""
+"""The shape of a bulk action (one per action in actions.py): SQL parts are fragments of the
+batch and undo statements, with `{v0}`, `{v1}` the action's values and `p` the post row."""
 
 from __future__ import annotations
 
@@ -15,12 +11,10 @@ import asyncpg
 
 from ...core.problems import ProblemError
 
-# Host columns every bulk write and every undo bumps besides its own (features/posts/batch_sql.py says
-# why), so no record names them.
+# Host columns every bulk write and every undo bumps besides its own (batch_sql.py says why).
 BUMPED = ("updated_at", "metadata_modified_at")
 
-# The batch statement's `refused` CTE unless a part names its own: the eligible posts the
-# action may not apply to (`refuse`).
+# The batch statement's `refused` CTE unless a part names its own.
 REFUSED = """refused AS (
     SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids FROM eligible WHERE refused
 )"""
@@ -33,9 +27,8 @@ NO_CLASHES = (
 
 @dataclass(frozen=True)
 class History:
-    """What undo needs of an action beyond the changed posts' ids: values written to them all
-    (`wrote`: column -> SQL) and, per post in id order, prior values (`prior`: column -> an
-    aggregate over `eligible e`), read from `eligible`'s `extra` columns where needed."""
+    """What undo needs beyond the posts' ids: values written to all (`wrote`) and, per post in
+    id order, prior values (`prior`: aggregates over `eligible e`, reading its `extra` columns)."""
 
     wrote: dict[str, str] = field(default_factory=dict)
     prior: dict[str, str] = field(default_factory=dict)
@@ -44,12 +37,8 @@ class History:
 
 @dataclass(frozen=True)
 class Part:
-    """An action's part of the batch statement, for one caller and one way of naming the
-    posts: which posts are `eligible`, what it `assign`s, which rows it changes (`differs`),
-    what must hold for the whole batch (`precondition`), which eligible posts it refuses
-    (`refuse`, named by the `refused` CTE), what more it writes (`moderation`: CTEs), what the
-    row reports (`columns`), what undo keeps (`history`), and whether it changes the others
-    when it refuses some (`skip_refused`; otherwise a refusal refuses the batch)."""
+    """An action's part of the batch statement for one caller and one way of naming posts;
+    `skip_refused`: refused posts are left out rather than refusing the batch."""
 
     eligible: str
     assign: str
@@ -65,10 +54,8 @@ class Part:
 
 @dataclass(frozen=True)
 class Undo:
-    """An action's part of the undo statement (features/posts/undo.py `_UNDO`): `holds`, the post
-    still holds what it wrote; `assign`, the prior values; `allowed` false leaves a post,
-    named with `refused`; `marks`: CTEs keeping moderators' marks; `clashes`: the posts whose
-    artwork a live post holds (they refuse the whole undo)."""
+    """An action's part of the undo statement: `holds`, the post still holds what it wrote;
+    `allowed` false leaves a post, named `refused`; `clashes` refuse the whole undo."""
 
     holds: str
     assign: str
@@ -121,19 +108,8 @@ Said = Callable[[asyncpg.Record, tuple[object, ...]], str]
 
 @dataclass(frozen=True, eq=False)
 class BulkAction:
-    """One bulk action, everything the service knows of it (records compare by identity).
-
-    `name`: the request's `action`, what `bulk_actions.action` and the audit log record, and
-    what the stream's `posts_changed` event says (`event`); `verb`: in the endpoint's summary;
-    `past`: the answer's first words ("Hidden"); `already`: the posts it left as they were
-    ("already hidden"); `undone`: what an undo names ("the hide of 3 posts"); `writes`: the
-    host's `posts` columns it sets, beyond BUMPED (held equal to the `grants` command's UPDATE
-    columns by tests/api/posts/test_action_records.py); `owner` and `moderator`: its statements and
-    undo per caller; `fixed`: the values it sets itself (hide: true), else `values` reads
-    them from the request; `own_endpoint`: not POST /api/pmd/action but an endpoint of its own
-    (license: POST /api/pmd/license); `restores`: it acts on deleted posts (the restore window,
-    a moderator's delete, the host's one live post per artwork); `unmet`: the refusal when its
-    `precondition` fails or its value's row is gone meanwhile (a foreign key)."""
+    """One bulk action, compared by identity: `writes` are the host columns it sets beyond
+    BUMPED; `fixed` its own values, else `values` reads them from the request."""
 
     name: str
     verb: str

@@ -1,9 +1,5 @@
-"""The bulk actions, one record each (the shape: features/posts/action_shape.py). Everything else reads
-these: the batch statements (features/posts/batch_sql.py), the undo (features/posts/undo.py), the answers'
-words (features/posts/batches.py), the request's `action` (features/posts/schemas.py), the endpoint's summary
-and the stream's `posts_changed` (features/posts/live.py). A new action is one record here, added to
-ACTIONS, plus its tests (and, when it writes a host column no record writes yet, that
-column's UPDATE grant in host/grants.py)."""
+"""The bulk actions, one record each, which the statements, the undo, the answers and the
+schemas read: a new action is one record here (and any new column's grant in host/grants.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +27,7 @@ _ELIGIBLE_RESTORABLE = restorable("p")
 
 
 def _refusal(why: tuple[str, str], fix: str, reason: str, code: Code) -> Refusal:
-    """The 400 naming the posts an action refused: `why` for one post and for several."""
+    """The 400 naming the refused posts: `why` for one post and for several."""
 
     def refused(ids: list[int], row: asyncpg.Record) -> ProblemError:
         return posts_refused(
@@ -46,8 +42,7 @@ def _refusal(why: tuple[str, str], fix: str, reason: str, code: Code) -> Refusal
     return refused
 
 
-# --- hide, unhide: {v0} the flag written (true: hide). The artist's flag and a moderator's are
-# two columns; undo puts back the flag's other value where the post still holds the written one.
+# --- hide, unhide: {v0} the flag written (true: hide), the artist's or a moderator's column.
 _WROTE_FLAG = History(wrote={"wrote_flag": "{v0}::bool"})
 
 
@@ -85,8 +80,7 @@ UNHIDE = replace(
 )
 
 
-# --- delete, restore. The host has no deleted_by_mod column: a moderator's delete is
-# remembered in the service's own `moderator_deletions`, and only a moderator may undo it.
+# --- delete, restore: a moderator's delete is remembered in `moderator_deletions`.
 def deleted_by_moderator(alias: str) -> str:
     """SQL: the post `alias` was deleted by a moderator (only a moderator may restore it)."""
     return f"EXISTS (SELECT 1 FROM moderator_deletions m WHERE m.post_id = {alias}.id)"
@@ -103,14 +97,10 @@ _MARK_MODERATOR_DELETE = """, marked AS (
 _UNMARK_MODERATOR_DELETE = """, unmarked AS (
     DELETE FROM moderator_deletions WHERE post_id IN (SELECT id FROM changed) RETURNING 1
 )"""
-# The host's uq_posts_hash_active covers posts not `deleted_by_user`: setting the flag frees the
-# artwork's hash for a new upload, and a restore takes it back (refused while a live post holds
-# it). The date starts the restore window.
+# Deleting frees the artwork's hash (uq_posts_hash_active) and starts the restore window.
 _DELETE = "deleted_by_user = true, deleted_by_user_date = now()"
 _RESTORE = "deleted_by_user = false, deleted_by_user_date = NULL"
-# The undo of a delete restores: the host's restore rule holds (features/posts/restore_rule.py), and a
-# post whose artwork a live post now holds refuses the whole undo, named.
-# Another user's post is not named (NULL id and sqid): the caller may not see it.
+# The undo of a delete keeps the restore rule; another user's post is not named (NULL id, sqid).
 _HELD_ARTWORKS = f"""SELECT p.id, p.public_sqid,
            CASE WHEN h.owner_id = p.owner_id THEN h.id END AS held_id,
            CASE WHEN h.owner_id = p.owner_id THEN h.public_sqid END AS held_sqid
@@ -139,20 +129,9 @@ DELETE = BulkAction(
     ),
 )
 
-# By ids, a post restored already (not deleted) is eligible and left as it is: a repeated
-# restore is idempotent, as a repeated hide is. A deleted one must be inside the restore window.
-# By filter, the posts restored are those of the deleted listing that match (a live post is
-# not "matched" by a restore), counted as the listing counts them: a post a moderator deleted
-# is matched and, for its owner, refused, so count and action never disagree.
-#
-# The host's restore rule (its undelete plan): a deleted post whose artwork hash a live post
-# holds (uq_posts_hash_active) is refused, and so are deleted posts of one restore that share a
-# hash (only one of them could be live; each names another). `clashes` names them with the
-# post that holds, or would hold, the artwork. By ids a refusal refuses the whole restore (the
-# person named those posts); by filter ("restore all") the refused posts are left deleted and
-# reported (`by_moderator`, `clashes`) while the others are restored. The twins are found by
-# grouping, not by a join of `eligible` with itself (O(n²) on a filter of 10,000), among the
-# posts the caller may restore.
+# A restore by ids leaves a live post as it is (idempotent); by filter it acts on the deleted
+# listing's matches. Posts whose artwork a live post holds, or that share one with another
+# post of the restore, clash: by ids they refuse the restore, by filter they are left deleted.
 _CLASHES = f"""twins AS (
     SELECT hash, array_agg(id ORDER BY id) AS ids FROM eligible
     WHERE deleted_by_user AND hash IS NOT NULL AND NOT refused
@@ -252,12 +231,8 @@ RESTORE = BulkAction(
 )
 
 
-# --- license: {v0} the license id (NULL: none). An unknown license refuses the batch too
-# (`precondition_ok` false); the row carries the license's identifier for the message the
-# host's page parses. A NoDerivatives license turns remixable off in the same statement (the
-# host's rule L5), and a post already under it but still remixable (written before the rule)
-# is corrected too; undo keeps rule L5 both ways: the license put back decides the remix
-# permission put back.
+# --- license: {v0} the license id (NULL: none). A NoDerivatives license turns remixable off in
+# the same statement (the host's rule L5), and undo keeps the rule both ways.
 _TO_ND = is_nd_license("{v0}::int")
 _LICENSE = Caller.alike(
     Part(
@@ -285,9 +260,7 @@ _LICENSE = Caller.alike(
 
 
 def _license_said(row: asyncpg.Record, values: tuple[object, ...]) -> str:
-    # The host's page reads the new license back out of this sentence
-    # (`/Changed license to (\S+)/`, only when it set one): keep its form exactly. Cleared, the
-    # host's own words (its api/app/routers/pmd.py).
+    # The host's page parses `/Changed license to (\S+)/` out of this sentence: keep its form.
     if values[0] is None:
         return "Removed license from"
     return f"Changed license to {row['license_identifier']} for"
@@ -316,12 +289,8 @@ LICENSE = BulkAction(
 )
 
 
-# --- tags: {v0} to add, {v1} to remove, both normalised. The artist's own: a moderator's tag
-# is never removed (the host's own edit re-merges them), and a post whose own tags would pass
-# the host's cap is refused. A moderator's go where the host keeps them (its PUT
-# mod-hashtags): added to `mod_hashtags` and `hashtags`, removed from both, at most
-# MAX_MOD_TAGS_PER_POST. The artist's undo leaves a moderator's tag whatever it was (the host's
-# rule D10).
+# --- tags: {v0} to add, {v1} to remove, both normalised. The artist's never touch a
+# moderator's tag; a moderator's go to both `mod_hashtags` and `hashtags`, as the host keeps them.
 def _tag_list(field: str, tags: list[str]) -> list[str]:
     long = [t for t in tags if len(t) > MAX_TAG_LENGTH]
     if long:
@@ -443,8 +412,7 @@ TAGS = BulkAction(
 )
 
 
-# --- remixable: {v0} the new permission. A NoDerivatives post is refused `true` (rule L5),
-# never silently skipped, and its undo leaves a post whose license is NoDerivatives now.
+# --- remixable: {v0} the new permission; a NoDerivatives post refuses `true` (rule L5).
 def _remixable_of(body: Body) -> tuple[object, ...]:
     if body.value is None:
         raise bad_request(

@@ -1,10 +1,9 @@
-"""The statements of batch actions: one template, one statement per action (its part: the
-action's record, features/posts/actions.py), caller kind and way of naming the posts (a list of ids, or a
-filter and the count the person approved)."""
+"""The statements of batch actions: one template, one statement per action, caller kind and
+way of naming the posts (ids, or a filter and the count the person approved)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .action_shape import BulkAction, Part
 from .actions import ACTIONS
@@ -15,36 +14,14 @@ from .live import announce
 from .policy_sql import IN_BATCH, POLICY_ACTIONS, candidate
 from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES, WHO_ACTED
 
-# One statement per batch: lock the eligible rows (in id order, so overlapping batches never
-# deadlock), name every requested id that is not eligible and every eligible post the action
-# may not apply to, and only when there is none (and, for a filter, when the matching posts
-# are as many as approved) change the rows, remember their previous values for undo, write the
-# moderator's audit row and the stream's `posts_changed` event (features/posts/live.py). A single
-# statement is atomic, so all-or-nothing needs no explicit transaction, and a batch costs one
-# round trip (BEGIN, lock, update, audit, notify, COMMIT as separate statements were slower:
-# see docs/benchmarks.md).
-# The undo history keeps only what the action changed (migrations/0013_compact_undo.sql), and
-# the history of the person who acted within KEPT_HISTORY_BYTES: their older actions' history is
-# dropped, never anyone else's.
-#
+# One statement per batch, atomic in one round trip: it locks the eligible rows in id order
+# (the gate, which has no column of `p`, reads them all before any row changes) and changes
+# them only when nothing is missing or refused, the count matches and the budget has room.
 # By ids: $1 owner id, $2 post ids, $3 action name, $4 the moderator's user id (NULL for
-# self-actions), $5 the posts the budget lets change (features/posts/pace.py), then the action's values.
+# self-actions), $5 the posts the budget lets change, then the action's values.
 # By filter: $1 owner id, $2 the approved count, $3, $4 as above, $5 the most posts a request
-# may change, $6 the filter as JSON (for the audit row), $7 the approved set's digest (NULL: the
-# count alone), $8 the posts the budget lets change, $9.. the filter's keys (filters.py), then
-# the action's values.
-#
-# The budget is checked in the gate, against the rows that would change (`changes`: the very
-# condition the UPDATE keeps), so a write past it changes nothing and costs nothing.
-#
-# The gate has no column of `p`, so PostgreSQL evaluates it once before the UPDATE scans
-# anything; evaluating it reads all of `eligible`, so every row lock is taken, in id order,
-# before any row changes. A row changed by a concurrent batch while we waited for its lock is
-# re-checked against its new version (READ COMMITTED re-evaluation), so a post deleted
-# meanwhile is named as ineligible (by filter: no longer counted). `eligible` holds the rows as
-# they were before this statement's UPDATE (data-modifying CTEs see one snapshot): the values
-# undo puts back. The event commits with the change (its NOTIFY rings after commit), and a
-# rejected batch has none (nothing changed, so nothing is announced).
+# may change, $6 the filter as JSON, $7 the approved set's digest (NULL: the count alone), $8
+# the posts the budget lets change, $9.. the filter's keys, then the action's values.
 _BATCH = """
 WITH eligible AS (
     SELECT p.id, p.hidden_by_user, p.hidden_by_mod, p.deleted_by_user, p.deleted_by_user_date,
@@ -130,13 +107,11 @@ class _Mode:
     reported: str
     left: str
     first_value: int
-    # An action done by one of the owner's rules (a cleanup policy's run): its columns and
-    # values in the history, and what more it writes.
+    # An action done by a cleanup policy's run: its history columns and what more it writes.
     rule_columns: str = ""
     rule_values: str = ""
     rule_ctes: str = ""
-    # Whether the statement writes its `posts_changed` event itself; a rule's run writes it
-    # last in its transaction instead (features/posts/policy_runs.py), from the ids it returns.
+    # Whether the statement writes its `posts_changed` event; a policy's run writes it last.
     announces: bool = True
 
 
@@ -156,8 +131,7 @@ _DIGEST = f"(SELECT {match_digest('x.id')} FROM unnest(e.ids) AS x(id))"
 _BY_FILTER = _Mode(
     chosen=predicate(9),
     missing="SELECT '{}'::int[] AS ids",
-    # The person approved `expect_count` posts: no more, no fewer, and within the limit; and
-    # when they sent `expect_digest` ($7), those very posts.
+    # Exactly the approved count, within the limit, and the approved set when digested.
     counted=f"e.n = $2::int AND e.n <= $5::int AND ($7::text IS NULL OR {_DIGEST} = $7::text)",
     targets="(SELECT ids FROM eligible_ids)::int[]",
     note="json_build_object('filter', $6::text::json, 'count', e.n, 'changed', cardinality(c.ids))",
@@ -168,10 +142,8 @@ _BY_FILTER = _Mode(
 
 
 # A cleanup policy's run: $1 owner, $2 the policy, $3, $4 as above, $5 the most posts it may
-# change (its cap, within the budget left), $6 its cutoff date and $7 its keep tags
-# (policy_sql.py), $8 the posts the budget lets change, $9.. the filter's keys and the keep
-# exceptions, then the action's values. Its candidates, the oldest first, as many as it may
-# change; no approval to match (its owner approved the policy's count when saving it).
+# change, $6 its cutoff date and $7 its keep tags, $8 the posts the budget lets change, $9.. the
+# filter's keys and the keep exceptions, then the action's values; its oldest candidates first.
 _BY_POLICY = _Mode(
     chosen=f"""p.id = ANY(ARRAY(SELECT c.id FROM posts c WHERE {candidate("c", IN_BATCH)}
         ORDER BY c.created_at, c.id LIMIT $5::int))""",
@@ -200,16 +172,10 @@ def _batch(mode: _Mode, part: Part) -> str:
     prior = ", ".join(f"{sql} AS {name}" for name, sql in history.prior.items())
     kept = {**history.wrote, **{name: f"h.{name}" for name in history.prior}}
     return _BATCH.format(
-        chosen=mode.chosen,
-        missing=mode.missing,
-        counted=mode.counted,
-        targets=mode.targets,
-        note=mode.note,
+        **asdict(mode),
         announce=announce("$1::int", "$3::text", "c.ids", "(SELECT id FROM logged)"),
         announced="" if mode.announces else " AND false",
         returned="" if mode.announces else ", c.ids AS changed_ids",
-        reported=mode.reported,
-        left=mode.left,
         refused=part.refused,
         # Skipping, the refused posts are left as they are and the others change.
         unrefused="true" if part.skip_refused else "cardinality(r.ids) = 0",
@@ -230,14 +196,10 @@ def _batch(mode: _Mode, part: Part) -> str:
         drop_history=DROP_HISTORY,
         kept_bytes=KEPT_HISTORY_BYTES,
         who_acted=WHO_ACTED,
-        rule_columns=mode.rule_columns,
-        rule_values=mode.rule_values,
-        rule_ctes=mode.rule_ctes,
     )
 
 
-# (action, as a moderator, by filter) -> its statement. $3 is the action's name: what the
-# `bulk_actions` row and the stream's `posts_changed` event say (BulkAction.event).
+# (action, as a moderator, by filter) -> its statement.
 SQL_ACTIONS: dict[tuple[str, bool, bool], str] = {
     (action.name, moderator, by_filter): _batch(
         _BY_FILTER if by_filter else _BY_IDS, action.caller(moderator).part(by_filter)

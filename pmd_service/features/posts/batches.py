@@ -34,8 +34,7 @@ def _posts(n: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Matching:
-    """Everything `where` matches, as `expect_count` posts the person approved (and, with
-    `expect_digest`, as the very set the listing's `match_digest` named)."""
+    """Everything `where` matches, as the `expect_count` posts (and `expect_digest` set) approved."""
 
     where: PostFilter
     expect_count: int
@@ -47,10 +46,8 @@ Target = list[int] | Matching
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """`acted_on`: the posts the batch targeted, all of them eligible (what the host's page
-    counts as affected); `changed`: those whose row actually changed; `action_id`: the undo
-    history's row (None when nothing changed); `left`: the posts a restore by filter matched
-    and left deleted, by reason (None: an action that is all or nothing)."""
+    """`acted_on`: the eligible posts targeted, of which `changed` changed; `left`: what a
+    restore by filter left deleted, by reason (None: an all-or-nothing action)."""
 
     acted_on: int
     changed: int
@@ -112,8 +109,7 @@ def check_approval(
     count_changed: str,
     set_changed: str,
 ) -> None:
-    """409 unless the `count` posts matching now (`digest`) are as many as approved and, when
-    the approval names its set, that very set: `count_changed` or `set_changed` says which not."""
+    """409 unless the posts matching now are the count (and set, when named) approved."""
     extra = {"count": count, "match_digest": digest}
     if count != expect_count:
         raise ProblemError(
@@ -200,8 +196,7 @@ async def _run(
 
 
 def _skips_refused(action: BulkAction, principal: Principal, target: Target) -> bool:
-    """A restore by filter ("restore all") restores what may be restored and leaves the rest
-    (its record's part says so); every other batch is all or nothing."""
+    """Whether the batch leaves refused posts and changes the rest (a restore by filter)."""
     by_filter = isinstance(target, Matching)
     return action.caller(principal.as_moderator).part(by_filter).skip_refused
 
@@ -281,9 +276,8 @@ async def apply_action(
     budget: Budget,
     max_posts: int = 10_000,
 ) -> BatchOutcome:
-    """All-or-nothing, in one statement, within `budget` (features/posts/pace.py). `action`: a record's
-    name (features/posts/actions.py); `values`: its values (none when the action sets its own, as hide
-    does): tags (add, remove) normalised, remixable (value,), license (license_id,)."""
+    """All-or-nothing, in one statement, within `budget`; `values`: the action's own, unless it
+    sets them itself (hide)."""
     record = named(action)
     values = record.fixed or values
     try:

@@ -93,9 +93,7 @@ async def _batch_target(
 def _drop_cached_feeds(request: web.Request, changed: int) -> None:
     drops = request.app[FEED_DROPS]
     if drops is not None and changed:
-        # Every bulk write changes what the host's cached feeds show (the host's PMD drops them
-        # after hide and delete only, its own edit after a tag change; an unhide, a restore or
-        # a new license must not wait out the cache either). Dropped after the reply.
+        # Every bulk write changes what the host's cached feeds show: dropped after the reply.
         drops.request()
 
 
@@ -113,10 +111,8 @@ def _result(
     request: web.Request, outcome: batches.BatchOutcome, principal: Principal
 ) -> web.Response:
     _drop_cached_feeds(request, outcome.changed)
-    left = outcome.left
-    undo = None
-    if outcome.action_id is not None:
-        undo = history.undo_link(outcome.action_id, principal)
+    left, action_id = outcome.left, outcome.action_id
+    undo = None if action_id is None else history.undo_link(action_id, principal)
     return json_response(
         ActionResult(
             success=True,
@@ -146,8 +142,7 @@ async def post_undo(request: web.Request) -> web.Response:
     outcome = await undo.undo(
         request.app[DB_POOL], principal, path_uuid(request), budget=_budget(request)
     )
-    if outcome.restored:
-        _drop_cached_feeds(request, outcome.restored)
+    _drop_cached_feeds(request, outcome.restored)
     return json_response(
         UndoResult(
             success=True,
@@ -201,7 +196,7 @@ FEED_DROPS: web.AppKey[FeedDrops | None] = web.AppKey("feed_drops")
 
 
 async def host_cache_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The task dropping the host's cached feeds after actions (features/posts/host_cache.py)."""
+    """The task dropping the host's cached feeds after actions."""
     settings = app[SETTINGS]
     if settings.host_cache_redis_url is None:
         app[FEED_DROPS] = None

@@ -1,6 +1,5 @@
 """The posts' event kind of the stream: `posts_changed`, written by the statement that changes
-the posts (features/posts/live.py, `pmd_posts_changed` in the database), so it is ordered, resumed and
-replayed with the stream's other events."""
+the posts."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The posts, their bulk actions and the cleanup policies that run them on a schedule (and email
-their owners of a run), as the house builds them: one manifest."""
+"""The posts, their bulk actions and the cleanup policies: one manifest."""
 
 from __future__ import annotations
 

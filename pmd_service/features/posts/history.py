@@ -1,9 +1,5 @@
-"""The recent bulk actions on a user's posts (GET /api/pmd/actions): those of the undo window,
-newest first, each with its undo link while the caller may still use it (features/posts/undo.py decides
-what is undoable and by whom; this list says the same).
-
-Keyset-paged, 50 at a time: a person may send BULK_ACTIONS_PER_MINUTE actions a minute, so a
-day's actions are not bounded by anything a page could show at once."""
+"""The recent bulk actions on a user's posts, newest first and keyset-paged, each with its undo
+link while the caller may still use it."""
 
 from __future__ import annotations
 
@@ -24,10 +20,8 @@ from .undo import UNDOABLE, WITHIN_WINDOW, acted_by
 # How many of an action's posts the list names by title.
 NAMED_POSTS = 3
 
-# $1 the owner, $2 the moderator acting on them (NULL: the owner), $3 rows to read, $4 and $5
-# the cursor's (created_at, id), both NULL for the first page. bulk_actions_owner_idx
-# (owner_id, created_at DESC, id DESC) serves the order and the keyset; the page's first posts
-# of each action come in the same statement (a primary-key lookup each), never a query per item.
+# $1 the owner, $2 the moderator (NULL: the owner), $3 rows to read, $4, $5 the cursor's
+# (created_at, id); each action's first posts come in the same statement.
 SQL_RECENT_ACTIONS = f"""
 WITH page AS (
     SELECT id, action, created_at, changed_count, unchanged_count,
@@ -53,8 +47,7 @@ ORDER BY created_at DESC, id DESC
 
 
 def undo_link(action_id: uuid.UUID, principal: Principal) -> str:
-    """The undo link of an action, as the action's own answer and the list give it: a
-    moderator's carries the owner as `target_sqid`."""
+    """An action's undo link: a moderator's carries the owner as `target_sqid`."""
     link = f"/api/pmd/actions/{action_id}/undo"
     if principal.as_moderator:
         link += f"?target_sqid={principal.target.public_sqid}"

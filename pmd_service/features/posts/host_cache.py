@@ -1,21 +1,5 @@
-"""The host site's cached feeds: dropped after an action changes what they show.
-
-The host caches feeds in its own Redis and its PMD deletes `feed:recent:*`, `feed:promoted:*`
-and `hashtags:*` after a hide or delete; without the same, hidden and deleted posts would stay
-in cached feeds until the cache expires. The host's Redis may hold millions of other keys, so
-no request waits for it: an action only marks the feeds stale (`FeedDrops.request`), and one
-background task per process drops them.
-
-- Coalesced: requests during a burst make one pass; one that comes while a pass runs makes one
-  more pass after it (the running one may have passed its keys), so no action's change stays
-  cached.
-- One SCAN over the whole key space for every pattern at once (a MATCH common to them, the
-  exact patterns checked here), a large COUNT, each step's UNLINK sent with the next SCAN:
-  never KEYS (which blocks a big Redis), never a scan per pattern.
-- Bounded: a pass that outlasts its budget stops between steps, says so, and carries on from
-  the same cursor after a pause, so it always ends; a Redis error starts the pass over after a
-  growing pause. Nothing here ever fails an action: it has committed by then.
-"""
+"""The host's cached feeds, dropped in the background after an action changes what they show:
+requests coalesce into passes of one budgeted SCAN for every pattern, never KEYS."""
 
 from __future__ import annotations
 
@@ -50,9 +34,7 @@ def create_host_cache(url: str) -> aioredis.Redis:
 
 
 def scan_match(patterns: tuple[str, ...]) -> str:
-    """One MATCH covering every pattern: position by position, the characters their literal
-    prefixes have there, up to the shortest prefix (`feed:` and `hashtags:` give
-    `[fh][ae][es][dh][:t]*`)."""
+    """One MATCH covering every pattern (`feed:`, `hashtags:` give `[fh][ae][es][dh][:t]*`)."""
     if len(patterns) == 1:
         return patterns[0]
     prefixes = [re.split(r"[*?\[\\]", p, maxsplit=1)[0] for p in patterns]
@@ -128,8 +110,7 @@ class FeedDrops:
         self._task = asyncio.create_task(self._run(), name="host-feed-drops")
 
     async def stop(self) -> None:
-        """Cancels the task; a pass still owed then gets SHUTDOWN_SECONDS to finish, else the
-        feeds are left to expire on their own (logged)."""
+        """Cancels the task; a pass still owed gets SHUTDOWN_SECONDS to finish."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -144,9 +125,7 @@ class FeedDrops:
             log.warning("shutdown: the host's cached feeds are left to expire (%r)", exc)
 
     async def pass_now(self, within: float) -> bool:
-        """One whole pass here and now, without the background task (a worker's job that
-        changed posts): True once it went through, False past `within` seconds or on an error
-        (logged; the feeds then expire on their own)."""
+        """One whole pass now, without the task: False past `within` seconds or on an error."""
         try:
             async with asyncio.timeout(within):
                 while not await self._attempt():
@@ -195,8 +174,7 @@ class FeedDrops:
 
     async def _slice(self) -> bool:
         """SCAN steps from the saved cursor until the key space ends (True) or the budget is
-        spent (False, after one step at least). The saved cursor is always one whose keys
-        found before it are gone."""
+        spent (False); keys found before the saved cursor are always gone."""
         loop = asyncio.get_running_loop()
         started, cursor, found = loop.time(), self._cursor, list[bytes]()
         while True:

@@ -1,9 +1,5 @@
-"""The host's own rules for a post's metadata, kept by every bulk write of the service.
-
-From the host (Makapix Club): `ND_LICENSE_IDENTIFIERS` of api/app/utils/provenance.py (rule L5:
-a NoDerivatives work is never remixable), `normalize_hashtags` of api/app/utils/hashtags.py and
-the limits of api/app/constants.py and schemas.py (PostUpdate.hashtags).
-"""
+"""The host's own rules for a post's metadata (its provenance, hashtags and limits), kept by
+every bulk write of the service."""
 
 from __future__ import annotations
 
@@ -15,16 +11,14 @@ _ND_ARRAY = "ARRAY[" + ", ".join(f"'{i}'" for i in ND_LICENSE_IDENTIFIERS) + "]:
 
 
 def is_nd_license(license_id: str) -> str:
-    """SQL: the license whose id is the expression `license_id` is NoDerivatives (false for
-    NULL, no license)."""
+    """SQL: the license `license_id` is NoDerivatives (false for NULL)."""
     return (
         f"coalesce((SELECT l_nd.identifier::text = ANY({_ND_ARRAY}) FROM licenses l_nd"
         f" WHERE l_nd.id = {license_id}), false)"
     )
 
 
-# An artist's tags a post (the host's PostUpdate.hashtags) and a tag's length (its
-# MAX_HASHTAG_LENGTH, the player's verify bound).
+# An artist's tags a post and a tag's length, as the host's PostUpdate.hashtags bounds them.
 MAX_TAGS_PER_POST = 64
 MAX_TAG_LENGTH = 64
 # A moderator's tags a post (the host's MAX_MOD_HASHTAGS_PER_POST).
@@ -32,8 +26,7 @@ MAX_MOD_TAGS_PER_POST = 16
 
 
 def normalize_hashtags(tags: Iterable[str]) -> list[str]:
-    """The host's normalisation: strip, drop one leading '#', strip again, lowercase, drop
-    empties, dedupe keeping order (no cap: the caller decides what more than 64 means)."""
+    """The host's normalisation: stripped, one leading '#' dropped, lowercased, deduplicated."""
     normalized: list[str] = []
     for raw in tags:
         tag = raw.strip()

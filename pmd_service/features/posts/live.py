@@ -1,8 +1,5 @@
-"""Posts that change live: a bulk action's or an undo's change of posts, and posts added (the
-demo's; a host's upload would announce its own the same way), is an event of the stream
-(`posts_changed`), written in the transaction that makes the change
-(migrations/0015_posts_changed_events.sql), so it is ordered, resumed and replayed with the
-stream's other events (its kind: features/posts/events.py)."""
+"""Posts that change live: an action's, an undo's or an addition's `posts_changed` event,
+written in the transaction that makes the change."""
 
 from __future__ import annotations
 
@@ -16,8 +13,7 @@ from .actions import ACTIONS
 if TYPE_CHECKING:
     from ...core.db import Conn
 
-# The most post ids an event names: a 10,000-post action by filter is one small event saying
-# how many changed, and the page then fetches its rows again.
+# The most post ids an event names: past it, the page fetches its rows again.
 MOST_IDS = 500
 
 # The action of posts that were added: the pages showing the owner's list load it again.
@@ -25,8 +21,7 @@ NEW = "new"
 
 
 def announce(owner: str, action: str, ids: str, action_id: str) -> str:
-    """SQL (an expression): the `posts_changed` event of the posts `ids` (int[]) of user `owner`
-    that the bulk action `action_id` changed; evaluate it only when `ids` is not empty."""
+    """SQL: the `posts_changed` event of the posts `ids` (int[], not empty) of user `owner`."""
     return f"pmd_posts_changed({owner}, {action}, {ids}, {action_id}, {MOST_IDS})"
 
 
@@ -40,9 +35,8 @@ SQL_CAN_ANNOUNCE = (
 
 
 async def announce_new(conn: Conn, owner_id: int, post_ids: list[int]) -> bool:
-    """The `posts_changed` (action `new`) of the posts `post_ids` just added for user
-    `owner_id`, in the caller's transaction (its pages see it once the posts are committed);
-    whether it was written."""
+    """Writes the `posts_changed` (action `new`) of posts just added, in the caller's
+    transaction; whether it was written."""
     if not post_ids or not await conn.fetchval(SQL_CAN_ANNOUNCE):
         return False
     await conn.fetchval(SQL_ANNOUNCE_NEW, owner_id, NEW, post_ids)

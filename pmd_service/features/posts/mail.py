@@ -1,12 +1,5 @@
-"""A cleanup policy's run's email to its owner, when the policy has `notify` and the run changed
-something: how many posts it hid or deleted, which policy, and until when the run can be undone
-from the posts page.
-
-The run's row (`cleanup_policy_runs`) is written in the run's own transaction (policy_runs.py),
-so a run that committed owes its email and one rolled back owes none; the email is taken and
-sent as a BDR's is (mail/notify.py): at most once, retried by the sweep if SMTP fails before the
-message went out or its sender died. It is owed only within the run's undo window.
-"""
+"""A cleanup policy's run's email to its owner (with `notify`, after a run that changed
+something), owed within the run's undo window and taken and sent once as a BDR's is."""
 
 from __future__ import annotations
 
@@ -21,8 +14,7 @@ from ...mail.links import page_link
 from ...mail.notify import EmailTable, takes
 from .undo import UNDO_HOURS
 
-# A run's row, past its undo window by this much, goes in the daily cleanup: no email is owed
-# then, and the margin leaves a day to see whether one went out.
+# A run's row is purged this long past its undo window, leaving a day to see its email went out.
 KEPT_PAST_WINDOW_HOURS = 24
 
 
@@ -45,8 +37,7 @@ _RAN = {"hide": "policy_hid", "delete": "policy_deleted"}
 
 
 def compose_policy_run(settings: Settings, mail: PolicyRunMail) -> EmailMessage:
-    """The posts page's link, where "Recent actions" holds the run and its undo; the API's
-    undo is a POST, which a link cannot make."""
+    """Links the posts page, whose "Recent actions" holds the undo (a POST no link can make)."""
     link = page_link(settings, mail.user_sqid, f"action={mail.action_id}")
     words = language.words(settings, mail.locale)
     # A header holds one line, whatever the owner typed.
@@ -61,8 +52,7 @@ def compose_policy_run(settings: Settings, mail: PolicyRunMail) -> EmailMessage:
     return email.message(settings, words, mail.to, link, mid, mail.request_id)
 
 
-# A run's row owes its email when its policy had `notify`, while the run can still be undone,
-# and while its owner has an account to send it to.
+# Owed with `notify`, while the run can be undone and its owner has an account.
 _OWES = f"""t.send_email AND t.ran_at > now() - interval '{UNDO_HOURS} hours'
   AND EXISTS (SELECT 1 FROM users u_to WHERE u_to.id = t.owner_id)"""
 

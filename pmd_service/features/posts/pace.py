@@ -1,12 +1,5 @@
-"""How fast one person may write: bulk actions (undos included) a minute, and posts changed a
-minute and an hour, both over sliding windows. A moderator's writes are charged to the
-moderator's budget alone, an owner's own writes to the owner's: what an artist spends on their
-posts never delays moderation of them. Every owner's own writes together are also held to the
-site's budget of changed posts a minute.
-
-The requests are counted in the queue's Redis, so every server process counts the same ones;
-the changed posts in the database, in the transaction that changes them, so a write past the
-budget is refused before any row changes (its WAL is what the budget bounds)."""
+"""How fast one person may write: bulk actions a minute (counted in Redis), and posts changed
+a minute and an hour (counted in the writing transaction), per person and for the site."""
 
 from __future__ import annotations
 
@@ -34,9 +27,7 @@ log = logging.getLogger(__name__)
 
 _WINDOW_SECONDS = 60
 
-# A sliding log: one member per action accepted within the window. A refused request is not
-# logged, so a client that keeps asking is let in as soon as the oldest action leaves the
-# window. Returns {1, 0} (taken) or {0, ms until a turn frees up}.
+# A sliding log of accepted actions; returns {1, 0} (taken) or {0, ms until a turn frees up}.
 _TAKE_TURN = """
 local now, window, most = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
@@ -56,8 +47,7 @@ def _now() -> float:
 
 
 async def take_turn(redis: Redis, user_id: int, per_minute: int) -> None:
-    """Count one action of `user_id`, or 429 with Retry-After past `per_minute` in the last 60
-    seconds; an unreachable Redis lets the action through (the database bounds what it keeps)."""
+    """Count one action of `user_id`, or 429 past `per_minute`; an unreachable Redis lets it by."""
     now_ms = int(_now() * 1000)
     key = f"pmd:pace:actions:{user_id}"
     try:
@@ -90,13 +80,10 @@ async def take_turn(redis: Redis, user_id: int, per_minute: int) -> None:
 
 # --- the budget of changed posts ---------------------------------------------------------------
 
-# One lock per budget, so two writes against one budget never both read it as unspent: a
-# person's before any post is locked, the site's once the write's statement has run.
+# One lock per budget, so two writes against one budget never both read it as unspent.
 SQL_BUDGET_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
-# Posts one person's writes changed within each window, the current clock's ($1 user, $2 whose
-# budget, $3 and $4 the windows' seconds). clock_timestamp, not now(): the transaction may have
-# waited for the lock. A spend older than the longest window is no one's: deleted here, by its
-# subject.
+# Posts one person changed within each window, purging older spends; clock_timestamp, not now(),
+# as the transaction may have waited for the lock.
 SQL_BUDGET_USED = """
 WITH purged AS (
     DELETE FROM write_spends
@@ -111,8 +98,7 @@ SELECT coalesce(sum(posts) FILTER (
        (SELECT count(*) FROM purged) AS purged
 FROM write_spends WHERE user_id = $1 AND as_moderator = $2
 """
-# A refused write's wait: the spends of the window, oldest first, with the seconds until each
-# leaves it ($1 user, $2 whose budget, $3 the window's seconds).
+# A refused write's wait: the window's spends, oldest first, with the seconds until each leaves.
 SQL_BUDGET_SPENDS = """
 SELECT posts, extract(epoch FROM spent_at + make_interval(secs => $3::float8)
                                 - clock_timestamp())::float8 AS leaves_in
@@ -122,17 +108,13 @@ WHERE user_id = $1 AND as_moderator = $2
 ORDER BY spent_at
 """
 SQL_BUDGET_SPEND = "INSERT INTO write_spends (user_id, as_moderator, posts) VALUES ($1, $2, $3)"
-# A moment $1 seconds ago, as a subquery: evaluated once, so the site's statements below can
-# read write_spends_site_idx (clock_timestamp() itself, volatile, cannot bound an index scan).
+# Evaluated once as a subquery, so it can bound a scan of write_spends_site_idx.
 _SITE_SINCE = "(SELECT clock_timestamp() - make_interval(secs => $1::float8))"
-# Posts every owner's own writes changed within the site's window ($1 its seconds).
 SQL_SITE_USED = f"""
 SELECT coalesce(sum(posts), 0) FROM write_spends
 WHERE NOT as_moderator AND spent_at > {_SITE_SINCE}
 """
-# Owners' spends older than any window ($1 the longest), so the site's sum reads at most the
-# last hour's rows; a row another write holds (its owner's own purge) is left to it, since
-# waiting on it under the site's lock could deadlock.
+# Rows another write holds are skipped: waiting on them under the site's lock could deadlock.
 SQL_SITE_PURGE = f"""
 DELETE FROM write_spends WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM write_spends
@@ -151,9 +133,7 @@ ORDER BY spent_at
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """The posts one owner's own writes, and one moderator's, may change a minute and an hour
-    (BULK_CHANGED_POSTS_PER_MINUTE, BULK_CHANGED_POSTS_PER_HOUR), and every owner's own writes
-    together a minute (BULK_CHANGED_POSTS_SITE_PER_MINUTE)."""
+    """The posts one person may change a minute and an hour, and all owners a minute."""
 
     per_minute: int
     per_hour: int
@@ -184,9 +164,7 @@ class _Used:
 
     @property
     def left(self) -> int:
-        # Nothing spent: any one action passes (settings keep actions within the budgets; an
-        # undo of one recorded under larger budgets must not be refused forever). Overspent
-        # (a budget lowered since): no room, yet a write that changes nothing still passes.
+        # Nothing spent: any one action passes, so an undo recorded under larger budgets does.
         return max(0, self.limit - self.used) if self.used else 2**31 - 1
 
     async def spends(self, conn: Conn) -> list[asyncpg.Record]:
@@ -205,8 +183,7 @@ async def _site_used(conn: Conn, budget: Budget) -> _Used:
 
 @dataclass(frozen=True, slots=True)
 class Room:
-    """The budgets a write is held to: `left` posts may change. The person's is locked for the
-    write's transaction; the site's (an owner's write) is read now and locked at `spend`."""
+    """The budgets a write is held to; the site's is read now and locked at `spend`."""
 
     conn: Conn
     budgets: tuple[_Used, ...]
@@ -225,14 +202,11 @@ class Room:
         return bool(site) and min(site) < min(own)
 
     async def spend(self, changed: int) -> None:
-        """Count `changed` posts against the write's budgets, or raise the refusal (rolling
-        the write back) when the site's budget no longer has room for them; a write that
-        changed nothing costs nothing."""
+        """Count `changed` posts, or raise the refusal when the site's budget has no room."""
         if not changed:
             return
         if self.site is not None:
-            # Locked only now, after the write's statement: owners' writes run side by side
-            # and queue for this lock only between their last statement and their commit.
+            # Locked only now, so owners' writes queue for it only just before commit.
             await self.conn.execute(SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
             _, (longest, _) = self.site.windows()
             await self.conn.execute(SQL_SITE_PURGE, float(longest))
@@ -243,8 +217,7 @@ class Room:
         await self.conn.execute(SQL_BUDGET_SPEND, *self.subject, changed)
 
     async def refusal(self, requested: int) -> ProblemError:
-        """429 for a write of `requested` posts past a budget, with the wait until the budget
-        that frees up last has room for it."""
+        """429 for `requested` posts, waiting for the budget that frees up last."""
         return await _refusal(self.conn, self.budgets, requested)
 
 
@@ -293,9 +266,8 @@ async def _refusal(conn: Conn, budgets: tuple[_Used, ...], requested: int) -> Pr
 
 
 async def hold_budget(conn: Conn, budget: Budget, owner_id: int, moderator_id: int | None) -> Room:
-    """Lock the person's budget this write is charged to (the acting moderator's, else the
-    owner's) for its transaction and read what is left of it, and, for an owner's write, of the
-    site's: to be called in the write's transaction, before it locks any post."""
+    """Lock and read the budget the write is charged to (and, for an owner, the site's), in the
+    write's transaction before it locks any post."""
     (short, short_limit), (long, long_limit) = budget.windows()
     scope: Scope
     if moderator_id is not None:
@@ -312,9 +284,7 @@ async def hold_budget(conn: Conn, budget: Budget, owner_id: int, moderator_id: i
         _Used(scope, user_id, long, long_limit, row["long"]),
     ]
     if as_moderator:
-        # A moderator's write neither counts toward nor waits on the site's budget: charged
-        # there, artists filling the site's minute would hold moderation off again, and
-        # moderators (few, and appointed) are each bounded by their own budget.
+        # Moderators skip the site's budget: artists filling it must not hold moderation off.
         return Room(conn, tuple(used), (user_id, True), None)
     used.append(await _site_used(conn, budget))
     return Room(conn, tuple(used), (user_id, False), budget)

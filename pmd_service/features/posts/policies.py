@@ -1,10 +1,5 @@
-"""Cleanup policies: an owner's rule that hides or deletes, on a schedule, what a filter of the
-posts list matches once older than a number of days, except what its `keep` exceptions name.
-
-What a run would change is counted before anything is saved (`preview`), and saving, or a
-change that widens the set, is bound to that count as an action by filter is. A run is one
-bulk action of the owner's, recorded as done by the policy (features/posts/policy_runs.py).
-"""
+"""Cleanup policies: an owner's rule that hides or deletes, on a schedule, the posts a filter
+matches once older than some days; saving one that widens the set needs its count approved."""
 
 from __future__ import annotations
 
@@ -198,14 +193,13 @@ SET name = $3, action = $4, filter = $5::jsonb, older_than_days = $6, keep = $7:
 WHERE id = $1 AND owner_id = $2
 RETURNING {COLUMNS}
 """
-# A post a run of the changed policy ($1.. as ALONE) would change and the policy as it was
-# ($23 on: its action, cutoff, keep tags, filter and exceptions) would not.
+# A post the changed policy ($1.. as ALONE) would change and the old one ($23 on) would not.
 _OLD = Slots("$1", "$2", "$23", "$24", "$25", 26)
 SQL_WIDENS = f"""
 SELECT EXISTS (SELECT 1 FROM posts p WHERE {_CANDIDATE} AND NOT {candidate("p", _OLD)})
 """
 SQL_DELETE = "DELETE FROM cleanup_policies WHERE id = $1 AND owner_id = $2 RETURNING id"
-# The last run's history entry, while its owner may still undo it (features/posts/undo.py's rule).
+# The last run's history entry, while its owner may still undo it.
 SQL_UNDOABLE = """
 SELECT id FROM bulk_actions
 WHERE id = ANY($1::uuid[]) AND undone_at IS NULL AND dropped_at IS NULL
@@ -258,14 +252,7 @@ def item_of(row: asyncpg.Record, undoable: set[uuid.UUID] | None = None) -> Poli
         undo = f"/api/pmd/actions/{last.action_id}/undo"
     return PolicyItem(
         id=row["id"],
-        name=fields.name,
-        action=fields.action,
-        older_than_days=fields.older_than_days,
-        filter=fields.filter,
-        keep=fields.keep,
-        every=fields.every,
-        enabled=fields.enabled,
-        notify=fields.notify,
+        **msgspec.structs.asdict(fields),
         created_at=row["created_at"],
         next_run_at=row["next_run_at"] if fields.enabled else None,
         last_run=last,
@@ -356,8 +343,7 @@ def _approval(count: int, digest: str, expect_count: int | None, expect_digest: 
 async def create(
     pool: asyncpg.Pool, principal: Principal, body: PolicyCreate, most: int
 ) -> PolicyCreated:
-    """Saved when the owner has fewer than `most` policies and approved the count a run would
-    change now; due at once (its first run within a minute)."""
+    """Saved when the owner has fewer than `most` policies and approved the count; due at once."""
     owner_only(principal, "creates")
     owner = principal.target.id
     fields = PolicyFields(**{f: getattr(body, f) for f in PolicyFields.__struct_fields__})
@@ -434,8 +420,8 @@ async def _widens(conn: Any, owner: int, policy_id: uuid.UUID, old: Checked, new
 async def change(
     pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID, body: PolicyChange
 ) -> PolicyItem:
-    """The owner changes any field; a change that widens what a run would change now (or turns
-    a paused policy on) needs its new count approved. A moderator may only pause."""
+    """A change that widens what a run would change (or turns it on) needs its count approved;
+    a moderator may only pause."""
     given = {f for f in PolicyChange.__struct_fields__ if getattr(body, f) is not None}
     given -= {"expect_count", "expect_digest", "target_sqid"}
     if principal.as_moderator and (given - {"enabled"} or body.enabled is not False):

@@ -1,13 +1,5 @@
-"""A cleanup policy's run: one bulk action of the owner's, recorded as done by the policy, and
-the worker's tick that runs every due policy.
-
-A run changes its candidates (features/posts/policy_sql.py), the oldest first, at most BULK_MAX_POSTS
-and no more than the owner's budget of changed posts has left; what is left waits for the next
-run, and `last_run` says so. The run, its history entry, the posts it remembers, its
-`last_run` and the email it owes its owner (features/posts/mail.py) commit together, in the transaction
-that holds the policy's row: a worker killed mid-run leaves the policy due, and the next tick
-runs it once, whole.
-"""
+"""A cleanup policy's run (one bulk action of the owner's, committed whole with its `last_run`
+and email owed, in the transaction holding the policy's row) and the worker's tick."""
 
 from __future__ import annotations
 
@@ -52,8 +44,7 @@ from .undo import UNDO_HOURS
 
 log = logging.getLogger(__name__)
 
-# The due policies, the longest overdue first; one a transaction, skipping those another run
-# holds, so any number of workers run each once.
+# The longest overdue policy another run does not hold, so any number of workers run each once.
 SQL_TAKE_DUE = f"""
 SELECT {COLUMNS} FROM cleanup_policies
 WHERE enabled AND next_run_at <= now()
@@ -62,8 +53,7 @@ LIMIT 1
 FOR UPDATE SKIP LOCKED
 """
 SQL_TAKE_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2 FOR UPDATE"
-# $2 the run's last_run; a scheduled run ($3) moves next_run_at past now by whole periods ($4
-# seconds), so a worker down for days runs a late policy once, not once per missed period.
+# A scheduled run ($3) moves next_run_at past now by whole periods: a late policy runs once.
 SQL_RECORD = """
 UPDATE cleanup_policies
 SET last_run = $2::jsonb,
@@ -75,8 +65,7 @@ WHERE id = $1
 SQL_CANDIDATES = f"SELECT count(*) FROM posts p WHERE {candidate('p', ALONE)}"
 # The run's `posts_changed`, written last in its transaction (its statement leaves it out).
 SQL_ANNOUNCE = f"SELECT {announce('$1::int', '$2::text', '$3::int[]', '$4::uuid')}"
-# A run that changed something, from its history entry ($1); its email owed when $3 (the
-# policy's `notify`).
+# A run that changed something, from its history entry; its email owed when $3.
 SQL_RAN = """
 INSERT INTO cleanup_policy_runs (id, policy_id, owner_id, policy_name, action, changed_count,
                                  ran_at, request_id, send_email)
@@ -85,7 +74,7 @@ SELECT b.id, b.policy_id, b.owner_id, b.policy_name, b.action, b.changed_count, 
 FROM bulk_actions b WHERE b.id = $1
 """
 
-# The refusals of a write's budgets (features/posts/pace.py), which only defer a run.
+# The refusals of a write's budgets, which only defer a run.
 BUDGETS = frozenset({Code.ROW_BUDGET_EXCEEDED, Code.SITE_BUDGET_EXCEEDED})
 # A tick stops taking due policies after this long; the next tick carries on.
 TICK_SECONDS = 50.0
@@ -98,7 +87,7 @@ class Ran:
     last: LastRun
     owner_id: int
     notify: bool = False  # its policy's: an email to its owner after a run that changed posts
-    # The site's minute was full: the policy stays due, and the tick stops until the next one.
+    # What it left, it left for the site's budget (a minute's): the tick stops until the next.
     site_held: bool = False
 
     @property
@@ -111,17 +100,8 @@ def _failed(code: Code | str) -> LastRun:
     return LastRun(datetime.now(UTC), "failed", 0, 0, str(code))
 
 
-@dataclass(frozen=True)
-class Outcome:
-    last: LastRun
-    site_held: bool  # what it left, it left for the site's budget (a minute's), not its own
-
-
-async def run_locked(
-    conn: Any, row: asyncpg.Record, settings: Settings, *, scheduled: bool
-) -> Outcome:
-    """One run of the policy `row` (locked by the caller's transaction), recorded as its
-    `last_run`; `scheduled`: a tick's, which moves its next run on by its period."""
+async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, scheduled: bool) -> Ran:
+    """One run of the policy `row`, locked by the caller; `scheduled`: a tick's."""
     owner, policy_id = row["owner_id"], row["id"]
     fields = fields_of(row)
     try:
@@ -129,13 +109,12 @@ async def run_locked(
     except ProblemError as exc:  # its filter names a license the site has removed since
         last = _failed(exc.reason)
         await _record(conn, policy_id, last, scheduled, row["every"])
-        return Outcome(last, False)
+        return Ran(last, owner, row["notify"])
     at = datetime.now(UTC)
     params = checked.params(owner, policy_id, at)
     most = settings.bulk_max_posts
     room = await hold_budget(conn, Budget.of(settings), owner, None)
-    # Counted before the write: what the run leaves is this less what it changes (the owner's
-    # other writes wait on their budget's lock, held from here to the commit).
+    # Counted under the budget's lock: what the run leaves is this less what it changes.
     candidates = int(await conn.fetchval(SQL_CANDIDATES, *params))
     limit = min(most, room.left)
     changed, action_id, ids = 0, None, []
@@ -160,18 +139,15 @@ async def run_locked(
             await conn.execute(SQL_RAN, action_id, REQUEST_ID.get(), fields.notify)
     left = max(0, candidates - changed)
     status: RunStatus = "deferred" if left and limit < most else "ok"
-    # Held by the site's minute, not its own budget: due again at the next tick rather than a
-    # period later (a site's policies all due at once fill many minutes).
+    # Held by the site's minute: due again at the next tick rather than a period later.
     held = status == "deferred" and room.held_by_site
     last = LastRun(at, status, changed, left, None, action_id)
     await _record(conn, policy_id, last, scheduled and not held, row["every"])
-    # Last, the two locks every owner's writes queue for, each held to the commit: the site's
-    # budget, then the stream's order, which its event takes. Every statement before them
-    # runs beside the other workers' runs.
+    # Last, the two locks every owner's writes queue for: the site's budget, the stream's order.
     await room.spend(changed)
     if action_id is not None:
         await conn.fetchval(SQL_ANNOUNCE, owner, fields.action, ids, action_id)
-    return Outcome(last, held)
+    return Ran(last, owner, fields.notify, held)
 
 
 async def _record(
@@ -184,8 +160,7 @@ async def _record(
 async def run_now(
     pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID, settings: Settings
 ) -> tuple[PolicyItem, LastRun]:
-    """POST /api/pmd/policies/{id}/run: the owner runs it now; its schedule is unchanged. Its
-    email, when owed, goes with the worker's next sweep: a request never waits on SMTP."""
+    """The owner runs it now, its schedule unchanged; its email goes with the next sweep."""
     owner_only(principal, "runs")
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(SQL_TAKE_ONE, policy_id, principal.target.id)
@@ -204,14 +179,11 @@ async def _one_due(pool: asyncpg.Pool, settings: Settings) -> Ran | None:
                 taken = await conn.fetchrow(SQL_TAKE_DUE)
                 if taken is None:
                     return None
-                done = await run_locked(conn, taken, settings, scheduled=True)
-            return Ran(done.last, taken["owner_id"], taken["notify"], done.site_held)
+                return await run_locked(conn, taken, settings, scheduled=True)
         except (asyncpg.PostgresError, ProblemError) as exc:
             if taken is None:
                 raise
-            # Rolled back: recorded, and its clock moved on so it is not retried at once; a
-            # concurrent write that took its owner's last room defers it to its next run, one
-            # that took the site's leaves it due for the next tick.
+            # Rolled back: recorded, its clock moved on unless the site's budget held it.
             log.warning("cleanup policy %s: its run did not go through (%r)", taken["id"], exc)
             site_held = isinstance(exc, ProblemError) and exc.reason == Code.SITE_BUDGET_EXCEEDED
             if isinstance(exc, ProblemError) and exc.reason in BUDGETS:
@@ -243,8 +215,7 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
             if one.site_held:  # the site's minute is full: the next tick carries on
                 break
     except TRANSIENT as exc:
-        # The database or the network out of reach, as the sweep rides it out: what this tick
-        # could not run stays due (a run commits whole or not at all) for the next one.
+        # What this tick could not run stays due (a run commits whole or not at all).
         log.warning(
             "cleanup policies: stopped by %s (%s); the next tick runs in a minute",
             type(exc).__name__,
@@ -258,8 +229,7 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
 
 
 async def _email(pool: asyncpg.Pool, settings: Settings, action_id: uuid.UUID) -> None:
-    """The run's email, taken and sent once; a failure is the sweep's to retry, never the
-    run's nor the tick's."""
+    """The run's email, taken and sent once; a failure is the sweep's to retry."""
     try:
         await send_policy_run_email(pool, settings, action_id)
     except Exception as exc:

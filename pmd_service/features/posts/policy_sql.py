@@ -1,11 +1,5 @@
-"""Which posts a cleanup policy's run would change: the one predicate its preview, its count and
-its run (features/posts/batch_sql.py) apply, over parameters each statement places where it needs them.
-
-A candidate is the owner's live artwork the policy's filter matches (filters.py), older than
-its age, that none of its `keep` exceptions names, that no moderator hid, that the action would
-change (a hidden post is not hidden again), and that this policy never changed before: a post
-its owner took back from it (unhid, restored, or undid the run) is left by every later run.
-"""
+"""Which posts a cleanup policy's run would change: one predicate for its preview, count and
+run; a post the policy changed before is never a candidate again."""
 
 from __future__ import annotations
 
@@ -18,16 +12,14 @@ from .filters import predicate
 # What a policy may do: never unhide or restore.
 POLICY_ACTIONS = ("hide", "delete")
 
-# The keep exceptions' parameters after the filter's: min reactions, min comments, min views,
-# remixable, has layers.
+# The keep exceptions' parameters after the filter's.
 KEEP_PARAMS = 5
 
 
 @dataclass(frozen=True)
 class Slots:
-    """Where a statement holds the policy's parameters: the owner, the policy (NULL: not saved
-    yet), the action's name, the cutoff date, the keep tags, then the filter's PARAMS and the
-    keep exceptions' KEEP_PARAMS from their first number."""
+    """Where a statement holds the policy's parameters; the filter's and the keep exceptions'
+    follow from `filter_first`."""
 
     owner: str
     policy: str
@@ -77,9 +69,7 @@ def candidate(alias: str, s: Slots) -> str:
 )"""
 
 
-# The run's own statement (batch_sql.py): $1 owner, $2 policy, $3 action, $6 cutoff, $7 keep
-# tags, $9.. the filter, then the keep exceptions.
+# The run's own statement (batch_sql.py).
 IN_BATCH = Slots("$1", "$2", "$3", "$6", "$7", 9)
-# A preview's and a count's: $1 owner, $2 policy, $3 action, $4 cutoff, $5 keep tags, $6.. the
-# filter, then the keep exceptions.
+# A preview's and a count's.
 ALONE = Slots("$1", "$2", "$3", "$4", "$5", 6)

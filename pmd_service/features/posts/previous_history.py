@@ -1,14 +1,5 @@
-"""The undo history of the previous release (0.1.0), read so that its actions stay undoable for
-their 24 hours across an upgrade: it kept each changed post's values before and after the
-action in `bulk_action_posts` (migrations/0010_bulk_undo.sql), and still does on its servers
-while a roll is under way. Its undo converts such an action into this release's compact
-history (migrations/0013_compact_undo.sql) in its own transaction, then undoes it as any other,
-with every rule this release keeps.
-
-What 0.1.0 did not keep is taken as 0.1.0's own undo took it: a retag's lists are the tags it
-added to and removed from any post, and a moderator's restore puts back a moderator's mark
-(the acting moderator's) on every post it restored. Nothing reads `bulk_action_posts` unless an
-action of that release is undone within its window, so a later release may drop the table."""
+"""The previous release's undo history (`bulk_action_posts`), converted into this release's
+compact history when one of its actions is undone, so it stays undoable across an upgrade."""
 
 from __future__ import annotations
 
@@ -23,11 +14,8 @@ from ...core.problems import ProblemError
 if TYPE_CHECKING:
     from ...core.db import Conn
 
-# $1 the action, locked by the caller. Each post's pair of rows (before, after) gives what the
-# action wrote and what it found; a retag's diff is taken against its lists, as the forward
-# statement takes it (features/posts/actions.py, TAGS), and a moderator's retag holds its moderator tags
-# as they are now (0.1.0 never changed them). The old rows go once converted: the previous
-# release's undo of a converted action is refused (migrations/0016) and retried here.
+# $1 the action, locked by the caller; each post's pair of rows (before, after) gives what the
+# action wrote and what it found, and the old rows go once converted.
 SQL_CONVERT = """
 WITH pairs AS (
     SELECT b.post_id, b.hashtags AS tags_before, w.hashtags AS tags_after,
@@ -84,8 +72,7 @@ SELECT count(*) FROM converted
 
 
 async def convert(conn: Conn, action_id: uuid.UUID) -> None:
-    """The previous release's action `action_id` in this release's history, or 410 when its
-    history is not there."""
+    """Converts the previous release's action, or 410 when its history is not there."""
     try:
         converted = await conn.fetchval(SQL_CONVERT, action_id)
     except asyncpg.UndefinedTableError:

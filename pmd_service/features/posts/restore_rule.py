@@ -1,8 +1,5 @@
-"""The host's restore rule (its undelete plan, "Hash re-uploaded during window"): a deleted post
-whose artwork another live post now holds (`uq_posts_hash_active`) is not restored, and the
-refusal names each such post and, when it is the owner's own, the post that holds its artwork
-(another user's post is never named: "the same artwork is now another post"). For restores and for
-the undo of a delete alike."""
+"""The host's restore rule: a deleted post whose artwork a live post now holds is not restored,
+and the refusal names the holder only when it is the owner's own post."""
 
 from __future__ import annotations
 
@@ -29,9 +26,8 @@ _TRIES = 3
 async def unless_raced(
     pool: asyncpg.Pool, attempt: Callable[[Conn], Awaitable[T]], raced: str
 ) -> T:
-    """`attempt` in a transaction of its own, at most _TRIES times, then a 409 saying `raced`:
-    an upload of the same artwork committed after its statement's snapshot fails the statement
-    whole, and a run after it sees the upload and names it."""
+    """`attempt` in a transaction of its own, retried while an upload of the same artwork races
+    it, then a 409 saying `raced`."""
     for _ in range(_TRIES):
         try:
             async with pool.acquire() as conn, conn.transaction():
@@ -86,8 +82,7 @@ def clashes_of(rows: object) -> list[Clash]:
 
 
 def artwork_held(rows: object) -> ProblemError:
-    """409 naming each deleted post whose artwork another post holds (or would hold), from a
-    statement's `clashes` column (a JSON list of Clash)."""
+    """409 naming each deleted post whose artwork another post holds (or would hold)."""
     clashes = clashes_of(rows)
     parts = []
     for c in clashes:

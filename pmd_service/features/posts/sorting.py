@@ -1,9 +1,5 @@
-"""The orders of the posts list (`sort`, `order`): each one's SQL key, and the check of the
-query's values into one of them.
-
-Every order is a keyset on (key, id), ids breaking ties in the key's direction, so a walk
-through the pages meets each post once whatever the key's ties.
-"""
+"""The orders of the posts list: each one's SQL key, a keyset on (key, id) so a walk through
+the pages meets each post once."""
 
 from __future__ import annotations
 
@@ -55,9 +51,8 @@ _COMMENTS = (
 
 
 def _native(value: str, none: str) -> str:
-    """The join giving `s.k`: `value` of the post's native file (at most one a post, the host's
-    rule), `none` without one. Looked up through its index post by post: as a join, a filter
-    the planner thought matched one post made it scan every file for each (24 s at 20,000)."""
+    """The join giving `s.k`: `value` of the post's native file, `none` without one; a lateral
+    lookup, as a plain join can be planned as a scan of every file for each post."""
     return (
         f"CROSS JOIN LATERAL (SELECT coalesce((SELECT {value} FROM post_files nf"
         f" WHERE nf.post_id = p.id AND nf.is_native), {none}) AS k) s"
@@ -129,8 +124,7 @@ def default_sort(deleted: bool) -> Sort:
 
 
 def check_sort(sort: str | None, order: str | None, deleted: bool) -> Sort:
-    """The order the query names (the listing's default for what it leaves out), or a 400
-    naming `sort` or `order`."""
+    """The order the query names, or a 400 naming `sort` or `order`."""
     for name, value, known, must in (
         ("sort", sort, SORTS, f"one of {', '.join(SORTS)}"),
         ("order", order, ORDERS, "`asc` or `desc`"),

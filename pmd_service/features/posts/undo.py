@@ -1,10 +1,5 @@
-"""Undo of a bulk action (POST /api/pmd/actions/{id}/undo): within 24 hours, each post the
-action changed gets back its own previous values, unless it changed again since.
-
-The history an action keeps (migrations/0013_compact_undo.sql) is only what it changed; each
-person who acts keeps the newest of their own actions' history within KEPT_HISTORY_BYTES, and
-an older action's undo answers 410 saying so. An action the previous release recorded is
-converted when it is undone (features/posts/previous_history.py)."""
+"""Undo of a bulk action: within UNDO_HOURS, each post it changed gets back its own previous
+values, unless it changed again since."""
 
 from __future__ import annotations
 
@@ -30,12 +25,9 @@ if TYPE_CHECKING:
 
 # upkeep/cleanup.py purges the history past this window.
 UNDO_HOURS = 24
-# Per person who acted (WHO_ACTED), so that no one's actions can fill the database nor drop
-# someone else's undo: an artist's own actions never a moderator's on their posts, one
-# moderator's never another's (docs/architecture.md says what an action keeps).
+# Per person who acted (WHO_ACTED), so no one's actions can drop someone else's undo.
 KEPT_HISTORY_BYTES = 2 * 1024 * 1024
-# Who acted: the moderator, or the owner acting on their own posts. migrations/0019's index is
-# on this very expression.
+# Who acted: the moderator, or the owner (migrations/0019's index is on this very expression).
 WHO_ACTED = "coalesce(actor_id, owner_id)"
 # Clears an action's history (kept beyond the cap, or undone): its row stays to answer why.
 DROP_HISTORY = (
@@ -59,11 +51,9 @@ DELETE FROM moderator_deletions m WHERE post_id = ANY($1::int[]) AND {_MARK_PURG
 RETURNING post_id
 """
 
-# What makes a `bulk_actions` row undoable, one definition for the undo and the list of
-# actions (features/posts/history.py): within the window, its history kept, not undone yet.
+# What makes a `bulk_actions` row undoable, for the undo and the list of actions.
 WITHIN_WINDOW = f"created_at > now() - interval '{UNDO_HOURS} hours'"
-# A row the previous release wrote has no `post_ids` (its history is in `bulk_action_posts`)
-# and is kept too; this release clears `post_ids` only with `undone_at` or `dropped_at`.
+# Not `post_ids IS NOT NULL`: a row the previous release wrote has none and is kept too.
 HISTORY_KEPT = "dropped_at IS NULL"
 UNDOABLE = f"undone_at IS NULL AND {WITHIN_WINDOW} AND {HISTORY_KEPT}"
 
@@ -83,13 +73,8 @@ WHERE id = $1 AND owner_id = $2 AND {acted_by("$3")}
 FOR UPDATE
 """
 
-# One statement per action and caller (its part: the action's record's `undo`, features/posts/actions.py):
-# lock its posts in id order, put back those that still hold what the action wrote (and whose
-# prior values the host's rules still allow), bump the host's columns as any bulk write does,
-# keep the moderators' marks, mark the action undone, audit a moderator's undo and write the
-# stream's `posts_changed` event (features/posts/live.py). `left_why` names why a post was left. $2: the
-# posts the write budget lets change (features/posts/pace.py); past it no post changes, and the caller
-# rolls the rest back.
+# One statement per action and caller, filled from its record's `undo`; past $2 posts (the
+# write budget's room) no post changes, and the caller rolls the rest back.
 _UNDO = """
 WITH act AS (
     SELECT * FROM bulk_actions WHERE id = $1
@@ -154,7 +139,6 @@ FROM restored_ids r, left_posts k
 
 
 def _sql(undo: Undo) -> str:
-    # Each field fills the template's part of the same name.
     return _UNDO.format(
         **asdict(undo),
         drop=DROP_HISTORY,
@@ -162,7 +146,7 @@ def _sql(undo: Undo) -> str:
     )
 
 
-# (action, by a moderator) -> the statement undoing it (the action's record's `undo`).
+# (action, by a moderator) -> the statement undoing it.
 SQL_UNDO: dict[tuple[str, bool], str] = {
     (action.name, moderator): _sql(action.caller(moderator).undo)
     for action in ACTIONS
