@@ -44,12 +44,7 @@ BENCHMARKS = (
     Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900, "the posts list and hide"),
     Bench("filters", (), 600, "a filtered page at 20,000 posts, an action on 10,000"),
     Bench("host_cache", (), 600, "a one-post action beside 1,000,000 keys in the host's cache"),
-    Bench(
-        "write_budget",
-        ("--posts", "20000"),
-        600,
-        "the WAL one client's bulk writes cause under the budget of changed posts",
-    ),
+    Bench("write_budget", ("--posts", "20000"), 600, "the WAL of one client's budgeted writes"),
     Bench("policies", (), 5400, "100,000 cleanup policies due in one minute, one worker's ticks"),
     Bench("sse", (), 1800, "1,000 to 20,000 streams on one server: memory, events, storms"),
     Bench("sse_box", ("--box",), 2700, "12,500 to 100,000 streams, 1 to 7 servers", module="sse"),

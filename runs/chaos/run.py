@@ -42,7 +42,6 @@ from support.stack import connected, fresh_stack, service_env
 
 # Fewer than the pools behind it, so processes share server sessions, as in production.
 POOLER_CONNECTIONS = 12
-DAILY_LIMIT = 10
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -140,7 +139,7 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
             REDIS_URL=redis.url,
             PMD_DEV="false",
             PMD_DATA_DIR=str(run_dir / "data"),
-            BDR_DAILY_LIMIT=str(DAILY_LIMIT),
+            BDR_DAILY_LIMIT=str(checks.DAILY_LIMIT),
             # 8 MiB of the 640 MiB tmpfs: new requests get 503 while the disk is full.
             ZIP_MIN_FREE_BYTES=str(8 * 2**20),
             JOB_RETRY_BASE_SECONDS="1",
@@ -246,7 +245,6 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
             settings,
             zip_store,
             smtp,
-            limit=DAILY_LIMIT,
             settled=settled,
             duration=args.duration,
         )

@@ -23,7 +23,7 @@ from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
-from runs.chaos.checks import Report, check_all, check_processes, conclude, settle
+from runs.chaos.checks import DAILY_LIMIT, Report, check_all, check_processes, conclude, settle
 from runs.chaos.procs import Spans, Supervisor, during, window
 from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient, start_streams
@@ -36,7 +36,6 @@ from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory
 from support.stack import answers, connected, wait_ready
 
-DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
 SQL_BUILDING = "SELECT count(*) FROM batch_download_requests WHERE status = 'processing'"
 # The events a client counts (chaos/sse.py: downloads' and exports', not posts').
@@ -392,7 +391,6 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
         zip_store,
         smtp,
         settled=await settle(pool, ledger, 150),
-        limit=DAILY_LIMIT,
         duration=duration,
         upgraded=cluster.previous is not None,
     )
