@@ -145,14 +145,8 @@ class Words:
             assert isinstance(number, int)
             value = value.get(self.locale.plural_form(number), value["other"])
         shown = {name: self._shown(v) for name, v in values.items()}
-        out = []
-        end = 0
-        for match in _PLACEHOLDER_RE.finditer(value):
-            out.append(escape(value[end : match.start()]))
-            out.append(escape(shown[match[1]]))
-            end = match.end()
-        out.append(escape(value[end:]))
-        return "".join(out)
+        # Escaping is per character, so the filled text escapes as its parts would.
+        return escape(_PLACEHOLDER_RE.sub(lambda match: shown[match[1]], value))
 
     def _shown(self, value: object) -> str:
         if isinstance(value, bool):
