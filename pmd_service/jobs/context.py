@@ -31,17 +31,14 @@ class WorkerState:
     pool: asyncpg.Pool
     public_ids: PublicIds
     zips: ZipFiles  # where ZIPs go: the ZIP_PATH folder or the ZIP_STORE bucket
-    # Only when ARTWORK_BASE_URL is set: workers without the vault fetch over HTTP.
-    http: aiohttp.ClientSession | None = None
-    # ARTWORK_STORE's bucket, when artworks are read from one.
-    artwork_store: S3Store | None = None
+    http: aiohttp.ClientSession | None = None  # only with ARTWORK_BASE_URL
+    artwork_store: S3Store | None = None  # ARTWORK_STORE's bucket, when set
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     metrics_server: MetricsServer | None = None
     # Set while no BDR is being built here: an export's build waits on it (BDRs go first).
     bdrs_idle: threading.Event = field(default_factory=threading.Event)
     bdrs_building: int = 0
-    # At most EXPORT_CONCURRENCY export parts are built at once by this worker.
-    export_slots: asyncio.Semaphore = field(init=False)
+    export_slots: asyncio.Semaphore = field(init=False)  # EXPORT_CONCURRENCY parts at once
 
     def __post_init__(self) -> None:
         self.bdrs_idle.set()

@@ -91,8 +91,7 @@ class CleanupPlan:
     """What one cleanup does (a plan), or did (`apply_cleanup`'s result, of the same shape)."""
 
     at: datetime  # the database's clock when planned: every age is measured from it
-    # Each job kind's expiries and purges, by its name.
-    kinds: dict[str, Expiry]
+    kinds: dict[str, Expiry]  # each job kind's expiries and purges, by its name
     events: int  # events older than a day before `at` (no id is kept: there may be millions)
     marks: frozenset[int]  # posts whose moderator's mark goes
     audited_reads: int

@@ -162,13 +162,9 @@ async def _get_file(store: ObjectStore, entry: int, arcname: str, path: str) -> 
     """obstore retries a failed request itself; what still fails is `fetch_failed`."""
     try:
         result = await obstore.get_async(store, path)
-        if result.meta["size"] > MAX_ARTWORK_BYTES:
-            log.warning(
-                "object %s is %d bytes, over %d; skipped",
-                path,
-                result.meta["size"],
-                MAX_ARTWORK_BYTES,
-            )
+        size = result.meta["size"]
+        if size > MAX_ARTWORK_BYTES:
+            log.warning("object %s is %d bytes, over %d; skipped", path, size, MAX_ARTWORK_BYTES)
             return Entry(entry, arcname, skip_reason="fetch_failed")
         data = await result.bytes_async()
     except OBJECT_MISSING:
