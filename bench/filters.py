@@ -213,8 +213,7 @@ SQL_BARE_HIDE = "UPDATE posts SET hidden_by_user = $2 WHERE id = ANY($1::int[])"
 
 @dataclass
 class Served:
-    """The floor's statement as JSON over the same loopback HTTP as the endpoint's, on the
-    floor's connection, and nothing else (no token, no filter to check); `page` sets it."""
+    """The floor's statement as JSON over the endpoint's loopback HTTP, and nothing else."""
 
     conn: asyncpg.Connection | None = None
     statement: str = ""
