@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from .logs import REQUEST_ID, redact
-from .settings import ConfigError
+from .settings import SECRET_FIELDS, ConfigError
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -34,16 +34,8 @@ EXTRA_DENYLIST = (
     "x-amz-signature",
     "x-amz-credential",
     "x-amz-security-token",
-    "database_url",
-    "database_direct_url",
-    "redis_url",
-    "host_cache_redis_url",
-    "artwork_base_url",
-    "jwt_secret_key",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "smtp_password",
     "dsn",
+    *sorted(SECRET_FIELDS),
 )
 
 _HEADER_DENYLIST = (

@@ -1,9 +1,7 @@
-"""Configuration from the environment (12-factor): one frozen msgspec struct.
+"""Configuration from the environment (12-factor): one frozen msgspec struct, a field a variable.
 
-Each field is one variable, and its type, `Meta` bounds and default are the only parsing rules;
-checks across fields run in `__post_init__` so that a struct built directly is held to them too.
-Every variable that is set is checked by every process (`check_env`), so that a mistake shows at
-the first command an operator runs; only what a process uses is required.
+Checks across fields run in `__post_init__`; every process checks every variable that is set
+(`check_env`), so a mistake shows at the first command, and requires only what it uses.
 """
 
 from __future__ import annotations
@@ -55,15 +53,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     data_dir: Path = field(default=Path(".data"), name="PMD_DATA_DIR")
     # Empty paths mean "under data_dir": {data_dir}/vault and {data_dir}/bdr.
     vault_path: Path = Path()
-    # The service's own folder of ZIPs (BDRs' and exports'): the host's worker writes its own
-    # to {VAULT_PATH}/bdr.
+    # The service's own folder of ZIPs: the host's worker writes its own to {VAULT_PATH}/bdr.
     zip_path: Path = Path()
     # Everything the service creates lives in this PostgreSQL schema; host tables in the other.
     pmd_schema: Identifier = "pmd"
     host_schema: Identifier = "public"
     artwork_base_url: str | None = None  # may carry credentials
-    # Object storage: `s3://bucket/prefix` (ZIPs written there, artworks read from there) or
-    # `file:///folder` (the same as ZIP_PATH / VAULT_PATH). Unset: the local folders.
+    # `s3://bucket/prefix`, or `file:///folder` (as ZIP_PATH / VAULT_PATH); unset: the folders.
     zip_store: str | None = None
     artwork_store: str | None = None
     aws_endpoint_url: str = ""  # any S3-compatible service; empty: AWS itself
@@ -71,8 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     aws_access_key_id: str | None = None  # unset: the environment's credentials chain
     aws_secret_access_key: str | None = None
     aws_session_token: str | None = None
-    # With ZIP_STORE in a bucket: answer downloads with a redirect to a signed URL, or stream
-    # them through the server (for stores the browser cannot reach).
+    # With ZIP_STORE in a bucket: redirect to a signed URL, or stream through the server.
     zip_download_mode: Literal["redirect", "proxy"] = "redirect"
     zip_signed_url_seconds: Annotated[int, Meta(ge=10, le=7 * 86400)] = 300
     # The server's calls to the bucket: HEAD, DELETE, signing, a GET's answer (then 503).
@@ -96,17 +91,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     smtp_port: Annotated[int, Meta(ge=1, le=65535)] = 25
     smtp_username: str | None = None
     smtp_password: str | None = None
-    # None: STARTTLS whenever the server offers it (aiosmtplib's own default); True: required;
-    # False: never, the only way to send in clear.
+    # None: STARTTLS whenever offered; True: required; False: never (the only way in clear).
     smtp_starttls: bool | None = None
     # A password over a connection left unencrypted is refused unless this is set.
     smtp_allow_plain_auth: bool = False
-    # Seconds per SMTP step, three for a whole send (mail/notify.py); no resend once DATA is
-    # under way.
+    # Seconds per SMTP step, three for a whole send (mail/notify.py).
     smtp_timeout: Annotated[float, Meta(ge=1, le=600)] = 10.0
     mail_from: str = "pmd@localhost"
-    # A folder of `<locale>.json` email copy in the host's keys, read before the project's own
-    # (mail/language.py); unset: the project's copy alone.
+    # A folder of `<locale>.json` email copy read before the project's own (mail/language.py).
     email_copy_dir: Path | None = None
     bdr_daily_limit: Annotated[int, Meta(ge=1, le=10_000)] = 8
     # Posts one bulk action by filter may change (a list of ids stays at 128).
@@ -116,12 +108,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     policies_per_user: Annotated[int, Meta(ge=1, le=1000)] = 10
     # Bulk actions and undos one person may send a minute (the page's own batches stay far below).
     bulk_actions_per_minute: Annotated[int, Meta(ge=1, le=100_000)] = 120
-    # Posts bulk actions and undos may change, per owner and per acting moderator, in any
-    # minute and in any hour (sliding): what bounds the WAL one person's writes can cause.
+    # Posts one owner's or moderator's actions may change in any minute and hour (bounds WAL).
     bulk_changed_posts_per_minute: Annotated[int, Meta(ge=1, le=10_000_000)] = 40_000
     bulk_changed_posts_per_hour: Annotated[int, Meta(ge=1, le=100_000_000)] = 120_000
-    # Posts every owner's own writes together may change in any minute (sliding): what bounds
-    # the WAL the whole site's bulk writes can cause (moderators' writes are not counted).
+    # Posts every owner's writes together may change in any minute (moderators' not counted).
     bulk_changed_posts_site_per_minute: Annotated[int, Meta(ge=1, le=100_000_000)] = 160_000
     bdr_max_bytes: Bytes = 2 * 2**30  # one ZIP's artworks, declared at request, checked in build
     bdr_daily_bytes: Bytes = 8 * 2**30  # what one requester may ask for in a UTC day
@@ -134,11 +124,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     export_part_bytes: Bytes = 2 * 2**30
     export_min_part_bytes: Bytes = 256 * 2**20
     export_max_part_bytes: Bytes = 50 * 2**30
-    # After an export that counts (any but a failed one or one cancelled before any part was
-    # ready: features/exports/service.py), the next one waits this long.
+    # After an export that counts (features/exports/service.py), the next one waits this long.
     export_cooldown_seconds: Annotated[int, Meta(ge=0, le=365 * 86400)] = 7 * 86400
-    # An incremental export (`since`) waits this long after any export that counts; a full one
-    # waits EXPORT_COOLDOWN_SECONDS after the last full one.
+    # An incremental export (`since`) waits this long after any export that counts.
     export_incremental_cooldown_seconds: Annotated[int, Meta(ge=0, le=365 * 86400)] = 86400
     # A recurring export's bounds: `repeat_every_days` within these, `repeat_times` up to this.
     export_repeat_min_days: Annotated[int, Meta(ge=1, le=365)] = 1
@@ -151,7 +139,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Server processes sharing PORT (SO_REUSEPORT), each with its own pool and LISTEN connection.
     server_processes: Annotated[int, Meta(ge=1, le=256)] = 1
     # Development: unset URLs start embedded servers, and a per-checkout JWT secret is made.
-    # Never implied by a missing URL in a process's start-up (core/startup.py asks for it).
     dev_mode: bool = field(default=False, name="PMD_DEV")
     auto_migrate: bool = True
     # Every claimed job's (BDRs' and exports').
@@ -170,19 +157,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # A new request's first event waits this long after the reply (features/bdr/announcer.py).
     sse_first_event_hold_ms: Annotated[int, Meta(ge=0, le=5000)] = 500
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 2**20)] = 256 * 1024
-    # A request's head must arrive within this, counted from the connection's start or from
-    # the first byte of a request after an idle keep-alive (web/connections.py).
+    # A request's head must arrive within this (web/connections.py).
     header_timeout_seconds: Annotated[float, Meta(gt=0, le=3600)] = 15.0
     # A request body, once a handler reads it, must arrive whole within this (then 408).
     body_timeout_seconds: Annotated[float, Meta(gt=0, le=3600)] = 30.0
-    # Connections one server process holds at once, streams included; past it a new one gets
-    # a quick 503 and is closed. Unset: what the descriptor limit allows, less a reserve.
+    # Connections one server process holds at once (then 503); unset: from the descriptor limit.
     max_connections: Annotated[int, Meta(ge=1, le=10_000_000)] | None = None
     log_format: Literal["text", "json"] = "text"
     # How long a starting process waits for PostgreSQL and Redis to answer (0: one try).
     startup_wait_seconds: Annotated[float, Meta(ge=0, le=3600)] = 30.0
-    # The worker's /metrics (the server's is on its own port); 0: off. Unset: 9108, or any free
-    # port when another worker holds that one (set, a taken port stops the worker).
+    # The worker's /metrics; 0: off. Unset: 9108, or any free port when another worker has it.
     metrics_port: Port | None = None
     server_metrics_port: Port | None = None  # the server's /metrics there, not on `port`
     cors_origins: tuple[str, ...] = ()  # origins of a page served elsewhere; empty: CORS off
@@ -193,18 +177,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     sentry_environment: str | None = None
     sentry_traces_sample_rate: Annotated[float, Meta(ge=0, le=1)] = 0.0
     sentry_release: str | None = None
-    # Each server process's pool, and each worker's: checked at start against what the
-    # database allows (core/db.py, connection_budget).
+    # Each server process's pool, and each worker's, checked at start against the database's.
     db_pool_min: Annotated[int, Meta(ge=0, le=1000)] = 1
     db_pool_max: Annotated[int, Meta(ge=1, le=1000)] = 10
     worker_db_pool_max: Annotated[int, Meta(ge=1, le=1000)] = 8
     # How long a request waits for a pooled connection before it is answered 503.
     db_acquire_timeout: Annotated[float, Meta(gt=0, le=600)] = 5.0
-    # What needs a session of its own (LISTEN, migrations, session advisory locks) connects
-    # here; unset: DATABASE_URL. Set it when DATABASE_URL is a transaction-mode pooler.
+    # What needs a session of its own connects here when DATABASE_URL is a pooler.
     database_direct_url: str | None = None
-    # `pgbouncer`: DATABASE_URL is a transaction-mode pooler, so pooled connections use no
-    # named prepared statements and send no session settings.
+    # `pgbouncer`: DATABASE_URL is a transaction-mode pooler.
     database_pooler: Literal["none", "pgbouncer"] = "none"
     # How long a stopping server lets requests in flight finish (streams end at once).
     shutdown_grace_seconds: Annotated[float, Meta(gt=0, le=60)] = 1.0
@@ -218,17 +199,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         vault = (self.vault_path if self.vault_path != Path() else data_dir / "vault").resolve()
         # The folder's default keeps the name every release has used: its files stay found.
         zips = (self.zip_path if self.zip_path != Path() else data_dir / "bdr").resolve()
-        for name, value in (("data_dir", data_dir), ("vault_path", vault), ("zip_path", zips)):
-            msgspec.structs.force_setattr(self, name, value)
-        if self.export_expiry_days is None:
-            msgspec.structs.force_setattr(self, "export_expiry_days", self.bdr_expiry_days)
-        for variable, path in (
-            ("PMD_DATA_DIR", data_dir),
-            ("VAULT_PATH", vault),
-            ("ZIP_PATH", zips),
+        for name, variable, path in (
+            ("data_dir", "PMD_DATA_DIR", data_dir),
+            ("vault_path", "VAULT_PATH", vault),
+            ("zip_path", "ZIP_PATH", zips),
         ):
             if path.exists() and not path.is_dir():
                 raise ConfigError(f"{variable} ({path}) is not a folder.")
+            msgspec.structs.force_setattr(self, name, path)
+        if self.export_expiry_days is None:
+            msgspec.structs.force_setattr(self, "export_expiry_days", self.bdr_expiry_days)
         if self.email_copy_dir is not None:
             copy_dir = self.email_copy_dir.resolve()
             if not copy_dir.is_dir():
@@ -285,26 +265,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             Sqids(alphabet=alphabet, min_length=0)
         except ValueError as exc:
             raise ConfigError(f"SQIDS_ALPHABET: {exc}") from None
-        for variable, url in (
-            ("ARTWORK_BASE_URL", self.artwork_base_url),
-            ("BASE_URL", self.base_url),
-        ):
-            if url is not None and not url.startswith(("http://", "https://")):
-                raise ConfigError(f"{variable} must start with http:// or https://, got {url!r}")
-        for variable, url in (
-            ("DATABASE_URL", self.database_url),
-            ("DATABASE_DIRECT_URL", self.database_direct_url),
-        ):
-            if url is not None:
-                _check_postgres_url(variable, url)
-        for variable, url in (
-            ("REDIS_URL", self.redis_url),
-            ("HOST_CACHE_REDIS_URL", self.host_cache_redis_url),
+        for check, variable, url in (
+            (_check_http_url, "ARTWORK_BASE_URL", self.artwork_base_url),
+            (_check_http_url, "BASE_URL", self.base_url),
+            (_check_postgres_url, "DATABASE_URL", self.database_url),
+            (_check_postgres_url, "DATABASE_DIRECT_URL", self.database_direct_url),
+            (_check_redis_url, "REDIS_URL", self.redis_url),
+            (_check_redis_url, "HOST_CACHE_REDIS_URL", self.host_cache_redis_url),
+            (_check_sentry_dsn, "SENTRY_DSN", self.sentry_dsn),
         ):
             if url is not None:
-                _check_redis_url(variable, url)
-        if self.sentry_dsn is not None:
-            _check_sentry_dsn(self.sentry_dsn)
+                check(variable, url)
         if "@" not in parseaddr(self.mail_from)[1]:
             raise ConfigError(
                 f"MAIL_FROM must be an email address (pmd@example.org, or "
@@ -372,7 +343,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     def __repr__(self) -> str:
         # URLs and passwords may carry credentials: never in a log line or a traceback.
         shown = (
-            f"{f}={getattr(self, f)!r}" for f in self.__struct_fields__ if f not in _SECRET_FIELDS
+            f"{f}={getattr(self, f)!r}" for f in self.__struct_fields__ if f not in SECRET_FIELDS
         )
         return f"Settings({', '.join(shown)})"
 
@@ -395,16 +366,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         needs_secret: bool = True,
         needs_redis: bool = True,
     ) -> Settings:
-        """The settings the environment gives.
+        """The settings the environment gives, every set variable checked before anything else.
 
-        Every variable that is set is checked first (`check_env`), before anything is required,
-        written or started. With DATABASE_URL or REDIS_URL unset, `embedded` provides them (dev
-        and tests: the caller decides); without it, that is a configuration error naming the
-        missing variable. JWT_SECRET_KEY is required when `needs_secret`, outside dev mode
-        (where a per-checkout secret stands in); a process that never signs or checks a token
-        passes False and gets an empty secret when it is unset. Likewise a command that never
-        touches Redis (`migrate`) passes `needs_redis=False`: REDIS_URL unset is then no error
-        (and `redis_url` an unusable `redis://`, never connected to)."""
+        `embedded` provides an unset DATABASE_URL or REDIS_URL; JWT_SECRET_KEY is required when
+        `needs_secret` outside dev mode, and REDIS_URL when `needs_redis`."""
         env = os.environ if env is None else env
         with _named_as_set(env):
             return cls._from_env(_current_names(env), embedded, needs_secret, needs_redis)
@@ -451,16 +416,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 
     @classmethod
     def check_env(cls, env: Mapping[str, str] | None = None) -> None:
-        """Raise a ConfigError naming the first variable that is set and malformed (or a pair
-        that does not go together); require none. For commands that need no other setting
-        (`grants`), so that a mistake is reported by every command alike."""
+        """Raise a ConfigError naming the first variable that is set and malformed; require none."""
         env = os.environ if env is None else env
         with _named_as_set(env):
             _check_values(_raw_values(_current_names(env)))
 
 
-# The former names of settings that serve BDRs and exports alike, from when they were named
-# after BDRs: still read, so that an environment written for an earlier release keeps working.
+# Former names, still read so that an environment written for an earlier release keeps working.
 FORMER_NAMES = {
     "BDR_PATH": "ZIP_PATH",
     "BDR_STORE": "ZIP_STORE",
@@ -477,8 +439,7 @@ FORMER_NAMES = {
 
 
 def _current_names(env: Mapping[str, str]) -> dict[str, str]:
-    """`env` with each former name read as its current one. Both set to different values is
-    an error naming both: which one was meant is not ours to guess."""
+    """`env` with each former name read as its current one (both, differing: an error)."""
     current = dict(env)
     for former, name in FORMER_NAMES.items():
         value = env.get(former, "")
@@ -495,8 +456,7 @@ def _current_names(env: Mapping[str, str]) -> dict[str, str]:
 
 @contextmanager
 def _named_as_set(env: Mapping[str, str]) -> Iterator[None]:
-    """A ConfigError names a setting as the environment sets it: by its former name when only
-    that one is set."""
+    """A ConfigError names a setting by its former name when only that one is set."""
     try:
         yield
     except ConfigError as exc:
@@ -507,10 +467,8 @@ def _named_as_set(env: Mapping[str, str]) -> Iterator[None]:
         raise ConfigError(message) from None
 
 
-# First words of setting names that other software shares (the host's own environment file,
-# cloud SDKs, Sentry's SDK): a name there is unknown to us only when it is one letter or two
-# away from one of ours. Under the service's own first words (ZIP_, EXPORT_, SSE_, SMTP_, ...)
-# every unknown name is reported.
+# First words other software shares: under them an unknown name is reported only when it is
+# a letter or two away from one of ours (under the service's own, every unknown name is).
 _SHARED_WORDS = frozenset(
     {
         "AUTO",
@@ -536,10 +494,8 @@ _SHARED_WORDS = frozenset(
 
 
 def unknown_settings(env: Mapping[str, str] | None = None) -> list[str]:
-    """Variables that look like settings of this service but are none of them, each with the
-    closest known name: a misspelled optional setting (`BDR_DAILY_LIMT=50`) is otherwise
-    ignored without a word. Tools' own variables (PMD_REQUIRE_BROWSER, ...) are no typo of a
-    setting and are not named."""
+    """Variables that look like settings but are none (a misspelled optional setting is
+    otherwise ignored), each with the closest known name."""
     env = os.environ if env is None else env
     known = [*_KINDS, *FORMER_NAMES]
     words = {name.split("_", 1)[0] for name in known}
@@ -562,7 +518,7 @@ def dev_requested(env: Mapping[str, str] | None = None) -> bool:
     return value != "" and _as_bool("PMD_DEV", value)
 
 
-_SECRET_FIELDS = frozenset(
+SECRET_FIELDS = frozenset(
     {
         "database_url",
         "redis_url",
@@ -618,9 +574,7 @@ _STAND_INS = {"DATABASE_URL": "postgresql://", "REDIS_URL": "redis://", "JWT_SEC
 
 
 def _check_values(raw: dict[str, Any]) -> None:
-    """Every variable that is set, checked as the struct checks it, and HOST resolved: the
-    server binds it and the worker serves its metrics there, so a name that does not resolve is
-    a setting's error, not a traceback."""
+    """Every variable that is set, checked as the struct checks it, and HOST resolved."""
     checked = _convert(_STAND_INS | raw)
     try:
         socket.getaddrinfo(checked.host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -634,9 +588,7 @@ def _check_values(raw: dict[str, Any]) -> None:
 
 
 def _check_postgres_url(variable: str, url: str) -> None:
-    """What asyncpg would refuse only when connecting (with a traceback): the scheme, a port
-    that is not a number, a bad IPv6 bracket, an unknown sslmode. Messages never repeat the URL,
-    which may hold a password."""
+    """What asyncpg would refuse only when connecting; messages never repeat the URL."""
     shape = "postgresql://user:password@host:5432/database"
     try:
         parts = urlsplit(url)
@@ -655,9 +607,13 @@ def _check_postgres_url(variable: str, url: str) -> None:
         raise ConfigError(f"{variable}: {exc} ({shape})") from None
 
 
-def _check_sentry_dsn(dsn: str) -> None:
-    """The shape sentry-sdk demands (it raises BadDsn, a traceback, at start-up otherwise),
-    checked whether or not the `sentry` extra is installed. The DSN's key is not repeated."""
+def _check_http_url(variable: str, url: str) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{variable} must start with http:// or https://, got {url!r}")
+
+
+def _check_sentry_dsn(variable: str, dsn: str) -> None:
+    """The shape sentry-sdk demands, whether or not it is installed; the key is not repeated."""
     shape = "https://<key>@<host>/<project id>, from the Sentry project's settings"
     try:
         parts = urlsplit(dsn)
@@ -665,13 +621,13 @@ def _check_sentry_dsn(dsn: str) -> None:
     except ValueError:  # a bad IPv6 bracket or port
         fits = False
     if not fits:
-        raise ConfigError(f"SENTRY_DSN is not a Sentry DSN ({shape})")
+        raise ConfigError(f"{variable} is not a Sentry DSN ({shape})")
     if not parts.path.strip("/"):
-        raise ConfigError(f"SENTRY_DSN names no project ({shape})")
+        raise ConfigError(f"{variable} names no project ({shape})")
 
 
 def _check_redis_url(variable: str, url: str) -> None:
-    """redis-py's own parsing (no connection is made): what it would raise at start-up."""
+    """redis-py's own parsing (no connection is made)."""
     if not url.startswith(("redis://", "rediss://", "unix://")):
         given = f"not {url.partition('://')[0]}://" if "://" in url else "it has no scheme"
         raise ConfigError(
