@@ -138,10 +138,6 @@ class Expiry:
     purge: frozenset[uuid.UUID]
 
 
-def _no_args(settings: Settings) -> tuple[object, ...]:
-    return ()
-
-
 @dataclass(frozen=True)
 class Expiring:
     """What the daily cleanup expires and purges of a kind: `$1` is the plan's clock; the purges
@@ -152,7 +148,7 @@ class Expiring:
     sql_expire: str  # $1, $2 the planned ids → id, files
     sql_purge: str  # …, the planned ids → id
     counted_as: str  # the summary's name for the files expired ("expired")
-    purge_args: Callable[[Settings], tuple[object, ...]] = _no_args
+    purge_args: Callable[[Settings], tuple[object, ...]] = lambda settings: ()
 
 
 async def _nothing_swept(st: WorkerState, redis: ArqRedis) -> int:
@@ -181,10 +177,6 @@ class Email:
         return await self.send(pool, settings, row_id)
 
 
-def _unscoped(st: WorkerState) -> AbstractContextManager[None]:
-    return contextlib.nullcontext()
-
-
 @dataclass(frozen=True)
 class JobKind:
     """A feature's claimed job, as the driver, the worker, the sweep and the cleanup use it."""
@@ -198,7 +190,9 @@ class JobKind:
     upkeep: Upkeep
     email: Email
     # Held while an attempt runs (a BDR holds the exports back).
-    attempt_scope: Callable[[WorkerState], AbstractContextManager[None]] = _unscoped
+    attempt_scope: Callable[[WorkerState], AbstractContextManager[None]] = lambda st: (
+        contextlib.nullcontext()
+    )
 
     @property
     def name(self) -> str:

@@ -19,8 +19,7 @@ class Look(enum.Enum):
 
 @dataclass(frozen=True)
 class RestoreCheck:
-    """One kind of inconsistency: `sql` reads rows with the columns `says` (the finding's
-    sentence) names; `repair` says what the service does about it by itself."""
+    """One kind of inconsistency: rows of `sql`, each a finding `says` describes."""
 
     name: str  # stable: the finding's name on its line and in --json
     sql: str

@@ -184,9 +184,8 @@ async def users_locale_readable(pool: asyncpg.Pool, settings: Settings) -> bool:
 
 @dataclass(frozen=True)
 class EmailTable(Generic[M]):
-    """A row's email, taken from its table, then sent (send_taken): `take` and `take_in_english`
-    (`takes`: $1 the row, $2 the tries allowed, $3 the lease) return `taken_at`, `request_id` and
-    the fields of `mail`, which `compose` makes into the message."""
+    """A row's email, taken from its table (`takes`: $1 the row, $2 the tries, $3 the lease),
+    then composed from the fields of `mail` and sent (send_taken)."""
 
     label: str  # how a log line names a row ("BDR")
     table: str

@@ -204,8 +204,7 @@ class ZipFiles:
             raise FileNotFoundError(stored.key) from None  # replaced: this version is gone
 
     async def chunks(self, result: GetResult, size: int) -> AsyncIterator[memoryview]:
-        """The body in chunks of at least `size` bytes, each read when asked for; StoreFailed
-        when the store fails or sends nothing for STORE_IDLE_SECONDS."""
+        """The body in chunks of at least `size` bytes; StoreFailed when the store falls silent."""
         stream = result.stream(min_chunk_size=size)
         while True:
             try:

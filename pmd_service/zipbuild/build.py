@@ -141,8 +141,7 @@ class _Aborted(Exception):
 
 
 class _Pipeline:
-    """The hash thread and the sink thread, side by side, each taking every piece in order;
-    `send` blocks while a stage is STAGE_DEPTH pieces behind and re-raises a stage's error."""
+    """The hash thread and the sink thread, side by side, each taking every piece in order."""
 
     def __init__(self, sink: Sink, buffers: _Buffers, result: BuildResult) -> None:
         self.digest = hashlib.sha256()
