@@ -1,10 +1,4 @@
-"""The operator's command line: `pmd-service --help` (or `python -m pmd_service --help`).
-
-Every command uses the same environment as the server and worker (DATABASE_URL, REDIS_URL, …;
-with PMD_DEV=1, embedded servers for unset URLs). Results go to stdout, once; progress and
-problems to stderr, as log lines (JSON objects with LOG_FORMAT=json, and then the result too
-is one: `{"msg": …, "result": …}`).
-"""
+"""The operator's command line: `pmd-service --help` (or `python -m pmd_service --help`)."""
 
 from __future__ import annotations
 
@@ -13,12 +7,13 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -54,9 +49,7 @@ async def _migrate(settings: Settings, with_host_tables: bool = False) -> None:
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 
-async def _check_host(
-    settings: Settings, dev_database: bool = False, judge_role: bool = False
-) -> bool:
+async def _check_host(settings: Settings, dev_database: bool, judge_role: bool) -> int:
     from .core.opening import checked_connection
     from .host.hostcheck import check_host
 
@@ -66,15 +59,12 @@ async def _check_host(
         )
     report.judge_role = judge_role
     print(_host_report(report))
-    return report.fits
+    return 0 if report.fits else 1
 
 
 def _host_report(report: HostReport) -> str:
-    """A development database is quiet with --dev-database: one line when it fits (its role is
-    the embedded server's superuser, owner of the stand-ins, so the report's privilege warnings,
-    which are about the host's database, do not apply). With --privileges too, the role is
-    judged as on the host's (a rehearsal of the role check). Without the flag its stand-ins are
-    refused, and the report says that the flag is what a development database needs."""
+    """With --dev-database (and no --privileges) a fitting development database is one line, its
+    privilege warnings left out; without the flag its stand-ins are refused."""
     if report.standins and report.dev_database and not report.judge_role:
         if report.fits:
             return (
@@ -127,10 +117,7 @@ async def _token(settings: Settings, sqid: str, ttl: int) -> None:
 
 
 async def _demo(settings: Settings, more_posts: int = 0, locale: str | None = None) -> None:
-    """The demo data of `make run` (dev/demo.py: a user `demo` with 40 artworks, fans, a
-    moderator) into the database and vault the settings name, when they hold no user yet,
-    `more_posts` more artworks for the demo user, and `locale` as its language; prints the demo
-    user's id, page and emails' language. Needs Pillow, which draws the art."""
+    """Load the demo data into an empty database, add `more_posts` and set `locale`."""
     from importlib.util import find_spec
 
     from .core.opening import checked_connection
@@ -182,23 +169,36 @@ async def _demo(settings: Settings, more_posts: int = 0, locale: str | None = No
     )
 
 
+N = TypeVar("N", int, float)
+
+
+def _number_in(parse: Callable[[str], N], low: float, high: float, what: str) -> Callable[[str], N]:
+    """An argument's type: `raw` parsed, from `low` to `high`, else "must be `what`"."""
+
+    def checked(raw: str) -> N:
+        try:
+            value: N | None = parse(raw)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {raw!r}")
+        return value
+
+    return checked
+
+
+_wait_seconds = _number_in(float, 0, 3600, "a number of seconds from 0 to 3600")
+_positive_seconds = _number_in(int, 1, math.inf, "a positive whole number of seconds")
+
+
 def _more_posts(raw: str) -> int:
-    """--posts: checked before anything connects."""
     from .dev.demo import MAX_MORE_POSTS
 
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= MAX_MORE_POSTS:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number of posts from 1 to {MAX_MORE_POSTS}, got {raw!r}"
-        )
-    return value
+    what = f"a whole number of posts from 1 to {MAX_MORE_POSTS}"
+    return _number_in(int, 1, MAX_MORE_POSTS, what)(raw)
 
 
 def _locale(raw: str) -> str:
-    """--locale: checked before anything connects or starts."""
     from .dev.demo import locale_tag
 
     try:
@@ -220,10 +220,7 @@ async def _requeue(settings: Settings, raw_id: str) -> None:
     from .features.bdr.job_sql import enqueue_bdr
     from .jobs.context import state
 
-    try:
-        bdr_id = uuid.UUID(raw_id)
-    except ValueError:
-        raise CliError(f"{raw_id!r} is not a BDR id (a UUID)") from None
+    bdr_id = uuid.UUID(raw_id)  # checked by the parser (_bdr_id)
     async with job_context(settings) as ctx:
         pool = state(ctx).pool
         status = await pool.fetchval(
@@ -242,20 +239,8 @@ async def _requeue(settings: Settings, raw_id: str) -> None:
     print(f"requeued {bdr_id} (was {status})")
 
 
-async def _operator_export(settings: Settings, user: str, reason: str, to: Path | None) -> None:
-    from .features.exports.operator import OperatorExportError, operator_export
-
-    try:
-        parts = await operator_export(settings, user, reason, to)
-    except OperatorExportError as exc:
-        raise CliError(str(exc)) from None
-    print(json.dumps(parts, indent=2))
-
-
 class _SummaryLeftOut(logging.Filter):
-    """The sweep and the cleanup end with a log line of their summary, for the worker's log.
-    Run from here, that summary is the result, printed on stdout: its log line is left out
-    (progress lines stay, on stderr)."""
+    """Leaves out the sweep's and the cleanup's summary log line: here it is the printed result."""
 
     SUMMARIES = (("pmd_service.upkeep.sweep", "sweep: %d pending re-enqueued"),
                  ("pmd_service.upkeep.cleanup", "cleanup: %s"))  # fmt: skip
@@ -310,15 +295,14 @@ async def _stats(settings: Settings) -> None:
     }, indent=2))  # fmt: skip
 
 
-def _grants(role: str, cutover: bool) -> int:
+def _grants_command(args: argparse.Namespace) -> int:
     """Only PMD_SCHEMA and HOST_SCHEMA matter: no database, no other setting is needed."""
-    import os
-
     from .host.grants import GrantsError, grants_sql
 
+    check_env("pmd")  # it reads two settings, but every mistake is one line everywhere
     try:
         print(grants_sql(
-            role, cutover=cutover, pmd_schema=os.environ.get("PMD_SCHEMA") or "pmd",
+            args.role, cutover=args.cutover, pmd_schema=os.environ.get("PMD_SCHEMA") or "pmd",
             host_schema=os.environ.get("HOST_SCHEMA") or "public",
         ))  # fmt: skip
     except GrantsError as exc:
@@ -328,43 +312,19 @@ def _grants(role: str, cutover: bool) -> int:
 
 
 def _bdr_id(raw: str) -> str:
-    """Checked before anything connects: a bad id never starts an embedded server."""
     try:
         return str(uuid.UUID(raw))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a BDR id (a UUID)") from None
 
 
-def _wait_seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to 3600, got {raw!r}")
-    return value
-
-
 def _wait(given: float | None) -> tuple[float | None, str]:
-    """How long a command a person runs waits for the database, and what sets it: --wait, else
-    STARTUP_WAIT_SECONDS when set, else one try (a person should not watch 30 s of retries,
-    the server's start-up wait, before learning that the database is down)."""
+    """How long to wait for the database, and what set it: --wait, STARTUP_WAIT_SECONDS or none."""
     if given is not None:
         return given, "--wait"
     if os.environ.get("STARTUP_WAIT_SECONDS"):
         return None, "STARTUP_WAIT_SECONDS"
     return 0.0, "--wait SECONDS"
-
-
-def _positive_seconds(raw: str) -> int:
-    """--ttl: refused by the `token` command's own parser, which prints its own usage."""
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number of seconds, got {raw!r}")
-    return value
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -386,11 +346,6 @@ def _worker(_: argparse.Namespace) -> int:
     return worker()
 
 
-def _grants_command(args: argparse.Namespace) -> int:
-    check_env("pmd")  # it reads two settings, but every mistake is one line everywhere
-    return _grants(args.role, args.cutover)
-
-
 def _sweep(_: argparse.Namespace, settings: Settings) -> None:
     from .upkeep.sweep import sweep
 
@@ -401,10 +356,8 @@ def _cleanup(args: argparse.Namespace, settings: Settings) -> None:
     from .upkeep.cleanup import cleanup_dry_run, daily_cleanup
 
     if args.dry_run:  # no migration either: nothing is written
-        unchanged = msgspec.structs.replace(settings, auto_migrate=False)
-        asyncio.run(_run_job(unchanged, cleanup_dry_run))
-    else:
-        asyncio.run(_run_job(settings, daily_cleanup))
+        settings = msgspec.structs.replace(settings, auto_migrate=False)
+    asyncio.run(_run_job(settings, cleanup_dry_run if args.dry_run else daily_cleanup))
 
 
 def _check_restore(args: argparse.Namespace, settings: Settings) -> int:
@@ -424,17 +377,14 @@ def _check_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> None:
-    from .features.exports.operator import OperatorExportError, check_arguments
+    from .features.exports.operator import OperatorExportError, check_arguments, operator_export
 
     try:
         check_arguments(args.reason, args.to)
+        parts = asyncio.run(operator_export(settings, args.user, args.reason, args.to))
     except OperatorExportError as exc:
         raise CliError(str(exc)) from None
-    asyncio.run(_operator_export(settings, args.user, args.reason, args.to))
-
-
-def _check_host_command(args: argparse.Namespace, settings: Settings) -> int:
-    return 0 if asyncio.run(_check_host(settings, args.dev_database, args.privileges)) else 1
+    print(json.dumps(parts, indent=2))
 
 
 Argument = tuple[tuple[str, ...], dict[str, Any]]
@@ -447,10 +397,8 @@ def arg(*names: str, **options: Any) -> Argument:
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    """One command: its line in the list of commands, more on its --help page, its arguments,
-    and what it runs: `alone`, before any setting is read (the server, the worker and dev read
-    their own); or `run`, once the settings are read and the database answers (it waits only
-    when told to, --wait), its result on stdout (one JSON line under LOG_FORMAT=json)."""
+    """One command: `alone` runs before any setting is read, `run` once the settings are read
+    and the database answers."""
 
     name: str
     help: str
@@ -466,7 +414,6 @@ class Command:
         assert (self.alone is None) != (self.run is None), f"{self.name}: `alone` or `run`"
 
     def description(self) -> str:
-        """What its --help page starts with (argparse shows `help` only in the list)."""
         more = f" {self.details}" if self.details else ""
         return self.help[:1].upper() + self.help[1:] + "." + more
 
@@ -645,7 +592,10 @@ COMMANDS = (
                 "them as on the host's database (exit 1 for a role that could take it over): a "
                 "rehearsal of the role check on a scratch database"),
         ),
-        run=_check_host_command, reads_redis=False,
+        run=lambda args, settings: asyncio.run(
+            _check_host(settings, args.dev_database, args.privileges)
+        ),
+        reads_redis=False,
     ),
 )  # fmt: skip
 
@@ -662,14 +612,11 @@ unset URLs start embedded servers (development only). Results go to stdout, once
 problems to stderr. `COMMAND --help` tells more about one."""
 
 
-def _prog() -> str:
-    """The name the usage lines show: the console script's, or the module form."""
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    return name if name == "pmd-service" else "python -m pmd_service"
-
-
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog=_prog(), description=DESCRIPTION, epilog=EPILOG,
+    # The name the usage lines show: the console script's, or the module form.
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    prog = name if name == "pmd-service" else "python -m pmd_service"
+    top = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     top.add_argument("--version", action="version", version=f"pmd-service {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,17 +1,6 @@
-"""Demo data for `make run`: a user with 40 real pixel-art files and all docs/features.md names
-(licenses, a NoDerivatives one among them; `.mkpx` layers files; upscaled copies; a moderator's
-tag and a post a moderator hid; posts hidden by the artist; a few deleted within the restore
-window), comments, reactions, a playlist, mentions in descriptions and comments; and
-`demo --posts N`, N more posts in seconds, announced on the stream (`posts_changed`, action
-`new`) to the demo user's open pages. `demo_language` gives the demo user a language for its
-emails (`users.locale`) where the host's users have one.
-
-The demo is loaded only into an empty database (no users), so it never touches real data; more
-posts go only to the demo user the loader made (marked by its `user_key`, demo_user.py), never
-to a real account named `demo`. Both go through `insert_posts`: one INSERT … SELECT over
-generate_series, then each post's files. `make run` starts only on a database whose every user
-is one the demo made (`holds_other_users`).
-"""
+"""Demo data for `make run`: a user with 40 pixel-art posts showing every feature, fans, a
+moderator; `demo --posts N` adds N more. Loaded only into an empty database, and more posts go
+only to the demo user the loader made (marked by its `user_key`), never to a real account."""
 
 from __future__ import annotations
 
@@ -74,12 +63,10 @@ MODERATOR_HANDLE = "mod"
 MOD_TAG = "staffpick"
 # The host's 8-byte signature of a `.mkpx` layers file (api/app/vault.py, MKPX_MAGIC_PLAIN).
 MKPX_MAGIC = b"\x89MKPX\r\n\x1a"
-# Of the demo's own 40 (never of the posts `--posts` adds): hidden by a moderator, and deleted
-# by the artist this many days ago, within the host's restore window.
+# Of the demo's own 40: hidden by a moderator, and deleted by the artist this many days ago.
 MOD_HIDDEN = frozenset({10})
 DELETED_DAYS_AGO = {6: 1, 13: 3, 27: 5}
-# Mentions as the host stores them (`<@SQID>`), on visible posts of the demo's own 40: of the
-# fans, the moderator, and `gone`, an account deleted since, which every reader shows `@user`.
+# Mentions as the host stores them (`<@SQID>`); `gone` is an account deleted since.
 GONE_HANDLE = "gone"
 DESCRIPTIONS = {
     0: "Drawn live with {fan1} and {fan2} at the pixel jam ✨",
@@ -160,8 +147,7 @@ class Art:
 
 
 def draw(rng: random.Random, n: int, *, tiny: bool = False) -> Art:
-    """The `n`th artwork's image: a few large canvases (so the demo's ZIPs take visible time),
-    or, for the posts `--posts` adds, a tiny one."""
+    """The `n`th artwork's image: a few large canvases (ZIPs take visible time), or a tiny one."""
     fmt = _FORMATS[n % len(_FORMATS)]
     size, scale = (8, 2) if tiny else (16, 4) if n % 7 else (64, 16)
     frames = 3 if fmt == "gif" else 1
@@ -204,14 +190,12 @@ ORDER BY w.n
 
 
 async def _licenses(conn: asyncpg.Connection) -> list[int]:
-    """The demo's licenses, added where missing (a demo database of an older layout gains the
-    NoDerivatives one)."""
+    """The demo's licenses, added where missing."""
     rows = await conn.fetch(SQL_LICENSES, [i for i, _ in LICENSES], [t for _, t in LICENSES])
     return [r["id"] for r in rows]
 
 
-# `listed_at` (the host's feeds' order, since its revision a8b9c0d1e2f3) is set as the host's
-# ORM sets it on insert, to the post's time; a database of an older layout has none.
+# `listed_at` is set as the host's ORM sets it, to the post's time; an older layout has none.
 _INSERT_POSTS = """
 INSERT INTO posts (storage_key, storage_shard, owner_id, title, description, hashtags,
                    mod_hashtags, art_url, width, height, frame_count, view_count, license_id,
@@ -273,9 +257,8 @@ async def insert_posts(
     rng: random.Random,
     now: datetime,
 ) -> list[int]:
-    """The artworks `first` … `first + len(arts) - 1` of the demo user (their number decides
-    their title, license, tags, layers file and upscaled copy), each with its files in the
-    vault, some comments and reactions; their ids."""
+    """The demo user's artworks numbered from `first` (the number decides their title, license,
+    tags and files), with their files, comments and reactions; their ids."""
     nd = seeded.license_ids[[i for i, _ in LICENSES].index(ND_LICENSE)]
     numbers = range(first, first + len(arts))
     keys = [uuid.uuid4() for _ in arts]
@@ -340,8 +323,7 @@ async def _engagement(
     rng: random.Random,
     now: datetime,
 ) -> None:
-    """Up to three comments a post (the second a reply to the first, the third by a deleted
-    account) and up to five reactions, each fan's emoji at most once."""
+    """Up to three comments a post (a reply, one by a deleted account) and five reactions."""
     comments: list[tuple[uuid.UUID, int, int | None, uuid.UUID | None, str, datetime]] = []
     reactions: list[tuple[int, int, str]] = []
     pairs = [(fan, emoji) for fan in fans for emoji in _EMOJI]
@@ -382,8 +364,7 @@ async def _mentions(
     users: dict[str, tuple[int, str]],
     now: datetime,
 ) -> None:
-    """The demo's mentions (DESCRIPTIONS, MENTIONING_COMMENTS) on its posts, by `users`: each
-    handle's id and sqid."""
+    """The demo's mentions on its posts; `users` gives each handle's id and sqid."""
     marks = {handle: f"<@{sqid}>" for handle, (_, sqid) in users.items()}
     described = [
         (post_ids[n], text.format_map(marks))
@@ -432,8 +413,7 @@ async def load_demo(
 
 
 async def holds_other_users(conn: asyncpg.Connection) -> bool:
-    """Whether `users` holds an account the demo did not make: a real one, or one an older demo
-    made before it marked its users (a real account named `demo` carries no mark either)."""
+    """Whether `users` holds an account the demo did not make (it carries no demo mark)."""
     if await conn.fetchval("SELECT to_regclass('users')") is None:
         return False  # a fresh database: the stand-in host tables are not there yet
     keys = [demo_user_key(handle) for handle in DEMO_HANDLES]
@@ -466,8 +446,7 @@ SQL_LOCALE = "SELECT locale FROM users WHERE handle = $1 AND user_key = $2"
 
 @dataclass(frozen=True)
 class DemoLanguage:
-    """The language of the demo user's emails: its `users.locale`, where the host's users have
-    that column (a host older than its revision d3e4f5a6b7c8 has none: English)."""
+    """The language of the demo user's emails: its `users.locale`, where that column exists."""
 
     column: bool
     locale: str | None = None
@@ -493,8 +472,7 @@ class DemoLanguage:
 
 
 async def demo_language(conn: asyncpg.Connection, locale: str | None = None) -> DemoLanguage:
-    """The demo user's language, first set to `locale` when one is given; on a database whose
-    users have no locale column nothing is written, and its emails are in English."""
+    """The demo user's language, first set to `locale` when given and the column exists."""
     if not await conn.fetchval(SQL_HAS_LOCALE):
         return DemoLanguage(column=False)
     key = demo_user_key(DEMO_HANDLE)
@@ -507,8 +485,7 @@ class NoDemoUser(Exception):
     """`--posts` needs the demo user, which only the demo data makes."""
 
 
-# Only users the demo made ($3, $4: their keys): a real account named `demo` (or `fan1`) is
-# left alone.
+# Only users the demo made ($3, $4: their keys).
 SQL_DEMO_OWNER = """
 SELECT u.id, (SELECT count(*) FROM posts p WHERE p.owner_id = u.id AND p.kind = 'artwork') AS n,
        ARRAY(SELECT f.id FROM users f
@@ -522,9 +499,7 @@ _TINY_ARTS = 12
 
 
 async def add_posts(conn: asyncpg.Connection, vault: Path, ids: PublicIds, count: int) -> int:
-    """`count` more artworks for the demo user, numbered after theirs, as the demo's own are
-    (licenses, tags, layers files, upscaled copies, comments, reactions) with tiny images;
-    how many artworks the user has now."""
+    """`count` more artworks for the demo user, with tiny images; how many it has now."""
     row = await conn.fetchrow(
         SQL_DEMO_OWNER,
         DEMO_HANDLE,

@@ -1,5 +1,4 @@
-"""The demo user of dev mode: its handle and its lookup, shared by the demo loader, the dev
-runner (which prints its link and token) and the page's dev route `/`."""
+"""The demo user of dev mode: its handle and its lookup."""
 
 from __future__ import annotations
 
@@ -12,9 +11,7 @@ if TYPE_CHECKING:
     from ..core.db import Conn
 
 DEMO_HANDLE = "demo"
-# The demo loader's mark on the users it makes: their `user_key` is uuid5(DEMO_USERS, handle), a
-# version-5 UUID, where the host gives every account a random (version-4) one. So a real account
-# that happens to be named `demo` is never taken for the demo's, with no table of our own.
+# The demo's mark: a version-5 `user_key`, where the host gives every account a random one.
 DEMO_USERS = uuid.UUID("20d664d0-441d-4e55-a820-62c0c92052d6")
 SQL_DEMO_SQID = "SELECT public_sqid FROM users WHERE handle = $1 AND user_key = $2"
 
@@ -25,7 +22,6 @@ def demo_user_key(handle: str) -> uuid.UUID:
 
 
 async def demo_user_sqid(conn: Conn | asyncpg.Pool, handle: str = DEMO_HANDLE) -> str | None:
-    """The public id of the demo's user `handle`, or None when the demo loader did not make
-    one (before the demo data is loaded, or a real account of that name)."""
+    """The public id of the demo's user `handle`, or None when the demo loader did not make one."""
     sqid: str | None = await conn.fetchval(SQL_DEMO_SQID, handle, demo_user_key(handle))
     return sqid

