@@ -1,12 +1,5 @@
-"""A new request's first event, held back a moment after the reply to its POST.
-
-The host's page adds a card when it has parsed the reply and replaces cards by id on
-`bdr_update`; a browser whose main thread is busy may handle an event before a reply that
-arrived first, and then shows two cards, so the first event comes later than that
-(`SSE_FIRST_EVENT_HOLD_MS`). Only the first event waits: the request is enqueued at once and
-stays unannounced meanwhile, and its announcement makes one event showing the request as it is
-by then.
-"""
+"""A new request's first event, held back a moment (`SSE_FIRST_EVENT_HOLD_MS`) after the reply
+to its POST, so a busy page never handles it before the reply; the request is enqueued at once."""
 
 from __future__ import annotations
 
@@ -18,8 +11,7 @@ import uuid
 import asyncpg
 from arq.connections import ArqRedis
 
-from .job_sql import enqueue_bdr
-from .service import SQL_ANNOUNCE, announce
+from .service import announce, enqueue_or_sweep, mark_announced
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +32,7 @@ class Announcer:
         if self.hold_seconds <= 0 or self._now.is_set():
             await announce(self._pool, self._redis, bdr_id)
             return
-        try:
-            await enqueue_bdr(self._redis, bdr_id)
-        except Exception as exc:  # Redis down: the row is safe; the every-minute sweep enqueues it
-            log.warning("enqueue of BDR %s failed (%s); the sweep will pick it up", bdr_id, exc)
+        await enqueue_or_sweep(self._redis, bdr_id)
         # A task of its own: the handler returns at once, so the next request on the same
         # keep-alive connection is not held up with it.
         task = asyncio.create_task(self._announce_later(bdr_id), name=f"announce-{bdr_id}")
@@ -54,14 +43,10 @@ class Announcer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.hold_seconds):
                 await self._now.wait()
-        try:
-            await self._pool.execute(SQL_ANNOUNCE, bdr_id)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("announcing BDR %s failed (%s); the sweep will", bdr_id, exc)
+        await mark_announced(self._pool, bdr_id)
 
     async def flush(self) -> None:
-        """Announce everything held, now (before the pool and Redis close); what does not
-        make it in time is left to the sweep, as after a crash."""
+        """Announce all held now, before the pool and Redis close; the sweep does the rest."""
         self._now.set()
         if not self._held:
             return

@@ -1,12 +1,6 @@
-"""The cut-over from the host's own PMD (its Celery worker), so that no user's request is
-stranded: `python -m pmd_service import-host-bdrs`, once the host's workers are stopped.
-
-Pending and processing rows are recreated here as pending, with the same id and creation time,
-and enqueued; ready rows whose ZIP is still in the vault are recreated as ready, pointing at the
-host's file, which the service serves until it expires and never deletes; everything else is
-left out, with why. A dry run (the default) writes nothing; `--apply` migrates and writes, and a
-row already imported is left as it is.
-"""
+"""The cut-over from the host's own PMD (`import-host-bdrs`): running requests are recreated as
+pending and enqueued, ready ones whose ZIP is in the vault served from the host's file until
+they expire; everything else is left out, with why. Without `--apply` nothing is written."""
 
 from __future__ import annotations
 
@@ -123,8 +117,7 @@ async def import_host_bdrs(
     apply: bool,
     own_schema: str = "pmd",
 ) -> Summary:
-    """`redis`: needed only to `apply`. A dry run may come before the first migration: the
-    service's own table missing, nothing counts as imported."""
+    """`redis`: needed only to `apply`; a dry run may come before the service's own table exists."""
     if apply and redis is None:
         raise ValueError("applying the import enqueues: it needs Redis")
     summary = Summary(applied=apply)

@@ -28,9 +28,7 @@ async def create_bdr(request: web.Request) -> web.Response:
         status=202,
         headers={"Location": f"/api/pmd/bdr/{item.id}", REQUEST_ID_HEADER: rid},
     )
-    # The reply goes out before the request's first event exists, and the event comes a moment
-    # later still: the host's page adds the reply to its list and updates cards by id from the
-    # stream, so a stream event handled first would leave a second card that never changes.
+    # The reply goes out before the request's first event, which would make a second card first.
     await response.prepare(request)
     await response.write_eof()
     await request.app[ANNOUNCER].after_reply(item.id)
@@ -66,8 +64,7 @@ async def delete_bdr(request: web.Request) -> web.Response:
 
 async def download_bdr(request: web.Request) -> web.StreamResponse:
     bdr_id, by = path_uuid(request), request[PRINCIPAL]
-    # Every GET reads it, whatever its range (a download resumed from byte 1 reads the ZIP as
-    # well), and the redirect to a bucket's signed URL alike; a HEAD reads nothing.
+    # Every GET reads it, whatever its range or a redirect to a bucket; a HEAD reads nothing.
     reads = request.method == "GET"
     return await download(
         request,

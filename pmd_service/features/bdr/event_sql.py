@@ -1,8 +1,5 @@
-"""The BDR events' trigger functions, generated from the one definition of a `bdr_update`'s
-payload (schemas.ItemRow) into `migrations/repeatable/bdr_events.sql`: one call a statement,
-reading its transition tables, and an event for an announced insert and for an update that
-announces a row or changes anything its item shows.
-"""
+"""The BDR events' trigger functions, generated from schemas.ItemRow into
+`migrations/repeatable/bdr_events.sql`."""
 
 from __future__ import annotations
 
@@ -15,8 +12,7 @@ from .schemas import ItemRow
 
 
 def repeatable_sql(kind: EventKind, shape: type[msgspec.Struct] = ItemRow) -> str:
-    """`kind`: the event kind its rows are (events.py, their `kind` and `audience`);
-    `shape`: the payload's definition (another one only in a test)."""
+    """`kind`: the events' kind; `shape`: the payload's definition (another only in a test)."""
     payload = build_object(shape, indent=" " * 12)
     payload_dynamic = build_object(shape, indent=" " * 16)
     # Rows are paired by id: the service never changes a BDR's id.

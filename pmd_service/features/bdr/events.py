@@ -1,6 +1,5 @@
-"""The download requests' event kind of the stream: `bdr_update`, a request as its card shows
-it, whenever its status, progress or anything else its item shows changes (written by the
-trigger functions features/bdr/event_sql.py generates)."""
+"""The download requests' event kind: `bdr_update`, a request as its card shows it, whenever
+that changes."""
 
 from __future__ import annotations
 

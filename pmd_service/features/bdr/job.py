@@ -1,7 +1,5 @@
-"""The BDR's job kind: what the shared driver needs to claim a BDR, build its one ZIP, publish
-it atomically and tell the user, and what the sweep and the cleanup do with its rows. Its
-ready/failed email is taken at most once while its sender lives, and retried by the sweep if
-SMTP fails before the message went out or its sender died (mail/notify.py sends it)."""
+"""The BDR's job kind: claim, build, publish and email, and what the sweep and the cleanup do
+with its rows."""
 
 from __future__ import annotations
 
@@ -59,11 +57,7 @@ def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
     return email.message(settings, words, mail.to, link, mid, mail.request_id)
 
 
-# Taking the email is the atomic step: of two runs (a repeated job, the sweep) only one gets
-# the row back, so a person never receives it twice. Its lease (mail/notify.py's TAKE) and its
-# `email_sent_at`, which names the take, let only its own sender end or release it. It goes to
-# whoever asked (a moderator asking on a user's behalf gets it), in their language (English on
-# a host without `users.locale`), with the link to the user's posts page.
+# Taken atomically, so only one run sends it, to whoever asked (a moderator too), in their language.
 _TAKE_EMAIL = """
 UPDATE batch_download_requests t {take}
 FROM users asker, users owner
@@ -84,9 +78,7 @@ SQL_EMAILS_OWED = EMAIL.sql_emails_owed
 send_bdr_email = EMAIL.send
 
 
-# What a restore may leave inconsistent (jobs/restore.py): a row that says ready for a ZIP removed
-# since the backup, a request queued only in the Redis that was lost, an email owed that may have
-# gone out after the backup was taken.
+# What a restore may leave inconsistent: a ZIP gone, a request unqueued, an email owed.
 _OWNER = "coalesce(u.public_sqid, '#' || t.user_id) AS user_sqid"
 _FROM = "FROM batch_download_requests t LEFT JOIN users u ON u.id = t.user_id"
 _ROWS = f"SELECT t.id, {_OWNER}, t.status {_FROM}"

@@ -1,6 +1,4 @@
-"""One claimed run of one BDR (its kind: features/bdr/job.py): plan its one ZIP, say what goes in it,
-check it before it is shipped, mark it ready. What a hook needs of an earlier one, the driver
-hands it (jobs/kind.py): nothing here waits to be set by another hook."""
+"""One claimed run of one BDR: plan its one ZIP, check it before it is shipped, mark it ready."""
 
 from __future__ import annotations
 
@@ -73,8 +71,7 @@ class Run:
         plan = await plan_artworks(
             self.pool, claim["user_id"], claim["post_ids"], self.st.public_ids, wanted
         )
-        # Read at build time (a renamed account shows its new handle in this ZIP), while the
-        # artworks are written: only the JSON files after them need it.
+        # Resolved while the artworks are written: only the JSON files after them need it.
         mentions = resolve_ahead(
             self.pool,
             [a.description for a in plan.artworks],
@@ -101,8 +98,7 @@ class Run:
 
 
 class BdrZip(Archive):
-    """A BDR's ZIP: its artworks, then the JSON files, then `manifest-sha256.txt`. It has no
-    gate: a BDR goes first, it waits for nothing."""
+    """A BDR's ZIP: its artworks, the JSON files, then `manifest-sha256.txt`; no gate."""
 
     def __init__(
         self,
@@ -154,9 +150,8 @@ class BdrZip(Archive):
         return bool(still_ours)
 
     def settled(self, built: BuildResult) -> Settled:
-        """A complete ZIP that must not be shipped raises: too big, nothing added, or a retry
-        may add what the artwork server failed to give. The item's `skipped` names, in request
-        order, the artworks left out and the working files (a missing layers file) of those in."""
+        """Raises for a ZIP that must not ship (too big, empty, or worth a retry); `skipped`
+        names, in request order, the artworks and working files left out."""
         result, working = sorted_out(built, self.arcnames)
         if result.size > self.cap:
             raise PermanentError(
@@ -174,8 +169,7 @@ class BdrZip(Archive):
         if not result.added:
             raise Refused(nothing_added(skipped), entries)
         if any(why == "fetch_failed" for _, why in skipped) and run.attempts < MAX_ATTEMPTS:
-            # The artwork server hiccuped: try again rather than ship an incomplete ZIP; only
-            # the last attempt settles for what it could fetch.
+            # Only the last attempt settles for what the artwork server could give.
             error = TransientError("Some artworks could not be fetched from the artwork server.")
             raise Refused(error, entries)
         return Settled(result, entries)

@@ -1,6 +1,5 @@
-"""A BDR's table as its job uses it: its arq queue, the claim and every write of a run guarded by
-its claim token, and the cleanup's statements. Servers enqueue through it without importing the
-run."""
+"""A BDR's table as its job uses it: its queue, the claim-guarded writes of a run, the cleanup's
+statements."""
 
 from __future__ import annotations
 
@@ -8,17 +7,14 @@ from ...jobs.queueing import CLAIMABLE, MAX_ATTEMPTS, OWNED, Queueing
 
 TABLE = "batch_download_requests"
 
-# Attempts are counted in the database row, which decides when a BDR fails (a sweep-enqueued
-# run is a new arq job, so arq's own count restarts). arq's limit is the same number, so arq
-# never runs one job more often than the row allows; a run past it is the sweep's to fail.
+# The row counts attempts (a sweep-enqueued run is a new arq job); arq's limit is the same.
 QUEUE = Queueing("bdr", max_tries=MAX_ATTEMPTS, timeout=1800)
 
 JOB_NAME = QUEUE.function
 job_id = QUEUE.job_id
 enqueue_bdr = QUEUE.enqueue
 
-# It leaves `announced` alone: a request is claimed during its first event's hold
-# (features/bdr/announcer.py), and its announcement, not the claim, makes that event.
+# It leaves `announced` alone: a request may be claimed while its first event is held.
 SQL_CLAIM = f"""
 UPDATE batch_download_requests
 SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL,
@@ -49,20 +45,16 @@ SET status = 'failed', error_message = left($3, 500), skipped = $4, error_code =
 WHERE {OWNED}
 RETURNING 1
 """
-# For the sweep: a server that stopped between committing a request and announcing it (see
-# features/bdr/service.py). Pending rows past the grace and rows whose worker is gone are the shared
-# statements' (jobs/kind.py).
+# For the sweep: a server that stopped between committing a request and announcing it.
 SQL_ANNOUNCE_LEFT = """
 UPDATE batch_download_requests SET announced = true
 WHERE NOT announced AND created_at < now() - make_interval(secs => $1)
 """
 
-# For the daily cleanup (upkeep/cleanup.py), each condition written once: the plan selects the
-# rows it holds, the run re-checks it on the planned ids. $1 is the plan's clock.
+# For the daily cleanup: the plan selects rows, the run re-checks them; $1 the plan's clock.
 _DUE = "status = 'ready' AND expires_at <= $1::timestamptz"
 _TERMINAL = "status IN ('failed', 'expired', 'cancelled')"
-# Finished requests past the retention ($2 days); and, as no foreign key reaches the host's
-# tables (creating one would lock them), those of users the host deleted.
+# Finished requests past the retention ($2 days), and those of users the host deleted.
 _PURGE = """(coalesce(completed_at, created_at) < $1::timestamptz - make_interval(days => $2)
     OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id))"""
 SQL_PLAN_EXPIRE = f"SELECT id, ARRAY[file_path] AS files FROM batch_download_requests WHERE {_DUE}"

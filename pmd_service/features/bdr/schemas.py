@@ -94,11 +94,8 @@ class BdrList(msgspec.Struct):
 
 
 class ItemRow(_BdrFields):
-    """What an item is made of: an asyncpg row (`ITEM_COLUMNS`) or a `bdr_update` event's
-    payload. The one definition of that payload: each field is a column of the same name, and
-    the events' trigger functions are generated from this struct (features/bdr/event_sql.py), so a
-    field added here (its column added by a migration) reaches every event with no function
-    body written by hand. Run `python -m pmd_service.web.event_kinds` after changing it."""
+    """An item's row (`ITEM_COLUMNS`) or event payload, each field a column: the triggers are
+    generated from it (`python -m pmd_service.web.event_kinds` after changing it)."""
 
     progress_done: int
     skipped: list[Skipped]
@@ -116,9 +113,7 @@ ITEM_COLUMNS = columns(ItemRow)
 
 
 def download_url(bdr_id: uuid.UUID, user_sqid: str | None) -> str:
-    """Carries the owner as `target_sqid`: pages use the URL as given, and a moderator's
-    request without it would look among the moderator's own downloads (404). For the owner,
-    `target_sqid` naming themselves is the same as none."""
+    """Carries the owner as `target_sqid`, so a moderator can use the URL as given."""
     url = f"/api/pmd/bdr/{bdr_id}/download"
     return f"{url}?{urlencode({'target_sqid': user_sqid})}" if user_sqid else url
 

@@ -28,16 +28,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQL_QUOTA_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
-# What a caller asked for today: their own requests, and those made for others as a moderator
-# (which never spend the user's quota).
+# What a caller asked for today, their own and as a moderator (never the user's quota).
 SQL_USED_TODAY = f"""
 SELECT count(*) AS requests, coalesce(sum(estimated_bytes), 0)::bigint AS bytes
 FROM batch_download_requests
 WHERE ((user_id = $1 AND requested_by IS NULL) OR requested_by = $1)
   AND created_at >= {UTC_DAY_START}
 """
-# The artworks' declared size: each post's native file, as the host recorded it, and its
-# layers file when they go in ($2).
+# The artworks' declared size: native files, and layers files when they go in ($2).
 SQL_DECLARED_BYTES = """
 SELECT (SELECT coalesce(sum(file_bytes), 0) FROM post_files
         WHERE post_id = ANY($1::int[]) AND is_native)::bigint
@@ -72,8 +70,7 @@ _READ_PURGE = "hour < $1::timestamptz - interval '1 day'"
 AUDITED_READS_PAST = f"SELECT count(*) FROM audited_reads WHERE {_READ_PURGE}"
 SQL_PURGE_AUDITED_READS = f"DELETE FROM audited_reads WHERE {_READ_PURGE}"
 
-# A read (any range, or a redirect to the bucket): once per moderator, file and hour, so a
-# resumable download's many ranges are one audit row (migrations/0009_audited_reads.sql).
+# A read, audited once per moderator, file and hour: a resumed download's ranges are one row.
 SQL_AUDIT_READ = """
 WITH first AS (
     INSERT INTO audited_reads (actor_id, action, file, hour)
@@ -105,8 +102,7 @@ UPDATE batch_download_requests SET status = 'expired'
 WHERE id = $1 AND status = 'ready'
 RETURNING file_path
 """
-# Removed on request: expired too (the status set is the contract), with `removed_at` telling
-# the two apart for the item.
+# Removed on request: expired too (the status set is the contract), `removed_at` set.
 SQL_REMOVE = """
 UPDATE batch_download_requests SET status = 'expired', removed_at = now()
 WHERE id = $1 AND status = 'ready'
@@ -173,10 +169,8 @@ async def create(
     requested_by = principal.caller.id if principal.as_moderator else None
     requester = principal.caller.id
     async with pool.acquire() as conn, conn.transaction():
-        # What the request asks for is checked before the day's count: a request that could
-        # never be served is a 400 naming what to fix, never a 429 saying to wait for it.
-        # Row locks until commit: a concurrent delete cannot slip between check and insert
-        # (and the worker re-checks at build time anyway).
+        # Checked before the day's count: a request never servable is a 400, not a 429; the
+        # posts stay locked until commit, so a delete cannot slip in before the insert.
         await lock_eligible(conn, user_id, body.post_ids)
         if body.repeat is False:
             await _refuse_a_repeat(conn, user_id, body)
@@ -190,8 +184,7 @@ async def create(
                 extra={"size_bytes": size, "limit_bytes": limits.bytes_a_request},
                 code=Code.BDR_TOO_LARGE,
             )
-        # Two-key advisory lock: concurrent requests of one requester count and insert one at
-        # a time, so the quota can never be overrun (a check then an insert would race past it).
+        # Concurrent requests of one requester count and insert one at a time: no quota overrun.
         await conn.execute(SQL_QUOTA_LOCK, AdvisoryLock.BDR_QUOTA, requester)
         used = await conn.fetchrow(SQL_USED_TODAY, requester)
         assert used is not None  # an aggregate always has its row
@@ -233,36 +226,36 @@ async def create(
     return item
 
 
-async def announce(pool: asyncpg.Pool, redis: ArqRedis, bdr_id: uuid.UUID) -> None:
-    """Publish a new request's first event, then enqueue it: called once the reply to its POST
-    has been written, so no page hears of the request from the stream before the reply (the
-    worker's first event follows the enqueue). Failures are left to the every-minute sweep,
-    which announces and enqueues what is left unannounced or unqueued."""
+async def mark_announced(pool: asyncpg.Pool, bdr_id: uuid.UUID) -> bool:
+    """Publish a new request's first event; a failure is left to the every-minute sweep."""
     try:
         await pool.execute(SQL_ANNOUNCE, bdr_id)
     except (asyncpg.PostgresError, OSError) as exc:
         log.warning("announcing BDR %s failed (%s); the sweep will", bdr_id, exc)
-        return
+        return False
+    return True
+
+
+async def enqueue_or_sweep(redis: ArqRedis, bdr_id: uuid.UUID) -> None:
     try:
         await enqueue_bdr(redis, bdr_id)
     except Exception as exc:  # Redis down: the row is safe; the every-minute sweep enqueues it
         log.warning("enqueue of BDR %s failed (%s); the sweep will pick it up", bdr_id, exc)
 
 
-async def audit(pool: asyncpg.Pool, principal: Principal, action: str, bdr_id: uuid.UUID) -> None:
-    """A moderator's removal of a user's ZIP, in the host's audit log."""
-    if principal.as_moderator:
-        note = json.dumps({"bdr_id": str(bdr_id)})
-        await pool.execute(SQL_AUDIT, principal.caller.id, action, str(principal.target.id), note)
+async def announce(pool: asyncpg.Pool, redis: ArqRedis, bdr_id: uuid.UUID) -> None:
+    """Publish a new request's first event, then enqueue it, once the reply to its POST is out."""
+    if await mark_announced(pool, bdr_id):
+        await enqueue_or_sweep(redis, bdr_id)
 
 
-async def audit_read(pool: asyncpg.Pool, principal: Principal, bdr_id: uuid.UUID) -> None:
-    """A moderator's read of a user's ZIP, in the host's audit log: the first of the hour."""
-    if principal.as_moderator:
+async def audit(
+    pool: asyncpg.Pool, by: Principal, action: str, bdr_id: uuid.UUID, sql: str = SQL_AUDIT
+) -> None:
+    """A moderator's removal (or, with SQL_AUDIT_READ, read) of a user's ZIP, in the audit log."""
+    if by.as_moderator:
         note = json.dumps({"bdr_id": str(bdr_id)})
-        await pool.execute(
-            SQL_AUDIT_READ, principal.caller.id, "pmd_bdr_download", str(principal.target.id), note
-        )
+        await pool.execute(sql, by.caller.id, action, str(by.target.id), note)
 
 
 async def newest(pool: asyncpg.Pool, user_id: int) -> list[BdrItem]:
@@ -285,8 +278,7 @@ async def get(pool: asyncpg.Pool, bdr_id: uuid.UUID, user_id: int) -> BdrItem:
 async def cancel_or_remove(
     pool: asyncpg.Pool, files: ZipFiles, bdr_id: uuid.UUID, by: Principal
 ) -> None:
-    """pending/processing → cancelled (the worker stops); ready → ZIP removed, expired with
-    `removed_at` set."""
+    """pending/processing → cancelled; ready → ZIP removed, expired with `removed_at` set."""
     user_id = by.target.id
     row = await _row(pool, bdr_id, user_id)
     if row["requested_by"] is not None and not by.as_moderator:
@@ -310,8 +302,7 @@ def download_filename(bdr_id: uuid.UUID) -> str:
 async def download(
     pool: asyncpg.Pool, files: ZipFiles, bdr_id: uuid.UUID, by: Principal, *, reads: bool
 ) -> tuple[StoredZip, str, str | None]:
-    """The ZIP, its file name and its SHA-256 (hex, as recorded when it was built; None: a
-    host's ZIP). `reads`: the caller reads it, which a moderator's audit records."""
+    """The ZIP, its file name and its SHA-256 (None: a host's ZIP); `reads` audits a moderator."""
     row = await _row(pool, bdr_id, by.target.id)
     status = row["status"]
     if status in ("pending", "processing"):
@@ -346,5 +337,5 @@ async def download(
             code=Code.BDR_EXPIRED,
         ) from None
     if reads:
-        await audit_read(pool, by, bdr_id)
+        await audit(pool, by, "pmd_bdr_download", bdr_id, SQL_AUDIT_READ)
     return stored, download_filename(bdr_id), row["file_sha256"]
