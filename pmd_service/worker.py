@@ -62,7 +62,6 @@ CRON_JOBS = [
         for s in SCHEDULES
     ),
 ]
-HEALTH_CHECK_INTERVAL = 30
 MAX_JOBS = 4
 # Bounds both a request's wait and one worker's rate (at most MAX_JOBS jobs a poll).
 POLL_DELAY = 0.02
@@ -89,19 +88,15 @@ async def _worker_startup(ctx: dict[str, Any], *, settings: Settings, wait: bool
     )
 
 
-def on_startup(settings: Settings, *, wait: bool = False) -> Any:
-    return partial(_worker_startup, settings=settings, wait=wait)
-
-
 def worker_options(settings: Settings, *, wait_for_services: bool = False) -> dict[str, Any]:
     """arq Worker's keyword arguments; `wait_for_services`: on_startup waits (the `arq` command)."""
     return {
         "functions": FUNCTIONS,
         "cron_jobs": CRON_JOBS,
-        "on_startup": on_startup(settings, wait=wait_for_services),
+        "on_startup": partial(_worker_startup, settings=settings, wait=wait_for_services),
         "on_shutdown": context.shutdown,
         "redis_settings": worker_redis_settings(settings.redis_url),
-        "health_check_interval": HEALTH_CHECK_INTERVAL,
+        "health_check_interval": 30,
         "max_jobs": MAX_JOBS,
         "poll_delay": POLL_DELAY,
         "job_completion_wait": JOB_COMPLETION_WAIT,

@@ -166,23 +166,22 @@ async def redeem(
     wanted = _download_key(download_id)
     if stored.download_id != wanted:
         if stored.download_id is None:
-            raise unauthorized(
+            detail = (
                 "This is a stream ticket; a download needs a ticket minted for it: "
                 "POST /api/pmd/bdr/sse-ticket?bdr_id=<the request's id> (an export's: "
-                "export_id=<its id>).",
-                code=Code.TICKET_WRONG_DOWNLOAD,
+                "export_id=<its id>)."
             )
-        if wanted is None:
-            raise unauthorized(
+        elif wanted is None:
+            detail = (
                 "This ticket is for one download; for the stream, mint one without `bdr_id` "
-                "or `export_id`.",
-                code=Code.TICKET_WRONG_DOWNLOAD,
+                "or `export_id`."
             )
-        raise unauthorized(
-            f"This ticket was minted for the download of {stored.download_id}, not this one; "
-            "mint one with this download's id (`bdr_id` or `export_id`).",
-            code=Code.TICKET_WRONG_DOWNLOAD,
-        )
+        else:
+            detail = (
+                f"This ticket was minted for the download of {stored.download_id}, not this "
+                "one; mint one with this download's id (`bdr_id` or `export_id`)."
+            )
+        raise unauthorized(detail, code=Code.TICKET_WRONG_DOWNLOAD)
     if target_sqid is not None and target_sqid != stored.target:
         raise bad_request(
             "`target_sqid` differs from the user the ticket was issued for; mint the ticket "

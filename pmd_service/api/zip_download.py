@@ -34,6 +34,7 @@ from .problem_responses import client_went_away
 from .validation import read_json
 
 if TYPE_CHECKING:
+    from asyncio import Transport
     from pathlib import Path
 
     from obstore import GetResult
@@ -321,11 +322,7 @@ async def _sendfile(
                 async with asyncio.timeout(idle_seconds):
                     await loop.sendfile(transport, file, plan.start + sent, size)
             except TimeoutError:
-                transport.abort()
-                client_went_away(
-                    request,
-                    f"took no byte for {idle_seconds:g} s; cut off after {sent} of {total} bytes",
-                )
+                _cut_off(request, transport, idle_seconds, f"{sent} of {total}")
                 return
             sent += size
             # Larger steps for a client that keeps up: each sendfile call costs CPU.
@@ -338,6 +335,12 @@ async def _sendfile(
     except ConnectionError as exc:
         traceback.clear_frames(exc.__traceback__)  # as in _relay: no cycle holds the frames
         client_went_away(request, f"left after {sent} of {total} bytes")
+
+
+def _cut_off(request: web.Request, transport: Transport, idle_seconds: float, sent: str) -> None:
+    """A client that took no byte for `idle_seconds`: its unsent bytes would never go."""
+    transport.abort()
+    client_went_away(request, f"took no byte for {idle_seconds:g} s; cut off after {sent} bytes")
 
 
 async def _proxy(
@@ -381,12 +384,7 @@ async def _relay(
                     async with asyncio.timeout(idle_seconds):
                         await response.write(piece)
                 except TimeoutError:
-                    transport.abort()  # its unsent bytes would never go: drop them now
-                    client_went_away(
-                        request,
-                        f"took no byte for {idle_seconds:g} s; cut off after {sent} of "
-                        f"{total} bytes",
-                    )
+                    _cut_off(request, transport, idle_seconds, f"{sent} of {total}")
                     return
                 sent += len(piece)
         await response.write_eof()
@@ -481,38 +479,18 @@ class DownloadQuery(msgspec.Struct):
 
 def download_params() -> tuple[Param, ...]:
     """The headers a ZIP download answers to (a BDR's, or an export part's)."""
-    return (
-        Param(
-            "Range",
-            {"type": "string"},
-            "One byte range (`bytes=0-1023`, `bytes=1024-`, "
-            "`bytes=-512`); several ranges, or an invalid one, are answered with the "
-            "whole file",
-        ),
-        Param(
-            "If-Range",
-            {"type": "string"},
-            "Serve the range only if the file still has this ETag or Last-Modified date",
-        ),
-        Param(
-            "If-Match", {"type": "string"}, "412 unless the ZIP has one of these ETags (`*`: any)"
-        ),
-        Param(
-            "If-Unmodified-Since",
-            {"type": "string"},
-            "412 when the ZIP changed after this HTTP date (ignored with If-Match)",
-        ),
-        Param(
-            "If-None-Match",
-            {"type": "string"},
-            "304 when the ZIP has one of these ETags (`*`: any)",
-        ),
-        Param(
-            "If-Modified-Since",
-            {"type": "string"},
-            "304 when the ZIP has not changed since this HTTP date (ignored with If-None-Match)",
-        ),
-    )
+    described = {
+        "Range": "One byte range (`bytes=0-1023`, `bytes=1024-`, `bytes=-512`); several ranges, "
+        "or an invalid one, are answered with the whole file",
+        "If-Range": "Serve the range only if the file still has this ETag or Last-Modified date",
+        "If-Match": "412 unless the ZIP has one of these ETags (`*`: any)",
+        "If-Unmodified-Since": "412 when the ZIP changed after this HTTP date (ignored with "
+        "If-Match)",
+        "If-None-Match": "304 when the ZIP has one of these ETags (`*`: any)",
+        "If-Modified-Since": "304 when the ZIP has not changed since this HTTP date (ignored with "
+        "If-None-Match)",
+    }
+    return tuple(Param(name, {"type": "string"}, text) for name, text in described.items())
 
 
 def zip_answers(

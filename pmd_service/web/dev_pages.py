@@ -37,17 +37,18 @@ async def dev_root(request: web.Request) -> web.Response:
 async def dev_vault(request: web.Request) -> web.FileResponse:
     """Artwork files for thumbnails, as the host site serves `art_url`; never inside ZIP_PATH."""
     settings = request.app[SETTINGS]
+    missing = not_found("No such artwork file.", code=Code.NOT_FOUND)
     match = _VAULT_NAME_RE.match(request.match_info["name"])
     if match is None:
-        raise not_found("No such artwork file.", code=Code.NOT_FOUND)
+        raise missing
     try:
         path = artwork_path(
             settings.vault_path, request.match_info["shard"], uuid.UUID(match[1]), match[2]
         )
     except (VaultPathError, ValueError):
-        raise not_found("No such artwork file.", code=Code.NOT_FOUND) from None
+        raise missing from None
     if path.is_relative_to(settings.zip_path.resolve()) or not path.is_file():
-        raise not_found("No such artwork file.", code=Code.NOT_FOUND)
+        raise missing
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -121,7 +122,9 @@ async def dev_mail(request: web.Request) -> web.Response:
     )
     language = str(message["Content-Language"] or "")
     heads += f'<dt>Language</dt><dd id="mail-language">{html.escape(language_shown(language))}</dd>'
-    text = _URL_RE.sub(lambda m: f'<a href="{m[0]}">{m[0]}</a>', html.escape(_plain_text(message)))
+    body = message.get_body(("plain",))
+    plain = body.get_content() if isinstance(body, EmailMessage) else ""
+    text = _URL_RE.sub(lambda m: f'<a href="{m[0]}">{m[0]}</a>', html.escape(plain))
     return _mail_page(
         str(message["Subject"] or "Email"),
         f'<p><a href="{MAILBOX_PATH}">All emails</a></p><h1>{html.escape(str(message["Subject"]))}'
@@ -143,11 +146,6 @@ def language_shown(tag: str) -> str:
 def _lang(tag: str) -> str:
     """A `lang` attribute, so the text is read out in its own language."""
     return f' lang="{html.escape(tag)}"' if tag else ""
-
-
-def _plain_text(message: EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    return body.get_content() if isinstance(body, EmailMessage) else ""
 
 
 def setup(app: web.Application) -> None:

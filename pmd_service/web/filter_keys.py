@@ -1,9 +1,5 @@
 """The page's filter keys, generated from their one definition (features/posts/filters.py FilterKeys)
-into `web/static/filter_keys.js`, which the page imports.
-
-`python -m pmd_service.web.filter_keys` writes the file after FilterKeys changes; `--check`
-(run by `make lint`) only says whether it is current.
-"""
+into `web/static/filter_keys.js`, which the page imports."""
 
 from __future__ import annotations
 
@@ -21,8 +17,7 @@ MODULE = Path(__file__).parent / "static" / "filter_keys.js"
 
 
 def _kind(field: msgspec.inspect.Field) -> str:
-    """`list`, `flag`, `number` or `text`: how the page holds the key's value (as a query
-    reads it)."""
+    """`list`, `flag`, `number` or `text`: how the page holds the key's value."""
     if query_list(field.type) is not None:
         return "list"
     scalar = query_scalar(field.type)

@@ -34,12 +34,6 @@ HEADERS_DOC = {
 }
 
 
-def init_script(spec_url: str) -> str:
-    """The page's one script, allowed by its digest; no validator badge from another origin."""
-    options = {"url": spec_url, "dom_id": "#reference", "validatorUrl": None, "deepLinking": True}
-    return "window.ui = SwaggerUIBundle(" + json.dumps(options) + ");"
-
-
 def headers(script: str) -> dict[str, str]:
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     # img-src data: the icons swagger-ui.css draws as `data:` SVG images.
@@ -75,7 +69,9 @@ def page(script: str, vendor_url: str) -> str:
 
 
 def _reference(spec_url: str, vendor_url: str) -> Handler:
-    script = init_script(spec_url)
+    # The page's one script, allowed by its digest; no validator badge from another origin.
+    options = {"url": spec_url, "dom_id": "#reference", "validatorUrl": None, "deepLinking": True}
+    script = "window.ui = SwaggerUIBundle(" + json.dumps(options) + ");"
     text, answer_headers = page(script, vendor_url), headers(script)
 
     async def reference(request: web.Request) -> web.Response:

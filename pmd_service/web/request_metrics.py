@@ -26,12 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _route(request: web.Request) -> str:
-    # The route template, never the raw path: ids in paths would explode the label set.
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
-
-
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
@@ -46,7 +40,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         status = request.get(COUNTED_STATUS, status)
-        route = _route(request)
+        # The route template, never the raw path: ids in paths would explode the label set.
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
         metrics.requests.labels(request.method, route, str(status)).inc()
         metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)
 

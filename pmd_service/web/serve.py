@@ -108,7 +108,9 @@ async def _serve(
             reuse_port=shared_port,
         )
         await site.start()
-        _listening(reference, site.name)
+        log.info("listening on %s", site.name)
+        if reference is not None:
+            log.info("API reference at %s", reference)
         await asyncio.Event().wait()  # until _ShutDown's GracefulExit cancels this
     finally:
         await runner.cleanup()
@@ -175,12 +177,6 @@ class _ShutDown:
         if not self.started:
             self.started = True
             raise web.GracefulExit()
-
-
-def _listening(reference: str | None, where: str) -> None:
-    log.info("listening on %s", where)
-    if reference is not None:
-        log.info("API reference at %s", reference)
 
 
 def check_connections(settings: Settings) -> None:
