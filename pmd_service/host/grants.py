@@ -1,109 +1,29 @@
 """`python -m pmd_service grants --role NAME`: the SQL a host admin runs to give the service a
-least-privilege role, with exactly the host columns its SQL needs (a test holds the lists below
-equal to it), taking back anything given by hand since; a superuser or host owner is refused.
+least-privilege role, with exactly the host columns check-host's lists name, taking back
+anything given by hand since; a superuser or host owner is refused.
 """
 
 from __future__ import annotations
 
 import re
 
-# Columns the service reads (SELECT, WHERE, JOIN, RETURNING), per host table.
-READS: dict[str, tuple[str, ...]] = {
-    "users": (
-        "id",
-        "user_key",
-        "public_sqid",
-        "handle",
-        "avatar_url",
-        "email",
-        "roles",
-        "deactivated",
-        "banned_until",
-    ),
-    "posts": (
-        "id",
-        "owner_id",
-        "kind",
-        "public_sqid",
-        "title",
-        "description",
-        "created_at",
-        "width",
-        "height",
-        "frame_count",
-        "art_url",
-        "hidden_by_user",
-        "hidden_by_mod",
-        "deleted_by_user",
-        "deleted_by_user_date",
-        "view_count",
-        "license_id",
-        "hashtags",
-        "storage_shard",
-        "storage_key",
-        "remixable",
-        "mod_hashtags",
-        "mkpx_file_bytes",
-        "metadata_modified_at",
-        "artwork_modified_at",
-        "mkpx_attached_at",
-        "hash",
-    ),
-    "post_files": ("post_id", "format", "file_bytes", "is_native"),
-    "licenses": ("id", "identifier", "title"),
-    "comments": (
-        "id",
-        "post_id",
-        "author_id",
-        "parent_id",
-        "body",
-        "created_at",
-        "hidden_by_mod",
-        "deleted_by_owner",
-        "deleted_by_mod",
-    ),
-    "reactions": ("post_id", "emoji"),
-}
+from .hostcheck import CUTOVER_READS, NEEDED_COLUMNS
+from .hostcheck import UPDATES as UPDATES
+
+
+def _columns(rights: str, *, newer: bool = False) -> dict[str, tuple[str, ...]]:
+    """check-host's columns the service needs `rights` on, per host table."""
+    out: dict[str, tuple[str, ...]] = {}
+    for c in NEEDED_COLUMNS:
+        if c.rights == rights and c.newer == newer:
+            out[c.table] = (*out.get(c.table, ()), c.column)
+    return out
+
+
+READS = _columns("SELECT")
 # Columns of the host's newer releases the service reads when there, granted only where they are.
-NEWER_READS: dict[str, tuple[str, ...]] = {"users": ("locale",)}
-# What the bulk actions and their undos write (a test holds it equal to the actions' records).
-UPDATES: dict[str, tuple[str, ...]] = {
-    "posts": (
-        "hidden_by_user",
-        "hidden_by_mod",
-        "deleted_by_user",
-        "deleted_by_user_date",
-        "license_id",
-        "updated_at",
-        "metadata_modified_at",
-        "remixable",
-        "hashtags",
-        "mod_hashtags",
-    ),
-}
-# A moderator's batch, in the host's audit log.
-INSERTS: dict[str, tuple[str, ...]] = {
-    "audit_logs": ("id", "actor_id", "action", "target_type", "target_id", "note"),
-}
-# `import-host-bdrs` only: the host's own PMD table, read once at cut-over.
-CUTOVER_READS: dict[str, tuple[str, ...]] = {
-    "batch_download_requests": (
-        "id",
-        "user_id",
-        "post_ids",
-        "include_comments",
-        "include_reactions",
-        "send_email",
-        "status",
-        "file_path",
-        "file_size_bytes",
-        "artwork_count",
-        "created_at",
-        "started_at",
-        "completed_at",
-        "expires_at",
-    ),
-}
+NEWER_READS = _columns("SELECT", newer=True)
+INSERTS = _columns("INSERT")
 
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -129,21 +49,6 @@ def _name(kind: str, value: str) -> str:
     if not _NAME_RE.fullmatch(value):
         raise GrantsError(f"{kind} {value!r}: use a plain lower-case name ([a-z_][a-z0-9_]*)")
     return value
-
-
-def needed(
-    *, cutover: bool = False, absent: frozenset[tuple[str, str]] = frozenset()
-) -> dict[tuple[str, str], frozenset[str]]:
-    """(table, privilege) -> columns the service needs; `absent`: NEWER_READS the host lacks."""
-    out: dict[tuple[str, str], set[str]] = {}
-    reads = READS | CUTOVER_READS if cutover else READS
-    for privilege, tables in (("SELECT", reads), ("UPDATE", UPDATES), ("INSERT", INSERTS)):
-        for table, columns in tables.items():
-            out.setdefault((table, privilege), set()).update(columns)
-    for table, columns in NEWER_READS.items():
-        there = {c for c in columns if (table, c) not in absent}
-        out.setdefault((table, "SELECT"), set()).update(there)
-    return {key: frozenset(columns) for key, columns in out.items()}
 
 
 def _grant_if_there(table: str, column: str, schema: str, role: str) -> str:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Literal
 import asyncpg
 
 from ..core.migrate import STANDIN_COMMENT
-from .grants import CUTOVER_READS, INSERTS, needed
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -145,6 +144,7 @@ class ColumnNeed:
     null: Null = "any"
     why: str = ""
     table: str = ""
+    rights: str = "SELECT"  # or "UPDATE", "INSERT": written only (UPDATES: what else is written)
 
     @property
     def newer(self) -> bool:
@@ -195,10 +195,20 @@ NEEDED_COLUMNS = (
         _col("deleted_by_user_date", TIME, "cleared", "delete sets it, restore clears it"),
         _col("view_count", INT, "set"),
         _col("license_id", INT, "cleared", "the license action sets or clears it"),
-        _col("updated_at", TIME, why="the service sets it on every change"),
-        _col("metadata_modified_at", TIME, "set", "every change bumps it: the players sync on it"),
+        _col("updated_at", TIME, why="the service sets it on every change", rights="UPDATE"),
+        _col(
+            "metadata_modified_at",
+            TIME,
+            "set",
+            "every change bumps it: the players sync on it",
+        ),
         _col("remixable", BOOL, "set", "a NoDerivatives license turns it off (rule L5)"),
-        _col("mod_hashtags", TEXT_ARRAY, "set", "a moderator's tags, kept by the tags action"),
+        _col(
+            "mod_hashtags",
+            TEXT_ARRAY,
+            "set",
+            "a moderator's tags, kept by the tags action",
+        ),
         _col(
             "mkpx_file_bytes", INT, why="the layers filter, items' layers_bytes, the .mkpx in ZIPs"
         ),
@@ -253,18 +263,52 @@ NEEDED_COLUMNS = (
     *_table(
         "audit_logs",
         "written for every moderator's batch",
-        _col("id", UUID),
-        _col("actor_id", INT),
-        _col("action", TEXT),
-        _col("target_type", TEXT),
-        _col("target_id", TEXT),
-        _col("note", TEXT),
+        _col("id", UUID, rights="INSERT"),
+        _col("actor_id", INT, rights="INSERT"),
+        _col("action", TEXT, rights="INSERT"),
+        _col("target_type", TEXT, rights="INSERT"),
+        _col("target_id", TEXT, rights="INSERT"),
+        _col("note", TEXT, rights="INSERT"),
     ),
 )
 
 # The columns each INSERT of the service names: any other NOT NULL column without a default
 # makes the insert fail.
-INSERTED = {table: frozenset(columns) for table, columns in INSERTS.items()}
+INSERTED = {"audit_logs": frozenset(c.column for c in NEEDED_COLUMNS if c.rights == "INSERT")}
+# What the bulk actions and their undos write (a test holds it equal to the actions' records).
+UPDATES: dict[str, tuple[str, ...]] = {
+    "posts": (
+        "hidden_by_user",
+        "hidden_by_mod",
+        "deleted_by_user",
+        "deleted_by_user_date",
+        "license_id",
+        "updated_at",
+        "metadata_modified_at",
+        "remixable",
+        "hashtags",
+        "mod_hashtags",
+    ),
+}
+# `import-host-bdrs` only: the host's own PMD table, read once at cut-over.
+CUTOVER_READS: dict[str, tuple[str, ...]] = {
+    "batch_download_requests": (
+        "id",
+        "user_id",
+        "post_ids",
+        "include_comments",
+        "include_reactions",
+        "send_email",
+        "status",
+        "file_path",
+        "file_size_bytes",
+        "artwork_count",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "expires_at",
+    ),
+}
 
 HOST_TABLES = sorted({n.table for n in NEEDED_INDEXES} | {c.table for c in NEEDED_COLUMNS})
 
@@ -635,24 +679,19 @@ async def _read_reach(
             found.owned.append(row["name"])
     for role in roles:
         other = role["name"]
-        flagged = False
-        for column, attribute, power in ATTRIBUTES:
-            if role[column]:
-                found.unsafe.append(f"{_as(name, other)} has {attribute}: {power}")
-                flagged = True
+        unsafe = [f"{_as(name, other)} has {a}: {power}" for c, a, power in ATTRIBUTES if role[c]]
         if other in PREDEFINED_ROLES:
-            found.unsafe.append(
+            unsafe.append(
                 f"role {name} may act as role {other} (a member: SET ROLE needs no INHERIT): "
                 f"{PREDEFINED_ROLES[other]}"
             )
-            flagged = True
         if other in owners:
-            found.unsafe.append(
+            unsafe.append(
                 f"{_as(name, other)} owns {_things(owners[other])}: an owner may alter or drop "
                 "them, and grant itself any right on them"
             )
-            flagged = True
-        if not (flagged or role["self"] or other in _IMPLICIT_ROLES):
+        found.unsafe += unsafe
+        if not (unsafe or role["self"] or other in _IMPLICIT_ROLES):
             found.beyond.append(
                 f"member of role {other}: the service needs no other role's rights "
                 "(`grants` takes the membership back)"
@@ -676,7 +715,7 @@ async def _read_tables(
     table_privileges = [*TABLE_PRIVILEGES]
     if conn.get_server_version().major >= MAINTAIN_SINCE:
         table_privileges.append("MAINTAIN")
-    need = needed(absent=absent)
+    need = needed(absent)
     for row in await conn.fetch(SQL_PRIVILEGES, host_schema, table_privileges):
         table = row["table"]
         held = _by_privilege(row["column_privileges"])
@@ -713,6 +752,19 @@ async def _read_tables(
             privileges.remove("UPDATE")
         if privileges:
             found.beyond.append(f"sequence {row['sequence']}: {', '.join(privileges)}")
+
+
+def needed(
+    absent: frozenset[tuple[str, str]] = frozenset(),
+) -> dict[tuple[str, str], frozenset[str]]:
+    """(table, privilege) -> columns the service needs; `absent`: newer columns the host lacks."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for c in NEEDED_COLUMNS:
+        if (c.table, c.column) not in absent and c.rights != "UPDATE":
+            out.setdefault((c.table, c.rights), set()).add(c.column)
+    for table, columns in UPDATES.items():
+        out.setdefault((table, "UPDATE"), set()).update(columns)
+    return {key: frozenset(columns) for key, columns in out.items()}
 
 
 def _by_privilege(entries: list[str]) -> dict[str, list[str]]:
