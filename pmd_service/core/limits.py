@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-# Daily limits count from the start of the current UTC day. SQL and Python, the same boundary.
 UTC_DAY_START = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 
 
@@ -15,6 +14,5 @@ def seconds_to_next_utc_day(now: datetime | None = None) -> int:
     return max(1, int((midnight - now).total_seconds() + 0.999))
 
 
-# The download requests (or exports) a list shows and a stream's snapshot holds: the newest
-# this many.
+# The newest download requests (or exports) a list shows and a stream's snapshot holds.
 NEWEST_ITEMS = 20

@@ -7,13 +7,11 @@ from enum import IntEnum
 
 class AdvisoryLock(IntEnum):
     MIGRATIONS = 0x504D445F4D4947  # "PMD_MIG": one migrator at a time, session lock
-    # Held by every event-writing transaction to commit: events' ids become visible in commit
-    # order (the event triggers, features/bdr/event_sql.py and features/exports/event_sql.py; see migration 0005).
+    # Held by every event-writing transaction to commit, so events' ids appear in commit order.
     EVENT_ORDER = 5064068
     BDR_QUOTA = 5064069  # with the requester's id as second key: one quota check at a time
     EXPORT_START = 5064070  # with the user's id: one export request of a user at a time
-    # With the owner's id: one write against an owner's budget of changed posts at a time
-    # (features/posts/pace.py); with the moderator's id, one against a moderator's.
+    # With the owner's (or moderator's) id: one write against a budget at a time (posts/pace.py).
     WRITE_BUDGET = 5064071
     WRITE_BUDGET_MODERATOR = 5064072
     WRITE_BUDGET_SITE = 5064073  # every owner's writes together (features/posts/pace.py)

@@ -15,6 +15,5 @@ class PublicIds:
         return value
 
     def in_alphabet(self, value: str) -> bool:
-        """Whether `value` is non-empty and made only of the alphabet's characters: a host row's
-        sqid may be anything, and only such a value is fit to become part of a file name."""
+        """Whether `value` is non-empty and of the alphabet alone, fit to be part of a file name."""
         return bool(value) and self._alphabet.issuperset(value)

@@ -1,6 +1,5 @@
 """The Redis clients: the server's, which enqueues arq jobs and holds SSE tickets, and the
-worker's arq pool. Each feature enqueues its own job: features/bdr/job_sql.py, features/exports/job_sql.py. Jobs are
-JSON (job_codec.py), never pickle."""
+worker's arq pool; jobs are JSON (job_codec.py), never pickle."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ from . import job_codec
 
 # Fail fast: a request must not hang on an unreachable Redis (it is re-enqueued later).
 CONNECT_TIMEOUT = 2
-# arq's poll loop has no error handling, so one failed Redis call would end the worker process:
-# each of its calls retries with backoff instead, for about a minute.
+# arq's poll loop has no error handling: the worker retries each call for about a minute.
 REDIS_RETRIES = 40
 REDIS_BACKOFF_CAP = 2.0
 
@@ -37,8 +35,7 @@ def worker_redis_settings(url: str) -> RedisSettings:
     """The worker's: every call retried (see REDIS_RETRIES)."""
     settings = redis_settings(url)
     settings.retry = Retry(ExponentialBackoff(cap=REDIS_BACKOFF_CAP, base=0.1), REDIS_RETRIES)
-    # OSError too: redis-py retries a refused reconnect of a pooled connection only when the
-    # socket's own error (ConnectionRefusedError) is in the list, not just redis' ConnectionError.
+    # OSError too: redis-py retries a refused reconnect only when the socket's error is listed.
     settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
     return settings
 
