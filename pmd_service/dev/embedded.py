@@ -56,6 +56,19 @@ def _not_installed(server: str, variable: str) -> EmbeddedError:
     )
 
 
+def redis_answers(**connection: Any) -> bool:
+    """Whether a Redis server answers PING at `connection` (redis.Redis keyword arguments)."""
+    import redis
+
+    client = redis.Redis(socket_connect_timeout=0.5, **connection)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+
+
 class EmbeddedRedis:
     """A redis-server child on a unix socket, with no persistence (the queue is rebuildable)."""
 
@@ -77,18 +90,7 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def _answers(self) -> bool:
-        """Whether a Redis server answers PING on the socket."""
-        import redis
-
-        if not self.socket.exists():
-            return False
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_connect_timeout=0.5)
-        try:
-            return bool(client.ping())
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            return False
-        finally:
-            client.close()
+        return self.socket.exists() and redis_answers(unix_socket_path=str(self.socket))
 
     def start(self) -> str:
         if self._answers():
@@ -111,8 +113,7 @@ class EmbeddedRedis:
                 "--dir", str(self.directory),
                 "--logfile", str(self.directory / "redis.log"),
             ],
-            # Own session: a terminal's Ctrl-C reaches the supervisor, which stops Redis
-            # only after the server and worker are gone.
+            # Own session: the supervisor stops it after the server and worker, not Ctrl-C.
             start_new_session=True,
         )  # fmt: skip
         atexit.register(self.stop)

@@ -60,10 +60,10 @@ class OutageLog:
             where,
             self.window,
         )
-        self._open_window(service)
-
-    def _open_window(self, service: str) -> None:
         self._open[service] = _Window()
+        self._schedule(service)
+
+    def _schedule(self, service: str) -> None:
         # A context of its own: the summary is no request's, so it carries no request id.
         asyncio.get_running_loop().call_later(
             self.window, self._flush, service, context=contextvars.Context()
@@ -80,7 +80,8 @@ class OutageLog:
             time.monotonic() - current.opened,
             current.last,
         )
-        self._open_window(service)
+        self._open[service] = _Window()
+        self._schedule(service)
 
 
 # Refusals of the database and Redis, logged once a minute with a count.
