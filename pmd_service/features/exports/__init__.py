@@ -1,2 +1,1 @@
-"""Full exports: every artwork of one user in parts, each part a BagIt bag in a ZIP; incremental
-and recurring ones too."""
+"""Full exports: every artwork of one user in parts, each a BagIt bag in a ZIP."""

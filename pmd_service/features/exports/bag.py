@@ -1,12 +1,4 @@
-"""A part of an export as a BagIt bag (RFC 8493): the tag files, made from the digests of the
-payload written before them, so the bag is checked by any BagIt tool (the Library of Congress's
-bagit-python among them) and by `sha256sum -c` alone.
-
-    makapix-export-{id8}-part-{n}/
-        bagit.txt, bag-info.txt, manifest-sha256.txt, README.txt, index.html,
-        tagmanifest-sha256.txt
-        data/artworks/{post_sqid}.{ext}, data/layers/{post_sqid}.mkpx, data/metadata.json, …
-"""
+"""A part of an export as a BagIt bag (RFC 8493), checked by any BagIt tool or `sha256sum -c`."""
 
 from __future__ import annotations
 
@@ -44,8 +36,7 @@ class BagPlace:
         return f"makapix-export-{str(self.export_id)[:8]}-part-{self.number}"
 
 
-# Control characters (line breaks among them) and Unicode's line and paragraph separators: a
-# value written to a tag file never starts a line of its own (a handle is the user's to choose).
+# Control characters and line separators: a tag file value never starts a line of its own.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -118,8 +109,7 @@ def bag_closing(
     now: datetime | None = None,
     index: Callable[[set[str]], bytes] | None = None,
 ) -> Closing:
-    """The tag files, after every payload file has been written (their digests given);
-    `index(payload names)`: the part's index.html (gallery.py)."""
+    """The tag files, once the payload is written; `index(payload names)`: its index.html."""
     when = now or datetime.now(UTC)
     root = place.name + "/"
 

@@ -1,9 +1,4 @@
-"""The export's payload functions and its events' trigger function, generated from the one
-definition of an item and an event (schemas.Payload) into
-`migrations/repeatable/export_events.sql`: export events go to the stream's events table beside
-the BDRs' (`subject_id` is the export's id), with one trigger call a row, since exports change
-rarely.
-"""
+"""The export's payload functions and trigger function, generated from schemas.Payload."""
 
 from __future__ import annotations
 
@@ -16,8 +11,7 @@ from .schemas import Payload
 
 
 def repeatable_sql(kind: EventKind, shape: type[msgspec.Struct] = Payload) -> str:
-    """`kind`: the event kind its rows are (events.py, their `kind` and `audience`);
-    `shape`: the payloads' definition (another one only in a test)."""
+    """`kind`: the events' kind; `shape`: the payloads' definition (another only in a test)."""
     item = build_object(shape)
     event = build_object(shape, event=True)
     condition = changed([c for c in watched(shape) if c != "id"], "OLD", "NEW", " " * 11)

@@ -1,6 +1,4 @@
-"""The exports' event kind of the stream: `export_update`, an export as its card shows it (a
-few KB whatever the export: counts and at most a few parts), written by the trigger function
-features/exports/event_sql.py generates."""
+"""The exports' event kind: `export_update`, an export as its card shows it, a few KB."""
 
 from __future__ import annotations
 

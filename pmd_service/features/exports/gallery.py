@@ -1,9 +1,4 @@
-"""A part's `index.html`: its artworks as a page to browse, opened from a double-click.
-
-Every `src` and `href` is a path inside the bag and nothing comes from any other origin, so the
-page works from `file://` on any machine, offline, years from now. Pixel art is shown sharp and
-scaled up by whole steps; the comments shown are the newest few, read before the part is built.
-"""
+"""A part's `index.html`: its artworks as a page to browse offline, every link inside the bag."""
 
 from __future__ import annotations
 
@@ -171,9 +166,7 @@ def _card(a: Artwork, files: set[str], social: Social, mentions: Mentions) -> st
 def gallery(
     place: BagPlace, artworks: list[Artwork], social: Social, mentions: Mentions
 ) -> Callable[[set[str]], bytes]:
-    """`index.html` from the payload's names (what the part holds: an artwork skipped at build
-    time is not shown, nor a working file that could not be read); descriptions and comments
-    plain, as people read them on the site (`mentions`: the accounts they mention)."""
+    """`index.html` from the payload's names, showing only what the part holds."""
 
     def render(files: set[str]) -> bytes:
         shown = [a for a in artworks if f"data/artworks/{a.filename}" in files]

@@ -1,12 +1,4 @@
-"""Incremental exports: what an export following an earlier one holds, and what it lists as
-removed, asked by the server at a request and again by the worker when it plans the parts.
-
-Only an export that reached `ready` can be followed, since one cancelled or failed may lack posts
-it planned. The follower holds every artwork of the user created or changed since its
-predecessor started, or not among the posts that one holds, and lists as removed each of those
-posts that is no longer the user's artwork; only the posts new to it or whose files changed
-carry their files, a change of metadata alone is in `metadata.json` only.
-"""
+"""Incremental exports: the artworks new or changed since a ready export started."""
 
 from __future__ import annotations
 
@@ -31,17 +23,12 @@ FILES_CHANGED = "files"
 
 
 def followable(e: str) -> str:
-    """Export `e` can be followed: it reached `ready` (its files may have expired or been
-    removed since: its successor still holds every change after its start) and records its
-    posts (one made before incremental exports does not). `status = 'ready'`: one made ready
-    by the previous release, which does not write `ready_at`."""
+    """Export `e` reached `ready` (or `ready_at` is set) and records its posts."""
     return f"""(({e}.ready_at IS NOT NULL OR {e}.status = 'ready')
     AND {e}.covered_post_ids IS NOT NULL)"""
 
 
-# `since` by id: the export, followable or not ($2), so a refusal can say what it is; `last`:
-# the newest followable export the user asked for (an operator's is not the user's to have
-# kept, so a chain of the user's own exports never rests on one).
+# `since` by id, followable or not, so a refusal can say what it is; `last`: the user's own.
 SQL_NAMED = f"""
 SELECT id, status, started_at, covered_post_ids, {followable("e")} AS followable
 FROM exports e WHERE user_id = $1 AND id = $2
@@ -63,17 +50,14 @@ def _files_changed(since: str) -> str:
 
 
 def carries_files(since: str, base: str) -> str:
-    """Post `p` carries its files (artwork, layers file, upscaled copy) in an export following
-    one that started at `since` and held `base` (`since` null: a full export, every post): it
-    is new to it, or its artwork or layers file changed since."""
+    """Post `p` carries its files after an export that started at `since` and held `base`."""
     return f"""(
     {since}::timestamptz IS NULL OR {_new_to_it(since, base)} OR {_files_changed(since)}
 )"""
 
 
 def changed(since: str, base: str) -> str:
-    """Post `p` is changed since `since` or not among `base` (two SQL parameters, `since`
-    null: every post). The server's count and the worker's plan use this one predicate."""
+    """Post `p` is changed since `since` or not among `base` (`since` null: every post)."""
     return f"""(
     {since}::timestamptz IS NULL
     OR p.created_at > {since} OR p.metadata_modified_at > {since}
@@ -83,8 +67,7 @@ def changed(since: str, base: str) -> str:
 
 
 def added_count(e: str) -> str:
-    """Of incremental export `e`'s planned posts, those new to it (the others changed since):
-    null for a full export and until its parts are planned."""
+    """Of incremental export `e`'s planned posts, those new to it (null until planned)."""
     return f"""(CASE WHEN {e}.follows_id IS NOT NULL
     AND EXISTS (SELECT 1 FROM export_parts ep WHERE ep.export_id = {e}.id) THEN (
     SELECT count(*)::int FROM export_parts ep, unnest(ep.post_ids) AS x(id)
@@ -160,8 +143,7 @@ _NOT_READY = {
 
 
 async def followed(conn: Conn, user_id: int, since: uuid.UUID | str) -> Follows:
-    """The export `since` names: one of the user's that reached `ready`, else a 400 saying why
-    and naming the one `last` would follow."""
+    """The export `since` names, else a 400 saying why and naming the one `last` would follow."""
     if isinstance(since, uuid.UUID):
         row = await conn.fetchrow(SQL_NAMED, user_id, since)
     else:
@@ -216,7 +198,6 @@ async def removed(
 async def changes(
     pool: asyncpg.Pool, post_ids: list[int], since: datetime, base: list[int]
 ) -> dict[int, str]:
-    """Each of `post_ids`' change since the export followed (ADDED, FILES_CHANGED or
-    METADATA_ONLY): only the first two carry their files."""
+    """Each post's change since the export followed: ADDED, FILES_CHANGED or METADATA_ONLY."""
     rows = await pool.fetch(SQL_CHANGES, post_ids, since, base)
     return {r["id"]: r["change"] for r in rows}

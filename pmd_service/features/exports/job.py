@@ -1,8 +1,4 @@
-"""The export's job kind: what the shared driver needs to claim an export, build its parts and
-tell the user, and what the sweep and the cleanup do with its rows. An export runs for as long
-as its parts take; a run taken over keeps every part already published. Its ready/failed email
-is taken as a BDR's is: at most once while its sender lives, to its owner, retried by the sweep
-if SMTP fails before the message went out or its sender died (mail/notify.py sends it)."""
+"""The export's job kind: claim, build its parts, email, sweep and cleanup."""
 
 from __future__ import annotations
 
@@ -39,8 +35,7 @@ class ExportMail:
     error_code: str | None
     request_id: str | None = None
     locale: str | None = None
-    # An incremental export: the changes since the export it follows, which started at
-    # `changes_since` (the counts null until its parts are planned).
+    # An incremental export: its changes since `changes_since` (null until planned).
     incremental: bool = False
     changes_since: datetime | None = None
     added_count: int | None = None
@@ -83,7 +78,7 @@ def compose_export(settings: Settings, mail: ExportMail) -> EmailMessage:
     return email.message(settings, words, mail.to, link, mid, mail.request_id)
 
 
-# Taken as a BDR's is (features/bdr/job.py), to its owner, in the owner's language.
+# Taken as a BDR's is, to its owner, in the owner's language.
 _TAKE_EXPORT_EMAIL = """
 UPDATE exports t {take}
 FROM users owner
@@ -113,10 +108,7 @@ SQL_EXPORT_EMAILS_OWED = EMAIL.sql_emails_owed
 send_export_email = EMAIL.send
 
 
-# What a restore may leave inconsistent (jobs/restore.py): a part that says ready for a file
-# removed since the backup, an export queued only in the Redis that was lost, a recurring export
-# whose next run passed while the backup waited, an email owed that may have gone out after the
-# backup was taken.
+# What a restore may leave inconsistent: a file gone, unqueued, a schedule overdue, an email owed.
 _OWNER = "coalesce(t.user_sqid, '#' || t.user_id) AS user_sqid"
 _ROWS = f"SELECT t.id, {_OWNER}, t.status FROM exports t"
 _IS = "export {id} of user {user_sqid} is {status}"
@@ -166,7 +158,7 @@ def _cooldown(settings: Settings) -> tuple[object, ...]:
     return (float(settings.export_cooldown_seconds),)
 
 
-# Each part takes one of the worker's export slots (features/exports/job_run.py): no attempt scope.
+# Each part takes one of the worker's export slots: no attempt scope.
 EXPORT = JobKind(
     label="export",
     noun="export",
@@ -175,8 +167,6 @@ EXPORT = JobKind(
     start=ExportRun,
     queue=job_sql.QUEUE,
     upkeep=Upkeep(
-        # As for BDRs: no export blocks a new one for ever, one whose worker is gone is taken
-        # back within a minute or so of its heartbeat stopping.
         sweep_batch=100,
         expiring=Expiring(
             *job_sql.EXPIRY,

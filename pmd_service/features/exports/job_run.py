@@ -1,6 +1,4 @@
-"""One claimed run of an export: plan the parts once, then build each part not yet published,
-newest posts first, so that a run that dies loses at most the part it was building. A part
-published is handed back to the run by the driver (jobs/kind.py), which counts it then."""
+"""One claimed run of an export: plan the parts once, then build each not yet published."""
 
 from __future__ import annotations
 
@@ -214,8 +212,7 @@ class ExportRun:
         plan = await plan_artworks(
             self.pool, self.claim["user_id"], post_ids, self.st.public_ids, wanted
         )
-        # Decided now, not when the parts were planned: a post whose artwork was replaced
-        # since carries its new file (its size then was its text's alone).
+        # Decided now, not when planned: a post whose artwork was replaced since carries it.
         post_changes = (
             None
             if place.follows is None
@@ -233,8 +230,7 @@ class ExportRun:
         social = await read_social(
             self.pool, post_ids, comments=comments, reactions=self.claim["include_reactions"]
         )
-        # Read at build time (a renamed account shows its new handle in this part), while the
-        # artworks are written: only the JSON files and the gallery after them need it.
+        # Resolved while the artworks are written: only the JSON files and gallery need it.
         mentions = resolve_ahead(
             self.pool, [a.description for a in plan.artworks], post_ids if comments else []
         )
@@ -263,8 +259,6 @@ class ExportPart(Archive):
         self.removals = removals
         self.comments: bool = run.claim["include_comments"]
         self.reactions: bool = run.claim["include_reactions"]
-        # No cap on what is written: a part's size was planned, one large artwork is a part
-        # of its own.
         self.prefix = f"{place.name}/data/"
         # BDRs go first: while one is built here, this part waits between two artworks.
         self.gate: threading.Event | None = run.st.bdrs_idle
@@ -332,8 +326,7 @@ class ExportPart(Archive):
         return Settled(result, skipped_entries(plan.skipped + found, plan.sqids))
 
     async def publish(self, conn: Conn, file_path: str, settled: Settled) -> None:
-        """The part ready, and the export's progress. A post listed with its metadata alone
-        counts as added: the part holds its change."""
+        """The part ready, and the export's progress (a metadata-only post counts as added)."""
         run, plan, result = self.run, self.plan, settled.result
         done = run.done + len(plan.artworks) + len(plan.skipped)
         await conn.execute(

@@ -1,6 +1,4 @@
-"""An export's tables as its job uses them: its arq queue, the claim and every write of a run
-guarded by its token, and the cleanup's statements. Servers enqueue through it without importing
-the run."""
+"""An export's tables as its job uses them: queue, a run's guarded writes, cleanup statements."""
 
 from __future__ import annotations
 
@@ -9,22 +7,12 @@ from .incremental import followable
 
 TABLE = "exports"
 
-# An export runs as long as its parts take (hours for a large account): arq's timeout is only
-# a backstop, and its try count is no limit either (a published part restarts the row's
-# attempts, which decide; the sweep takes back what arq gives up on).
+# An export runs for hours: arq's timeout and tries are backstops, the row's attempts decide.
 QUEUE = Queueing("export", max_tries=1000, timeout=24 * 3600)
 
-EXPORT_JOB_NAME = QUEUE.function
-export_job_id = QUEUE.job_id
 enqueue_export = QUEUE.enqueue
 
-# Whether export `e` counts for the cooldown: not if it failed, even once removed or expired
-# since (a failure must not lock the user out for a week; only a failure writes an
-# error_message, and it stays), nor if it was cancelled before any part was ready, nor if an
-# operator made it (a data-subject request is not the user's own). One cancelled after (its
-# parts downloaded as they came, the last never waited for) counts as a finished one does: a
-# part once ready keeps its completed_at through a cancel or a removal. The daily purge keeps
-# a row that counts while its cooldown runs (upkeep/cleanup.py).
+# Whether export `e` counts for the cooldown: not failed, cancelled early or an operator's.
 COUNTS_FOR_COOLDOWN = """(
     e.status <> 'failed' AND e.error_message IS NULL AND NOT e.by_operator
     AND (e.status <> 'cancelled' OR EXISTS (
@@ -71,16 +59,14 @@ SET status = 'ready', file_path = $3, file_size_bytes = $4, sha256 = $5, artwork
     skipped = $7, completed_at = now()
 WHERE export_id = $1 AND number = $2
 """
-# A published part is progress: the run's attempts start again, so an export of many parts is
-# not failed by a transient error in each of a few of them.
+# A published part is progress: the run's attempts start again.
 SQL_AFTER_PART = """
 UPDATE exports
 SET progress_done = $3, total_bytes = total_bytes + $4, skipped = skipped || $5::jsonb,
     parts_version = parts_version + 1, attempts = 1, heartbeat_at = now()
 WHERE id = $1 AND claim_token = $2
 """
-# The posts it holds, for the next incremental export: those planned, but the skipped; and
-# `ready_at`, which makes it one an incremental export may follow (features/exports/incremental.py).
+# The posts it holds, for the next incremental export, and `ready_at`, which makes it followable.
 SQL_READY = f"""
 UPDATE exports
 SET status = 'ready', completed_at = now(), expires_at = now() + make_interval(days => $3),
@@ -93,8 +79,7 @@ SET status = 'ready', completed_at = now(), expires_at = now() + make_interval(d
 WHERE {OWNED}
 RETURNING 1
 """
-# The parts already built stay downloadable until the export expires: a failure late in a
-# large export does not take what was made from the user.
+# The parts already built stay downloadable until the export expires.
 SQL_FAILED = f"""
 WITH ended AS (
     UPDATE export_parts SET status = 'failed'
@@ -111,16 +96,10 @@ WHERE {OWNED}
 RETURNING 1
 """
 
-# For the daily cleanup (upkeep/cleanup.py), each condition written once: the plan selects the
-# rows it holds, the run re-checks it on the planned ids. $1 is the plan's clock.
-# Ready (or failed, with the parts it built) past their expiry → expired, parts gone.
+# For the daily cleanup: the plan selects rows, the run re-checks them; $1 the plan's clock.
 _DUE = "e.status IN ('ready', 'failed') AND e.expires_at <= $1::timestamptz"
 _TERMINAL = "e.status IN ('failed', 'expired', 'cancelled')"
-# Past the retention ($2 days). An export that counts for the cooldown stays while it runs ($3,
-# EXPORT_COOLDOWN_SECONDS, which may outlast the 14 days): purged, it would let the next export
-# start at once. The newest export of a user that can be followed stays (its files expire as
-# any), the user's own and an operator's apart: the next incremental export follows it
-# (`since: last`, a recurring schedule).
+# Past the retention ($2 days), but not in its cooldown ($3 seconds) nor the newest followable.
 _PURGE = f"""(e.expires_at IS NULL OR e.expires_at <= $1::timestamptz)
   AND coalesce(e.completed_at, e.created_at) < $1::timestamptz - make_interval(days => $2)
   AND NOT ({COUNTS_FOR_COOLDOWN} AND e.created_at > $1::timestamptz - make_interval(secs => $3))

@@ -1,11 +1,4 @@
-"""`python -m pmd_service export --user SQID --reason TEXT [--to DIR]`: a data-subject request.
-
-The same full export a user asks for, made by an operator for any user, deactivated or banned
-ones too, since they cannot sign in to ask: no cooldown applies and it counts toward none of the
-user's own, but a running export of the user still blocks it. The reason goes into one row of
-the host's audit log, whose actor is the user the data belongs to (the host's `actor_id` is a
-user) and whose note names the operator.
-"""
+"""`python -m pmd_service export`: a data-subject request, a full export made by an operator."""
 
 from __future__ import annotations
 
@@ -20,15 +13,13 @@ from typing import Any
 
 from ...core.settings import Settings
 from .schemas import part_filename
+from .service import SQL_ARTWORKS
 
 SQL_USER = """
 SELECT id, public_sqid, handle, deactivated, banned_until FROM users WHERE public_sqid = $1
 """
 SQL_RUNNING = """
 SELECT id FROM exports WHERE user_id = $1 AND status IN ('pending', 'processing')
-"""
-SQL_ARTWORKS = """
-SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user
 """
 SQL_START = """
 INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,

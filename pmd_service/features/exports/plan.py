@@ -1,10 +1,4 @@
-"""Which artworks go into which part of an export: planned once, newest first, by size.
-
-A part holds artworks until the next would take it past `part_bytes`; one larger artwork goes
-alone. An artwork's size is an upper bound (its files, stat'ed where the vault is local and
-otherwise as the host declared them, plus what the ZIP, the bag and its JSON add), so a part
-stays within `part_bytes` even if its posts gain a few comments before it is built.
-"""
+"""Which artworks go into which part of an export: planned once, newest first, by size."""
 
 from __future__ import annotations
 
@@ -26,8 +20,7 @@ from ...host.vault import (
 )
 from .incremental import carries_files, changed
 
-# Zip headers (local, Zip64 extra, data descriptor, central directory, each with the ~60-byte
-# name), the manifest's line and metadata.json's entry: measured ~900 bytes, rounded up.
+# ZIP headers, the manifest's line and metadata.json's entry: measured ~900 bytes, rounded up.
 PER_ARTWORK = 1536
 PER_WORKING_FILE = 1024  # the same for a layers file or an upscaled copy beside it
 PER_COMMENT = 320  # its JSON around the body (ids, author, dates, indentation)
@@ -70,8 +63,7 @@ def _stat(root: Path, relative: str) -> int | None:
 
 
 def _file_sizes(vault: Path, rows: list[asyncpg.Record], upscaled: bool) -> dict[int, int]:
-    """The vault's own sizes of each artwork's files, where they are (a stat each, on a
-    thread); a file not there counts what the host declared."""
+    """The vault's sizes of each artwork's files (missing ones as the host declared)."""
     root = vault.resolve()
     sizes: dict[int, int] = {}
     for row in rows:
@@ -92,8 +84,7 @@ def _file_sizes(vault: Path, rows: list[asyncpg.Record], upscaled: bool) -> dict
 
 
 def split(sizes: list[tuple[int, int]], part_bytes: int) -> list[PlannedPart]:
-    """(post id, estimated bytes) in export order → parts, each within `part_bytes` unless it
-    holds one artwork larger than that alone."""
+    """(post id, estimated bytes) → parts within `part_bytes`, a larger artwork alone."""
     budget = max(part_bytes - PER_PART, 1)
     parts: list[PlannedPart] = []
     current: list[int] = []
@@ -121,9 +112,7 @@ async def plan_parts(
     changed_since: datetime | None = None,
     base: list[int] | None = None,
 ) -> list[PlannedPart]:
-    """`vault`: stat the files there (None: artworks come from elsewhere; declared sizes).
-    `upscaled`: each artwork's upscaled copy goes in too. `changed_since`, `base`: an
-    incremental export's posts only (features/exports/incremental.py)."""
+    """`vault`: stat the files there (None: declared sizes); `base`: an incremental's."""
     rows = await pool.fetch(SQL_EXPORT_POSTS, user_id, comments, reactions, changed_since, base)
     actual = (
         await asyncio.to_thread(_file_sizes, vault, rows, upscaled) if vault is not None else {}

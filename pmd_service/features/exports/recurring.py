@@ -1,11 +1,4 @@
-"""Recurring exports started when due, by the sweep: the schedule is a row, so a restart or a
-lost worker only delays the next export to the next sweep.
-
-Each due schedule, in one transaction holding its row and the user's export lock, starts an
-export incremental against the user's newest own ready one (full when there is none), or none
-when nothing changed, then moves its count and date on; a deactivated or banned user's schedule
-is cancelled, with the reason kept.
-"""
+"""Recurring exports, started by the sweep when due, each incremental against the one before."""
 
 from __future__ import annotations
 
@@ -21,15 +14,14 @@ from ...core.problems import ProblemError
 from ...jobs.context import WorkerState
 from .incremental import changed_count, followed, removed
 from .job_sql import enqueue_export
-from .service import SQL_RUNNING
+from .service import SQL_ARTWORKS, SQL_LOCK, SQL_RUNNING
 
 if TYPE_CHECKING:
     from ...core.db import Conn
 
 log = logging.getLogger(__name__)
 
-# With the account's state: a deactivated or banned user's schedule is cancelled, not run (the
-# user cannot sign in to see the export, nor to cancel the schedule; an email would go on).
+# With the account's state: a deactivated or banned user cannot sign in to see or cancel it.
 SQL_DUE = """
 SELECT s.user_id, u.id IS NULL AS user_gone, coalesce(u.deactivated, false) AS deactivated,
        CASE WHEN u.banned_until > now() THEN u.banned_until END AS banned_until
@@ -42,7 +34,6 @@ FOR UPDATE OF s SKIP LOCKED
 SQL_CANCEL_FOR = """
 UPDATE export_schedules SET cancelled_at = now(), cancel_reason = $2 WHERE user_id = $1
 """
-SQL_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
 SQL_START = """
 INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,
                      send_email, artwork_count, include_upscaled, follows_id,
@@ -52,11 +43,7 @@ SELECT $1, user_sqid, part_bytes, include_comments, include_reactions, send_emai
 FROM export_schedules WHERE user_id = $1
 RETURNING id
 """
-SQL_ARTWORKS = """
-SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user
-"""
-# The next date from the one due, not from now: a schedule keeps its rhythm through a late
-# sweep; one far behind (the workers were down for weeks) starts again from now.
+# The next date from the one due, so a schedule keeps its rhythm, unless it is far behind.
 SQL_ADVANCE = """
 UPDATE export_schedules
 SET remaining = remaining - 1, last_export_id = coalesce($2, last_export_id),

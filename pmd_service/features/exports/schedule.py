@@ -1,9 +1,4 @@
-"""Recurring exports: the schedule's row (one a user), checked, made, shown and cancelled.
-
-The first export is the request's own (full); the sweep starts each later one when due
-(features/exports/recurring.py), incremental against the user's newest own export that reached `ready`
-(never one that failed or was cancelled); a deactivated or banned user's is cancelled instead.
-"""
+"""Recurring exports: the schedule's row (one a user), checked, made, shown and cancelled."""
 
 from __future__ import annotations
 
@@ -65,8 +60,7 @@ def _bad(field: str, detail: str, message: str) -> ProblemError:
 
 
 def checked_repeat(body: ExportRequest, settings: Settings) -> tuple[int, int] | None:
-    """(every_days, times) of a recurring request, None for a one-off; a 400 naming the value
-    otherwise, before any state check."""
+    """(every_days, times) of a recurring request, None for a one-off, or a 400 naming the value."""
     every, times = body.repeat_every_days, body.repeat_times
     if every is None and times is None:
         return None

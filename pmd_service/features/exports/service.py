@@ -18,7 +18,7 @@ from ...host.access import Principal
 from ...storage.budget import human_bytes
 from ...storage.zip_files import StoredZip, ZipFiles, ZipMissing
 from .incremental import added_count, changed_count, followed, parse_since, removed
-from .job_sql import COUNTS_FOR_COOLDOWN, enqueue_export
+from .job_sql import COUNTS_FOR_COOLDOWN, SQL_TOUCH, enqueue_export
 from .schedule import active, cancel, checked_repeat, refuse_if_scheduled, schedule
 from .schemas import (
     ExportItem,
@@ -37,8 +37,7 @@ SQL_RUNNING = """
 SELECT id, status, progress_done, artwork_count FROM exports
 WHERE user_id = $1 AND status IN ('pending', 'processing')
 """
-# The cooldown runs from the newest export that counts: of a full export, from the newest full
-# one ($2 false); of an incremental one, from the newest of any kind ($2 true).
+# The cooldown runs from the newest export that counts, full ones only unless $2 (incremental).
 SQL_SECONDS_SINCE_LAST = f"""
 SELECT extract(epoch FROM now() - max(created_at))::float8 FROM exports e
 WHERE user_id = $1 AND {COUNTS_FOR_COOLDOWN} AND ($2 OR e.follows_id IS NULL)
@@ -61,17 +60,14 @@ SQL_ONE = f"""
 SELECT export_payload(e)::text, {added_count("e")} FROM exports e WHERE id = $1 AND user_id = $2
 """
 SQL_STATUS = "SELECT status, expires_at FROM exports WHERE id = $1 AND user_id = $2"
-# Cancelling (running) or removing (finished) ends every part in the same transaction, so a
-# part published just before is among the files to remove; the worker's guarded writes then
-# find the claim gone. The export's row is locked first, as the worker locks it before it
-# touches a part, and updated last: its one event then carries the parts as they end.
+# Cancelling or removing ends every part in one transaction, the export's row updated last.
 SQL_LOCK_ONE = "SELECT status FROM exports WHERE id = $1 AND user_id = $2 FOR UPDATE"
 SQL_END_PARTS = """
 UPDATE export_parts SET status = CASE WHEN status = 'ready' THEN 'expired' ELSE 'cancelled' END
 WHERE export_id = $1 AND status <> 'expired'
 RETURNING file_path
 """
-# A removal is `expired` with `removed_at` set (see features/bdr/service.py SQL_REMOVE).
+# A removal is `expired` with `removed_at` set.
 SQL_CANCEL = """
 UPDATE exports
 SET status = CASE WHEN status IN ('pending', 'processing') THEN 'cancelled' ELSE 'expired' END,
@@ -88,7 +84,6 @@ FROM exports e JOIN export_parts p ON p.export_id = e.id
 WHERE e.id = $1 AND e.user_id = $2 AND p.number = $3
 """
 SQL_PART_GONE = "UPDATE export_parts SET status = 'expired' WHERE export_id = $1 AND number = $2"
-SQL_TOUCH = "UPDATE exports SET parts_version = parts_version + 1 WHERE id = $1"
 SQL_READY_PARTS = """
 SELECT p.number, p.sha256, (SELECT count(*) FROM export_parts q WHERE q.export_id = e.id) AS n
 FROM exports e JOIN export_parts p ON p.export_id = e.id
@@ -132,15 +127,13 @@ async def create(
     request_id: str | None,
 ) -> ExportItem | NothingChanged:
     owner_only(principal)
-    # The request itself first: a size out of bounds is a 400 naming it, whatever the state
-    # (a 409 or 429 would hide it until the wait was over, then refuse it anyway).
+    # The request itself first: a bad one is a 400 naming it, whatever the state (409, 429).
     part_bytes = _part_bytes(body, settings)
     since = parse_since(body.since)
     repeat = checked_repeat(body, settings)
     user = principal.target
     async with pool.acquire() as conn, conn.transaction():
-        # One request of a user at a time checks and inserts: two at once cannot both pass the
-        # cooldown (the partial unique index would also refuse a second running one).
+        # One request of a user at a time checks and inserts: two cannot both pass the cooldown.
         await conn.execute(SQL_LOCK, AdvisoryLock.EXPORT_START, user.id)
         # What `since` names is part of the request: a bad one is a 400 whatever the state.
         follows = await followed(conn, user.id, since) if since is not None else None
@@ -271,8 +264,7 @@ async def get(pool: asyncpg.Pool, export_id: uuid.UUID, principal: Principal) ->
 async def cancel_or_remove(
     pool: asyncpg.Pool, files: ZipFiles, export_id: uuid.UUID, principal: Principal
 ) -> None:
-    """Running → cancelled (the worker stops at its next artwork); finished → parts removed,
-    expired with `removed_at` set. Either way no part file is left."""
+    """Running → cancelled; finished → expired with `removed_at` set; no part file is left."""
     owner_only(principal)
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(SQL_LOCK_ONE, export_id, principal.target.id)
