@@ -1,2 +1,1 @@
-"""The dashboard's posts: the list, its filter, and actions on many posts at once (with their
-undo), under the host site's rules."""
+"""The dashboard's posts: the list, its filter, and bulk actions with their undo."""

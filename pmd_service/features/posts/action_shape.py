@@ -1,5 +1,4 @@
-"""The shape of a bulk action (one per action in actions.py): SQL parts are fragments of the
-batch and undo statements, with `{v0}`, `{v1}` the action's values and `p` the post row."""
+"""The shape of a bulk action: SQL fragments with `{v0}`, `{v1}` its values and `p` the post."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The bulk actions, one record each, which the statements, the undo, the answers and the
-schemas read: a new action is one record here (and any new column's grant in host/grants.py)."""
+"""The bulk actions, one record each: a new action is one record here."""
 
 from __future__ import annotations
 
@@ -129,9 +128,8 @@ DELETE = BulkAction(
     ),
 )
 
-# A restore by ids leaves a live post as it is (idempotent); by filter it acts on the deleted
-# listing's matches. Posts whose artwork a live post holds, or that share one with another
-# post of the restore, clash: by ids they refuse the restore, by filter they are left deleted.
+# Posts whose artwork a live post holds, or another post of the restore shares, clash: by ids
+# they refuse the restore, by filter they are left deleted (a live post by ids is left as it is).
 _CLASHES = f"""twins AS (
     SELECT hash, array_agg(id ORDER BY id) AS ids FROM eligible
     WHERE deleted_by_user AND hash IS NOT NULL AND NOT refused
@@ -231,8 +229,7 @@ RESTORE = BulkAction(
 )
 
 
-# --- license: {v0} the license id (NULL: none). A NoDerivatives license turns remixable off in
-# the same statement (the host's rule L5), and undo keeps the rule both ways.
+# --- license: {v0} the license id (NULL: none); a NoDerivatives one turns remixable off (L5).
 _TO_ND = is_nd_license("{v0}::int")
 _LICENSE = Caller.alike(
     Part(
@@ -289,8 +286,7 @@ LICENSE = BulkAction(
 )
 
 
-# --- tags: {v0} to add, {v1} to remove, both normalised. The artist's never touch a
-# moderator's tag; a moderator's go to both `mod_hashtags` and `hashtags`, as the host keeps them.
+# --- tags: {v0} to add, {v1} to remove; an artist's never touch a moderator's tag.
 def _tag_list(field: str, tags: list[str]) -> list[str]:
     long = [t for t in tags if len(t) > MAX_TAG_LENGTH]
     if long:

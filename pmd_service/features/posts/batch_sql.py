@@ -1,5 +1,4 @@
-"""The statements of batch actions: one template, one statement per action, caller kind and
-way of naming the posts (ids, or a filter and the count the person approved)."""
+"""The statements of batch actions: one per action, caller kind and way of naming the posts."""
 
 from __future__ import annotations
 
@@ -199,7 +198,6 @@ def _batch(mode: _Mode, part: Part) -> str:
     )
 
 
-# (action, as a moderator, by filter) -> its statement.
 SQL_ACTIONS: dict[tuple[str, bool, bool], str] = {
     (action.name, moderator, by_filter): _batch(
         _BY_FILTER if by_filter else _BY_IDS, action.caller(moderator).part(by_filter)

@@ -1,5 +1,4 @@
-"""Bulk actions on a user's artworks (hide, unhide, delete, restore, license, tags, remix
-permission), all or nothing, on a list of ids or on everything a filter matches."""
+"""Bulk actions on a user's artworks, all or nothing, by ids or on what a filter matches."""
 
 from __future__ import annotations
 
@@ -34,7 +33,7 @@ def _posts(n: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Matching:
-    """Everything `where` matches, as the `expect_count` posts (and `expect_digest` set) approved."""
+    """Everything `where` matches, as the `expect_count` posts (`expect_digest` set) approved."""
 
     where: PostFilter
     expect_count: int
@@ -276,8 +275,7 @@ async def apply_action(
     budget: Budget,
     max_posts: int = 10_000,
 ) -> BatchOutcome:
-    """All-or-nothing, in one statement, within `budget`; `values`: the action's own, unless it
-    sets them itself (hide)."""
+    """All or nothing, in one statement, within `budget`; `values`: unless the action fixes them."""
     record = named(action)
     values = record.fixed or values
     try:

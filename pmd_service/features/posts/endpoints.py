@@ -73,7 +73,7 @@ async def post_action(request: web.Request) -> web.Response:
     values = named(body.action).values(body)
     outcome = await batches.apply_action(
         request.app[DB_POOL], principal, body.action, target, *values,
-        budget=_budget(request), max_posts=request.app[SETTINGS].bulk_max_posts,
+        budget=Budget.of(request.app[SETTINGS]), max_posts=request.app[SETTINGS].bulk_max_posts,
     )  # fmt: skip
     return _result(request, outcome, principal)
 
@@ -101,8 +101,8 @@ async def post_license(request: web.Request) -> web.Response:
     body = await read_json(request, LicenseRequest)
     principal, target = await _batch_target(request, body)
     outcome = await batches.set_license(
-        request.app[DB_POOL], principal, target, body.license_id, budget=_budget(request),
-        max_posts=request.app[SETTINGS].bulk_max_posts,
+        request.app[DB_POOL], principal, target, body.license_id,
+        budget=Budget.of(request.app[SETTINGS]), max_posts=request.app[SETTINGS].bulk_max_posts,
     )  # fmt: skip
     return _result(request, outcome, principal)
 
@@ -132,16 +132,11 @@ async def _take_turn(request: web.Request, principal: Principal) -> None:
     await take_turn(request.app[REDIS], principal.caller.id, per_minute)
 
 
-def _budget(request: web.Request) -> Budget:
-    return Budget.of(request.app[SETTINGS])
-
-
 async def post_undo(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
     await _take_turn(request, principal)
-    outcome = await undo.undo(
-        request.app[DB_POOL], principal, path_uuid(request), budget=_budget(request)
-    )
+    budget = Budget.of(request.app[SETTINGS])
+    outcome = await undo.undo(request.app[DB_POOL], principal, path_uuid(request), budget=budget)
     _drop_cached_feeds(request, outcome.restored)
     return json_response(
         UndoResult(

@@ -1,5 +1,4 @@
-"""The posts' event kind of the stream: `posts_changed`, written by the statement that changes
-the posts."""
+"""The posts' event kind: `posts_changed`, written by the statement that changes the posts."""
 
 from __future__ import annotations
 

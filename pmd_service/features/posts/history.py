@@ -1,5 +1,4 @@
-"""The recent bulk actions on a user's posts, newest first and keyset-paged, each with its undo
-link while the caller may still use it."""
+"""The recent bulk actions on a user's posts, newest first and keyset-paged, with undo links."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ from .undo import UNDOABLE, WITHIN_WINDOW, acted_by
 # How many of an action's posts the list names by title.
 NAMED_POSTS = 3
 
-# $1 the owner, $2 the moderator (NULL: the owner), $3 rows to read, $4, $5 the cursor's
-# (created_at, id); each action's first posts come in the same statement.
+# $1 the owner, $2 the moderator (NULL: the owner), $3 rows to read, $4, $5 the cursor's.
 SQL_RECENT_ACTIONS = f"""
 WITH page AS (
     SELECT id, action, created_at, changed_count, unchanged_count,

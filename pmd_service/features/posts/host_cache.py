@@ -1,5 +1,4 @@
-"""The host's cached feeds, dropped in the background after an action changes what they show:
-requests coalesce into passes of one budgeted SCAN for every pattern, never KEYS."""
+"""The host's cached feeds, dropped in the background by budgeted SCANs after an action."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ log = logging.getLogger(__name__)
 
 # Slots per SCAN step (a hint to Redis): each step stays a few ms of the host's Redis.
 SCAN_COUNT = 10_000
-# Keys per UNLINK.
 UNLINK_BATCH = 1_000
 # A pass's running time before it pauses (it then carries on where it stopped).
 BUDGET_SECONDS = 10.0
@@ -173,8 +171,7 @@ class FeedDrops:
         return True
 
     async def _slice(self) -> bool:
-        """SCAN steps from the saved cursor until the key space ends (True) or the budget is
-        spent (False); keys found before the saved cursor are always gone."""
+        """SCAN steps from the saved cursor until the key space ends (True) or the budget does."""
         loop = asyncio.get_running_loop()
         started, cursor, found = loop.time(), self._cursor, list[bytes]()
         while True:
@@ -197,22 +194,17 @@ class FeedDrops:
         return cursor == 0
 
 
+_COUNTERS = (
+    ("pmd_host_cache_passes", "Passes over the host's cache that dropped its feeds", "passes"),
+    ("pmd_host_cache_stops", "Passes paused (over budget) or failed (Redis error)", "stops"),
+    ("pmd_host_cache_keys_dropped", "Cached feed keys dropped", "dropped"),
+)
+
+
 class FeedDropsCollector(Collector):
     def __init__(self, drops: FeedDrops) -> None:
         self.drops = drops
 
     def collect(self) -> Iterator[Metric]:
-        for name, doc, value in (
-            (
-                "pmd_host_cache_passes",
-                "Passes over the host's cache that dropped its feeds",
-                self.drops.passes,
-            ),
-            (
-                "pmd_host_cache_stops",
-                "Passes paused (over budget) or failed (Redis error)",
-                self.drops.stops,
-            ),
-            ("pmd_host_cache_keys_dropped", "Cached feed keys dropped", self.drops.dropped),
-        ):
-            yield CounterMetricFamily(name, doc, value=value)
+        for name, doc, count in _COUNTERS:
+            yield CounterMetricFamily(name, doc, value=getattr(self.drops, count))

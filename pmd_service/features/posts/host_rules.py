@@ -1,5 +1,4 @@
-"""The host's own rules for a post's metadata (its provenance, hashtags and limits), kept by
-every bulk write of the service."""
+"""The host's own rules for a post's metadata, kept by every bulk write of the service."""
 
 from __future__ import annotations
 

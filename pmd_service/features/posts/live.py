@@ -1,5 +1,4 @@
-"""Posts that change live: an action's, an undo's or an addition's `posts_changed` event,
-written in the transaction that makes the change."""
+"""Posts that change live: `posts_changed` events, written with the change."""
 
 from __future__ import annotations
 
@@ -35,8 +34,7 @@ SQL_CAN_ANNOUNCE = (
 
 
 async def announce_new(conn: Conn, owner_id: int, post_ids: list[int]) -> bool:
-    """Writes the `posts_changed` (action `new`) of posts just added, in the caller's
-    transaction; whether it was written."""
+    """Writes the `posts_changed` of posts just added, in the caller's transaction."""
     if not post_ids or not await conn.fetchval(SQL_CAN_ANNOUNCE):
         return False
     await conn.fetchval(SQL_ANNOUNCE_NEW, owner_id, NEW, post_ids)

@@ -1,5 +1,4 @@
-"""A cleanup policy's run's email to its owner (with `notify`, after a run that changed
-something), owed within the run's undo window and taken and sent once as a BDR's is."""
+"""A cleanup policy's run's email to its owner, owed within the run's undo window."""
 
 from __future__ import annotations
 
@@ -32,7 +31,6 @@ class PolicyRunMail:
     locale: str | None = None  # the owner's `users.locale` (None: English)
 
 
-# What the run did, by its action.
 _RAN = {"hide": "policy_hid", "delete": "policy_deleted"}
 
 

@@ -1,5 +1,4 @@
-"""How fast one person may write: bulk actions a minute (counted in Redis), and posts changed
-a minute and an hour (counted in the writing transaction), per person and for the site."""
+"""How fast one person may write: bulk actions a minute, and posts changed a minute and an hour."""
 
 from __future__ import annotations
 
@@ -82,8 +81,7 @@ async def take_turn(redis: Redis, user_id: int, per_minute: int) -> None:
 
 # One lock per budget, so two writes against one budget never both read it as unspent.
 SQL_BUDGET_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
-# Posts one person changed within each window, purging older spends; clock_timestamp, not now(),
-# as the transaction may have waited for the lock.
+# Posts one person changed within each window; clock_timestamp(): the lock may have waited.
 SQL_BUDGET_USED = """
 WITH purged AS (
     DELETE FROM write_spends
@@ -266,8 +264,7 @@ async def _refusal(conn: Conn, budgets: tuple[_Used, ...], requested: int) -> Pr
 
 
 async def hold_budget(conn: Conn, budget: Budget, owner_id: int, moderator_id: int | None) -> Room:
-    """Lock and read the budget the write is charged to (and, for an owner, the site's), in the
-    write's transaction before it locks any post."""
+    """Lock and read the write's budgets, in its transaction before it locks any post."""
     (short, short_limit), (long, long_limit) = budget.windows()
     scope: Scope
     if moderator_id is not None:

@@ -1,5 +1,4 @@
-"""Cleanup policies: an owner's rule that hides or deletes, on a schedule, the posts a filter
-matches once older than some days; saving one that widens the set needs its count approved."""
+"""Cleanup policies: an owner's rule hiding or deleting, on a schedule, old posts it matches."""
 
 from __future__ import annotations
 
@@ -166,8 +165,7 @@ class PolicyList(msgspec.Struct):
     limit: Annotated[int, Meta(description="How many policies an owner may have")]
 
 
-# --- SQL ($1 owner, $2 policy or NULL, $3 action, $4 cutoff, $5 keep tags, $6.. the filter and
-# the keep exceptions: policy_sql.py's ALONE).
+# --- SQL: the parameters are policy_sql.py's ALONE.
 _CANDIDATE = candidate("p", ALONE)
 SQL_COUNT = f"SELECT count(*), {match_digest('p.id')} FROM posts p WHERE {_CANDIDATE}"
 SQL_SAMPLE = live_items_sql(_CANDIDATE, "p.created_at, p.id", str(SAMPLE))
@@ -420,8 +418,7 @@ async def _widens(conn: Any, owner: int, policy_id: uuid.UUID, old: Checked, new
 async def change(
     pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID, body: PolicyChange
 ) -> PolicyItem:
-    """A change that widens what a run would change (or turns it on) needs its count approved;
-    a moderator may only pause."""
+    """A change that widens the set (or turns it on) needs its count approved."""
     given = {f for f in PolicyChange.__struct_fields__ if getattr(body, f) is not None}
     given -= {"expect_count", "expect_digest", "target_sqid"}
     if principal.as_moderator and (given - {"enabled"} or body.enabled is not False):

@@ -1,5 +1,4 @@
-"""A cleanup policy's run (one bulk action of the owner's, committed whole with its `last_run`
-and email owed, in the transaction holding the policy's row) and the worker's tick."""
+"""A cleanup policy's run, committed whole in the transaction holding its row, and the tick."""
 
 from __future__ import annotations
 

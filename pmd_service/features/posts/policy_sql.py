@@ -1,5 +1,4 @@
-"""Which posts a cleanup policy's run would change: one predicate for its preview, count and
-run; a post the policy changed before is never a candidate again."""
+"""Which posts a cleanup policy's run would change: one predicate for preview, count and run."""
 
 from __future__ import annotations
 

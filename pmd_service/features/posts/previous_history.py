@@ -1,5 +1,4 @@
-"""The previous release's undo history (`bulk_action_posts`), converted into this release's
-compact history when one of its actions is undone, so it stays undoable across an upgrade."""
+"""The previous release's undo history, converted when one of its actions is undone."""
 
 from __future__ import annotations
 
@@ -14,8 +13,7 @@ from ...core.problems import ProblemError
 if TYPE_CHECKING:
     from ...core.db import Conn
 
-# $1 the action, locked by the caller; each post's pair of rows (before, after) gives what the
-# action wrote and what it found, and the old rows go once converted.
+# $1 the action, locked by the caller; each post's (before, after) rows give its history.
 SQL_CONVERT = """
 WITH pairs AS (
     SELECT b.post_id, b.hashtags AS tags_before, w.hashtags AS tags_after,

@@ -1,5 +1,4 @@
-"""The host's restore rule: a deleted post whose artwork a live post now holds is not restored,
-and the refusal names the holder only when it is the owner's own post."""
+"""The host's restore rule: a deleted post whose artwork a live post holds is not restored."""
 
 from __future__ import annotations
 
@@ -26,8 +25,7 @@ _TRIES = 3
 async def unless_raced(
     pool: asyncpg.Pool, attempt: Callable[[Conn], Awaitable[T]], raced: str
 ) -> T:
-    """`attempt` in a transaction of its own, retried while an upload of the same artwork races
-    it, then a 409 saying `raced`."""
+    """`attempt` in a transaction, retried while an upload races it, then a 409 saying `raced`."""
     for _ in range(_TRIES):
         try:
             async with pool.acquire() as conn, conn.transaction():

@@ -1,5 +1,4 @@
-"""The orders of the posts list: each one's SQL key, a keyset on (key, id) so a walk through
-the pages meets each post once."""
+"""The orders of the posts list: each one's SQL key, a keyset on (key, id)."""
 
 from __future__ import annotations
 
@@ -51,8 +50,7 @@ _COMMENTS = (
 
 
 def _native(value: str, none: str) -> str:
-    """The join giving `s.k`: `value` of the post's native file, `none` without one; a lateral
-    lookup, as a plain join can be planned as a scan of every file for each post."""
+    """`value` of the post's native file as `s.k` (`none` without), looked up post by post."""
     return (
         f"CROSS JOIN LATERAL (SELECT coalesce((SELECT {value} FROM post_files nf"
         f" WHERE nf.post_id = p.id AND nf.is_native), {none}) AS k) s"
@@ -63,8 +61,7 @@ KEYS = {
     k.name: k
     for k in (
         SortKey("created_at", "p.created_at", "time", "created_at", indexed=True),
-        # Natural and case-insensitive (migrations/0022): the cursor carries the title as
-        # listed, and the database makes the key of it again.
+        # Natural and case-insensitive: the database makes the key of the cursor's title again.
         SortKey(
             "title",
             "s.k",
@@ -77,8 +74,7 @@ KEYS = {
         SortKey("reaction_count", "s.k", "count", joins=f"CROSS JOIN LATERAL ({_REACTIONS}) s"),
         SortKey("comment_count", "s.k", "count", joins=f"CROSS JOIN LATERAL ({_COMMENTS}) s"),
         SortKey("view_count", "p.view_count", "count", "view_count"),
-        # A post without a native file counts as smaller than any: bytes + 1, or 0 (a cursor
-        # carries no negative count).
+        # Without a native file: 0, below any (bytes + 1): a cursor carries no negative count.
         SortKey(
             "file_bytes",
             "s.k",

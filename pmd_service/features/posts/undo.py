@@ -1,5 +1,4 @@
-"""Undo of a bulk action: within UNDO_HOURS, each post it changed gets back its own previous
-values, unless it changed again since."""
+"""Undo of a bulk action: each post it changed gets back its values unless changed again since."""
 
 from __future__ import annotations
 
@@ -73,8 +72,7 @@ WHERE id = $1 AND owner_id = $2 AND {acted_by("$3")}
 FOR UPDATE
 """
 
-# One statement per action and caller, filled from its record's `undo`; past $2 posts (the
-# write budget's room) no post changes, and the caller rolls the rest back.
+# One statement per action and caller; past $2 posts (the budget's room) no post changes.
 _UNDO = """
 WITH act AS (
     SELECT * FROM bulk_actions WHERE id = $1
@@ -146,7 +144,6 @@ def _sql(undo: Undo) -> str:
     )
 
 
-# (action, by a moderator) -> the statement undoing it.
 SQL_UNDO: dict[tuple[str, bool], str] = {
     (action.name, moderator): _sql(action.caller(moderator).undo)
     for action in ACTIONS
