@@ -418,10 +418,6 @@ class Command:
         return self.help[:1].upper() + self.help[1:] + "." + more
 
 
-def _always(_: argparse.Namespace) -> bool:
-    return True
-
-
 WAIT = arg(
     "--wait", type=_wait_seconds, metavar="SECONDS",
     help="wait up to SECONDS for the database to answer (default: STARTUP_WAIT_SECONDS when "
@@ -499,7 +495,7 @@ COMMANDS = (
         details="A failed request starts over, its attempts reset.",
         arguments=(arg("bdr_id", type=_bdr_id, help="the BDR's id (a UUID)"),),
         run=lambda args, settings: asyncio.run(_requeue(settings, args.bdr_id)),
-        waits_for_redis=_always,
+        waits_for_redis=lambda _: True,
     ),
     Command(
         "demo", "load the demo user and artworks into an empty database (demo stacks only)",
@@ -520,7 +516,7 @@ COMMANDS = (
     Command(
         "sweep", "run the every-minute sweep once now",
         details="Re-enqueues pending requests and takes over those whose worker is gone.",
-        run=_sweep, waits_for_redis=_always,
+        run=_sweep, waits_for_redis=lambda _: True,
     ),
     Command(
         "cleanup", "run the daily cleanup once now",
@@ -544,11 +540,11 @@ COMMANDS = (
         "\"Backups and restores\").",
         arguments=(arg("--json", action="store_true",
                        help="one JSON document (findings, counts) instead of lines"),),
-        run=_check_restore, waits_for_redis=_always,
+        run=_check_restore, waits_for_redis=lambda _: True,
     ),
     Command(
         "stats", "BDRs by status today, oldest pending, queue depth",
-        run=lambda args, settings: asyncio.run(_stats(settings)), waits_for_redis=_always,
+        run=lambda args, settings: asyncio.run(_stats(settings)), waits_for_redis=lambda _: True,
     ),
     Command(
         "import-host-bdrs",
@@ -574,7 +570,7 @@ COMMANDS = (
             arg("--to", type=Path, metavar="DIR",
                 help="copy the parts into DIR (made, with its parents, when missing)"),
         ),
-        run=_export, waits_for_redis=_always,
+        run=_export, waits_for_redis=lambda _: True,
     ),
     Command(
         "check-host",

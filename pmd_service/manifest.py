@@ -43,5 +43,4 @@ class Feature:
     schedules: tuple[Schedule, ...] = ()
     # Emails owed by rows that are no job kind's, sent by the sweep.
     emails: tuple[Email, ...] = ()
-    # The downloads a stream ticket may be minted for.
     tickets: tuple[TicketDownload, ...] = ()

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 PROCESS = "pmd-worker"
 
-# A kind's tries and timeout are its queue's.
 FUNCTIONS = [
     func(
         job_function(kind),

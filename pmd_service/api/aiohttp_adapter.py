@@ -11,14 +11,6 @@ from aiohttp import hdrs, web, web_response
 AIOHTTP_VERSION = "3.14.5"  # the release these uses were read from
 
 
-def direct_framing(response: web.StreamResponse) -> bool | None:
-    """How the hub may frame what it writes to this prepared response's socket itself: as
-    chunks (HTTP/1.1), plainly (HTTP/1.0, closed at the end), or not at all (compressed)."""
-    if response.compression:
-        return None
-    return response.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
-
-
 class DirectSocket:
     """The socket under a streamed response, which its owner may also write to between the
     response's own writes (slotted: one per open stream)."""
@@ -27,12 +19,13 @@ class DirectSocket:
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
-        # As `direct_framing` says; None until `take_over`, and then for a compressed body.
+        # As chunks (HTTP/1.1) or plainly (HTTP/1.0); None until `take_over`, or when compressed.
         self.chunked: bool | None = None
 
     def take_over(self, response: web.StreamResponse) -> None:
         """Once `response` is prepared: how what is written here must be framed."""
-        self.chunked = direct_framing(response)
+        chunked = response.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
+        self.chunked = None if response.compression else chunked
 
     def write(self, data: bytes) -> None:
         """`data` already framed as `chunked` says, after whatever the response wrote before."""

@@ -26,12 +26,10 @@ DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 # Tickets spent (GETDEL) many to a round trip (api/ticket_redemptions.py).
 TICKET_REDEMPTIONS: web.AppKey[Redemptions] = web.AppKey("ticket_redemptions")
-# Where ready ZIPs are: the ZIP_PATH folder or the ZIP_STORE bucket.
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
 # The process's Prometheus registry, where a feature's lifetime adds what it counts.
 COLLECTORS = web.AppKey("collectors", CollectorRegistry)
-# Every endpoint's declaration by its route (api/routing.py).
 ROUTE_ENDPOINTS: web.AppKey[dict[AbstractRoute, Endpoint]] = web.AppKey("route_endpoints", dict)
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
@@ -39,5 +37,4 @@ PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 STREAM_RESPONSE: web.RequestKey[web.StreamResponse] = web.RequestKey("stream_response")
 # The status to count for a response other than the one it started with (499: the client left).
 COUNTED_STATUS: web.RequestKey[int] = web.RequestKey("counted_status")
-# Proxy mode's downloads streaming in this process (api/zip_download.py).
 PROXY_SLOTS: web.AppKey[ProxySlots] = web.AppKey("proxy_slots")

@@ -64,8 +64,6 @@ def endpoint_of(request: web.Request) -> Endpoint | None:
     return request.app[ROUTE_ENDPOINTS].get(request.match_info.route)
 
 
-# --- query parameters ----------------------------------------------------------------------
-
 Q = TypeVar("Q", bound=msgspec.Struct)
 
 
@@ -75,17 +73,6 @@ def _invalid(name: str, raw: str, message: str) -> Exception:
         slug="invalid-query",
         errors=[FieldError(field=name, message=message)],
         code=Code.INVALID_QUERY,
-    )
-
-
-def _repeated(name: str) -> Exception:
-    return bad_request(
-        f"Query parameter `{name}` is given more than once; send `{name}` once (readers of a "
-        "query differ on which of its values counts).",
-        slug="duplicate-key",
-        errors=[FieldError(field=name, message="is given more than once")],
-        extra={"key": name},
-        code=Code.DUPLICATE_KEY,
     )
 
 
@@ -108,7 +95,14 @@ def _refusing_repeats(handler: Handler, once: frozenset[str]) -> Handler:
             seen: set[str] = set()
             for key, _ in query.items():
                 if key in seen and key in once:
-                    raise _repeated(key)
+                    raise bad_request(
+                        f"Query parameter `{key}` is given more than once; send `{key}` once "
+                        "(readers of a query differ on which of its values counts).",
+                        slug="duplicate-key",
+                        errors=[FieldError(field=key, message="is given more than once")],
+                        extra={"key": key},
+                        code=Code.DUPLICATE_KEY,
+                    )
                 seen.add(key)
         return await handler(request)
 
@@ -166,8 +160,7 @@ def _field_value(name: str, raw: str, kind: msgspec.inspect.Type) -> object:
         raise _invalid(name, raw, "must be true or false")
     if isinstance(kind, msgspec.inspect.IntType):
         lo, hi = kind.ge, kind.le
-        # Plain ASCII digits, a '-' only where negatives are allowed: int() alone would also
-        # take "+5", "1_000", " 7" and non-Latin digits, which a proxy or cache may read apart.
+        # Plain ASCII digits: int() also takes "+5", "1_000" and non-Latin digits.
         digits = _SIGNED_RE if lo is None or lo < 0 else _DIGITS_RE
         value = int(raw) if digits.fullmatch(raw) else None
         if value is None or (lo is not None and value < lo) or (hi is not None and value > hi):

@@ -57,19 +57,6 @@ class TicketDownload:
     codes: tuple[Code, ...] = ()
 
 
-def ticket_query(downloads: Sequence[TicketDownload]) -> type[msgspec.Struct]:
-    """The query of POST /api/pmd/bdr/sse-ticket: an optional id for each download kind."""
-    fields = [
-        (
-            d.query_key,
-            Annotated[str, Meta(max_length=64, description=d.description)] | None,
-            None,
-        )
-        for d in downloads
-    ]
-    return msgspec.defstruct("TicketQuery", fields)
-
-
 @dataclass(frozen=True, slots=True)
 class TicketDownloads:
     """The downloads tickets are minted for, and the ticket request's query they make."""
@@ -79,7 +66,16 @@ class TicketDownloads:
 
     @classmethod
     def of(cls, downloads: Sequence[TicketDownload]) -> TicketDownloads:
-        return cls(tuple(downloads), ticket_query(downloads))
+        """The downloads, and the ticket query's optional id for each."""
+        fields = [
+            (
+                d.query_key,
+                Annotated[str, Meta(max_length=64, description=d.description)] | None,
+                None,
+            )
+            for d in downloads
+        ]
+        return cls(tuple(downloads), msgspec.defstruct("TicketQuery", fields))
 
 
 def endpoint(downloads: TicketDownloads) -> Endpoint:
@@ -105,7 +101,6 @@ def endpoint(downloads: TicketDownloads) -> Endpoint:
     )
 
 
-# What the ticket's downloads are checked against (the features', web/app.py).
 TICKET_DOWNLOADS: web.AppKey[TicketDownloads] = web.AppKey("ticket_downloads")
 # The stream's batched caller lookups, where the app has them: a reconnect storm is one of tickets.
 TICKET_CALLERS: web.AppKey[UserLoader] = web.AppKey("ticket_callers")

@@ -134,10 +134,10 @@ async def redeem(
     load: UserLoader | None = None,
     *,
     spend: bool = True,
-    redemptions: Redemptions | None = None,
+    redemptions: Redemptions,
 ) -> Principal:
     """The principal of a ticket minted for `download_id` (None: the stream), spent unless
-    `spend` is False (a download's HEAD), through `redemptions` when given."""
+    `spend` is False (a download's HEAD)."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
         "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds).",
@@ -149,10 +149,8 @@ async def redeem(
     try:
         if not spend:
             raw = await redis.get(where)
-        elif redemptions is not None:
-            raw = await redemptions.getdel(where)
         else:
-            raw = await redis.getdel(where)
+            raw = await redemptions.getdel(where)
     except RedisError:
         raise _redis_down() from None
     if raw is None:

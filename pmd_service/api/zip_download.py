@@ -48,8 +48,6 @@ READ_CHUNK = 128 * 1024
 SENDFILE_MAX_STEP = 2**20
 
 
-# --- conditions and ranges: one answer for both modes -----------------------------------------
-
 # RFC 9110's DIGIT is ASCII only (`\d` also takes "٤" and the like, and int() reads them).
 _RANGE_SPEC = re.compile(r"([0-9]+)-([0-9]*)|-([0-9]+)")
 # The conditions `_plan` answers.
@@ -199,9 +197,6 @@ def _validators(stored: StoredZip) -> dict[str, str]:
         hdrs.LAST_MODIFIED: _http_date(stored.last_modified),
         hdrs.ACCEPT_RANGES: "bytes",
     }
-
-
-# --- sending ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -421,9 +416,8 @@ async def zip_request(request: web.Request, struct: type[Body]) -> tuple[Body, P
     the ZIPs' file system is short of free space."""
     body = await read_json(request, struct)
     principal = await retarget(request, body.target_sqid)
-    rid = request_ids.current()
     await ensure_free_space(request.app[SETTINGS])
-    return body, principal, rid
+    return body, principal, request_ids.current()
 
 
 # A ZIP found for the caller: where it is, its file name and its hex SHA-256 (None: the host's).

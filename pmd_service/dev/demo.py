@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from babel import Locale, UnknownLocaleError
 
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
@@ -30,7 +29,7 @@ from ..host.vault import (
     vault_file_in,
 )
 from ..mail.language import words
-from .demo_user import DEMO_HANDLE, demo_user_key
+from .demo_user import DEMO_HANDLE, demo_user_key, language_shown
 
 DEMO_POSTS = 40
 # More posts at once than this would take minutes and fill the disk with files of no use.
@@ -328,21 +327,13 @@ async def _engagement(
     reactions: list[tuple[int, int, str]] = []
     pairs = [(fan, emoji) for fan in fans for emoji in _EMOJI]
     for post_id in post_ids:
-        parent = None
+        parent: uuid.UUID | None = None
         for c in range(rng.randrange(4)):
             comment_id = uuid.uuid4()
             author = fans[rng.randrange(len(fans))] if c != 2 else None
             when = now - timedelta(minutes=rng.randrange(60 * 24 * 30))
-            comments.append(
-                (
-                    comment_id,
-                    post_id,
-                    author,
-                    parent if c == 1 else None,
-                    _COMMENTS[c % len(_COMMENTS)],
-                    when,
-                )
-            )
+            reply_to, body = parent if c == 1 else None, _COMMENTS[c % len(_COMMENTS)]
+            comments.append((comment_id, post_id, author, reply_to, body, when))
             parent = comment_id
         for fan, emoji in rng.sample(pairs, rng.randrange(6)):
             reactions.append((post_id, fan, emoji))
@@ -458,10 +449,7 @@ class DemoLanguage:
     def shown(self, settings: Settings) -> str:
         """For a person: "Spanish, es", and the stored tag when the copy is another's."""
         tag = self.language(settings)
-        try:
-            shown = f"{Locale.parse(tag, sep='-').get_display_name('en')}, {tag}"
-        except (UnknownLocaleError, ValueError):  # an operator's copy file of a tag CLDR lacks
-            shown = tag
+        shown = language_shown(tag)
         if not self.column:
             return f"{shown} (this database's users have no locale column)"
         if self.locale is None:

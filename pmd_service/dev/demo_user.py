@@ -1,4 +1,4 @@
-"""The demo user of dev mode: its handle and its lookup."""
+"""The demo user of dev mode: its handle and its lookup, and how its emails' language shows."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import asyncpg
+from babel import Locale, UnknownLocaleError
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -25,3 +26,14 @@ async def demo_user_sqid(conn: Conn | asyncpg.Pool, handle: str = DEMO_HANDLE) -
     """The public id of the demo's user `handle`, or None when the demo loader did not make one."""
     sqid: str | None = await conn.fetchval(SQL_DEMO_SQID, handle, demo_user_key(handle))
     return sqid
+
+
+def language_shown(tag: str) -> str:
+    """`pt-BR` → "Portuguese (Brazil), pt-BR": a language by name, or the tag CLDR lacks."""
+    if not tag:
+        return "not stated"
+    try:
+        name = Locale.parse(tag, sep="-").get_display_name("en")
+    except (UnknownLocaleError, ValueError):
+        return tag
+    return f"{name}, {tag}" if name else tag

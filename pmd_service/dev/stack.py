@@ -231,10 +231,8 @@ def run_dev(locale: str | None = None) -> int:
         AUTO_MIGRATE="false",  # applied above, once
         PMD_DATA_DIR=str(settings.data_dir),
     )
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "pmd_service", "serve"], env=env),
-        subprocess.Popen([sys.executable, "-m", "pmd_service", "worker"], env=env),
-    ]
+    command = [sys.executable, "-m", "pmd_service"]
+    procs = [subprocess.Popen([*command, name], env=env) for name in ("serve", "worker")]
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:

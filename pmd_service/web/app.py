@@ -40,7 +40,7 @@ from .cors import setup_cors
 from .outage import OUTAGES, OutageLog
 from .problem_middleware import problem_middleware
 from .prometheus import METRICS, Metrics
-from .request_metrics import download_metrics, internal_metrics_ctx, metrics_middleware
+from .request_metrics import DownloadCollector, internal_metrics_ctx, metrics_middleware
 
 # The Server header of every answer, naming no version an attacker could use.
 SERVER_NAME = "pmd-service"
@@ -64,9 +64,7 @@ async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    redis = create_redis(settings.redis_url)
-    app[REDIS] = redis
+    app[REDIS] = redis = create_redis(app[SETTINGS].redis_url)
     app[TICKET_REDEMPTIONS] = redemptions = Redemptions(redis)
     yield
     await redemptions.stop()
@@ -94,21 +92,17 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     )
     app[SETTINGS] = settings
     app[TEND_HEAP] = tend_heap
-    app.on_response_prepare.append(_server_header)
-    app.on_response_prepare.append(echo_on_prepare)
+    app.on_response_prepare.extend((_server_header, echo_on_prepare))
     app[CONNECTION_COUNTS] = counts = ConnectionCounts()
     app[METRICS] = metrics = Metrics(lambda: app.get(SSE_HUB), counts)
     app[COLLECTORS] = metrics.registry
     app[OUTAGES] = OutageLog()
     app[ZIP_FILES] = ZipFiles(settings, streams=True)
     app[PROXY_SLOTS] = ProxySlots(settings.zip_proxy_max_downloads, settings.zip_proxy_max_per_user)
-    download_metrics(app[METRICS], app[ZIP_FILES], app[PROXY_SLOTS])
-    app.cleanup_ctx.append(_db_pool_ctx)
-    app.cleanup_ctx.append(_redis_ctx)
-    app.cleanup_ctx.append(sse_hub.hub_ctx)
-    # The features' own, after the pool and Redis open and before they close.
-    app.cleanup_ctx.extend(LIFETIMES)
-    app.cleanup_ctx.append(internal_metrics_ctx)
+    metrics.registry.register(DownloadCollector(app[ZIP_FILES], app[PROXY_SLOTS]))
+    # The features' own lifetimes after the pool and Redis open and before they close.
+    lifetimes = (_db_pool_ctx, _redis_ctx, sse_hub.hub_ctx, *LIFETIMES, internal_metrics_ctx)
+    app.cleanup_ctx.extend(lifetimes)
     register(
         app,
         (

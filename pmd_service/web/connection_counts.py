@@ -14,5 +14,4 @@ class ConnectionCounts:
     heads_late: int = 0  # closed for a head that did not come within HEADER_TIMEOUT_SECONDS
 
 
-# Zeros unless the server's connection guard counts.
 CONNECTION_COUNTS: web.AppKey[ConnectionCounts] = web.AppKey("connection_counts")

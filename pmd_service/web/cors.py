@@ -5,7 +5,6 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-# What the pages read from answers.
 EXPOSED = (
     "Location",
     "Retry-After",

@@ -9,14 +9,12 @@ import re
 import uuid
 from email.message import EmailMessage
 
-import asyncpg
 from aiohttp import web
-from babel import Locale, UnknownLocaleError
 
 from ..api.keys import DB_POOL, SETTINGS
 from ..core.codes import Code
 from ..core.problems import not_found
-from ..dev.demo_user import DEMO_HANDLE, demo_user_sqid
+from ..dev.demo_user import DEMO_HANDLE, demo_user_sqid, language_shown
 from ..host.vault import VaultPathError, artwork_path
 from ..mail import mailbox
 
@@ -24,8 +22,7 @@ _VAULT_NAME_RE = re.compile(r"^([0-9a-fA-F-]{36})\.(png|gif|webp|bmp)$")
 
 
 async def dev_root(request: web.Request) -> web.Response:
-    pool: asyncpg.Pool = request.app[DB_POOL]
-    sqid = await demo_user_sqid(pool)
+    sqid = await demo_user_sqid(request.app[DB_POOL])
     if sqid is None:
         raise not_found(
             f"There is no @{DEMO_HANDLE} user yet: start the service with `make run`.",
@@ -130,17 +127,6 @@ async def dev_mail(request: web.Request) -> web.Response:
         f'<p><a href="{MAILBOX_PATH}">All emails</a></p><h1>{html.escape(str(message["Subject"]))}'
         f'</h1><dl class="mail-head">{heads}</dl><pre id="mail-text"{_lang(language)}>{text}</pre>',
     )
-
-
-def language_shown(tag: str) -> str:
-    """`pt-BR` → "Portuguese (Brazil), pt-BR": the language an email was sent in, by name."""
-    if not tag:
-        return "not stated"
-    try:
-        name = Locale.parse(tag, sep="-").get_display_name("en")
-    except (UnknownLocaleError, ValueError):
-        return tag
-    return f"{name}, {tag}" if name else tag
 
 
 def _lang(tag: str) -> str:

@@ -15,18 +15,13 @@ from ..api.routing import once_keys, query_list, query_scalar
 from ..core.codes import HOST_PROBLEM_CODES, TABLE, Code
 from ..core.problems import Problem
 
-REF_TEMPLATE = "#/components/schemas/{name}"
-
-
 TARGET_SQID = Param(
     "target_sqid",
     {"type": "string", "maxLength": 16},
     "Moderators only: act on this user's posts instead of your own.",
     location="query",
 )
-AUTH_PROBLEMS = (401, 403, 404)
-# What any authenticated endpoint may answer: a token or account refused, a `target_sqid` not
-# allowed, unknown or holding a NUL, the database away (it reads the caller's row first).
+# What any authenticated endpoint may answer (it reads the caller's row and `target_sqid`).
 AUTH_CODES = (
     Code.TOKEN_MISSING,
     Code.TOKEN_INVALID,
@@ -40,7 +35,6 @@ AUTH_CODES = (
     Code.INVALID_TEXT,
     Code.DATABASE_UNAVAILABLE,
 )
-# A `?ticket=` instead of the Bearer header (api/tickets.py).
 TICKET_CODES = (
     Code.TICKET_INVALID,
     Code.TICKET_WRONG_DOWNLOAD,
@@ -57,8 +51,6 @@ BODY_CODES = (
     Code.BODY_TOO_LARGE,
     Code.BODY_TIMEOUT,
 )
-# Every 429 and 503 says when to come back.
-RETRY_AFTER_STATUSES = (429, 503)
 RETRY_AFTER = {
     "description": "Seconds to wait before retrying",
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
@@ -95,7 +87,8 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
         types += [t for t in (op.request, op.response) if t is not None]
         types += op.events
         types += [t for t in op.other_schemas.values() if t not in types]
-    schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
+    ref_template = "#/components/schemas/{name}"
+    schemas, components = msgspec.json.schema_components(types, ref_template=ref_template)
     by_type = dict(zip(types, schemas, strict=True))
     problem = components[Problem.__name__]["properties"]
     problem["code"] = {
@@ -196,7 +189,7 @@ def _responses(
                 PROBLEM_JSON: {"schema": _problem_schema(by_type[Problem], by_status[status])}
             },
         }
-        if status in RETRY_AFTER_STATUSES:
+        if status in (429, 503):  # each says when to come back
             responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER}
     for status, described in op.status_headers.items():
         if str(status) not in responses:  # at start-up, not in a client generated from it
@@ -255,9 +248,8 @@ def _headers(described: dict[str, str]) -> dict[str, Any]:
 def _problem_statuses(op: Endpoint, *, has_params: bool) -> set[int]:
     statuses = set(op.problems) | {TABLE[c].status or 0 for c in op.codes}
     if op.auth is not Auth.PUBLIC:
-        # An unknown `target_sqid` (404), or one holding a NUL (400); authentication reads the
-        # database (503).
-        statuses |= {*AUTH_PROBLEMS, 400, 503}
+        # An unknown `target_sqid` (404) or one holding a NUL (400); the database away (503).
+        statuses |= {400, 401, 403, 404, 503}
     if op.request is not None:
         statuses |= {400, 408, 413, 415, 422}
     if has_params:

@@ -21,7 +21,6 @@ from .prometheus import METRICS
 if TYPE_CHECKING:
     from ..api.download_slots import ProxySlots
     from ..storage.zip_files import ZipFiles
-    from .prometheus import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)
 
 
-class _DownloadCollector(Collector):
+class DownloadCollector(Collector):
     """The object store as this process's own calls found it, and the proxied downloads."""
 
     def __init__(self, files: ZipFiles, slots: ProxySlots) -> None:
@@ -83,10 +82,6 @@ class _DownloadCollector(Collector):
         for cap in ("user", "server"):
             refused.add_metric([cap], self.slots.refused[cap])
         yield refused
-
-
-def download_metrics(metrics: Metrics, files: ZipFiles, slots: ProxySlots) -> None:
-    metrics.registry.register(_DownloadCollector(files, slots))
 
 
 async def _render(app: web.Application) -> web.Response:
@@ -153,5 +148,4 @@ async def internal_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     await runner.cleanup()
 
 
-# Where the internal /metrics listens (host, port) when SERVER_METRICS_PORT is set.
 METRICS_ADDRESS: web.AppKey[Any] = web.AppKey("metrics_address")

@@ -35,10 +35,10 @@ from .reference import docs_url
 from .request_metrics import MetricsPortError
 
 PROCESS = "pmd-server"
-LISTEN_BACKLOG = 4096
 # Longer than the proxies in front keep an idle upstream connection (Caddy's 2 min): one that
 # the server closes first races the proxy's next request, and the client gets a 502.
 KEEPALIVE_SECONDS = 130
+LISTEN_BACKLOG = 4096
 # A bind that fails for one of these is the operator's to fix: one line, no traceback.
 _BIND_ERRORS = {
     errno.EADDRINUSE: "another process holds it",
@@ -66,7 +66,15 @@ def run(settings: Settings, *, shared_port: bool = False, announce: bool = True)
     raise_descriptor_limit()
     loop = asyncio.new_event_loop()
     count_failed_accepts(loop)
-    shut_down = _ShutDown()
+    shutting_down = False
+
+    def shut_down() -> None:
+        # Only the first signal: aiohttp's own handlers would raise again mid-shutdown.
+        nonlocal shutting_down
+        if not shutting_down:
+            shutting_down = True
+            raise web.GracefulExit()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, shut_down)
     reference = docs_url(settings) if announce else None
@@ -111,7 +119,7 @@ async def _serve(
         log.info("listening on %s", site.name)
         if reference is not None:
             log.info("API reference at %s", reference)
-        await asyncio.Event().wait()  # until _ShutDown's GracefulExit cancels this
+        await asyncio.Event().wait()  # until shut_down's GracefulExit cancels this
     finally:
         await runner.cleanup()
 
@@ -164,19 +172,6 @@ def _port_free(settings: Settings) -> None:
             probe.bind((settings.host, settings.port))
         except OSError as exc:
             _cannot_listen(settings, exc)
-
-
-class _ShutDown:
-    """The first SIGINT or SIGTERM shuts the server down; any further one is ignored (aiohttp's
-    own handlers would raise again mid-shutdown)."""
-
-    def __init__(self) -> None:
-        self.started = False
-
-    def __call__(self) -> None:
-        if not self.started:
-            self.started = True
-            raise web.GracefulExit()
 
 
 def check_connections(settings: Settings) -> None:
