@@ -372,47 +372,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         `needs_secret` outside dev mode, and REDIS_URL when `needs_redis`."""
         env = os.environ if env is None else env
         with _named_as_set(env):
-            return cls._from_env(_current_names(env), embedded, needs_secret, needs_redis)
-
-    @classmethod
-    def _from_env(
-        cls,
-        env: Mapping[str, str],
-        embedded: Embedded | None,
-        needs_secret: bool,
-        needs_redis: bool,
-    ) -> Settings:
-        raw = _raw_values(env)
-        _check_values(raw)
-        if not needs_redis and raw.get("REDIS_URL") is None and not raw.get("PMD_DEV"):
-            raw["REDIS_URL"] = _STAND_INS["REDIS_URL"]
-        data_dir = Path(raw.get("PMD_DATA_DIR") or ".data").resolve()
-        database_url, redis_url = raw.get("DATABASE_URL"), raw.get("REDIS_URL")
-        missing = database_url is None or redis_url is None
-        if missing and embedded is None:
-            # Before anything is written (the dev secret below): this process cannot start.
-            unset = [n for n in ("DATABASE_URL", "REDIS_URL") if raw.get(n) is None]
-            verb = "is" if len(unset) == 1 else "are"
-            hint = (
-                ""
-                if raw.get("PMD_DEV")
-                else " (development only: PMD_DEV=1 starts embedded servers for unset URLs; "
-                "`make run` sets it)"
-            )
-            raise ConfigError(f"{' and '.join(unset)} {verb} required and not set{hint}.")
-        raw.setdefault("PMD_DEV", missing)
-        if needs_secret and not raw.get("JWT_SECRET_KEY"):
-            if not raw["PMD_DEV"]:
-                raise ConfigError(
-                    "JWT_SECRET_KEY is required outside dev mode: set it to a random string "
-                    "of at least 32 characters (e.g. `python -c 'import secrets; "
-                    "print(secrets.token_urlsafe(48))'`)."
+            raw = _raw_values(_current_names(env))
+            _check_values(raw)
+            if not needs_redis and raw.get("REDIS_URL") is None and not raw.get("PMD_DEV"):
+                raw["REDIS_URL"] = _STAND_INS["REDIS_URL"]
+            data_dir = Path(raw.get("PMD_DATA_DIR") or ".data").resolve()
+            database_url, redis_url = raw.get("DATABASE_URL"), raw.get("REDIS_URL")
+            missing = database_url is None or redis_url is None
+            if missing and embedded is None:
+                # Before anything is written (the dev secret below): this process cannot start.
+                unset = [n for n in ("DATABASE_URL", "REDIS_URL") if raw.get(n) is None]
+                verb = "is" if len(unset) == 1 else "are"
+                hint = (
+                    ""
+                    if raw.get("PMD_DEV")
+                    else " (development only: PMD_DEV=1 starts embedded servers for unset URLs; "
+                    "`make run` sets it)"
                 )
-            raw["JWT_SECRET_KEY"] = dev_secret(data_dir)
-        if missing:
-            assert embedded is not None
-            raw["DATABASE_URL"], raw["REDIS_URL"] = embedded(data_dir, database_url, redis_url)
-        return _convert(raw)
+                raise ConfigError(f"{' and '.join(unset)} {verb} required and not set{hint}.")
+            raw.setdefault("PMD_DEV", missing)
+            if needs_secret and not raw.get("JWT_SECRET_KEY"):
+                if not raw["PMD_DEV"]:
+                    raise ConfigError(
+                        "JWT_SECRET_KEY is required outside dev mode: set it to a random string "
+                        "of at least 32 characters (e.g. `python -c 'import secrets; "
+                        "print(secrets.token_urlsafe(48))'`)."
+                    )
+                raw["JWT_SECRET_KEY"] = dev_secret(data_dir)
+            if missing:
+                assert embedded is not None
+                raw["DATABASE_URL"], raw["REDIS_URL"] = embedded(data_dir, database_url, redis_url)
+            return _convert(raw)
 
     @classmethod
     def check_env(cls, env: Mapping[str, str] | None = None) -> None:

@@ -64,9 +64,8 @@ def marked(text: str | None) -> bool:
 
 def sqids_in(text: str | None) -> list[str]:
     """The sqids `text` mentions, distinct, in order of first appearance."""
-    if not marked(text):
+    if text is None or MARK not in text:
         return []
-    assert text is not None
     return list(dict.fromkeys(m.group(1) for m in MENTION.finditer(text)))
 
 

@@ -93,8 +93,6 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
     # As the host's `get_current_user`: an empty `sub` or `user_id` counts as absent.
     sub = claims.get("sub") or None
     legacy = claims.get("user_id") or None
-    if sub is not None and not isinstance(sub, str):  # PyJWT refuses it already
-        raise _invalid("The access token's `sub` must be the user's public id.")
     if sub is not None and not _is_text(sub):  # JSON's "\ud800": no database value equals it
         raise _invalid("The access token's `sub` is not text (a lone surrogate); sign in again.")
     user_key = None
