@@ -1,6 +1,4 @@
-"""The features, in one list: the app, the stream's event kinds and download tickets, the
-sweep and the cleanup, and the worker's functions and crons are built from it (manifest.py
-says what each declares). A new feature is its folder and one line here."""
+"""The features, in one list: the app, the stream, the sweep and the worker are built from it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""A new request's first event, held back a moment (`SSE_FIRST_EVENT_HOLD_MS`) after the reply
-to its POST, so a busy page never handles it before the reply; the request is enqueued at once."""
+"""A new request's first event, held back a moment after the reply to its POST."""
 
 from __future__ import annotations
 
@@ -33,8 +32,7 @@ class Announcer:
             await announce(self._pool, self._redis, bdr_id)
             return
         await enqueue_or_sweep(self._redis, bdr_id)
-        # A task of its own: the handler returns at once, so the next request on the same
-        # keep-alive connection is not held up with it.
+        # A task of its own, so the next request on the same connection is not held up with it.
         task = asyncio.create_task(self._announce_later(bdr_id), name=f"announce-{bdr_id}")
         self._held.add(task)
         task.add_done_callback(self._held.discard)

@@ -1,6 +1,4 @@
-"""The cut-over from the host's own PMD (`import-host-bdrs`): running requests are recreated as
-pending and enqueued, ready ones whose ZIP is in the vault served from the host's file until
-they expire; everything else is left out, with why. Without `--apply` nothing is written."""
+"""The cut-over from the host's own PMD (`import-host-bdrs`): its open requests carried over."""
 
 from __future__ import annotations
 

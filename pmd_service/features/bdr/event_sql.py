@@ -1,5 +1,4 @@
-"""The BDR events' trigger functions, generated from schemas.ItemRow into
-`migrations/repeatable/bdr_events.sql`."""
+"""The BDR events' trigger functions, generated from schemas.ItemRow."""
 
 from __future__ import annotations
 

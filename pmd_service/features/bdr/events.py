@@ -1,5 +1,4 @@
-"""The download requests' event kind: `bdr_update`, a request as its card shows it, whenever
-that changes."""
+"""The download requests' event kind: `bdr_update`, a request as its card shows it."""
 
 from __future__ import annotations
 

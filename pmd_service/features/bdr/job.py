@@ -1,5 +1,4 @@
-"""The BDR's job kind: claim, build, publish and email, and what the sweep and the cleanup do
-with its rows."""
+"""The BDR's job kind: claim, build, publish, email, sweep and cleanup."""
 
 from __future__ import annotations
 

@@ -150,8 +150,7 @@ class BdrZip(Archive):
         return bool(still_ours)
 
     def settled(self, built: BuildResult) -> Settled:
-        """Raises for a ZIP that must not ship (too big, empty, or worth a retry); `skipped`
-        names, in request order, the artworks and working files left out."""
+        """Raises for a ZIP that must not ship; `skipped` lists what was left out."""
         result, working = sorted_out(built, self.arcnames)
         if result.size > self.cap:
             raise PermanentError(

@@ -1,5 +1,4 @@
-"""A BDR's table as its job uses it: its queue, the claim-guarded writes of a run, the cleanup's
-statements."""
+"""A BDR's table as its job uses it: its queue, a run's guarded writes, the cleanup's statements."""
 
 from __future__ import annotations
 

@@ -94,8 +94,7 @@ class BdrList(msgspec.Struct):
 
 
 class ItemRow(_BdrFields):
-    """An item's row (`ITEM_COLUMNS`) or event payload, each field a column: the triggers are
-    generated from it (`python -m pmd_service.web.event_kinds` after changing it)."""
+    """An item's row (`ITEM_COLUMNS`) or event payload: the triggers are generated from it."""
 
     progress_done: int
     skipped: list[Skipped]

@@ -169,8 +169,7 @@ async def create(
     requested_by = principal.caller.id if principal.as_moderator else None
     requester = principal.caller.id
     async with pool.acquire() as conn, conn.transaction():
-        # Checked before the day's count: a request never servable is a 400, not a 429; the
-        # posts stay locked until commit, so a delete cannot slip in before the insert.
+        # Checked before the day's count (a 400, not a 429); the posts stay locked until commit.
         await lock_eligible(conn, user_id, body.post_ids)
         if body.repeat is False:
             await _refuse_a_repeat(conn, user_id, body)

@@ -175,25 +175,19 @@ def gallery(
             for n in range(1, place.count + 1)
             if n != place.number
         ]
-        follows = (
-            f"<p>Only what changed since export {_e(place.follows)} started "
-            f"({place.since:%Y-%m-%d %H:%M} UTC)"
-            + (
-                "; the posts gone since are listed in data/removed.json"
-                if place.number == 1
-                else ""
+        follows = listed = ""
+        if place.follows is not None and place.since is not None:
+            gone = "; the posts gone since are listed in data/removed.json"
+            follows = (
+                f"<p>Only what changed since export {_e(place.follows)} started "
+                f"({place.since:%Y-%m-%d %H:%M} UTC){gone if place.number == 1 else ''}.</p>"
             )
-            + ".</p>"
-            if place.follows is not None and place.since is not None
-            else ""
-        )
-        listed = (
-            "<p>The other parts of this export, each a ZIP like the one this folder came from: "
-            + ", ".join(f"<code>{_e(name)}</code>" for name in others)
-            + ".</p>"
-            if others
-            else ""
-        )
+        if others:
+            names = ", ".join(f"<code>{_e(name)}</code>" for name in others)
+            listed = (
+                "<p>The other parts of this export, each a ZIP like the one this folder came "
+                f"from: {names}.</p>"
+            )
         page = f"""<!doctype html>
 <html lang="en">
 <head>

@@ -26,8 +26,7 @@ NO_CLASHES = (
 
 @dataclass(frozen=True)
 class History:
-    """What undo needs beyond the posts' ids: values written to all (`wrote`) and, per post in
-    id order, prior values (`prior`: aggregates over `eligible e`, reading its `extra` columns)."""
+    """What undo needs beyond the posts' ids: values written to all, and prior values per post."""
 
     wrote: dict[str, str] = field(default_factory=dict)
     prior: dict[str, str] = field(default_factory=dict)
@@ -36,8 +35,7 @@ class History:
 
 @dataclass(frozen=True)
 class Part:
-    """An action's part of the batch statement for one caller and one way of naming posts;
-    `skip_refused`: refused posts are left out rather than refusing the batch."""
+    """An action's part of the batch statement, for one caller and one way of naming posts."""
 
     eligible: str
     assign: str
@@ -53,8 +51,7 @@ class Part:
 
 @dataclass(frozen=True)
 class Undo:
-    """An action's part of the undo statement: `holds`, the post still holds what it wrote;
-    `allowed` false leaves a post, named `refused`; `clashes` refuse the whole undo."""
+    """An action's part of the undo statement: `holds`, the post still holds what it wrote."""
 
     holds: str
     assign: str
@@ -107,8 +104,7 @@ Said = Callable[[asyncpg.Record, tuple[object, ...]], str]
 
 @dataclass(frozen=True, eq=False)
 class BulkAction:
-    """One bulk action, compared by identity: `writes` are the host columns it sets beyond
-    BUMPED; `fixed` its own values, else `values` reads them from the request."""
+    """One bulk action, compared by identity; `writes`: the host columns it sets beyond BUMPED."""
 
     name: str
     verb: str

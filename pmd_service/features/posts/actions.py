@@ -128,8 +128,7 @@ DELETE = BulkAction(
     ),
 )
 
-# Posts whose artwork a live post holds, or another post of the restore shares, clash: by ids
-# they refuse the restore, by filter they are left deleted (a live post by ids is left as it is).
+# Clashing posts (an artwork held or shared) refuse a restore by ids and stay deleted by filter.
 _CLASHES = f"""twins AS (
     SELECT hash, array_agg(id ORDER BY id) AS ids FROM eligible
     WHERE deleted_by_user AND hash IS NOT NULL AND NOT refused

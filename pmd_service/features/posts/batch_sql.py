@@ -140,9 +140,8 @@ _BY_FILTER = _Mode(
 )
 
 
-# A cleanup policy's run: $1 owner, $2 the policy, $3, $4 as above, $5 the most posts it may
-# change, $6 its cutoff date and $7 its keep tags, $8 the posts the budget lets change, $9.. the
-# filter's keys and the keep exceptions, then the action's values; its oldest candidates first.
+# A cleanup policy's run: $1 owner, $2 the policy, $3, $4 as above, $5 its cap, $6 its cutoff,
+# $7 its keep tags, $8 the budget's room, $9.. the filter's keys and the keep exceptions, values.
 _BY_POLICY = _Mode(
     chosen=f"""p.id = ANY(ARRAY(SELECT c.id FROM posts c WHERE {candidate("c", IN_BATCH)}
         ORDER BY c.created_at, c.id LIMIT $5::int))""",

@@ -16,7 +16,7 @@ from ...host.access import Principal
 from ...host.eligibility import ensure_unique, ineligible, posts_refused
 from . import batch_sql as q
 from .action_shape import BulkAction
-from .actions import LICENSE, named
+from .actions import named
 from .filters import FilterKeys, PostFilter, check_filter
 from .pace import Budget, hold_budget
 from .restore_rule import clashes_of, unless_raced
@@ -45,8 +45,7 @@ Target = list[int] | Matching
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """`acted_on`: the eligible posts targeted, of which `changed` changed; `left`: what a
-    restore by filter left deleted, by reason (None: an all-or-nothing action)."""
+    """`acted_on`: the eligible posts targeted; `left`: what a restore by filter left deleted."""
 
     acted_on: int
     changed: int
@@ -310,18 +309,3 @@ async def apply_action(
     if left:
         message += _left_message(left)
     return BatchOutcome(acted_on, changed, message, row["action_id"], left)
-
-
-async def set_license(
-    pool: asyncpg.Pool,
-    principal: Principal,
-    target: Target,
-    license_id: int | None,
-    *,
-    budget: Budget,
-    max_posts: int = 10_000,
-) -> BatchOutcome:
-    """All-or-nothing, in one statement, within `budget` (POST /api/pmd/license)."""
-    return await apply_action(
-        pool, principal, LICENSE.name, target, license_id, budget=budget, max_posts=max_posts
-    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from aiohttp import web
@@ -17,7 +17,7 @@ from ...core.codes import Code
 from ...core.problems import not_found
 from ...host.access import Principal
 from . import batches, history, listing, policies, policy_runs, undo
-from .actions import ACTIONS, named
+from .actions import ACTIONS, LICENSE, named
 from .filters import check_filter
 from .host_cache import FeedDrops, FeedDropsCollector, create_host_cache
 from .pace import Budget, take_turn
@@ -69,25 +69,32 @@ async def list_posts(request: web.Request) -> web.Response:
 
 async def post_action(request: web.Request) -> web.Response:
     body = await read_json(request, ActionRequest)
-    principal, target = await _batch_target(request, body)
-    values = named(body.action).values(body)
-    outcome = await batches.apply_action(
-        request.app[DB_POOL], principal, body.action, target, *values,
-        budget=Budget.of(request.app[SETTINGS]), max_posts=request.app[SETTINGS].bulk_max_posts,
-    )  # fmt: skip
-    return _result(request, outcome, principal)
+    return await _act(request, body, body.action, lambda: named(body.action).values(body))
 
 
-async def _batch_target(
-    request: web.Request, body: ActionRequest | LicenseRequest
-) -> tuple[Principal, batches.Target]:
-    """Who acts on whose posts, and which posts, once the caller's turn is taken."""
+async def post_license(request: web.Request) -> web.Response:
+    body = await read_json(request, LicenseRequest)
+    return await _act(request, body, LICENSE.name, lambda: (body.license_id,))
+
+
+async def _act(
+    request: web.Request,
+    body: ActionRequest | LicenseRequest,
+    action: str,
+    values: Callable[[], tuple[object, ...]],
+) -> web.Response:
+    """Who acts on whose posts, and which posts, once the caller's turn is taken; then `action`."""
     principal = await retarget(request, body.target_sqid)
     await _take_turn(request, principal)
+    pool, settings = request.app[DB_POOL], request.app[SETTINGS]
     target = await batches.target_of(
-        request.app[DB_POOL], body.post_ids, body.filter, body.expect_count, body.expect_digest
+        pool, body.post_ids, body.filter, body.expect_count, body.expect_digest
     )
-    return principal, target
+    outcome = await batches.apply_action(
+        pool, principal, action, target, *values(),
+        budget=Budget.of(settings), max_posts=settings.bulk_max_posts,
+    )  # fmt: skip
+    return _result(request, outcome, principal)
 
 
 def _drop_cached_feeds(request: web.Request, changed: int) -> None:
@@ -95,16 +102,6 @@ def _drop_cached_feeds(request: web.Request, changed: int) -> None:
     if drops is not None and changed:
         # Every bulk write changes what the host's cached feeds show: dropped after the reply.
         drops.request()
-
-
-async def post_license(request: web.Request) -> web.Response:
-    body = await read_json(request, LicenseRequest)
-    principal, target = await _batch_target(request, body)
-    outcome = await batches.set_license(
-        request.app[DB_POOL], principal, target, body.license_id,
-        budget=Budget.of(request.app[SETTINGS]), max_posts=request.app[SETTINGS].bulk_max_posts,
-    )  # fmt: skip
-    return _result(request, outcome, principal)
 
 
 def _result(

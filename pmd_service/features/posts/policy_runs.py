@@ -120,19 +120,9 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
     if limit > 0 and candidates:
         action = named(fields.action)
         await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
-        done = await conn.fetchrow(
-            SQL_POLICY_RUNS[fields.action],
-            owner,
-            policy_id,
-            fields.action,
-            None,
-            limit,
-            params[3],
-            params[4],
-            room.left,
-            *params[5:],
-            *action.fixed,
-        )
+        # ALONE's parameters, with the statement's $4 (no moderator), $5 and $8 (its room).
+        args = (*params[:3], None, limit, *params[3:5], room.left, *params[5:], *action.fixed)
+        done = await conn.fetchrow(SQL_POLICY_RUNS[fields.action], *args)
         changed, action_id, ids = int(done["changed"]), done["action_id"], done["changed_ids"]
         if action_id is not None:
             await conn.execute(SQL_RAN, action_id, REQUEST_ID.get(), fields.notify)

@@ -17,8 +17,7 @@ KEEP_PARAMS = 5
 
 @dataclass(frozen=True)
 class Slots:
-    """Where a statement holds the policy's parameters; the filter's and the keep exceptions'
-    follow from `filter_first`."""
+    """Where a statement holds the policy's parameters, the filter's from `filter_first` on."""
 
     owner: str
     policy: str
