@@ -239,30 +239,25 @@ async def _requeue(settings: Settings, raw_id: str) -> None:
     print(f"requeued {bdr_id} (was {status})")
 
 
-class _SummaryLeftOut(logging.Filter):
-    """Leaves out the sweep's and the cleanup's summary log line: here it is the printed result."""
+# The sweep's and the cleanup's summary log line, left out here: it is the printed result.
+SUMMARIES = (("pmd_service.upkeep.sweep", "sweep: %d pending re-enqueued"),
+             ("pmd_service.upkeep.cleanup", "cleanup: %s"))  # fmt: skip
 
-    SUMMARIES = (("pmd_service.upkeep.sweep", "sweep: %d pending re-enqueued"),
-                 ("pmd_service.upkeep.cleanup", "cleanup: %s"))  # fmt: skip
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(
-            record.name == name and str(record.msg).startswith(start)
-            for name, start in self.SUMMARIES
-        )
+def _not_a_summary(record: logging.LogRecord) -> bool:
+    return not any(record.name == n and str(record.msg).startswith(s) for n, s in SUMMARIES)
 
 
 async def _run_job(settings: Settings, job: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
-    once = _SummaryLeftOut()
-    loggers = [logging.getLogger(name) for name, _ in once.SUMMARIES]
+    loggers = [logging.getLogger(name) for name, _ in SUMMARIES]
     for logger in loggers:
-        logger.addFilter(once)
+        logger.addFilter(_not_a_summary)
     try:
         async with job_context(settings) as ctx:
             result = await job(ctx)
     finally:
         for logger in loggers:
-            logger.removeFilter(once)
+            logger.removeFilter(_not_a_summary)
     print(json.dumps(result))
 
 

@@ -71,9 +71,6 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
-REQUEST_LINE_BYTES = 64 * 1024
-
-
 def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Application:
     """`tend_heap`: this app is its process's only one, and may tend its heap (sse/heap.py)."""
     quiet_malformed_requests()
@@ -88,7 +85,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
         ],
         client_max_size=settings.max_body_bytes,
         # A filter of 64 tags of 64 characters, percent-encoded, reaches the app's checks.
-        handler_args={"max_line_size": REQUEST_LINE_BYTES},
+        handler_args={"max_line_size": 64 * 1024},
     )
     app[SETTINGS] = settings
     app[TEND_HEAP] = tend_heap

@@ -17,7 +17,6 @@ from ..core.db import database_refusal
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
-SUMMARY_SECONDS = 60.0
 
 _REDIS_REFUSALS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -41,7 +40,7 @@ class _Window:
 class OutageLog:
     """Per service: a line for the first refusal, then one per `window` with the count."""
 
-    def __init__(self, window: float = SUMMARY_SECONDS) -> None:
+    def __init__(self, window: float = 60.0) -> None:
         self.window = window
         self._open: dict[str, _Window] = {}
 
