@@ -56,7 +56,6 @@ class Endpoint:
     headers: dict[str, str] = field(default_factory=dict)
     # Other non-problem answers: (status, description, media type of the body or None).
     other_responses: tuple[tuple[int, str, str | None], ...] = ()
-    # The body shape of such an answer, by status, where it has one (a struct).
     other_schemas: dict[int, type] = field(default_factory=dict)
     # Other answers' headers, by a status the endpoint declares.
     status_headers: dict[int, dict[str, str]] = field(default_factory=dict)

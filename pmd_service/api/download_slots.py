@@ -9,6 +9,7 @@ import ctypes.util
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from typing import NoReturn
 
 from ..core.codes import Code
@@ -54,10 +55,8 @@ class ProxySlots:
         if self.by_user[user_id] >= self.per_user:
             self._refuse(
                 "user",
-                429,
                 "too-many-downloads",
                 Code.TOO_MANY_DOWNLOADS,
-                "Too Many Requests",
                 f"{self.per_user} downloads of yours are already streaming from this server; "
                 "let one finish (or close it), then try again.",
                 limit=self.per_user,
@@ -65,22 +64,20 @@ class ProxySlots:
         if self.active >= self.total:
             self._refuse(
                 "server",
-                503,
                 "downloads-busy",
                 Code.DOWNLOADS_BUSY,
-                "Service Unavailable",
                 f"This server is streaming as many downloads as it can ({self.total}); please "
                 "try again in a minute.",
             )
 
-    def _refuse(
-        self, by: str, status: int, slug: str, code: Code, title: str, detail: str, **details: int
-    ) -> NoReturn:
+    def _refuse(self, by: str, slug: str, code: Code, detail: str, **details: int) -> NoReturn:
+        """The user's cap (429) or the server's (503)."""
         self.refused[by] += 1
+        status = HTTPStatus.TOO_MANY_REQUESTS if by == "user" else HTTPStatus.SERVICE_UNAVAILABLE
         raise ProblemError(
-            status,
+            status.value,
             slug,
-            title,
+            status.phrase,
             detail,
             headers={"Retry-After": str(BUSY_RETRY_AFTER)},
             code=code,

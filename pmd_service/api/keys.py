@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
-# Tickets spent (GETDEL) many to a round trip (api/ticket_redemptions.py).
 TICKET_REDEMPTIONS: web.AppKey[Redemptions] = web.AppKey("ticket_redemptions")
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)

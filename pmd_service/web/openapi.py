@@ -178,7 +178,7 @@ def _responses(
             other["content"] = {media: {"schema": by_type[shape] if shape else {}}}
         responses[str(status)] = other
     by_status: dict[int, list[Code]] = {}
-    for code in problem_codes(op, has_params=has_params):
+    for code in problem_codes(op):
         by_status.setdefault(TABLE[code].status or 0, []).append(code)
     for status in sorted(_problem_statuses(op, has_params=has_params)):
         if status not in by_status:  # at start-up: every problem answer names its codes
@@ -198,7 +198,7 @@ def _responses(
     return responses
 
 
-def problem_codes(op: Endpoint, *, has_params: bool) -> list[Code]:
+def problem_codes(op: Endpoint) -> list[Code]:
     """Every code the endpoint's problems may carry: its own, and those of its kind."""
     codes = list(op.codes)
     if op.auth is not Auth.PUBLIC:
