@@ -138,22 +138,12 @@ def job_reporter(name: str, job: Job) -> Job:
 
 def _secrets_of(settings: Settings) -> tuple[str, ...]:
     """This process's secret values, each masked wherever it appears in an event."""
-    values = [
-        settings.jwt_secret_key,
-        settings.smtp_password,
-        settings.aws_secret_access_key,
-        settings.aws_session_token,
-    ]
-    for url in (
-        settings.database_url,
-        settings.database_direct_url,
-        settings.redis_url,
-        settings.host_cache_redis_url,
-        settings.artwork_base_url,
-    ):
-        if url:
-            password = urlsplit(url).password
-            values.append(unquote(password) if password else None)
+    values = []
+    for name in SECRET_FIELDS:
+        value = getattr(settings, name)
+        if value and name.endswith("_url"):  # a URL's password
+            value = unquote(urlsplit(value).password or "")
+        values.append(value)
     # Short values would mask ordinary words; no real secret here is that short.
     return tuple(sorted({v for v in values if v and len(v) >= 6}, key=len, reverse=True))
 

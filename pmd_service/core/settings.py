@@ -39,6 +39,7 @@ Port = Annotated[int, Meta(ge=0, le=65535)]
 Seconds = Annotated[float, Meta(gt=0, le=3600)]  # a period: never 0, which would spin
 Bytes = Annotated[int, Meta(ge=1, le=2**50)]
 Identifier = Annotated[str, Meta(pattern=rf"\A{_IDENTIFIER_RE.pattern}\Z")]
+Secret = Annotated[str, Meta(extra={"secret": True})]  # may carry credentials: never shown
 # Given the data dir (and the URLs that are set), the URLs of running embedded servers.
 Embedded = Callable[[Path, str | None, str | None], tuple[str, str]]
 
@@ -48,8 +49,8 @@ class ConfigError(Exception):
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
-    database_url: str
-    redis_url: str
+    database_url: Secret
+    redis_url: Secret
     data_dir: Path = field(default=Path(".data"), name="PMD_DATA_DIR")
     # Empty paths mean "under data_dir": {data_dir}/vault and {data_dir}/bdr.
     vault_path: Path = Path()
@@ -58,15 +59,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Everything the service creates lives in this PostgreSQL schema; host tables in the other.
     pmd_schema: Identifier = "pmd"
     host_schema: Identifier = "public"
-    artwork_base_url: str | None = None  # may carry credentials
+    artwork_base_url: Secret | None = None
     # `s3://bucket/prefix`, or `file:///folder` (as ZIP_PATH / VAULT_PATH); unset: the folders.
     zip_store: str | None = None
     artwork_store: str | None = None
     aws_endpoint_url: str = ""  # any S3-compatible service; empty: AWS itself
     aws_region: str = "us-east-1"
     aws_access_key_id: str | None = None  # unset: the environment's credentials chain
-    aws_secret_access_key: str | None = None
-    aws_session_token: str | None = None
+    aws_secret_access_key: Secret | None = None
+    aws_session_token: Secret | None = None
     # With ZIP_STORE in a bucket: redirect to a signed URL, or stream through the server.
     zip_download_mode: Literal["redirect", "proxy"] = "redirect"
     zip_signed_url_seconds: Annotated[int, Meta(ge=10, le=7 * 86400)] = 300
@@ -80,7 +81,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Proxy mode: a client that takes no chunk (128 KiB) for this long is cut off.
     zip_proxy_idle_seconds: Annotated[float, Meta(ge=0.1, le=3600)] = 60.0
     # Empty: unset, for a process that never signs or checks a token (from_env's `needs_secret`).
-    jwt_secret_key: str = ""
+    jwt_secret_key: Secret = ""
     jwt_leeway_seconds: Annotated[int, Meta(ge=0, le=600)] = 30  # clock skew on exp/iat/nbf
     jwt_audience: str | None = None  # when set, a token's `aud` must name it
     jwt_issuer: str | None = None  # when set, a token's `iss` must equal it
@@ -90,7 +91,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     smtp_host: str | None = None
     smtp_port: Annotated[int, Meta(ge=1, le=65535)] = 25
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: Secret | None = None
     # None: STARTTLS whenever offered; True: required; False: never (the only way in clear).
     smtp_starttls: bool | None = None
     # A password over a connection left unencrypted is refused unless this is set.
@@ -170,10 +171,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     metrics_port: Port | None = None
     server_metrics_port: Port | None = None  # the server's /metrics there, not on `port`
     cors_origins: tuple[str, ...] = ()  # origins of a page served elsewhere; empty: CORS off
-    host_cache_redis_url: str | None = None  # None: the host's caches are left alone
+    host_cache_redis_url: Secret | None = None  # None: the host's caches are left alone
     host_cache_patterns: tuple[str, ...] = DEFAULT_HOST_CACHE_PATTERNS
     # Errors to Sentry (the `sentry` extra), under the host's own variable names.
-    sentry_dsn: str | None = None
+    sentry_dsn: Secret | None = None
     sentry_environment: str | None = None
     sentry_traces_sample_rate: Annotated[float, Meta(ge=0, le=1)] = 0.0
     sentry_release: str | None = None
@@ -184,7 +185,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # How long a request waits for a pooled connection before it is answered 503.
     db_acquire_timeout: Annotated[float, Meta(gt=0, le=600)] = 5.0
     # What needs a session of its own connects here when DATABASE_URL is a pooler.
-    database_direct_url: str | None = None
+    database_direct_url: Secret | None = None
     # `pgbouncer`: DATABASE_URL is a transaction-mode pooler.
     database_pooler: Literal["none", "pgbouncer"] = "none"
     # How long a stopping server lets requests in flight finish (streams end at once).
@@ -508,23 +509,15 @@ def dev_requested(env: Mapping[str, str] | None = None) -> bool:
     return value != "" and _as_bool("PMD_DEV", value)
 
 
-SECRET_FIELDS = frozenset(
-    {
-        "database_url",
-        "redis_url",
-        "artwork_base_url",
-        "jwt_secret_key",
-        "smtp_password",
-        "host_cache_redis_url",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "sentry_dsn",
-        "database_direct_url",
-    }
-)
 _INFO = msgspec.inspect.type_info(Settings)
 assert isinstance(_INFO, msgspec.inspect.StructType)
 _KINDS = {f.encode_name: f.type for f in _INFO.fields}  # variable name -> its type
+SECRET_FIELDS = frozenset(
+    f.name
+    for f in _INFO.fields
+    for kind in (f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,))
+    if isinstance(kind, msgspec.inspect.Metadata) and kind.extra == {"secret": True}
+)
 
 
 def _as_bool(name: str, value: object) -> bool:
