@@ -48,10 +48,8 @@ async def list_bdrs(request: web.Request) -> web.Response:
 
 
 async def get_bdr(request: web.Request) -> web.Response:
-    bdr_id = path_uuid(request)
-    return json_response(
-        await service.get(request.app[DB_POOL], bdr_id, request[PRINCIPAL].target.id)
-    )
+    item = await service.get(request.app[DB_POOL], path_uuid(request), request[PRINCIPAL].target.id)
+    return json_response(item)
 
 
 async def delete_bdr(request: web.Request) -> web.Response:

@@ -212,29 +212,16 @@ def missing(policy_id: uuid.UUID) -> ProblemError:
 
 
 def _stored(fields: PolicyFields) -> tuple[object, ...]:
-    return (
-        fields.name.strip(),
-        fields.action,
-        fields.filter,
-        fields.older_than_days,
-        fields.keep,
-        fields.every,
-        fields.enabled,
-        fields.notify,
-    )
+    """SQL_INSERT's and SQL_UPDATE's order: the filter before the age."""
+    name, action, days, keys, *rest = msgspec.structs.astuple(fields)
+    return (name.strip(), action, keys, days, *rest)
 
 
 def fields_of(row: asyncpg.Record) -> PolicyFields:
-    return PolicyFields(
-        name=row["name"],
-        action=row["action"],
-        older_than_days=row["older_than_days"],
-        filter=msgspec.convert(row["filter"], FilterKeys),
-        keep=msgspec.convert(row["keep"], Keep),
-        every=row["every"],
-        enabled=row["enabled"],
-        notify=row["notify"],
-    )
+    stored = {f: row[f] for f in PolicyFields.__struct_fields__}
+    stored["filter"] = msgspec.convert(row["filter"], FilterKeys)
+    stored["keep"] = msgspec.convert(row["keep"], Keep)
+    return PolicyFields(**stored)
 
 
 def _last_run(row: asyncpg.Record) -> LastRun | None:

@@ -37,46 +37,26 @@ async def unless_raced(
 
 
 class HeldBy(msgspec.Struct):
-    post_id: int
+    post_id: int | None  # None in a statement's row: another user's post, never named
     public_sqid: str | None
     live: bool
 
 
 class Clash(msgspec.Struct):
-    """One refused post; `held_by` null: another user's live post holds its artwork (the
-    statements leave out that post's id and sqid, which the caller may not see)."""
+    """One refused post; `held_by` null: another user's live post holds its artwork."""
 
     post_id: int
     public_sqid: str | None
     held_by: HeldBy | None
 
 
-class _Held(msgspec.Struct):
-    post_id: int | None
-    public_sqid: str | None
-    live: bool
-
-
-class _Row(msgspec.Struct):
-    """A statement's `clashes` item: the holder's id is NULL when it is another user's post."""
-
-    post_id: int
-    public_sqid: str | None
-    held_by: _Held
-
-
 def clashes_of(rows: object) -> list[Clash]:
     """The clashes of a statement's `clashes` column (a JSON list), another user's post unnamed."""
-    return [
-        Clash(
-            r.post_id,
-            r.public_sqid,
-            None
-            if r.held_by.post_id is None
-            else HeldBy(r.held_by.post_id, r.held_by.public_sqid, r.held_by.live),
-        )
-        for r in msgspec.convert(rows or [], list[_Row])
-    ]
+    clashes = msgspec.convert(rows or [], list[Clash])
+    for c in clashes:
+        if c.held_by is not None and c.held_by.post_id is None:
+            c.held_by = None
+    return clashes
 
 
 def artwork_held(rows: object) -> ProblemError:
