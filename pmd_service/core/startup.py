@@ -142,6 +142,7 @@ async def services_reachable(
     pause = FIRST_PAUSE_SECONDS
     tries = 0
     names = "DATABASE_URL and REDIS_URL" if redis else "DATABASE_URL"
+    answering = "PostgreSQL and Redis" if redis else "PostgreSQL"
     servers = "both servers run" if redis else "PostgreSQL runs"
     while True:
         tries += 1
@@ -160,12 +161,7 @@ async def services_reachable(
         ]
         if not down:
             if tries > 1:
-                log.info(
-                    "%s: %s answer (try %d)",
-                    process,
-                    "PostgreSQL and Redis" if redis else "PostgreSQL",
-                    tries,
-                )
+                log.info("%s: %s answer (try %d)", process, answering, tries)
             return
         left = deadline - time.monotonic()
         what = "; ".join(down)

@@ -917,17 +917,14 @@ async def read_head(conn: Conn, host_schema: str) -> HostHead:
     if table["readable"]:
         sql = SQL_ALEMBIC_ROWS.format(schema=quote_ident(host_schema))
         recorded = [row[0] for row in await conn.fetch(sql)]
-    unreadable = table["present"] and not table["readable"]
-    return HostHead(recorded, unreadable, at, lacking)
+    return HostHead(recorded, table["present"] and not table["readable"], at, lacking)
 
 
 def serves(need: IndexNeed, columns: list[str | None], predicate: str | None) -> bool:
     """Whether a usable btree index with these key columns and predicate serves `need`."""
-    if predicate is None and need.partial_only:
-        return False
-    if predicate is not None and predicate not in need.serving_predicates:
-        return False  # a partial index serves only queries within its own predicate
-    return tuple(columns[: len(need.columns)]) == need.columns
+    # A partial index serves only queries within its own predicate.
+    fits = not need.partial_only if predicate is None else predicate in need.serving_predicates
+    return fits and tuple(columns[: len(need.columns)]) == need.columns
 
 
 def _index_found(need: IndexNeed, indexes: list[asyncpg.Record]) -> IndexFound:
@@ -952,10 +949,8 @@ def _column_problems(schema: str, found: dict[tuple[str, str], asyncpg.Record]) 
         row = found.get((need.table, need.column))
         if row is None and need.newer:
             continue  # an older host's: the head's report names it and what the service does
-        if need.table in present:
-            problem = _column_problem(need, row)
-            if problem:
-                problems.append(f"{need.table}.{need.column}: {problem}")
+        if need.table in present and (problem := _column_problem(need, row)):
+            problems.append(f"{need.table}.{need.column}: {problem}")
     for (table, column), row in sorted(found.items()):
         named = INSERTED.get(table)
         if named is not None and column not in named and row["not_null"] and not row["filled"]:
