@@ -1,5 +1,4 @@
-"""arq's settings class for the `arq` command (`arq pmd_service.worker_settings.WorkerSettings`):
-importing it reads the settings."""
+"""arq's settings class for `arq pmd_service.worker_settings.WorkerSettings`; reads settings."""
 
 from __future__ import annotations
 

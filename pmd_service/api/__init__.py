@@ -1,2 +1,1 @@
-"""What every feature's endpoints are built with: declarations, authentication, parsing,
-answers, and serving a ready ZIP."""
+"""What every feature's endpoints are built with, serving a ready ZIP included."""

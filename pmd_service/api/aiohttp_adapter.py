@@ -12,8 +12,7 @@ AIOHTTP_VERSION = "3.14.5"  # the release these uses were read from
 
 
 class DirectSocket:
-    """The socket under a streamed response, which its owner may also write to between the
-    response's own writes (slotted: one per open stream)."""
+    """The socket under a streamed response, which its owner may also write to directly."""
 
     __slots__ = ("_transport", "chunked")
 

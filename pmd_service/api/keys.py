@@ -1,5 +1,4 @@
-"""The app-level and request-level objects every endpoint may use, as typed keys; a room's own
-objects have their keys beside it."""
+"""The app-level and request-level objects every endpoint may use, as typed keys."""
 
 from __future__ import annotations
 

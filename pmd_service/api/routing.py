@@ -1,5 +1,4 @@
-"""Registering the endpoints, each kept in `app[ROUTE_ENDPOINTS]` by its route, and parsing
-their query structs."""
+"""Registering the endpoints (kept in `app[ROUTE_ENDPOINTS]`) and parsing their queries."""
 
 from __future__ import annotations
 
@@ -34,8 +33,7 @@ def _authenticated(
 
 
 def register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
-    if ROUTE_ENDPOINTS not in app:
-        app[ROUTE_ENDPOINTS] = {}
+    app.setdefault(ROUTE_ENDPOINTS, {})
     for endpoint in endpoints:
         if endpoint.query is not None:
             _query_fields(endpoint.query)  # an unsupported field fails here, at start-up

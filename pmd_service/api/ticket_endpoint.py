@@ -1,5 +1,4 @@
-"""POST /api/pmd/bdr/sse-ticket: a single-use ticket for the stream or a download the features
-declare."""
+"""POST /api/pmd/bdr/sse-ticket: a single-use ticket for the stream or a declared download."""
 
 from __future__ import annotations
 
@@ -79,7 +78,6 @@ class TicketDownloads:
 
 
 def endpoint(downloads: TicketDownloads) -> Endpoint:
-    """The ticket's endpoint, its downloads those of `downloads`."""
     return Endpoint(
         "post",
         "/api/pmd/bdr/sse-ticket",

@@ -1,5 +1,4 @@
-"""Tickets spent many to a Redis round trip: the spends of one event-loop turn go out on the
-next as one pipeline of GETDELs, in order, not a transaction."""
+"""Tickets spent many to a round trip: one event-loop turn's spends, one pipeline of GETDELs."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Request parsing: JSON bodies into msgspec structs and path ids, with actionable 4xx (query
-parameters: routing.parse_query), and the check every text a client sends goes through."""
+"""Request parsing: JSON bodies and path ids, with actionable 4xx, and the NUL check on text."""
 
 from __future__ import annotations
 

@@ -412,8 +412,7 @@ Body = TypeVar("Body", bound=_Targeting)
 
 
 async def zip_request(request: web.Request, struct: type[Body]) -> tuple[Body, Principal, str]:
-    """A request for ZIPs to be built: its body, whom it acts for and its request id; 503 while
-    the ZIPs' file system is short of free space."""
+    """A request for ZIPs: its body, whom it acts for, its request id; 503 when short of space."""
     body = await read_json(request, struct)
     principal = await retarget(request, body.target_sqid)
     await ensure_free_space(request.app[SETTINGS])

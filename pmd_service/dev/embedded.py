@@ -169,8 +169,7 @@ def services(
     *,
     check: Callable[[str], None] | None = None,
 ) -> tuple[str, str]:
-    """The URLs given, the unset ones filled by embedded servers under `data_dir`; `check` gets
-    the embedded database's URL before anything is written to it, and may raise to stop."""
+    """The URLs given, the unset ones embedded under `data_dir`; `check` may refuse the database."""
     if database_url is None:
         database_url = start_postgres(data_dir / "pg")
         if check is not None:

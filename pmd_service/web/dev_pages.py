@@ -1,5 +1,4 @@
-"""Dev mode's routes: `/` opens the demo user's page, `/vault/…` serves artwork files as the
-host site does, `/dev/mail` shows the emails kept instead of sent."""
+"""Dev mode's routes: the demo user's page at `/`, artwork files, and the emails kept unsent."""
 
 from __future__ import annotations
 

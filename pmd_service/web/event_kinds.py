@@ -1,5 +1,4 @@
-"""`python -m pmd_service.web.event_kinds [--check]` writes (or checks) the SQL the features'
-event kinds generate into migrations/repeatable/."""
+"""`python -m pmd_service.web.event_kinds [--check]` writes (or checks) the event kinds' SQL."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The page's filter keys, generated from their one definition (features/posts/filters.py FilterKeys)
-into `web/static/filter_keys.js`, which the page imports."""
+"""The page's filter keys, generated from their one definition (features/posts/filters.py
+FilterKeys) into `web/static/filter_keys.js`, which the page imports."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""A database or Redis that refuses: 503 with Retry-After, and one log line a minute (the first
-refusal at once, the ones after it counted and summed up once per `window`)."""
+"""A database or Redis that refuses: 503 with Retry-After, and one log line a minute."""
 
 from __future__ import annotations
 

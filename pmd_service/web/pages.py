@@ -1,5 +1,4 @@
-"""Routes of the static dashboard page (`/u/{user_sqid}/posts`) and its assets, outside
-`/api/pmd`: the page loads its data from the API with its Bearer token."""
+"""Routes of the static dashboard page (`/u/{user_sqid}/posts`) and its assets."""
 
 from __future__ import annotations
 

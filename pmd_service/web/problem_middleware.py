@@ -72,8 +72,7 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
 
 
 def _adopt_request_id(request: web.Request) -> None:
-    """A failed stream's handler, run without the request id, gets the one its response went out
-    with, else the client's, else a new one."""
+    """A failed stream's request id: its response's, else the client's, else a new one."""
     if REQUEST_ID.get() is not None:
         return
     started: web.StreamResponse | None = request.get(STREAM_RESPONSE)

@@ -1,5 +1,4 @@
-"""The server process's Prometheus registry, one per app: requests, latency, and the SSE hub's
-and the queue's figures read at scrape time."""
+"""The server process's Prometheus registry, one per app, read at scrape time."""
 
 from __future__ import annotations
 

@@ -34,7 +34,11 @@ HEADERS_DOC = {
 }
 
 
-def headers(script: str) -> dict[str, str]:
+def _reference(spec_url: str, vendor_url: str) -> Handler:
+    """The reference page reading `spec_url`, with the viewer's files at `vendor_url`."""
+    # The page's one script, allowed by its digest; no validator badge from another origin.
+    options = {"url": spec_url, "dom_id": "#reference", "validatorUrl": None, "deepLinking": True}
+    script = "window.ui = SwaggerUIBundle(" + json.dumps(options) + ");"
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     # img-src data: the icons swagger-ui.css draws as `data:` SVG images.
     policy = (
@@ -42,16 +46,13 @@ def headers(script: str) -> dict[str, str]:
         "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
         "form-action 'none'"
     )
-    return {
+    answer_headers = {
         "Content-Security-Policy": policy,
         "Referrer-Policy": "no-referrer",
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-cache",
     }
-
-
-def page(script: str, vendor_url: str) -> str:
-    return f"""<!doctype html>
+    text = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -66,13 +67,6 @@ def page(script: str, vendor_url: str) -> str:
 </body>
 </html>
 """
-
-
-def _reference(spec_url: str, vendor_url: str) -> Handler:
-    # The page's one script, allowed by its digest; no validator badge from another origin.
-    options = {"url": spec_url, "dom_id": "#reference", "validatorUrl": None, "deepLinking": True}
-    script = "window.ui = SwaggerUIBundle(" + json.dumps(options) + ");"
-    text, answer_headers = page(script, vendor_url), headers(script)
 
     async def reference(request: web.Request) -> web.Response:
         return web.Response(text=text, content_type="text/html", headers=answer_headers)

@@ -175,8 +175,7 @@ def _port_free(settings: Settings) -> None:
 
 
 def check_connections(settings: Settings) -> None:
-    """Before any process starts: all SERVER_PROCESSES' connections must fit in what the database
-    allows, and with several, each one's start checks are made here once."""
+    """Before any process starts: all SERVER_PROCESSES' connections must fit the database."""
     try:
         warning = asyncio.run(_preflight(settings))
     except (DatabaseSetupError, HostTablesMissing) as exc:
