@@ -13,13 +13,10 @@ from typing import Any
 
 from ...core.settings import Settings
 from .schemas import part_filename
-from .service import SQL_ARTWORKS
+from .service import SQL_ARTWORKS, SQL_RUNNING
 
 SQL_USER = """
 SELECT id, public_sqid, handle, deactivated, banned_until FROM users WHERE public_sqid = $1
-"""
-SQL_RUNNING = """
-SELECT id FROM exports WHERE user_id = $1 AND status IN ('pending', 'processing')
 """
 SQL_START = """
 INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,

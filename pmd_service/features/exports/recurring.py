@@ -13,8 +13,7 @@ from ...core.locks import AdvisoryLock
 from ...core.problems import ProblemError
 from ...jobs.context import WorkerState
 from .incremental import changed_count, followed, removed
-from .job_sql import enqueue_export
-from .service import SQL_ARTWORKS, SQL_LOCK, SQL_RUNNING
+from .service import SQL_ARTWORKS, SQL_LOCK, SQL_RUNNING, enqueue
 
 if TYPE_CHECKING:
     from ...core.db import Conn
@@ -72,11 +71,7 @@ async def start_due_exports(st: WorkerState, redis: ArqRedis) -> int:
             if export_id is not None:
                 started.append(export_id)
     for export_id in started:
-        # A failed enqueue is the sweep's to redo: the row is pending (upkeep/sweep.py).
-        try:
-            await enqueue_export(redis, export_id)
-        except Exception:
-            log.warning("scheduled export %s: enqueue failed; the sweep will", export_id)
+        await enqueue(redis, export_id)  # a failure is the sweep's to redo: the row is pending
     if started:
         log.info("recurring exports: %d started", len(started))
     return len(started)
