@@ -63,8 +63,7 @@ async def _check_host(settings: Settings, dev_database: bool, judge_role: bool) 
 
 
 def _host_report(report: HostReport) -> str:
-    """With --dev-database (and no --privileges) a fitting development database is one line, its
-    privilege warnings left out; without the flag its stand-ins are refused."""
+    """A fitting development database is one line with --dev-database; else the full report."""
     if report.standins and report.dev_database and not report.judge_role:
         if report.fits:
             return (
@@ -392,8 +391,7 @@ def arg(*names: str, **options: Any) -> Argument:
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    """One command: `alone` runs before any setting is read, `run` once the settings are read
-    and the database answers."""
+    """One command: `alone` runs before any setting is read, `run` once the database answers."""
 
     name: str
     help: str

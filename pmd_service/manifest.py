@@ -20,8 +20,7 @@ Lifetime = Callable[[web.Application], AsyncIterator[None]]
 
 @dataclass(frozen=True)
 class Schedule:
-    """A job one worker runs at every time matching the sets given (None: any), as arq's cron;
-    `name` is its queue name, stable across releases."""
+    """A job one worker runs at every matching time (None: any); `name` stays across releases."""
 
     name: str
     run: WorkerCoroutine  # given arq's job context

@@ -1,5 +1,4 @@
-"""The arq worker, wired in one place: its jobs and crons, its options, and its two entry points
-(`main`, and arq's settings class in worker_settings.py). Importing it reads no setting."""
+"""The arq worker, wired in one place: jobs, crons and options. Importing it reads no setting."""
 
 from __future__ import annotations
 

@@ -136,8 +136,7 @@ async def redeem(
     spend: bool = True,
     redemptions: Redemptions,
 ) -> Principal:
-    """The principal of a ticket minted for `download_id` (None: the stream), spent unless
-    `spend` is False (a download's HEAD)."""
+    """The principal of a ticket minted for `download_id` (None: the stream), spent if `spend`."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
         "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds).",

@@ -256,8 +256,7 @@ async def insert_posts(
     rng: random.Random,
     now: datetime,
 ) -> list[int]:
-    """The demo user's artworks numbered from `first` (the number decides their title, license,
-    tags and files), with their files, comments and reactions; their ids."""
+    """The demo user's artworks numbered from `first`, with files, comments and reactions; ids."""
     nd = seeded.license_ids[[i for i, _ in LICENSES].index(ND_LICENSE)]
     numbers = range(first, first + len(arts))
     keys = [uuid.uuid4() for _ in arts]

@@ -1,7 +1,5 @@
-"""`make run`: embedded PostgreSQL + Redis, migrations, demo data, server and worker, one Ctrl-C.
-
-It prints sign-in tokens and serves every user's mail, so it runs only on what it makes itself.
-"""
+"""`make run`: embedded PostgreSQL + Redis, migrations, demo data, server and worker, one Ctrl-C;
+it prints sign-in tokens and serves every user's mail, so it runs only on what it makes itself."""
 
 from __future__ import annotations
 
