@@ -44,7 +44,6 @@ from .schemas import (
     UndoResult,
 )
 from .sorting import check_sort
-from .undo import UNDO_HOURS
 
 
 async def list_posts(request: web.Request) -> web.Response:
@@ -303,17 +302,16 @@ async def create_policy(request: web.Request) -> web.Response:
 
 async def list_policies(request: web.Request) -> web.Response:
     _policies_on(request)
-    settings = request.app[SETTINGS]
-    found = await policies.list_policies(
-        request.app[DB_POOL], request[PRINCIPAL], settings.policies_per_user, UNDO_HOURS
+    most = request.app[SETTINGS].policies_per_user
+    return json_response(
+        await policies.list_policies(request.app[DB_POOL], request[PRINCIPAL], most)
     )
-    return json_response(found)
 
 
 async def get_policy(request: web.Request) -> web.Response:
     _policies_on(request)
     pool, principal = request.app[DB_POOL], request[PRINCIPAL]
-    return json_response(await policies.get(pool, principal, path_uuid(request), UNDO_HOURS))
+    return json_response(await policies.get(pool, principal, path_uuid(request)))
 
 
 async def change_policy(request: web.Request) -> web.Response:

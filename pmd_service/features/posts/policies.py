@@ -22,6 +22,7 @@ from .host_rules import MAX_TAGS_PER_POST, normalize_hashtags
 from .listing import live_items, live_items_sql
 from .policy_sql import ALONE, Slots, candidate
 from .schemas import ListedPost
+from .undo import UNDOABLE
 
 PolicyAction = Literal["hide", "delete"]
 Every = Literal["day", "week"]
@@ -198,11 +199,7 @@ SELECT EXISTS (SELECT 1 FROM posts p WHERE {_CANDIDATE} AND NOT {candidate("p", 
 """
 SQL_DELETE = "DELETE FROM cleanup_policies WHERE id = $1 AND owner_id = $2 RETURNING id"
 # The last run's history entry, while its owner may still undo it.
-SQL_UNDOABLE = """
-SELECT id FROM bulk_actions
-WHERE id = ANY($1::uuid[]) AND undone_at IS NULL AND dropped_at IS NULL
-  AND created_at > now() - make_interval(hours => $2)
-"""
+SQL_UNDOABLE = f"SELECT id FROM bulk_actions WHERE id = ANY($1::uuid[]) AND {UNDOABLE}"
 
 
 def missing(policy_id: uuid.UUID) -> ProblemError:
@@ -361,7 +358,7 @@ async def _row(conn: Any, principal: Principal, policy_id: uuid.UUID) -> asyncpg
     return row
 
 
-async def _undoable(pool: Any, rows: list[asyncpg.Record], hours: int) -> set[uuid.UUID]:
+async def _undoable(pool: Any, rows: list[asyncpg.Record]) -> set[uuid.UUID]:
     ids = [
         last.action_id
         for r in rows
@@ -369,22 +366,18 @@ async def _undoable(pool: Any, rows: list[asyncpg.Record], hours: int) -> set[uu
     ]
     if not ids:
         return set()
-    return {r["id"] for r in await pool.fetch(SQL_UNDOABLE, ids, hours)}
+    return {r["id"] for r in await pool.fetch(SQL_UNDOABLE, ids)}
 
 
-async def list_policies(
-    pool: asyncpg.Pool, principal: Principal, most: int, undo_hours: int
-) -> PolicyList:
+async def list_policies(pool: asyncpg.Pool, principal: Principal, most: int) -> PolicyList:
     rows = await pool.fetch(SQL_LIST, principal.target.id)
-    undoable = set() if principal.as_moderator else await _undoable(pool, rows, undo_hours)
+    undoable = set() if principal.as_moderator else await _undoable(pool, rows)
     return PolicyList([item_of(r, undoable) for r in rows], most)
 
 
-async def get(
-    pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID, undo_hours: int
-) -> PolicyItem:
+async def get(pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID) -> PolicyItem:
     row = await _row(pool, principal, policy_id)
-    undoable = set() if principal.as_moderator else await _undoable(pool, [row], undo_hours)
+    undoable = set() if principal.as_moderator else await _undoable(pool, [row])
     return item_of(row, undoable)
 
 

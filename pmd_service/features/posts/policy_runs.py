@@ -39,7 +39,6 @@ from .policies import (
     owner_only,
 )
 from .policy_sql import ALONE, candidate
-from .undo import UNDO_HOURS
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +155,7 @@ async def run_now(
         if row is None:
             raise missing(policy_id)
         last = (await run_locked(conn, row, settings, scheduled=False)).last
-    return await get(pool, principal, policy_id, UNDO_HOURS), last
+    return await get(pool, principal, policy_id), last
 
 
 async def _one_due(pool: asyncpg.Pool, settings: Settings) -> Ran | None:
