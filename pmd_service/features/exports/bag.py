@@ -104,13 +104,9 @@ def removed_json(place: BagPlace, removed: list[dict[str, Any]]) -> bytes:
     return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
 
 
-def bag_closing(
-    place: BagPlace,
-    now: datetime | None = None,
-    index: Callable[[set[str]], bytes] | None = None,
-) -> Closing:
+def bag_closing(place: BagPlace, index: Callable[[set[str]], bytes]) -> Closing:
     """The tag files, once the payload is written; `index(payload names)`: its index.html."""
-    when = now or datetime.now(UTC)
+    when = datetime.now(UTC)
     root = place.name + "/"
 
     def closing(payload: list[FileDigest]) -> list[tuple[str, bytes]]:
@@ -140,9 +136,8 @@ def bag_closing(
             ("bag-info.txt", info),
             ("manifest-sha256.txt", sha256sum_lines(payload, root)),
             ("README.txt", _readme(place, artworks)),
+            ("index.html", index({f.name.removeprefix(root) for f in payload})),
         ]
-        if index is not None:
-            tags.append(("index.html", index({f.name.removeprefix(root) for f in payload})))
         tagmanifest = b"".join(
             f"{hashlib.sha256(blob).hexdigest()}  {name}\n".encode() for name, blob in tags
         )
