@@ -91,14 +91,6 @@ def gone(detail: str, *, code: Code, details: Mapping[str, Any] | None = None) -
 
 
 def unauthorized(detail: str, error: str = "invalid_token", *, code: Code) -> ProblemError:
-    challenge = f'Bearer realm="pmd", error="{error}"'
-    if error == "":
-        challenge = 'Bearer realm="pmd"'
-    return ProblemError(
-        401,
-        "unauthorized",
-        "Unauthorized",
-        detail,
-        headers={"WWW-Authenticate": challenge},
-        code=code,
-    )
+    challenge = 'Bearer realm="pmd"' + (f', error="{error}"' if error else "")
+    headers = {"WWW-Authenticate": challenge}
+    return ProblemError(401, "unauthorized", "Unauthorized", detail, headers=headers, code=code)

@@ -59,13 +59,8 @@ class User:
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> User:
         roles = row["roles"] if isinstance(row["roles"], list) else []
-        return cls(
-            id=row["id"],
-            public_sqid=row["public_sqid"],
-            handle=row["handle"],
-            email=row["email"],
-            roles=frozenset(r for r in roles if isinstance(r, str)),
-        )
+        strings = frozenset(r for r in roles if isinstance(r, str))
+        return cls(row["id"], row["public_sqid"], row["handle"], row["email"], strings)
 
 
 @dataclass(frozen=True, slots=True)

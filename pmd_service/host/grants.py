@@ -167,18 +167,13 @@ def grants_sql(
         f"REVOKE CREATE ON SCHEMA {host} FROM {role};",
         f"GRANT USAGE ON SCHEMA {host} TO {role};",
     ]
-    for table, columns in READS.items():
-        lines.append(_grant("SELECT", table, columns, host, role))
+    lines += [_grant("SELECT", t, columns, host, role) for t, columns in READS.items()]
     lines.append("-- Columns of the host's newer releases, where the host has them:")
-    for table, columns in NEWER_READS.items():
-        lines += [_grant_if_there(table, column, host, role) for column in columns]
-    for table, columns in UPDATES.items():
-        lines.append(_grant("UPDATE", table, columns, host, role))
-    for table, columns in INSERTS.items():
-        lines.append(_grant("INSERT", table, columns, host, role))
+    lines += [_grant_if_there(t, c, host, role) for t, cs in NEWER_READS.items() for c in cs]
+    lines += [_grant("UPDATE", t, columns, host, role) for t, columns in UPDATES.items()]
+    lines += [_grant("INSERT", t, columns, host, role) for t, columns in INSERTS.items()]
     if cutover:
         lines.append("-- import-host-bdrs only: revoke after the cut-over.")
-        for table, columns in CUTOVER_READS.items():
-            lines.append(_grant("SELECT", table, columns, host, role))
+        lines += [_grant("SELECT", t, columns, host, role) for t, columns in CUTOVER_READS.items()]
     lines.append("COMMIT;")
     return "\n".join(lines)
