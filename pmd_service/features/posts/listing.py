@@ -41,6 +41,8 @@ _FILES_JSON = """coalesce((
 # array (most posts') skips to_json, which on every row made the statement slower than one
 # reading the arrays raw.
 _TAGS_JSON = "CASE WHEN cardinality({0}) > 0 THEN to_json({0})::text ELSE '[]' END"
+# Most rows' tags are that constant: one Raw of it serves them, not two new ones a row.
+_NO_TAGS = msgspec.Raw("[]")
 
 # The columns in PostItem's field order (the description's rendering beside it is made in
 # Python, after the page is read): a row becomes a ListedPost positionally.
@@ -188,11 +190,13 @@ def _item(row: asyncpg.Record, deleted: bool, as_moderator: bool, mentions: Ment
     text = row[3]
     # No mentions: the one empty tuple, not a list per row for the collector to track.
     plain, refs = mentions.rendered(text) if marked(text) else (text, ())
+    tags, mod_tags = row[16], row[17]
     return ListedPost(
         row[0], row[1], row[2], plain, text, refs, row[4], row[5], row[6], row[7],
         msgspec.Raw(row[8]), row[9], row[10], row[11], row[12], row[13], row[14], row[15],
-        msgspec.Raw(row[16]), msgspec.Raw(row[17]), row[18], row[19], row[20], restorable,
-        refusal, held,
+        _NO_TAGS if tags == "[]" else msgspec.Raw(tags),
+        _NO_TAGS if mod_tags == "[]" else msgspec.Raw(mod_tags), row[18], row[19], row[20],
+        restorable, refusal, held,
     )  # fmt: skip
 
 
