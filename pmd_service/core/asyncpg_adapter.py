@@ -1,9 +1,5 @@
-"""The one place that leans on asyncpg beyond its documented API (read from ASYNCPG_VERSION;
-tests/unit/test_asyncpg_adapter.py fails the day asyncpg changes what is relied on).
-
-`GatedPool` overrides `acquire` and `release`, through which every query method of the pool
-acquires; `is_orphaned_cancel` recognises a cancel request's TLS future left unawaited when the
-cancel was itself cancelled (MagicStack/asyncpg#1310), which loses nothing.
+"""The one place that leans on asyncpg beyond its documented API (as of ASYNCPG_VERSION; its test
+fails the day asyncpg changes): `GatedPool`, and `is_orphaned_cancel` (asyncpg#1310).
 """
 
 from __future__ import annotations

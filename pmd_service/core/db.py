@@ -69,8 +69,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
-    """The pool's reset on release: asyncpg's default query is a round trip with nothing to undo
-    here, since asyncpg still rolls back an open transaction and drops listeners first."""
+    """The pool's reset on release: asyncpg's default query is a round trip with nothing to undo."""
 
 
 def _server_settings(application_name: str, search_path: str | None) -> dict[str, str]:
@@ -247,8 +246,7 @@ async def read_budget(dsn: str) -> Budget:
 
 
 def judge_budget(budget: Budget, needed: int, what: str, knobs: str = "DB_POOL_MAX") -> str | None:
-    """Refuses (DatabaseSetupError) a configuration that can never fit; returns a warning when
-    it fits only once connections others hold now (a rolling deploy's old release) are gone."""
+    """Refuses a configuration that can never fit; warns of one that fits once others' go."""
     if needed > budget.allowed:
         limit = (
             f"the role's CONNECTION LIMIT {budget.role_limit}"
@@ -308,8 +306,7 @@ SET_CUSTOM_PLAN = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
 async def fetch_planned(pool: asyncpg.Pool, sql: str, *args: object) -> list[asyncpg.Record]:
-    """`pool.fetch`, planned for `args`: the unnamed statement is planned for its parameters
-    each time, in two round trips where a transaction with SET_CUSTOM_PLAN takes four."""
+    """`pool.fetch` as the unnamed statement, which is planned for its parameters each time."""
     async with pool.acquire() as conn:
         statement = await conn.prepare(sql, name="")
         rows: list[asyncpg.Record] = await statement.fetch(*args)

@@ -1,8 +1,5 @@
 """arq's jobs and results as JSON, never pickle, so that whoever can write to Redis cannot run
-code in the worker; a job not in this shape is failed by arq, never ends the worker.
-
-Each job carries `v`, the shape of the service's jobs, so that releases side by side in a
-rolling upgrade tell them apart (docs/operations.md, "Upgrades"); a job without one is shape 1.
+code in the worker; each carries `v`, its shape, for rolling upgrades (docs/operations.md).
 """
 
 from __future__ import annotations

@@ -125,8 +125,7 @@ def handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
 
 
 class MalformedRequestFilter(logging.Filter):
-    """aiohttp's ERROR with a traceback for each request it cannot parse, as one WARNING line at
-    most every `interval` seconds (anyone can send them), counting those left out."""
+    """aiohttp's ERROR for each request it cannot parse, as a WARNING line per `interval` at most."""
 
     def __init__(self, interval: float = 10.0) -> None:
         super().__init__()
@@ -199,8 +198,7 @@ def _is_ours(h: logging.Handler) -> bool:
 
 
 def drop_foreign_handlers(name: str = "arq") -> None:
-    """Remove handlers of `name`'s logger that are not this module's: the `arq` command adds
-    its own, which would write each line a second time, not as JSON."""
+    """Remove the handlers the `arq` command adds, which would write each line a second time."""
     logger = logging.getLogger(name)
     for h in list(logger.handlers):
         if not _is_ours(h):

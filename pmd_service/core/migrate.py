@@ -1,9 +1,5 @@
-"""Apply `migrations/NNNN_name.sql` in order, each once, in its own transaction, then the
-repeatable definitions whose checksum changed (with the last migration, whose columns they read).
-
-Everything lives in the service's own schema; only `migrate --with-host-tables` creates stand-in
-host tables. An advisory lock serialises migrators, and a file changed after it was applied is
-refused. The build maps `migrations/` to the subpackage `pmd_service.migrations`.
+"""Apply `migrations/NNNN_name.sql` in order, each once, in its own transaction and the service's
+schema, then the repeatable definitions whose checksum changed; an applied file changed is refused.
 """
 
 from __future__ import annotations
@@ -116,8 +112,7 @@ async def require_host_tables(conn: Conn, settings: Settings) -> None:
 
 
 async def create_host_tables(conn: Conn, host_schema: str = "public") -> bool:
-    """Development and tests only: creates the stand-in host tables into a schema with none of
-    them, and returns whether it did."""
+    """Development and tests only: creates the stand-in host tables; returns whether it did."""
     host = _quoted(host_schema)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", AdvisoryLock.MIGRATIONS)

@@ -19,8 +19,7 @@ _COLUMN_RE = re.compile(rf"\b{ROW}\.([a-z_][a-z0-9_]*)")
 
 @dataclass(frozen=True, slots=True)
 class Sql:
-    """A payload field's expression (`item`, naming the row `r`), another for events (`event`),
-    and columns whose change changes the value besides those named (`watch`)."""
+    """A payload field's expression, another for events, and further columns it depends on."""
 
     item: str
     event: str | None = None

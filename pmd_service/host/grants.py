@@ -64,8 +64,7 @@ def _grant(privilege: str, table: str, columns: tuple[str, ...], schema: str, ro
 
 
 def _refusal(role: str, host: str) -> list[str]:
-    """A guard that stops the script before anything changes when the role is a superuser or
-    owns the host's objects, whose own rights the REVOKEs below would take away."""
+    """A guard that stops the script when the role is a superuser or owns the host's objects."""
     instead = (
         "make the service a role of its own instead (python -m pmd_service grants --role pmd) "
         "and give the service that role in DATABASE_URL"

@@ -1,8 +1,5 @@
-"""`python -m pmd_service check-host`: does the host's database give the service what it needs?
-
-It reads only the catalog: the indexes the queries need (by definition, not name), the host
-columns used, stand-in tables, the role's privileges against host/grants.py, and the host's
-alembic revision (an older one is a note, never a failure: see HOST_REVISIONS).
+"""`python -m pmd_service check-host`: does the host's database give the service what it needs
+(indexes, columns, privileges), read from the catalog alone? An older host is a note, no failure.
 """
 
 from __future__ import annotations

@@ -70,8 +70,7 @@ def sqids_in(text: str | None) -> list[str]:
 
 
 class Mentions:
-    """The accounts some texts mention, by sqid, as of one read: renders those texts (each
-    `@handle` made once, since a download renders thousands)."""
+    """The accounts some texts mention, by sqid, as of one read: renders those texts."""
 
     def __init__(self, accounts: Mapping[str, MentionRef] | None = None) -> None:
         self.accounts: Mapping[str, MentionRef] = accounts or {}
@@ -134,8 +133,7 @@ async def resolve_with_comments(
 def resolve_ahead(
     pool: asyncpg.Pool, texts: list[str | None], post_ids: list[int]
 ) -> concurrent.futures.Future[Mentions]:
-    """`resolve_with_comments` started on the running loop, for a ZIP's build thread to wait on
-    while the artworks are written."""
+    """`resolve_with_comments` started on the running loop, for a ZIP's build thread to wait on."""
     loop = asyncio.get_running_loop()
     return asyncio.run_coroutine_threadsafe(resolve_with_comments(pool, texts, post_ids), loop)
 
