@@ -181,10 +181,9 @@ async def followed(conn: Conn, user_id: int, since: uuid.UUID | str) -> Follows:
 
 
 async def changed_count(conn: Conn, user_id: int, follows: Follows) -> int:
-    count: int = await conn.fetchval(
-        SQL_CHANGED_COUNT, user_id, follows.started_at, follows.post_ids
+    return int(
+        await conn.fetchval(SQL_CHANGED_COUNT, user_id, follows.started_at, follows.post_ids)
     )
-    return count
 
 
 async def removed(

@@ -26,11 +26,6 @@ if TYPE_CHECKING:
     from ...core.db import Conn
 
 
-def _posts(n: int) -> str:
-    # The host's wording: its page shows these messages as they are.
-    return f"{n} post(s)"
-
-
 @dataclass(frozen=True, slots=True)
 class Matching:
     """Everything `where` matches, as the `expect_count` posts (`expect_digest` set) approved."""
@@ -199,10 +194,6 @@ def _skips_refused(action: BulkAction, principal: Principal, target: Target) -> 
     return action.caller(principal.as_moderator).part(by_filter).skip_refused
 
 
-def _acted_on(target: Target, row: asyncpg.Record) -> int:
-    return len(target) if isinstance(target, list) else int(row["matched"])
-
-
 # Why a restore by filter left a post, as its answer's message says it (one post, several).
 _LEFT_WHY: dict[LeftReason, tuple[str, str]] = {
     "deleted-by-moderator": (
@@ -301,9 +292,11 @@ async def apply_action(
         refusal = record.caller(principal.as_moderator).refusal
         assert refusal is not None  # only an action with a refusal refuses posts
         raise refusal(list(row["refused"]), row)
-    acted_on = _acted_on(target, row) - sum(group.count for group in left or ())
+    acted_on = len(target) if isinstance(target, list) else int(row["matched"])
+    acted_on -= sum(group.count for group in left or ())
     changed = row["changed"]
-    message = f"{record.said(row, values)} {_posts(acted_on)}"
+    # The host's wording: its page shows these messages as they are.
+    message = f"{record.said(row, values)} {acted_on} post(s)"
     if changed < acted_on and record.already is not None:
         message += f" ({acted_on - changed} {record.already})"
     if left:
