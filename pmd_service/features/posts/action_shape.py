@@ -120,10 +120,6 @@ class BulkAction:
     restores: bool = False
     unmet: Callable[[tuple[object, ...]], ProblemError] | None = None
 
-    @property
-    def event(self) -> str:
-        return self.name
-
     def caller(self, moderator: bool) -> Caller:
         return self.moderator if moderator else self.owner
 

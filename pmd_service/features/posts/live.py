@@ -60,7 +60,7 @@ class PostsChanged(msgspec.Struct, kw_only=True):
         str,
         Meta(
             description="What changed them: "
-            + ", ".join(action.event for action in ACTIONS)
+            + ", ".join(action.name for action in ACTIONS)
             + ", or undo; `new`: the posts were added (the list gains them)"
         ),
     ]
