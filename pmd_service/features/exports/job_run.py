@@ -69,14 +69,8 @@ class ExportRun:
 
     async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
         """The parts' rows keep what they left out: the export's `skipped` is theirs."""
-        row = await self.pool.fetchrow(
-            SQL_FAILED,
-            self.export_id,
-            self.token,
-            message,
-            self.st.settings.export_expiry_days,
-            code,
-        )
+        days = self.st.settings.export_expiry_days
+        row = await self.pool.fetchrow(SQL_FAILED, self.export_id, self.token, message, days, code)
         return row is not None
 
     def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
@@ -134,12 +128,8 @@ class ExportRun:
                 "export was asked for); an export without artworks is not made.",
                 Code.NO_POSTS,
             )
-        if (
-            await self.pool.fetchval(
-                SQL_READY, self.export_id, self.token, self.st.settings.export_expiry_days
-            )
-            is None
-        ):
+        days = self.st.settings.export_expiry_days
+        if await self.pool.fetchval(SQL_READY, self.export_id, self.token, days) is None:
             raise BuildCancelled
         log.info("export %s ready: %d parts, %d artworks", self.export_id, self.count, self.added)
 
