@@ -100,8 +100,7 @@ async def missing_host_tables(conn: Conn, host_schema: str) -> list[str]:
 
 async def require_host_tables(conn: Conn, settings: Settings) -> None:
     """Stop (HostTablesMissing) unless the host's tables are there."""
-    missing = await missing_host_tables(conn, settings.host_schema)
-    if missing:
+    if missing := await missing_host_tables(conn, settings.host_schema):
         others = f" (nor {', '.join(missing[1:])})" if missing[1:] else ""
         raise HostTablesMissing(
             f"database {database_label(settings.database_url)} has no host table "

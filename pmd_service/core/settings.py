@@ -289,8 +289,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                     "scheme://host[:port], comma-separated (e.g. https://makapix.club)"
                 )
         for name in ("artwork_base_url", "base_url"):
-            value = getattr(self, name)
-            if value is not None:
+            if (value := getattr(self, name)) is not None:
                 msgspec.structs.force_setattr(self, name, value.rstrip("/"))
 
     def _stores_from_urls(self) -> None:

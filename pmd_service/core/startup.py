@@ -66,8 +66,7 @@ def load_settings(
 
 def warn_unknown_settings(process: str) -> None:
     """One warning line naming every variable that looks like a setting and is none."""
-    unknown = unknown_settings()
-    if unknown:
+    if unknown := unknown_settings():
         log.warning(
             "%s: ignored, not a setting: %s; docs/configuration.md lists every setting",
             process,

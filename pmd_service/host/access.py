@@ -111,8 +111,7 @@ def signed_in(row: asyncpg.Record | None, nobody: str) -> User:
     """The user a token or ticket names: 401 saying `nobody` when none, else any account denial."""
     if row is None:
         raise unauthorized(nobody, code=Code.TOKEN_INVALID)
-    denial = account_denial(row)
-    if denial is not None:
+    if (denial := account_denial(row)) is not None:
         raise denial
     return User.from_row(row)
 
@@ -168,7 +167,6 @@ async def resolve_target(
             f"No user has the public id {target_sqid[:32]!r}.", code=Code.TARGET_NOT_FOUND
         )
     target = User.from_row(row)
-    denial = target_denial(caller, target)
-    if denial is not None:
+    if (denial := target_denial(caller, target)) is not None:
         raise refusal(denial)
     return target

@@ -32,8 +32,7 @@ ORDER BY id FOR UPDATE
 
 
 def ensure_unique(post_ids: list[int]) -> None:
-    dupes = sorted(i for i, n in Counter(post_ids).items() if n > 1)
-    if dupes:
+    if dupes := sorted(i for i, n in Counter(post_ids).items() if n > 1):
         listed = list_ids(dupes)
         raise validation_error(
             f"`post_ids` must be 1 to {MAX_BATCH} distinct ids; repeated: {listed}. "
@@ -89,6 +88,5 @@ def posts_refused(
 async def lock_eligible(conn: Conn, owner_id: int, post_ids: list[int]) -> None:
     """Lock the posts or raise 400 naming every id that is not the owner's live artwork."""
     found = {r["id"] for r in await conn.fetch(SQL_LOCK_LIVE, owner_id, post_ids)}
-    missing = sorted(set(post_ids) - found)
-    if missing:
+    if missing := sorted(set(post_ids) - found):
         raise ineligible(missing, restorable=False)

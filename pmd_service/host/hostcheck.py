@@ -643,10 +643,10 @@ async def read_privileges(
     found = Privileges(name, bool(supers))
     if roles[0]["rolsuper"]:
         found.not_a_service_role = "is a superuser"
-    for other in supers:
-        found.unsafe.append(
-            f"{_as(name, other)} is a superuser: it may alter, drop or empty any host table"
-        )
+    found.unsafe += [
+        f"{_as(name, other)} is a superuser: it may alter, drop or empty any host table"
+        for other in supers
+    ]
     if not found.superuser:
         await _read_reach(conn, host_schema, found, roles)
     schema = await conn.fetchrow(SQL_SCHEMA, host_schema)
@@ -717,22 +717,18 @@ async def _read_tables(
         table = row["table"]
         held = _by_privilege(row["column_privileges"])
         for privilege in ("SELECT", "UPDATE", "INSERT"):
-            lacking = sorted(
-                need.get((table, privilege), frozenset()) - set(held.get(privilege, ()))
-            )
-            found.missing += [f"{table}.{column}: no {privilege} privilege" for column in lacking]
+            lacking = need.get((table, privilege), frozenset()) - set(held.get(privilege, ()))
+            found.missing += [f"{table}.{c}: no {privilege} privilege" for c in sorted(lacking)]
         if found.superuser or table in found.owned:
             continue  # they hold everything: a line above says so
         reachable = _by_privilege(row["reachable_column_privileges"])
         writes = list(row["table_privileges"])
         for privilege in ("INSERT", "UPDATE", "REFERENCES"):
-            more = _beyond(reachable, need, table, privilege)
-            if more:
+            if more := _beyond(reachable, need, table, privilege):
                 writes.append(f"{privilege} on {_shown(more)}")
         if writes:
             found.unsafe.append(f"{table}: {'; '.join(writes)} (the service needs none of these)")
-        reads = _beyond(reachable, need, table, "SELECT")
-        if reads:
+        if reads := _beyond(reachable, need, table, "SELECT"):
             line = f"{table}: SELECT on {_shown(reads)}"
             if set(reads) <= set(CUTOVER_READS.get(table, ())):
                 line += " (`grants --cutover`, for import-host-bdrs: revoke after the cut-over)"
