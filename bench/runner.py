@@ -50,9 +50,9 @@ BENCHMARKS = (
     Bench("sse_box", ("--box",), 2700, "12,500 to 100,000 streams, 1 to 7 servers", module="sse"),
     Bench(
         "burst_ab",
-        ("--box", "--levels", "100000", "--against", "v0.1.0", "--runs", "3"),
+        ("--box", "--levels", "100000", "--against", "previous", "--runs", "3"),
         3600,
-        "the burst at 100,000 streams, these servers and 0.1.0's in turns",
+        "the burst at 100,000 streams, these servers and the previous release's in turns",
         module="sse",
     ),
     Bench("page", (), 600, "the dashboard page at 20,000 posts in Debian's Chromium"),
