@@ -209,7 +209,7 @@ def test_every_folder_of_the_package_is_listed_for_the_wheel() -> None:
     """`packages` in pyproject.toml lists folders by hand (the top-level `migrations/` goes in
     as `pmd_service.migrations`, which a `find` could not map): a folder added under
     pmd_service/ and not listed is left out of the wheel, and so of the image, without a word
-    when it holds only modules (pmd_service.features.exports was, once)."""
+    when it holds only modules (exports/ was, once)."""
     setuptools = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(setuptools["packages"])
     folders = {

@@ -58,7 +58,7 @@ def previous_statements(tmp_path: Path) -> dict[str, str]:
         archive.extractall(src, filter="data")
     # Its package first on the path: the working folder, for `-c`.
     probe = (
-        "import json, pmd_service.features.posts.batch_sql as q; "
+        "import json, pmd_service.posts.batch_sql as q; "
         "print(json.dumps([q.__file__, {n: getattr(q, n) for n in dir(q) if n.startswith('SQL_')}]))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
