@@ -63,7 +63,9 @@ async def bench(settings: Settings, url: str, keys: int, rounds: int, block: int
     cache = create_host_cache(url)
     await fill(cache, keys)
     user = (await seed_listers(settings, {"artist": (1_000, True)}))["artist"]
-    app = create_app(msgspec.structs.replace(settings, host_cache_redis_url=url))
+    # The pace of actions is not what this measures: its 200 actions come within seconds.
+    roomy = cli.roomy(settings, bulk_actions_per_minute=100_000)
+    app = create_app(msgspec.structs.replace(roomy, host_cache_redis_url=url))
     times: dict[str, list[float]] = {"full": [], "empty": []}
     async with served(settings, app) as http:
         drops = app[FEED_DROPS]
