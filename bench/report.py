@@ -90,12 +90,6 @@ def handwritten(templates: Path = TEMPLATES) -> list[str]:
     ]
 
 
-# Figures files saved before a run recorded its commit: the check keeps this list shrinking.
-UNRUN = frozenset(
-    {"build", "export", "host_cache", "scaling", "sse", "sse_box", "store", "upgrade"}
-)
-
-
 def _git(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["git", "-C", str(CHECKOUT), *args], capture_output=True, text=True, check=False
@@ -127,10 +121,7 @@ def run_commits(figures: Path = FIGURES) -> list[str]:
             continue  # the machine's record, the one-offs': no run of their own
         commit = run.get("commit")
         if commit is None:
-            if path.stem not in UNRUN:
-                problems.append(f"{path.name}: its run names no commit (save it with --save)")
-        elif path.stem in UNRUN:
-            problems.append(f"{path.name}: its run names its commit now: strike it from UNRUN")
+            problems.append(f"{path.name}: its run names no commit (save it with --save)")
         elif not known(commit):
             problems.append(f"{path.name}: its run's commit {commit[:9]} is not in this repository")
         elif not precedes(commit, saved := saved_in(path)):
