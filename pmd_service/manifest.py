@@ -1,5 +1,6 @@
 """What a feature declares, in one value: routes, lifetimes, event kinds, job kinds, scheduled
-jobs, emails owed and download tickets; the app and the worker are built from the list of them."""
+jobs, emails owed, download tickets and daily purges; the app and the worker are built from the
+list of them."""
 
 from __future__ import annotations
 
@@ -32,6 +33,17 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class Purge:
+    """Rows a feature keeps for a while, which the daily cleanup deletes: `past` reads them as of
+    $1 (the plan's clock), a count or an array of ids; `purge` deletes them, given that clock or,
+    for an array, those ids (re-checked), and answers a command tag or the ids deleted."""
+
+    name: str  # its key in the cleanup's plan
+    past: str
+    purge: str
+
+
+@dataclass(frozen=True)
 class Feature:
     name: str
     endpoints: tuple[Endpoint, ...] = ()
@@ -43,3 +55,4 @@ class Feature:
     # Emails owed by rows that are no job kind's, sent by the sweep.
     emails: tuple[Email, ...] = ()
     tickets: tuple[TicketDownload, ...] = ()
+    purges: tuple[Purge, ...] = ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..api.declaration import Endpoint
 from ..api.ticket_endpoint import TicketDownloads
 from ..jobs.kind import Email, JobKind
-from ..manifest import Feature, Lifetime, Schedule
+from ..manifest import Feature, Lifetime, Purge, Schedule
 from ..sse.kinds import EventKinds
 from .bdr.feature import FEATURE as BDR
 from .exports.feature import FEATURE as EXPORTS
@@ -24,4 +24,5 @@ EMAILS: tuple[Email, ...] = (
     *(j.email for j in JOB_KINDS),
     *(e for f in FEATURES for e in f.emails),
 )
+PURGES: tuple[Purge, ...] = tuple(p for f in FEATURES for p in f.purges)
 TICKETS = TicketDownloads.of([t for f in FEATURES for t in f.tickets])

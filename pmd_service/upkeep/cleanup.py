@@ -19,14 +19,7 @@ import asyncpg
 
 from ..core.objects import Upload, abort_uploads
 from ..features import JOB_KINDS as KINDS
-from ..features.bdr.service import AUDITED_READS_PAST, SQL_PURGE_AUDITED_READS
-from ..features.posts.mail import POLICY_RUNS_PAST, SQL_PURGE_POLICY_RUNS
-from ..features.posts.undo import (
-    MARKS_PAST,
-    SQL_PURGE_MARKS,
-    SQL_PURGE_UNDO_HISTORY,
-    UNDO_ROWS_PAST,
-)
+from ..features import PURGES
 from ..host.vault import VaultPathError
 from ..jobs.context import state
 from ..jobs.kind import Expiry, JobKind
@@ -51,12 +44,11 @@ log = logging.getLogger(__name__)
 TERMINAL_RETENTION_DAYS = 14
 TEMP_MAX_AGE_SECONDS = 3600
 
-# The purges that are not a job kind's, each its room's count; $1 the plan's clock.
-SQL_PLAN_COUNTS = f"""
-SELECT ({EVENTS_PAST}) AS events, ({MARKS_PAST}) AS marks,
-       ({AUDITED_READS_PAST}) AS audited_reads, ({UNDO_ROWS_PAST}) AS undo_rows,
-       ({POLICY_RUNS_PAST}) AS policy_runs
-"""
+# The purges that are not a job kind's: the stream's events, then each feature's (its
+# manifest's `purges`); $1 the plan's clock.
+SQL_PLAN_COUNTS = f"SELECT ({EVENTS_PAST}) AS events" + "".join(
+    f", ({p.past}) AS {p.name}" for p in PURGES
+)
 
 
 @dataclass(frozen=True)
@@ -93,10 +85,8 @@ class CleanupPlan:
     at: datetime  # the database's clock when planned: every age is measured from it
     kinds: dict[str, Expiry]  # each job kind's expiries and purges, by its name
     events: int  # events older than a day before `at` (no id is kept: there may be millions)
-    marks: frozenset[int]  # posts whose moderator's mark goes
-    audited_reads: int
-    undo_rows: int  # posts' rows of bulk actions past the undo window
-    policy_runs: int  # cleanup policies' runs a day past their undo window (their emails')
+    # Each feature's purge by its name: a count, or the ids planned (then deleted).
+    purges: dict[str, int | frozenset[int]]
     tidy: FolderTidy | BucketTidy
 
     def summary(self) -> dict[str, int]:
@@ -111,6 +101,16 @@ class CleanupPlan:
             "events_purged": self.events,
             **self.tidy.summary(),
         }
+
+
+def _read(value: int | list[int]) -> int | frozenset[int]:
+    """A purge's plan as `past` read it: a count, or the ids of an array."""
+    return value if isinstance(value, int) else frozenset(value)
+
+
+def _counted(purges: dict[str, int | frozenset[int]]) -> str:
+    """Each purge's count, by its name, for the log."""
+    return ", ".join(f"{n if isinstance(n, int) else len(n)} {name}" for name, n in purges.items())
 
 
 def _stored_files(kinds: dict[str, Expiry]) -> list[str]:
@@ -195,10 +195,7 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
         at=at,
         kinds=kinds,
         events=row["events"],
-        marks=frozenset(row["marks"]),
-        audited_reads=row["audited_reads"],
-        undo_rows=row["undo_rows"],
-        policy_runs=row["policy_runs"],
+        purges={p.name: _read(row[p.name]) for p in PURGES},
         tidy=tidy,
     )
 
@@ -284,26 +281,19 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
         for kind in KINDS
     }
     events = int((await pool.execute(SQL_PURGE_EVENTS, at)).split()[-1])
-    marks = await pool.fetch(SQL_PURGE_MARKS, list(plan.marks))
-    reads = int((await pool.execute(SQL_PURGE_AUDITED_READS, at)).split()[-1])
-    undo_rows = int((await pool.execute(SQL_PURGE_UNDO_HISTORY, at)).split()[-1])
-    policy_runs = int((await pool.execute(SQL_PURGE_POLICY_RUNS, at)).split()[-1])
-    done = dataclasses.replace(
-        plan,
-        kinds=kinds,
-        events=events,
-        marks=frozenset(r["post_id"] for r in marks),
-        audited_reads=reads,
-        undo_rows=undo_rows,
-        policy_runs=policy_runs,
-    )
+    purged: dict[str, int | frozenset[int]] = {}
+    for p in PURGES:
+        planned = plan.purges[p.name]
+        if isinstance(planned, frozenset):
+            purged[p.name] = frozenset(r[0] for r in await pool.fetch(p.purge, list(planned)))
+        else:
+            purged[p.name] = int((await pool.execute(p.purge, at)).split()[-1])
+    done = dataclasses.replace(plan, kinds=kinds, events=events, purges=purged)
     log.info(
-        "cleanup: %d old finished requests, %d old events, %d posts' undo rows and %d cleanup "
-        "policy runs past their window purged",
+        "cleanup: %d old finished requests and %d old events purged; past their window: %s",
         done.summary()["purged"],
         events,
-        undo_rows,
-        policy_runs,
+        _counted(purged),
     )
     if isinstance(plan.tidy, BucketTidy):
         assert st.zips.store is not None and st.zips.bucket is not None
@@ -375,12 +365,11 @@ async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
         summary["export_parts_expired"],
     )
     log.info(
-        "cleanup (dry run): %d old finished requests, %d old events, %d posts' undo rows and "
-        "%d cleanup policy runs past their window would be purged",
+        "cleanup (dry run): %d old finished requests and %d old events would be purged; past "
+        "their window: %s",
         summary["purged"],
         plan.events,
-        plan.undo_rows,
-        plan.policy_runs,
+        _counted(plan.purges),
     )
     if isinstance(plan.tidy, BucketTidy):
         assert st.zips.bucket is not None

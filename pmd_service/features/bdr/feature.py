@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...api.ticket_endpoint import TicketDownload
 from ...core.codes import Code
-from ...manifest import Feature
+from ...manifest import Feature, Purge
 from . import service
 from .endpoints import ENDPOINTS, announcer_ctx
 from .events import EVENTS
@@ -26,4 +26,5 @@ FEATURE = Feature(
             (Code.BDR_NOT_FOUND,),
         ),
     ),
+    purges=(Purge("audited_reads", service.AUDITED_READS_PAST, service.SQL_PURGE_AUDITED_READS),),
 )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ...jobs.kind import Email
-from ...manifest import Feature, Schedule
+from ...manifest import Feature, Purge, Schedule
+from . import undo
 from .endpoints import ENDPOINTS, POLICY_ENDPOINTS, host_cache_ctx
 from .events import EVENTS
-from .mail import SQL_EMAILS_OWED, send_policy_run_email
+from .mail import POLICY_RUNS_PAST, SQL_EMAILS_OWED, SQL_PURGE_POLICY_RUNS, send_policy_run_email
 from .policy_runs import TICK_SECONDS, run_due_policies
 
 FEATURE = Feature(
@@ -25,4 +26,10 @@ FEATURE = Feature(
     ),
     # A run's email to its owner: sent right after a scheduled run, else by the sweep.
     emails=(Email(SQL_EMAILS_OWED, send_policy_run_email),),
+    purges=(
+        # The marks of posts no longer deleted by their owner: planned by id, as the dry run shows.
+        Purge("marks", undo.MARKS_PAST, undo.SQL_PURGE_MARKS),
+        Purge("undo_rows", undo.UNDO_ROWS_PAST, undo.SQL_PURGE_UNDO_HISTORY),
+        Purge("policy_runs", POLICY_RUNS_PAST, SQL_PURGE_POLICY_RUNS),
+    ),
 )
