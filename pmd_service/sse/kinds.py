@@ -1,6 +1,6 @@
-"""The stream's event kinds, as their features declare them (`features/bdr/events.py`,
-`features/exports/events.py`, `features/posts/events.py`, named in each feature's manifest), in the one list the
-app hands the stream (`features.py`): the stream knows no feature, only this shape.
+"""The stream's event kinds, as their features declare them (each feature's `events.py`, named
+in its manifest), in the one list the app hands the stream (`features/__init__.py`): the stream
+knows no feature, only this shape.
 
 An event is a row of the events table (`stream_events`): its `kind` column names the kind that
 frames it and its `audience` column whose streams receive it, so a new kind is a file in its
