@@ -18,9 +18,9 @@ def repeatable_sql(kind: EventKind, shape: type[msgspec.Struct] = ItemRow) -> st
     labels = f"'{kind.kind}', '{kind.audience}'"
     condition = changed([c for c in watched(shape) if c != "id"], "o", "r", " " * 15)
     return f"""\
--- The BDR events' trigger functions, generated from pmd_service/features/bdr/schemas.py ItemRow by
--- `python -m pmd_service.web.event_kinds` (features/bdr/event_sql.py): edit those, not this file. The
--- migration runner re-creates them whenever this file changes (core/migrate.py).
+-- The BDR events' trigger functions, generated from pmd_service/features/bdr/schemas.py ItemRow
+-- by `python -m pmd_service.web.event_kinds` (features/bdr/event_sql.py): edit those, not this
+-- file. The migration runner re-creates them whenever this file changes (core/migrate.py).
 
 -- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
 -- when rows are changed from a session with another search path (an operator's psql). The

@@ -188,8 +188,8 @@ class PostItem(_Post[list[PostFile], list[str]]):
 
 class ListedPost(_Post[msgspec.Raw, msgspec.Raw], gc=False):
     """PostItem as the list query yields it: `files` and the tags as the JSON text the query
-    built (features/posts/listing.py), so it encodes to the same bytes. Never in a reference cycle, so
-    the collector does not track the page's 512 of them."""
+    built (features/posts/listing.py), so it encodes to the same bytes. Never in a reference
+    cycle, so the collector does not track the page's 512 of them."""
 
 
 TotalCount = Annotated[

@@ -55,7 +55,7 @@ def previous_cursor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Module
     shown = git("show", f"{previous_release_rev()}:pmd_service/posts/cursor.py")
     assert shown.returncode == 0, shown.stderr
     path = tmp_path_factory.mktemp("previous") / "cursor.py"
-    # Its folder is one level deeper here (features/posts/), so its imports of the shared rooms are too.
+    # Its folder is one level deeper here (features/posts/), and so are its shared rooms.
     path.write_text(shown.stdout.replace("from ..", "from ..."))
     name = "pmd_service.features.posts.previous_release_cursor"  # its imports: this package's
     spec = importlib.util.spec_from_file_location(name, path)
