@@ -1,2 +1,2 @@
 """The SQL migrations, applied in order by `pmd_service.core.migrate`: this folder is their one
-source, installed as the data-only subpackage `pmd_service.migrations` (see pyproject.toml)."""
+source, installed through the link `pmd_service/migrations` as the data-only subpackage."""

@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,18 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _migrations() -> Traversable:
-    try:
-        return files("pmd_service.migrations")
-    except ModuleNotFoundError:
-        # A checkout's own `pmd_service/` has no such subpackage: read the folder beside it.
-        beside = Path(__file__).resolve().parents[2] / "migrations"
-        if not (beside / "__init__.py").is_file():
-            raise
-        return beside
-
-
-MIGRATIONS: Traversable = _migrations()
+MIGRATIONS: Traversable = files("pmd_service.migrations")
 STANDALONE: Traversable = MIGRATIONS.joinpath("standalone", "host_tables.sql")
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
