@@ -1,16 +1,23 @@
-"""Benchmark of the posts endpoints over loopback: `python -m bench.posts`."""
+"""Benchmark of the posts endpoints over loopback: `python -m bench.posts`. `--against REV`:
+pages 1 and 19 only, from this checkout's server and REV's (a tag, or `previous`) in turns."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
+import os
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,7 +33,9 @@ from pmd_service.features.posts.actions import HIDE
 from pmd_service.features.posts.batch_sql import statement
 from pmd_service.features.posts.cursor import Cursor
 from pmd_service.web.app import create_app
-from support import seeding
+from runs.cluster.hosts import CURRENT, Release
+from runs.cluster.upgrade import install
+from support import seeding, stack
 from support.measures import percentile
 from support.stack import connected
 
@@ -199,10 +208,7 @@ class Series:
     after: Cursor | None  # the cursor the API gives for this page (None: the first)
 
     async def get(self) -> bytes:
-        params = {"limit": str(PAGE)} | ({"cursor": self.after.encode()} if self.after else {})
-        async with self.http.get("/api/pmd/posts", params=params, headers=self.user.auth) as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.read()
+        return await listed(self.http, self.user, self.after.encode() if self.after else None)
 
     async def floor(self) -> list[Any]:
         if self.after is None:
@@ -255,18 +261,24 @@ async def check(s: Series) -> None:
     assert len(rows) == len(body["items"]) + (body["next_cursor"] is not None)
 
 
-async def walk(http: aiohttp.ClientSession, user: Lister) -> int:
+async def listed(http: aiohttp.ClientSession, user: Lister, cursor: str | None) -> bytes:
+    params = {"limit": str(PAGE)} | ({"cursor": cursor} if cursor else {})
+    async with http.get("/api/pmd/posts", params=params, headers=user.auth) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.read()
+
+
+async def walk(http: aiohttp.ClientSession, user: Lister) -> list[str | None]:
+    """The cursor of each page as the API gives it (the first's None), seeing each post once."""
     seen: list[int] = []
-    pages, cursor = 0, None
-    while pages == 0 or cursor:
-        params = {"limit": str(PAGE)} | ({"cursor": cursor} if cursor else {})
-        async with http.get("/api/pmd/posts", params=params, headers=user.auth) as resp:
-            body = await resp.json()
+    cursors: list[str | None] = [None]
+    while cursors[-1] or len(cursors) == 1:
+        body = json.loads(await listed(http, user, cursors[-1]))
         seen += [item["id"] for item in body["items"]]
-        pages, cursor = pages + 1, body["next_cursor"]
+        cursors.append(body["next_cursor"])
     assert len(seen) == len(set(seen)) == user.posts, (len(seen), len(set(seen)))
-    cli.show("listing, each post once", {"pages": pages, "posts": len(seen)})
-    return pages
+    cli.show("listing, each post once", {"pages": len(cursors) - 1, "posts": len(seen)})
+    return cursors[:-1]
 
 
 async def actions(
@@ -308,7 +320,7 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
         connected(settings.database_url, "pmd-bench-floor") as conn,
         served(unpaced(settings)) as http,
     ):
-        pages = await walk(http, main_user)
+        pages = len(await walk(http, main_user))
         at = partial(series, http, conn)
         # Keyset pagination: page 19 should cost what page 1 does.
         cases = [await at(u, p) for u in listers.values() for p in (1, 19)]
@@ -358,6 +370,58 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
     }
 
 
+# A release's own floors (a first page, a later one) and page key, from its bench/posts.py.
+OWN_FLOORS = "import json, bench.posts as b; print(json.dumps([b.FLOOR_FIRST, b.FLOOR_AFTER, b.SQL_NTH_KEY]))"
+
+
+def own_floors(release: Release, src: Path) -> list[str]:
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(src)}
+    run = subprocess.run([release.python, "-c", OWN_FLOORS], cwd=src, env=env, capture_output=True)
+    if run.returncode:
+        raise RuntimeError(f"{src}/bench/posts.py: {run.stderr.decode()[-800:]}")
+    return list(json.loads(run.stdout))
+
+
+async def against_release(settings: Settings, rev: str, rounds: int) -> dict[str, Any]:
+    """Pages 1 and 19 from this checkout's server and `rev`'s on one database (the older reading
+    the newer schema), in turns, each against the floor its own release's bench wrote."""
+    [user] = (await seed_listers(settings, {"sqids": (POSTS, True)})).values()
+    fast = msgspec.structs.asdict(unpaced(settings))
+    env = stack.service_env(settings, SERVER_PROCESSES="1")
+    env |= {k.upper(): str(v) for k, v in fast.items() if v != getattr(settings, k)}
+    calls: list[tuple[Call, Call]] = []
+    (stack.CHECKOUT / ".data").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=stack.CHECKOUT / ".data") as folder:
+        other = await asyncio.to_thread(install, rev, Path(folder))
+        async with (
+            contextlib.AsyncExitStack() as up,
+            connected(settings.database_url, "pmd-bench-floor") as conn,
+        ):
+            for release, src in ((CURRENT, stack.CHECKOUT), (other, Path(folder) / "src")):
+                first, after, nth = await asyncio.to_thread(own_floors, release, src)
+                argv = stack.SERVER if release is CURRENT else release.argv("serve")
+                port, log = stack.free_port(), up.enter_context((Path(folder) / "logs").open("ab"))
+                server = await asyncio.to_thread(
+                    stack.start_server, env | release.env, port, log, argv
+                )
+                up.callback(stack.stop, server)
+                connector = aiohttp.TCPConnector(limit=1)
+                http = aiohttp.ClientSession(f"http://127.0.0.1:{port}", connector=connector)
+                cursors = await walk(await up.enter_async_context(http), user)
+                key = await conn.fetchrow(nth, user.id, 18 * PAGE - 1)  # page 19's, as below
+                assert key is not None
+                for cursor, sql, *keyed in ((None, first), (cursors[18], after, *key)):
+                    at = partial(conn.fetch, sql, user.id, PAGE + 1, *keyed)
+                    calls.append((partial(listed, http, user, cursor), at))
+            times = await against_floor(calls, rounds)
+    sides, pages = {"this": CURRENT.name, "baseline": other.name}, ("1", "19")
+    out: dict[str, Any] = {p: {} for p in pages}
+    for (side, p), timed in zip(itertools.product(sides, pages), times, strict=True):
+        out[p][side] = against(*timed)
+        cli.show(f"GET …/posts?limit={PAGE}, page {p}, {sides[side]}", out[p][side])
+    return sides | {"rounds": rounds, "pages": out}
+
+
 def main() -> None:
     parser = cli.parser("posts", __doc__)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per series")
@@ -368,9 +432,13 @@ def main() -> None:
         default=100_000,
         help=f"artworks of a third user, timed against the {POSTS:,}-post one (0: none)",
     )
+    parser.add_argument("--against", metavar="REV", help="pages 1 and 19 beside REV's (a tag)")
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",") if d.strip()]
-    cli.save(args.json, cli.in_stack(bench, max(args.requests, 1), depths, args.big))
+    if args.against:
+        cli.save(args.json, cli.in_stack(against_release, args.against, max(args.requests, 1)))
+    else:
+        cli.save(args.json, cli.in_stack(bench, max(args.requests, 1), depths, args.big))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,13 @@ BENCHMARKS = (
     Bench("build", ("--sizes", "16,32,64,128"), 1800, "ZIP builds, in process and by the worker"),
     Bench("mentions", (), 600, "a download of 128 artworks whose texts carry mentions"),
     Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900, "the posts list and hide"),
+    Bench(
+        "posts_ab",
+        ("--against", "previous"),
+        900,
+        "the posts list beside the previous release's, in turns",
+        module="posts",
+    ),
     Bench("filters", (), 600, "a filtered page at 20,000 posts, an action on 10,000"),
     Bench("host_cache", (), 600, "a one-post action beside 1,000,000 keys in the host's cache"),
     Bench("write_budget", ("--posts", "20000"), 600, "the WAL of one client's budgeted writes"),
