@@ -44,7 +44,7 @@ BENCHMARKS = (
     Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900, "the posts list and hide"),
     Bench(
         "posts_ab",
-        ("--against", "previous"),
+        ("--against", "previous", "--requests", "300"),
         900,
         "the posts list beside the previous release's, in turns",
         module="posts",
