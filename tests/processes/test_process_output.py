@@ -89,7 +89,7 @@ async def test_json_mode_every_line_of_every_process_is_one_object(
         assert any(o["logger"] == "arq.worker" for o in lines)  # arq's lines, as JSON
         ready = [o["msg"] for o in lines if o["msg"].startswith("worker ready")]
         assert ready == ["worker ready: queue arq:queue, up to 4 jobs at once, metrics off"]
-    built = [o for o in worker + arq_worker if o["logger"] == "pmd_service.features.bdr.job_run"]
+    built = [o for o in worker + arq_worker if o["logger"] == "pmd_service.features.bdr.job"]
     assert any("ready" in o["msg"] for o in built)
 
     env = service_env(settings, tmp_path, LOG_FORMAT="json")

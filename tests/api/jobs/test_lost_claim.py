@@ -12,8 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.codes import Code
-from pmd_service.features.bdr.job import BDR
-from pmd_service.features.bdr.job_run import BdrZip, Run
+from pmd_service.features.bdr.job import BDR, BdrZip, Run
 from pmd_service.host.mentions import NONE, Mentions
 from pmd_service.jobs.context import state
 from pmd_service.jobs.driver import publish_archive

@@ -23,7 +23,7 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core import error_reports
 from pmd_service.core.settings import Settings
-from pmd_service.features.bdr.job_run import Run
+from pmd_service.features.bdr.job import Run
 from pmd_service.host.tokens import mint_token
 from pmd_service.web.app import create_app
 from support.seeding import Factory

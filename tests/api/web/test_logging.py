@@ -80,7 +80,7 @@ async def test_one_request_id_from_the_post_to_the_worker_and_the_email(
     mine = [line for line in captured.lines() if line.get("request_id") == rid]
     loggers = {line["logger"] for line in mine}
     assert "pmd_service.features.bdr.service" in loggers  # the server's line for the POST
-    assert "pmd_service.features.bdr.job_run" in loggers  # the worker's lines for that BDR
+    assert "pmd_service.features.bdr.job" in loggers  # the worker's lines for that BDR
     assert any(bdr_id in line["msg"] and "ready" in line["msg"] for line in mine)
     # Lines of no request (arq's own, start-up) carry no id rather than a wrong one.
     assert all(line.get("request_id") in (None, rid) for line in captured.lines())
