@@ -148,16 +148,7 @@ async def bench(
         "hidden": hidden,
         "statuses": statuses,
     }
-    print(
-        f"{owners:,} policies of {owners:,} owners ({posts} posts, {matching} matching each), "
-        f"{workers} worker(s): every one run in {tick_s:.1f} s ({owners / tick_s:,.0f} a second); "
-        f"the floor, one UPDATE an owner on {workers} connection(s), {floor_s:.1f} s: "
-        f"{tick_s / floor_s:.2f}x its floor"
-    )
-    print(
-        f"  ran once: {runs['once']:,}, more than once: {runs['more']}, never: {runs['never']}, "
-        f"still due: {due}; posts hidden {hidden:,} of {changed:,}; last runs {statuses}"
-    )
+    cli.show(f"{owners:,} policies due at once, {workers} worker(s), against the floor", figures)
     assert due == 0 and runs["more"] == 0 and runs["never"] == 0, figures
     assert hidden == changed, figures
     return figures

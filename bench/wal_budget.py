@@ -89,26 +89,8 @@ async def bench(settings: Settings, posts: int) -> dict[str, Any]:
             name: {"posts": n, "wal_bytes": per_post * n} for name, n in budgets(settings).items()
         },
     }
-    _print(figures)
+    cli.show(f"{posts:,} of the widest posts, hidden then unhidden by filter", figures)
     return figures
-
-
-def _print(f: dict[str, Any]) -> None:
-    print(
-        f"{f['posts']:,} posts of {f['row_bytes']:,.0f} bytes on average ({TAGS} tags of {TAG} "
-        f"characters, a {TITLE}-character title, a {DESCRIPTION:,}-character description)"
-    )
-    for action in ("hide", "unhide"):
-        s = f[action]
-        print(
-            f"  {action:<6} {s['wal_bytes'] / 2**20:8.1f} MiB of WAL, "
-            f"{s['wal_per_post']:,.0f} bytes per changed post, {s['seconds']:.2f} s"
-        )
-    print(f"  bytes of WAL per changed post (the larger): {f['wal_per_post']:,.0f}")
-    for name, b in f["budgets"].items():
-        wal = b["wal_bytes"]
-        size = f"{wal / 2**30:.2f} GiB" if wal >= 2**30 else f"{wal / 2**20:.0f} MiB"
-        print(f"  {name:<18} {b['posts']:>9,} posts: {size} of WAL")
 
 
 if __name__ == "__main__":
