@@ -41,6 +41,10 @@ CHECKS = [
 ]
 STREAM_PATH = "/api/pmd/bdr/sse"
 SEED_POSTS = 200
+BDR_ENTRIES = {
+    "metadata.json": b'{"fuzz": true}',
+    "artworks/fz1.png": b"\x89PNG" + bytes(range(256)) * 8,
+}
 
 
 @dataclass
@@ -266,23 +270,9 @@ async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
     user = await seeder.user(handle, roles)
     post_ids = await seeder.posts_bulk(user, SEED_POSTS, title=f"{handle} art")
     ready = uuid.uuid4()
-    relative, size, _ = _zip(
-        seeder.settings.zip_path,
-        f"{user.sqid}/pmd-{ready}.zip",
-        {
-            "metadata.json": b'{"fuzz": true}',
-            "artworks/fz1.png": b"\x89PNG" + bytes(range(256)) * 8,
-        },
-    )
-    await bdr_row(
-        seeder.pool,
-        user.id,
-        post_ids[:1],
-        id=ready,
-        file_path=relative,
-        file_size_bytes=size,
-        **_ready(),
-    )
+    zipped = _zip(seeder.settings.zip_path, f"{user.sqid}/pmd-{ready}.zip", BDR_ENTRIES)
+    del zipped["sha256"]  # a BDR's is file_sha256, which the seeded one goes without
+    await bdr_row(seeder.pool, user.id, post_ids[:1], id=ready, **zipped, **_ready())
     bdrs = [str(ready)]
     for ids, status in ((post_ids[:1], "pending"), (post_ids[:2], "failed")):
         bdrs.append(str(await bdr_row(seeder.pool, user.id, ids, status=status)))
@@ -348,23 +338,22 @@ async def _seed_actions(seeder: Factory, owner: Scope, actor: Scope | None) -> l
     return out
 
 
-def _zip(zip_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int, str]:
+def _zip(zip_path: Path, name: str, entries: dict[str, bytes]) -> dict[str, Any]:
+    """A ZIP of `entries` at `name` under `zip_path`: the columns a row records of it."""
     path = zip_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:
         for entry, data in entries.items():
             zf.writestr(entry, data)
     data = path.read_bytes()
-    return f"bdr/{name}", len(data), hashlib.sha256(data).hexdigest()
+    sha256 = hashlib.sha256(data).hexdigest()
+    return {"file_path": f"bdr/{name}", "file_size_bytes": len(data), "sha256": sha256}
 
 
 async def _seed_export(seeder: Factory, user_id: int, sqid: str) -> str:
     ready = uuid.uuid4()
-    relative, size, sha256 = _zip(
-        seeder.settings.zip_path,
-        f"pmd-exports/{ready}/part-1.zip",
-        {f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt": b"BagIt-Version: 1.0\n"},
-    )
+    part = {f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt": b"BagIt-Version: 1.0\n"}
+    zipped = _zip(seeder.settings.zip_path, f"pmd-exports/{ready}/part-1.zip", part)
     await seeder.row(
         "exports",
         id=ready,
@@ -384,9 +373,7 @@ async def _seed_export(seeder: Factory, user_id: int, sqid: str) -> str:
         post_ids=[1],
         artwork_count=1,
         estimated_bytes=100,
-        file_path=relative,
-        file_size_bytes=size,
-        sha256=sha256,
+        **zipped,
     )
     return str(ready)
 
