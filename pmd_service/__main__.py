@@ -10,20 +10,20 @@ import logging
 import math
 import os
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from . import __version__, dev_servers
+from .core.command import CliError, Command, arg
 from .core.db import DatabaseSetupError
 from .core.limits import UTC_DAY_START
 from .core.logs import ResultLine
 from .core.migrate import HostTablesMissing
 from .core.settings import Settings
 from .core.startup import check_env, load_settings, report, wait_for_services
+from .features import COMMANDS as FEATURE_COMMANDS
 from .jobs.context import job_context
 from .mail.language import check_at_start as check_email_copy
 
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
     from .host.hostcheck import HostReport
 
 log = logging.getLogger("pmd_service.cli")
-
-
-class CliError(Exception):
-    """Bad input or state: printed as one line, exit status 2."""
 
 
 async def _migrate(settings: Settings, with_host_tables: bool = False) -> None:
@@ -78,30 +74,6 @@ def _host_report(report: HostReport) -> str:
             "On a development database (`make run`, tests) run `check-host --dev-database`."
         )
     return report.render()
-
-
-async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
-    from .core.opening import checked_connection
-    from .features.bdr.cutover import import_host_bdrs
-    from .jobs.context import state
-
-    where = (settings.vault_path, settings.host_schema)
-    if apply:  # migrates (AUTO_MIGRATE) and writes
-        async with job_context(settings) as ctx, state(ctx).pool.acquire() as conn:
-            summary = await import_host_bdrs(
-                conn, ctx["redis"], *where, apply=True, own_schema=settings.pmd_schema
-            )
-    else:  # a dry run writes nothing: no migration, no Redis, a read-only transaction
-        async with (
-            checked_connection(settings, "pmd-cli") as reader,
-            reader.transaction(readonly=True),
-        ):
-            summary = await import_host_bdrs(
-                reader, None, *where, apply=False, own_schema=settings.pmd_schema
-            )
-    print(json.dumps(summary.as_json(), indent=2))
-    if not apply:
-        log.info("dry run: nothing was written; run again with --apply")
 
 
 async def _token(settings: Settings, sqid: str, ttl: int) -> None:
@@ -206,38 +178,6 @@ def _locale(raw: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-SQL_REQUEUE_FAILED = """
-UPDATE batch_download_requests
-SET status = 'pending', attempts = 0, error_message = NULL, error_code = NULL, completed_at = NULL,
-    claim_token = NULL, heartbeat_at = NULL, retry_at = NULL, email_sent_at = NULL,
-    email_lease_until = NULL, email_attempts = 0
-WHERE id = $1 AND status = 'failed'
-"""
-
-
-async def _requeue(settings: Settings, raw_id: str) -> None:
-    from .features.bdr.job_sql import enqueue_bdr
-    from .jobs.context import state
-
-    bdr_id = uuid.UUID(raw_id)  # checked by the parser (_bdr_id)
-    async with job_context(settings) as ctx:
-        pool = state(ctx).pool
-        status = await pool.fetchval(
-            "SELECT status FROM batch_download_requests WHERE id = $1", bdr_id
-        )
-        if status is None:
-            raise CliError(f"no BDR {bdr_id}")
-        if status == "failed":
-            await pool.execute(SQL_REQUEUE_FAILED, bdr_id)
-        elif status not in ("pending", "processing"):
-            raise CliError(
-                f"BDR {bdr_id} is {status}; only pending, processing or failed ones can be requeued"
-            )
-        # A fresh job id: the plain one may still be held by a dead run's job.
-        await enqueue_bdr(ctx["redis"], bdr_id, retake=f"cli{uuid.uuid4().hex[:8]}")
-    print(f"requeued {bdr_id} (was {status})")
-
-
 # The sweep's and the cleanup's summary log line, left out here: it is the printed result.
 SUMMARIES = (("pmd_service.upkeep.sweep", "sweep: %d pending re-enqueued"),
              ("pmd_service.upkeep.cleanup", "cleanup: %s"))  # fmt: skip
@@ -305,13 +245,6 @@ def _grants_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bdr_id(raw: str) -> str:
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a BDR id (a UUID)") from None
-
-
 def _wait(given: float | None) -> tuple[float | None, str]:
     """How long to wait for the database, and what set it: --wait, STARTUP_WAIT_SECONDS or none."""
     if given is not None:
@@ -368,47 +301,6 @@ def _check_restore(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(str(exc)) from None
     print(printed(report, args.json))
     return 0 if report.consistent else 1
-
-
-def _export(args: argparse.Namespace, settings: Settings) -> None:
-    from .features.exports.operator import OperatorExportError, check_arguments, operator_export
-
-    try:
-        check_arguments(args.reason, args.to)
-        parts = asyncio.run(operator_export(settings, args.user, args.reason, args.to))
-    except OperatorExportError as exc:
-        raise CliError(str(exc)) from None
-    print(json.dumps(parts, indent=2))
-
-
-Argument = tuple[tuple[str, ...], dict[str, Any]]
-
-
-def arg(*names: str, **options: Any) -> Argument:
-    """One argument of a command, as `add_argument` takes it."""
-    return names, options
-
-
-@dataclasses.dataclass(frozen=True)
-class Command:
-    """One command: `alone` runs before any setting is read, `run` once the database answers."""
-
-    name: str
-    help: str
-    details: str = ""
-    arguments: tuple[Argument, ...] = ()
-    alone: Callable[[argparse.Namespace], int] | None = None
-    run: Callable[[argparse.Namespace, Settings], int | None] | None = None
-    reads_redis: bool = True  # False: REDIS_URL is not even read
-    waits_for_redis: Callable[[argparse.Namespace], bool] = lambda _: False
-    needs_secret: bool = False
-
-    def __post_init__(self) -> None:
-        assert (self.alone is None) != (self.run is None), f"{self.name}: `alone` or `run`"
-
-    def description(self) -> str:
-        more = f" {self.details}" if self.details else ""
-        return self.help[:1].upper() + self.help[1:] + "." + more
 
 
 WAIT = arg(
@@ -484,13 +376,6 @@ COMMANDS = (
         reads_redis=False, needs_secret=True,
     ),
     Command(
-        "requeue", "enqueue a BDR again (pending, processing or failed)",
-        details="A failed request starts over, its attempts reset.",
-        arguments=(arg("bdr_id", type=_bdr_id, help="the BDR's id (a UUID)"),),
-        run=lambda args, settings: asyncio.run(_requeue(settings, args.bdr_id)),
-        waits_for_redis=lambda _: True,
-    ),
-    Command(
         "demo", "load the demo user and artworks into an empty database (demo stacks only)",
         details="The data `make run` shows (dev/demo.py), files in VAULT_PATH; once, and only "
         "into a database with no user (the host tables from `migrate --with-host-tables`), as "
@@ -539,32 +424,7 @@ COMMANDS = (
         "stats", "BDRs by status today, oldest pending, queue depth",
         run=lambda args, settings: asyncio.run(_stats(settings)), waits_for_redis=lambda _: True,
     ),
-    Command(
-        "import-host-bdrs",
-        "the cut-over from the host's own PMD: rebuild its pending requests, serve its ready "
-        "ZIPs until they expire (a dry run unless --apply; safe to run again)",
-        details="Progress goes to stderr as it goes through the host's requests.",
-        arguments=(arg("--apply", action="store_true", help="write (default: a dry run)"),),
-        run=lambda args, settings: asyncio.run(_import_host_bdrs(settings, args.apply)),
-        waits_for_redis=lambda args: bool(args.apply),
-    ),
-    Command(
-        "export", "export all of one user's artworks for a data-subject request",
-        details="A data-subject request: the same full export a user asks for, for any user, "
-        "deactivated or banned too, with no cooldown, and not counted toward the user's own; "
-        "one row in the audit log names --reason (at most 500 characters). "
-        "A worker builds it (the command waits, a progress line on stderr); then each part's "
-        "place, size and SHA-256 are printed (as JSON), and with --to DIR the parts are copied "
-        "there under their download names.",
-        arguments=(
-            arg("--user", required=True, metavar="SQID", help="the user's public sqid"),
-            arg("--reason", required=True, help="why (written to the audit log; at most 500 "
-                "characters)"),
-            arg("--to", type=Path, metavar="DIR",
-                help="copy the parts into DIR (made, with its parents, when missing)"),
-        ),
-        run=_export, waits_for_redis=lambda _: True,
-    ),
+    *FEATURE_COMMANDS,
     Command(
         "check-host",
         "report the host-table indexes and columns the service relies on, and the connected "

@@ -1,6 +1,6 @@
 """What a feature declares, in one value: routes, lifetimes, event kinds, job kinds, scheduled
-jobs, emails owed, download tickets and daily purges; the app and the worker are built from the
-list of them."""
+jobs, emails owed, download tickets, daily purges and operator commands; the app, the worker and
+the command line are built from the list of them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from arq.typing import WorkerCoroutine
 
 from .api.declaration import Endpoint
 from .api.ticket_endpoint import TicketDownload
+from .core.command import Command
 from .jobs.kind import Email, JobKind
 from .sse.kinds import EventKind
 
@@ -56,3 +57,4 @@ class Feature:
     emails: tuple[Email, ...] = ()
     tickets: tuple[TicketDownload, ...] = ()
     purges: tuple[Purge, ...] = ()
+    commands: tuple[Command, ...] = ()

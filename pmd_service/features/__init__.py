@@ -1,9 +1,11 @@
-"""The features, in one list: the app, the stream, the sweep and the worker are built from it."""
+"""The features, in one list: the app, the stream, the sweep, the worker and the command line are
+built from it."""
 
 from __future__ import annotations
 
 from ..api.declaration import Endpoint
 from ..api.ticket_endpoint import TicketDownloads
+from ..core.command import Command
 from ..jobs.kind import Email, JobKind
 from ..manifest import Feature, Lifetime, Purge, Schedule
 from ..sse.kinds import EventKinds
@@ -26,3 +28,4 @@ EMAILS: tuple[Email, ...] = (
 )
 PURGES: tuple[Purge, ...] = tuple(p for f in FEATURES for p in f.purges)
 TICKETS = TicketDownloads.of([t for f in FEATURES for t in f.tickets])
+COMMANDS: tuple[Command, ...] = tuple(c for f in FEATURES for c in f.commands)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...api.ticket_endpoint import TicketDownload
 from ...core.codes import Code
 from ...manifest import Feature, Purge
-from . import service
+from . import commands, service
 from .endpoints import ENDPOINTS, announcer_ctx
 from .events import EVENTS
 from .job import BDR
@@ -27,4 +27,5 @@ FEATURE = Feature(
         ),
     ),
     purges=(Purge("audited_reads", service.AUDITED_READS_PAST, service.SQL_PURGE_AUDITED_READS),),
+    commands=commands.COMMANDS,
 )

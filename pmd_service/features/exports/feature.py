@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...api.ticket_endpoint import TicketDownload
 from ...core.codes import Code
 from ...manifest import Feature
-from . import service
+from . import operator, service
 from .endpoints import ENDPOINTS
 from .events import EVENTS
 from .job import EXPORT
@@ -24,4 +24,5 @@ FEATURE = Feature(
             (Code.EXPORT_OWNER_ONLY, Code.EXPORT_NOT_FOUND),
         ),
     ),
+    commands=operator.COMMANDS,
 )

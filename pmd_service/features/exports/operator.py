@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import getpass
 import json
@@ -11,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ...core.command import CliError, Command, arg
 from ...core.settings import Settings
 from .schemas import part_filename
 from .service import SQL_ARTWORKS, SQL_RUNNING
@@ -42,7 +44,7 @@ WHERE export_id = $1 ORDER BY number
 ENDED = ("ready", "failed", "cancelled", "expired")
 
 
-class OperatorExportError(Exception):
+class OperatorExportError(CliError):
     """What stops the command, as one line for the operator."""
 
 
@@ -154,3 +156,39 @@ async def _wait(pool: Any, export_id: uuid.UUID, poll: float) -> Any:
                 print(file=sys.stderr)
             return row
         await asyncio.sleep(poll)
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> None:
+    check_arguments(args.reason, args.to)
+    parts = asyncio.run(operator_export(settings, args.user, args.reason, args.to))
+    print(json.dumps(parts, indent=2))
+
+
+COMMANDS = (
+    Command(
+        "export",
+        "export all of one user's artworks for a data-subject request",
+        details="A data-subject request: the same full export a user asks for, for any user, "
+        "deactivated or banned too, with no cooldown, and not counted toward the user's own; "
+        "one row in the audit log names --reason (at most 500 characters). "
+        "A worker builds it (the command waits, a progress line on stderr); then each part's "
+        "place, size and SHA-256 are printed (as JSON), and with --to DIR the parts are copied "
+        "there under their download names.",
+        arguments=(
+            arg("--user", required=True, metavar="SQID", help="the user's public sqid"),
+            arg(
+                "--reason",
+                required=True,
+                help="why (written to the audit log; at most 500 characters)",
+            ),
+            arg(
+                "--to",
+                type=Path,
+                metavar="DIR",
+                help="copy the parts into DIR (made, with its parents, when missing)",
+            ),
+        ),
+        run=_export,
+        waits_for_redis=lambda _: True,
+    ),
+)
