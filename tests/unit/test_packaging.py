@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import tomllib
 from importlib import metadata
@@ -235,6 +236,8 @@ def plain_install(tmp_path_factory: pytest.TempPathFactory, runtime: Path) -> Pa
     """The checkout's wheel, as the image installs it, in a venv of its own: its python."""
     tmp = tmp_path_factory.mktemp("plain")
     dist = tmp / "dist"
+    # setuptools builds on top of build/lib, where a module deleted since an earlier build stays.
+    shutil.rmtree(CHECKOUT / "build", ignore_errors=True)
     wheel = ("wheel", "--verbose", "--no-deps", "--wheel-dir", str(dist), str(CHECKOUT))
     built = run_python("-m", "pip", *wheel, env=BUILD_ENV, timeout=600, check=True)
     output = built.stdout + built.stderr
