@@ -17,10 +17,10 @@ from pmd_service.core.migrate import MIGRATIONS, apply_migrations, discover
 from pmd_service.core.payload_sql import Sql, build_object, watched
 from pmd_service.features import EVENT_KINDS as KINDS
 from pmd_service.features.bdr import event_sql as bdr_event_sql
-from pmd_service.features.bdr.events import EVENTS as BDR_EVENTS
+from pmd_service.features.bdr.events import BDR_UPDATE
 from pmd_service.features.bdr.schemas import ITEM_COLUMNS, ItemRow, bdr_item
 from pmd_service.features.exports import event_sql as export_event_sql
-from pmd_service.features.exports.events import EVENTS as EXPORT_EVENTS
+from pmd_service.features.exports.events import EXPORT_UPDATE
 from pmd_service.features.exports.schemas import EVENT_PARTS, Payload, export_item, export_update
 from pmd_service.sse import shapes
 from support.stack import connected
@@ -158,10 +158,10 @@ async def test_a_field_added_to_a_definition_reaches_its_events(
             "ALTER TABLE exports ADD COLUMN colour text NOT NULL DEFAULT 'teal';\n"
         )
         (copy / "repeatable" / "bdr_events.sql").write_text(
-            bdr_event_sql.repeatable_sql(BDR_EVENTS, _WiderBdr)
+            bdr_event_sql.repeatable_sql(BDR_UPDATE, _WiderBdr)
         )
         (copy / "repeatable" / "export_events.sql").write_text(
-            export_event_sql.repeatable_sql(EXPORT_EVENTS, _WiderExport)
+            export_event_sql.repeatable_sql(EXPORT_UPDATE, _WiderExport)
         )
         assert await apply_migrations(conn, copy) == [
             f"{version:04d}_colour",

@@ -9,7 +9,7 @@ from .schemas import ITEM_COLUMNS, BdrItem, bdr_item
 
 KIND = "bdr"
 
-EVENTS = EventKind(
+BDR_UPDATE = EventKind(
     kind=KIND,
     event=b"bdr_update",
     data=BdrItem,
@@ -25,3 +25,6 @@ EVENTS = EventKind(
     ),
     repeatable=("bdr_events.sql", event_sql.repeatable_sql),
 )
+
+# The feature's event kinds, in the order an opening's snapshot sends them.
+EVENTS: tuple[EventKind, ...] = (BDR_UPDATE,)

@@ -15,7 +15,7 @@ FEATURE = Feature(
     endpoints=ENDPOINTS,
     # Flushed before the pool and Redis close: the app's own lifetimes come first.
     lifetimes=(announcer_ctx,),
-    events=(EVENTS,),
+    events=EVENTS,
     jobs=(BDR,),
     tickets=(
         TicketDownload(

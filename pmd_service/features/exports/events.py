@@ -9,7 +9,7 @@ from .schemas import EVENT_PARTS, ExportUpdate, export_update
 
 KIND = "export"
 
-EVENTS = EventKind(
+EXPORT_UPDATE = EventKind(
     kind=KIND,
     event=b"export_update",
     data=ExportUpdate,
@@ -28,3 +28,6 @@ EVENTS = EventKind(
     ),
     repeatable=("export_events.sql", event_sql.repeatable_sql),
 )
+
+# The feature's event kinds, in the order an opening's snapshot sends them.
+EVENTS: tuple[EventKind, ...] = (EXPORT_UPDATE,)

@@ -13,7 +13,7 @@ from .job import EXPORT
 FEATURE = Feature(
     name="exports",
     endpoints=ENDPOINTS,
-    events=(EVENTS,),
+    events=EVENTS,
     jobs=(EXPORT,),
     tickets=(
         TicketDownload(

@@ -7,7 +7,7 @@ from .live import PostsChanged, posts_changed
 
 KIND = "posts"
 
-EVENTS = EventKind(
+POSTS_CHANGED = EventKind(
     kind=KIND,
     event=b"posts_changed",
     data=PostsChanged,
@@ -17,3 +17,6 @@ EVENTS = EventKind(
     summary="per bulk action or undo that changed the user's posts, whoever made it, and per "
     "addition of posts announced to the service (action `new`: load the list again)",
 )
+
+# The feature's event kinds, in the order an opening's snapshot sends them.
+EVENTS: tuple[EventKind, ...] = (POSTS_CHANGED,)

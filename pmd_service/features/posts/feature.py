@@ -14,7 +14,7 @@ FEATURE = Feature(
     name="posts",
     endpoints=(*ENDPOINTS, *POLICY_ENDPOINTS),
     lifetimes=(host_cache_ctx,),
-    events=(EVENTS,),
+    events=EVENTS,
     # Every minute, so a due policy runs within one (arq runs each tick on one worker).
     schedules=(
         Schedule(
