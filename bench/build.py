@@ -1,5 +1,6 @@
 """The ZIP build, in process and through the real worker (its time, then its RSS on a huge
-comment thread and a ~1 GB ZIP): `python -m bench.build`."""
+comment thread and a ~1 GB ZIP): `python -m bench.build`. `--against REV`: the worker's job
+only, this checkout's worker and REV's (a tag, or `previous`) in turns."""
 
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ from pmd_service.sse.hub import CHANNEL
 from pmd_service.storage.zip_files import ZipFiles
 from pmd_service.storage.zip_names import own_zip_path
 from pmd_service.zipbuild.build import Entry, build_zip
+from runs.cluster.hosts import CURRENT
+from runs.cluster.upgrade import install
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
-from support.stack import connected, fresh_stack, service_env, start_worker, stop
+from support.stack import CHECKOUT, WORKER, connected, fresh_stack, service_env, start_worker, stop
 
 T = TypeVar("T")
 FILES = 128
@@ -252,9 +255,12 @@ class Run:
 
 
 @contextlib.asynccontextmanager
-async def driving(settings: Settings, **env: str) -> AsyncIterator[Run]:
+async def driving(
+    settings: Settings, argv: list[str] = WORKER, /, **env: str
+) -> AsyncIterator[Run]:
+    """A worker (`argv`: this checkout's, or a release's) on `settings`, and what drives it."""
     env = service_env(settings, **env)
-    worker = start_worker(env)
+    worker = start_worker(env, argv)
     doorbell: asyncio.Queue[str] = asyncio.Queue()
     try:
         async with (
@@ -385,6 +391,46 @@ async def with_worker(inputs: dict[str, list[Path]], rounds: int, comments: int)
         return {"job": jobs, "comments": thread, "big": big}
 
 
+TURN = 2  # timed BDRs of a release's turn, after one that warms its worker up
+
+
+async def job_against(rev: str, rounds: int) -> dict[str, Any]:
+    """The job of `job()` on one stack and user, by this checkout's worker and `rev`'s (the
+    older on the newer schema), one at a time: a turn of each a round, their order alternating."""
+    files = make_large_pngs(INPUTS / "large", FILES)
+    times: dict[str, list[tuple[float, float]]] = {"this": [], "baseline": []}
+    (CHECKOUT / ".data").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CHECKOUT / ".data") as folder:
+        other = await asyncio.to_thread(install, rev, Path(folder))
+        async with fresh_stack() as settings:
+            async with connected(settings.database_url, "pmd-bench") as conn:
+                owner, post_ids = await seed_user(conn, settings, "large", files)
+            (scratch := settings.zip_path.parent / "scratch").mkdir(exist_ok=True)
+            sides = [("this", CURRENT), ("baseline", other)]
+            for r in range(rounds):
+                for side, release in sides[:: -1 if r % 2 else 1]:
+                    argv, env = release.argv("worker"), release.env | {"BDR_DAILY_LIMIT": "10000"}
+                    async with driving(settings, argv, **env) as run:
+                        for i in range(1 + TURN):
+                            job_s = (await run.bdr(owner.id, None, post_ids))["build_s"]
+                            floor = scratch / "floor.bin"
+                            floor_s = await asyncio.to_thread(timed, required_floor, files, floor)
+                            times[side] += [(job_s, floor_s)] if i else []
+    out: dict[str, Any] = {"this": CURRENT.name, "baseline": other.name, "rounds": rounds}
+    out |= {"per_round": TURN, "bytes": sum(p.stat().st_size for p in files), "job": {}}
+    for side, pairs in times.items():
+        ratios = [job_s / floor_s for job_s, floor_s in pairs]
+        out["job"][side] = {
+            "job_s": statistics.median(j for j, _ in pairs),
+            "floor_s": statistics.median(f for _, f in pairs),
+            "ratio": statistics.median(ratios),  # of each BDR to the floor timed after it
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
+        }
+        cli.show(f"the real worker's job, {out[side]}", out["job"][side])
+    return out
+
+
 if __name__ == "__main__":
     parser = cli.parser("build", __doc__)
     parser.add_argument("--rounds", type=int, default=3, help="in-process rounds of each size")
@@ -395,7 +441,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--job-rounds", type=int, default=7, help="the real worker's jobs")
     parser.add_argument("--comments", type=int, default=200_000)
+    parser.add_argument("--against", metavar="REV", help="only the job, beside REV's worker")
     args = parser.parse_args()
+    if args.against:
+        cli.save(args.json, asyncio.run(job_against(args.against, args.job_rounds)))
+        raise SystemExit(0)
     sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
     print(f"preparing inputs in {INPUTS} …", flush=True)
     large = make_large_pngs(INPUTS / "large", max([FILES, *sizes]))

@@ -40,6 +40,13 @@ class Bench:
 # In the order they run: name, arguments, seconds before it is killed, what it measures.
 BENCHMARKS = (
     Bench("build", ("--sizes", "16,32,64,128"), 1800, "ZIP builds, in process and by the worker"),
+    Bench(
+        "build_ab",
+        ("--against", "previous"),
+        900,
+        "the worker's job beside the previous release's, in turns",
+        module="build",
+    ),
     Bench("mentions", (), 600, "a download of 128 artworks whose texts carry mentions"),
     Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900, "the posts list and hide"),
     Bench(

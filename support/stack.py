@@ -232,8 +232,8 @@ def start_server(
     return proc
 
 
-def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(WORKER, cwd=CHECKOUT, env=env, stderr=subprocess.DEVNULL)
+def start_worker(env: dict[str, str], argv: list[str] = WORKER) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, cwd=CHECKOUT, env=env, stderr=subprocess.DEVNULL)
 
 
 def stop(*procs: subprocess.Popen[bytes]) -> None:
