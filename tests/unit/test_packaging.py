@@ -291,8 +291,7 @@ async def test_migrate_applies_every_migration_from_wherever_it_is_run(
     installed from its wheel (the migrations, top-level `migrations/` in the checkout, come from
     the installed `pmd_service.migrations`) or editable, run from `/` or from the checkout's
     root. There the checkout's own `pmd_service/` comes first on sys.path and shadows a plain
-    install, which alone holds the migrations as a subpackage: migrate failed with "No module
-    named 'pmd_service.migrations'" until it read them beside the package."""
+    install: its link `pmd_service/migrations` must serve the same migrations."""
     python: Path = request.getfixturevalue(install)
     env = {
         "DATABASE_URL": host_url,
