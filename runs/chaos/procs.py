@@ -99,9 +99,6 @@ class Processes:
         self.outputs[proc.pid] = (log, offset)
         return proc
 
-    def expect_exit(self, proc: subprocess.Popen[bytes]) -> None:
-        self.stopping.add(proc.pid)
-
     def reap(self) -> list[Exited]:
         found = []
         with self._lock:
@@ -122,7 +119,7 @@ class Processes:
         """A power cut: SIGKILL every process group started here."""
         for proc in list(self.procs):
             if proc.poll() is None:
-                self.expect_exit(proc)
+                self.stopping.add(proc.pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -131,7 +128,7 @@ class Processes:
     async def sigterm(self, spans: Spans, within: float) -> tuple[int | None, float]:
         """SIGTERM to the last process started: its exit code (None: SIGKILLed) and seconds."""
         proc = self.procs[-1]
-        self.expect_exit(proc)
+        self.stopping.add(proc.pid)
         with window(spans) as start:
             proc.send_signal(signal.SIGTERM)
             try:
