@@ -48,7 +48,7 @@ def test_a_process_the_run_stops_is_no_finding(tmp_path: Path) -> None:
     host = _host(tmp_path)
     lost = _sh(host, tmp_path, "exec sleep 30")
     deployed = _sh(host, tmp_path, "exec sleep 30")
-    host.expect_exit(deployed)  # a deploy's SIGTERM
+    host.stopping.add(deployed.pid)  # a deploy's SIGTERM
     deployed.send_signal(signal.SIGTERM)
     deployed.wait()
     host.kill_all()  # a host lost
