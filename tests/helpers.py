@@ -419,10 +419,6 @@ async def logging_pool(url: str, name: str) -> AsyncIterator[tuple[asyncpg.Pool,
         await pool.close()
 
 
-def pg_dump() -> str:
-    return pg_program("pg_dump")
-
-
 def pg_program(name: str) -> str:
     """A PostgreSQL client program as new as the server: the embedded one's, else the PATH's."""
     spec = importlib.util.find_spec("pgserver")

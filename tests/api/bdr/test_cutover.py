@@ -28,7 +28,7 @@ from pmd_service.jobs.context import job_context
 from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.web.app import create_app
 from support.seeding import HostSite, PostRow, UserRow
-from tests.helpers import SECRET, direct, pg_dump, run_python, run_worker
+from tests.helpers import SECRET, direct, pg_program, run_python, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -241,7 +241,7 @@ async def _writes(url: str) -> int:
 def _dump(url: str) -> str:
     """Schema and data, owners and privileges included."""
     return subprocess.run(
-        [pg_dump(), url],
+        [pg_program("pg_dump"), url],
         capture_output=True,
         text=True,
         check=True,

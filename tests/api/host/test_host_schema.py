@@ -34,14 +34,21 @@ from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.web.app import create_app
 from support.seeding import HostSite
 from support.sse import SSE, open_stream
-from tests.helpers import announced, direct, pg_dump, run_worker
+from tests.helpers import announced, direct, pg_program, run_worker
 
 Client = TestClient[Any, Any]
 
 
 def dump_host_schema(url: str) -> str:
     done = subprocess.run(
-        [pg_dump(), "--schema-only", "--schema=public", "--no-owner", "--no-privileges", url],
+        [
+            pg_program("pg_dump"),
+            "--schema-only",
+            "--schema=public",
+            "--no-owner",
+            "--no-privileges",
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
