@@ -1,6 +1,4 @@
-"""Real PostgreSQL and Redis for every test: embedded, or TEST_DATABASE_URL / TEST_REDIS_URL;
-TEST_DATABASE_POOLER=pgbouncer puts PgBouncer in front of the service's database. The service
-connects as a least-privilege role, the tests' own connections as the admin."""
+"""Real PostgreSQL and Redis for every test; the service connects as a least-privilege role."""
 
 from __future__ import annotations
 

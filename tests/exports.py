@@ -1,5 +1,4 @@
-"""What the export tests share: an export built by the worker, its parts checked by bagit, and
-an artist with artworks worth a gallery."""
+"""What the export tests share: an export built by the worker, its parts checked by bagit."""
 
 from __future__ import annotations
 

@@ -117,8 +117,7 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
 def captured(
     command: list[str], timeout: float = 600, check: bool = False, **options: Any
 ) -> Captured:
-    """`command` run to its end with no input (as CI runs it), its output as text; the caller
-    checks its exit status, unless `check` raises on all but 0."""
+    """`command` run to its end with no input (as CI runs it), its output as text."""
     return subprocess.run(
         command,
         capture_output=True,
@@ -151,8 +150,7 @@ async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> Non
 async def admin_and_role(
     host_url: str, role_url: str
 ) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection, str]]:
-    """An admin's connection to the host, the role's with the service's tables made by the role
-    (the schema is the role's), and the role's name."""
+    """An admin's connection to the host, the role's (its tables migrated), and the role's name."""
     admin = await asyncpg.connect(host_url)
     role_conn = await connect(role_url, "pmd-test", search_path='"pmd", "public"')
     try:
@@ -164,8 +162,7 @@ async def admin_and_role(
 
 
 async def refused(conn: asyncpg.Connection, statements: dict[str, str]) -> dict[str, str]:
-    """The statements this connection's role may not run, with why. EXPLAIN checks every
-    privilege a statement needs (PostgreSQL checks them as it starts executing) and runs nothing."""
+    """The statements this role may not run, with why: EXPLAIN checks privileges, runs nothing."""
     found: dict[str, str] = {}
     for name, sql in statements.items():
         try:
@@ -178,8 +175,7 @@ async def refused(conn: asyncpg.Connection, statements: dict[str, str]) -> dict[
 
 
 def scratch_database(prefix: str, search_path: bool = True) -> Any:
-    """A fixture: a new database of the test server's, named `prefix` and a random tail, dropped
-    after the test: its URL."""
+    """A fixture: the URL of a new database named `prefix` and a random tail, dropped after."""
 
     @pytest.fixture
     async def database(admin_database_url: str) -> AsyncIterator[str]:
@@ -222,8 +218,7 @@ async def run_worker(settings: Settings, form: str = WORKER_FORMS[0], **override
 
 
 async def assert_problem(resp: Any, status: int, reason: str | None = None) -> dict[str, Any]:
-    """The problem+json answer `resp`, of `status` and, when given, of this service's `reason`
-    (`details.reason`) with the host's code for it; its `code` is the host's whatever it is."""
+    """The problem+json answer `resp` of `status`, and of `reason` with the host's code for it."""
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/problem+json"
     body: dict[str, Any] = await resp.json()
@@ -432,8 +427,7 @@ def pg_program(name: str) -> str:
 
 
 def service_statements() -> dict[str, str]:
-    """Every SQL_* constant of the package but the standalone-only and entry modules', and every
-    statement of an SQL_* dict (the bulk actions' and their undos', one per record)."""
+    """Every SQL_* statement of the package (a dict's one by one) but the entry modules'."""
     skip = {"dev", "demo", "embedded", "hostcheck", "migrate", "worker", "worker_settings"}
     found: dict[str, str] = {}
     for info in pkgutil.walk_packages(pmd_service.__path__, "pmd_service."):

@@ -1,6 +1,4 @@
-"""The service beside the host's tables at a chosen revision: the newest head
-(tests/host_schema.sql) or as at commit 4350ab8 (tests/host_at_4350ab8.sql, the later
-revisions' own downgrades), migrated and served as the suite's `grants` role."""
+"""The service beside the host's tables at their newest or as at commit 4350ab8."""
 
 from __future__ import annotations
 

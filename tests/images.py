@@ -1,5 +1,4 @@
-"""Images built with podman for the container tests, in a store of their own, from Debian roots
-(nothing pulled), tagged by a digest of what goes in; only with PMD_IMAGE_TESTS=1."""
+"""Podman images for the container tests, from Debian roots; only with PMD_IMAGE_TESTS=1."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""What the browser tests run against: the server and worker as production runs them, Chromium,
-and the host's own dashboard page logic (tests/host_page.html) on an origin of its own."""
+"""The browser tests' stack: the server and worker as run in production, and Chromium."""
 
 from __future__ import annotations
 

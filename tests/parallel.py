@@ -1,5 +1,4 @@
-"""Which tests share a pytest-xdist worker: an `xdist_group`, or a module with a module- or
-class-scoped fixture. Workers pass the groups in a file (pytest-dev/pytest-xdist#1386)."""
+"""Which tests share an xdist worker; groups go in a file (pytest-dev/pytest-xdist#1386)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""A test lacking what it needs from the machine is skipped with one line saying what, or fails
-with it where its area is required (`PMD_REQUIRE_<AREA>=1`, as CI sets)."""
+"""A test lacking what it needs is skipped, or failed where `PMD_REQUIRE_<AREA>=1`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""With PMD_CI_STRICT_SKIPS=1, a pytest run fails on any skip, xfail or xpass that
-tests/skips_allowed.txt (its header says how) does not allow."""
+"""With PMD_CI_STRICT_SKIPS=1, skips tests/skips_allowed.txt does not allow fail the run."""
 
 from __future__ import annotations
 

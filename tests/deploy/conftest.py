@@ -18,6 +18,5 @@ StackOn = Callable[..., AbstractAsyncContextManager[Stack]]
 
 @pytest.fixture
 def stack_on(settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path) -> StackOn:
-    """The server and the worker on the test's settings, database and Redis emptied first, with
-    the environment the test adds: started when the test enters it."""
+    """The server and the worker on the test's settings and the environment the test adds."""
     return lambda **env: running_stack(settings, tmp_path, free_port(), **env)

@@ -1,5 +1,4 @@
-"""caddy-docker-proxy's labels-to-Caddyfile conversion, ported from its Go source (caddyfile/,
-at d246679); `{{upstreams PORT}}` is replaced from a mapping the caller gives."""
+"""caddy-docker-proxy's labels-to-Caddyfile conversion, ported from its Go (d246679)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Debian's Caddy and nginx on loopback in front of a running service, the shipped files
-included verbatim, beside a stand-in for the host's own /api/* rule."""
+"""Debian's Caddy and nginx on loopback in front of the service, the shipped files verbatim."""
 
 from __future__ import annotations
 

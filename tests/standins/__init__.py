@@ -1,5 +1,4 @@
-"""Stand-ins for the images the compose files name and this machine cannot pull: each built
-from NAME.Containerfile here on one Debian root, tagged with the names the compose files use."""
+"""Stand-ins for images this machine cannot pull, built here on one Debian root."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The stand-in for the host's own images: HTTP on 8000 (api) and 3000 (web) answering
-`host api saw /path`, TCP accepted on 1883 (MQTT)."""
+"""The stand-in for the host's images: HTTP on 8000 and 3000, TCP on 1883 (MQTT)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The stand-in for Mailpit: SMTP on 1025, kept in memory, listed on 8025 as far as the test
-reads Mailpit's API, with its MP_UI_AUTH basic auth."""
+"""The stand-in for Mailpit: SMTP on 1025, its API's messages on 8025 (MP_UI_AUTH)."""
 
 from __future__ import annotations
 
