@@ -1,6 +1,4 @@
-"""The browser tests' one setup, imported first by each of them: without Playwright or Chromium
-the importing module is skipped (failed with PMD_REQUIRE_BROWSER=1) before Playwright's names
-are imported; and the helpers more than one module uses."""
+"""The browser tests' one setup: without Playwright or Chromium the importing module skips."""
 
 from __future__ import annotations
 
@@ -61,8 +59,7 @@ async def hidden(pool: asyncpg.Pool, ids: list[int], *, by_mod: bool = False) ->
 
 
 async def titled_artist(factory: Factory, titles: list[str]) -> tuple[UserRow, list[int]]:
-    """A new user's artworks (`artist`'s) titled `titles`, without digits: a test then tells a
-    title from an id in a message."""
+    """A new user's artworks titled `titles`: without digits, a title is told from an id."""
     owner, ids = await artist(factory, len(titles))
     await factory.pool.execute(
         "UPDATE posts p SET title = t.title FROM unnest($1::int[], $2::text[]) AS t(id, title)"
@@ -74,8 +71,7 @@ async def titled_artist(factory: Factory, titles: list[str]) -> tuple[UserRow, l
 
 
 async def serious_violations(page: Page) -> list[str]:
-    """What axe-core (the engine behind most accessibility audits) finds of serious or
-    critical impact on the page as it is."""
+    """What axe-core finds of serious or critical impact on the page as it is."""
     from axe_playwright_python.async_playwright import Axe
 
     results = await Axe().run(page)
@@ -89,8 +85,7 @@ async def serious_violations(page: Page) -> list[str]:
 
 
 async def request_again(page: Page, n: int) -> Locator:
-    """The page's `n` posts selected, their download requested, then requested again: its
-    button."""
+    """The request button, once the page's `n` posts were requested twice."""
     await page.get_by_role("button", name="Select page").click()
     request = page.get_by_role("button", name=f"Request download of {n} posts")
     await request.click()
@@ -102,8 +97,7 @@ async def request_again(page: Page, n: int) -> Locator:
 async def asked_to_repeat(
     browser: Browser, stack: Stack, factory: Factory
 ) -> tuple[list[int], Page, Watch, Locator]:
-    """A new user's 2 posts, their page, its watch and its request button, requested twice: the
-    dialog naming the download made already is open."""
+    """A new user's 2 posts requested twice on their page: the dialog naming the repeat is open."""
     _, ids, page, watch = await artist_page(browser, stack, factory, 2)
     request = await request_again(page, 2)
     await expect(page.locator("#confirm")).to_contain_text("You asked for these posts already")
