@@ -12,7 +12,7 @@ from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
 from support.stack import free_port
 from tests import page_stack
-from tests.page_stack import Stack, Watch, artist, artist_page, open_page, running_stack
+from tests.page_stack import Stack, Watch, artist, artist_page, loaded_page, running_stack
 from tests.prerequisites import unmet
 
 if (why := page_stack.browser_missing()) is not None:
@@ -115,10 +115,8 @@ async def alone(
     **env: str,
 ) -> AsyncIterator[tuple[Page, Watch]]:
     """A new user's page with their `n` posts loaded, on a stack of its own with `env` set."""
-    owner, _ = await artist(factory, n)
     async with running_stack(settings, tmp_path, free_port(), **env) as stack:
-        page, watch = await open_page(browser, stack, owner, query=query)
-        await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
+        _, _, page, watch = await loaded_page(browser, stack, factory, n, query=query)
         yield page, watch
 
 
