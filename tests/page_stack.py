@@ -88,10 +88,6 @@ class Stack:
                 ARQ_WORKER, cwd=CHECKOUT, env=self.env(), stdout=log, stderr=log
             )
 
-    def log(self, name: str) -> str:
-        path = self.directory / f"{name}.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
     def stop(self) -> None:
         stop(*(p for p in (self.server, self.worker) if p is not None))
 

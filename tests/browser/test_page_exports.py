@@ -24,7 +24,7 @@ import pytest
 from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
-from support.stack import free_port
+from support.stack import free_port, log_tail
 from tests import page_stack
 from tests.browser.page import KIB, SMALL_PARTS, Browser, Page, Stack, expect, serious_violations
 from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, artist_page, loaded_page, open_page
@@ -314,7 +314,7 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
             if await pool.fetchval(query, older["id"]) == "ready":
                 return
             await asyncio.sleep(0.1)
-        raise AssertionError(stack.log("worker"))
+        raise AssertionError("the export is not ready" + log_tail(stack.directory / "worker.log"))
 
     await ready()
     page, watch = await open_page(
