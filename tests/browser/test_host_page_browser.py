@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from support.seeding import Factory
-from support.stack import free_port
+from support.stack import free_port, log_tail
 from tests.browser.page import Browser, PlaywrightTimeout, Stack
 from tests.page_stack import CHROMIUM_ARGS, page_html, serving_page
 
@@ -94,9 +94,8 @@ async def test_the_host_page_shows_one_card_per_request_on_a_loaded_machine(
                 )
             except PlaywrightTimeout:
                 state = await page.evaluate("[harness.cards(), harness.events, harness.connected]")
-                raise AssertionError(
-                    f"run {n + 1} never ready: {state}\n{stack.log('worker')}"
-                ) from None
+                worker_log = log_tail(stack.directory / "worker.log")
+                raise AssertionError(f"run {n + 1} never ready: {state}{worker_log}") from None
             cards = await page.evaluate("id => harness.cards().filter(c => c.id === id)", bdr_id)
             if len(cards) != 1:
                 duplicated.append(f"run {n + 1}: {cards}")
