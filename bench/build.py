@@ -1,6 +1,5 @@
-"""The ZIP build, in process and through the real worker (its time, then its RSS on a huge
-comment thread and a ~1 GB ZIP): `python -m bench.build`. `--against REV`: the worker's job
-only, this checkout's worker and REV's (a tag, or `previous`) in turns."""
+"""The ZIP build, in process and through the real worker (its time, its RSS): `python -m
+bench.build`; `--against REV`: the worker's job only, beside REV's worker, in turns."""
 
 from __future__ import annotations
 
@@ -293,20 +292,29 @@ async def seed_user(
     return owner, [p.id for p in posts]
 
 
+async def jobs_and_floors(
+    run: Run, settings: Settings, owner: int, post_ids: list[int], files: list[Path], n: int
+) -> list[tuple[float, float]]:
+    """`n` BDRs of `files`, each with the one-pass floor timed after it: (job_s, floor_s)."""
+    (scratch := settings.zip_path.parent / "scratch").mkdir(exist_ok=True)
+    pairs = []
+    for _ in range(n):
+        job_s = (await run.bdr(owner, None, post_ids))["build_s"]
+        floor = scratch / "floor.bin"
+        pairs.append((job_s, await asyncio.to_thread(timed, required_floor, files, floor)))
+    return pairs
+
+
 async def job(
     run: Run, settings: Settings, name: str, files: list[Path], rounds: int
 ) -> dict[str, Any]:
     owner, post_ids = await seed_user(run.conn, settings, name, files)
-    scratch = settings.zip_path.parent / "scratch"
-    scratch.mkdir(exist_ok=True)
-    jobs, floors = [], []
-    for _ in range(rounds + 2):  # the first two warm up
-        jobs.append((await run.bdr(owner.id, None, post_ids))["build_s"])
-        floors.append(await asyncio.to_thread(timed, required_floor, files, scratch / "floor.bin"))
+    warmed = rounds + 2  # the first two warm up
+    pairs = (await jobs_and_floors(run, settings, owner.id, post_ids, files, warmed))[2:]
     return {
         "bytes": sum(p.stat().st_size for p in files),
-        "job_s": statistics.median(jobs[2:]),
-        "floor_s": statistics.median(floors[2:]),
+        "job_s": statistics.median(j for j, _ in pairs),
+        "floor_s": statistics.median(f for _, f in pairs),
         "rounds": rounds,
     }
 
@@ -395,8 +403,7 @@ TURN = 2  # timed BDRs of a release's turn, after one that warms its worker up
 
 
 async def job_against(rev: str, rounds: int) -> dict[str, Any]:
-    """The job of `job()` on one stack and user, by this checkout's worker and `rev`'s (the
-    older on the newer schema), one at a time: a turn of each a round, their order alternating."""
+    """`job()` by this checkout's worker and `rev`'s on one schema, a turn each, order alternating."""
     files = make_large_pngs(INPUTS / "large", FILES)
     times: dict[str, list[tuple[float, float]]] = {"this": [], "baseline": []}
     (CHECKOUT / ".data").mkdir(exist_ok=True)
@@ -405,17 +412,13 @@ async def job_against(rev: str, rounds: int) -> dict[str, Any]:
         async with fresh_stack() as settings:
             async with connected(settings.database_url, "pmd-bench") as conn:
                 owner, post_ids = await seed_user(conn, settings, "large", files)
-            (scratch := settings.zip_path.parent / "scratch").mkdir(exist_ok=True)
             sides = [("this", CURRENT), ("baseline", other)]
             for r in range(rounds):
                 for side, release in sides[:: -1 if r % 2 else 1]:
                     argv, env = release.argv("worker"), release.env | {"BDR_DAILY_LIMIT": "10000"}
                     async with driving(settings, argv, **env) as run:
-                        for i in range(1 + TURN):
-                            job_s = (await run.bdr(owner.id, None, post_ids))["build_s"]
-                            floor = scratch / "floor.bin"
-                            floor_s = await asyncio.to_thread(timed, required_floor, files, floor)
-                            times[side] += [(job_s, floor_s)] if i else []
+                        turn = jobs_and_floors(run, settings, owner.id, post_ids, files, 1 + TURN)
+                        times[side] += (await turn)[1:]
     out: dict[str, Any] = {"this": CURRENT.name, "baseline": other.name, "rounds": rounds}
     out |= {"per_round": TURN, "bytes": sum(p.stat().st_size for p in files), "job": {}}
     for side, pairs in times.items():
