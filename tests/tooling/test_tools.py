@@ -1,6 +1,4 @@
-"""The machine's programs (support/tools.py): a missing one is one line naming it and the Debian
-package that provides it, from the cluster and chaos runs before they start anything, and the
-table is the one CI installs from."""
+"""The machine's programs (support/tools.py): a missing one is one line naming its Debian package."""
 
 from __future__ import annotations
 
@@ -84,8 +82,7 @@ def test_the_cluster_and_the_chaos_run_stop_with_the_line_before_starting_anythi
 
 
 def test_python_m_runs_cluster_with_an_empty_path_prints_one_line(tmp_path: Path) -> None:
-    """The entry point itself, with PATH an empty folder: whatever the sbin folders hold here,
-    nsenter, unshare and redis-server live in /usr/bin, so at least they are missing."""
+    """Whatever the sbin folders hold, nsenter, unshare and redis-server live in /usr/bin."""
     empty = tmp_path / "bin"
     empty.mkdir()
     done = run_python("-m", "runs.cluster", "--ci", env={"PATH": str(empty)})
@@ -102,9 +99,7 @@ def test_python_m_runs_cluster_with_an_empty_path_prints_one_line(tmp_path: Path
 
 
 def test_ci_installs_every_program_of_the_table_from_it(tmp_path: Path) -> None:
-    """`.ci/run` asks `python3 -m support.tools --packages` (before the project's virtualenv
-    exists: the standard library only, hence `-S`) which packages to install, for every program
-    the table knows."""
+    """`.ci/run` asks it before the virtualenv exists: the standard library only, hence `-S`."""
     script = (CHECKOUT / ".ci" / "run").read_text()
     match = re.search(r"^PROGRAMS=\((.+?)\)", script, re.MULTILINE | re.DOTALL)
     assert match is not None
@@ -120,8 +115,7 @@ def test_ci_installs_every_program_of_the_table_from_it(tmp_path: Path) -> None:
 
 
 def test_the_clusters_help_names_everything_it_needs() -> None:
-    """`python -m runs.cluster --help` says what the run is, then every program of its table
-    with the Debian package that provides it, root, and how long a run takes (issue 33)."""
+    """Its help names every program of its table with its Debian package, root and the time."""
     done = run_python("-m", "runs.cluster", "--help", check=True)
     text = " ".join(done.stdout.split())  # argparse wraps the epilog
     assert text.startswith("usage: python -m runs.cluster")
