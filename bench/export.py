@@ -204,10 +204,9 @@ class Store:
                 built["started_at"] <= b["started_at"] <= b["completed_at"] <= built["completed_at"]
             )
         inside = sum(b["inside_export"] for b in bdrs)
-        print(
-            f"    {label}: {len(bdrs)} BDRs during an export ({inside} wholly inside it, which "
-            f"took {built['build_s']:.1f} s)",
-            flush=True,
+        cli.show(
+            f"    {label}, BDRs beside an export",
+            {"bdrs": len(bdrs), "inside": inside, "export_s": built["build_s"]},
         )
         return bdrs, built
 
@@ -255,7 +254,7 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> d
     inside = [b for b in busy if b["inside_export"]]
     bdr_rate, export_rate = _mb_s(idle_all), _mb_s(alone)
     idle_ready, busy_ready = _median_ready(idle_all), _median_ready(inside)
-    figures: dict[str, Any] = {
+    return {
         "rounds": rounds,
         "idle_count": len(idle_all),
         "exports": alone,
@@ -284,7 +283,6 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> d
             "later_peaks_mb": [e["rss_peak_mb"] for e in alone[1:]],
         },
     }
-    return figures
 
 
 def _settle(weed: Seaweed | None) -> None:
