@@ -79,8 +79,7 @@ async def bench(sets: dict[str, list[Path]], rounds: int, comments: int) -> dict
             for kind in KINDS
         }
         await run.conn.execute("ANALYZE")
-        wall: dict[tuple[str, str], list[float]] = {key: [] for key in who}
-        cpu: dict[tuple[str, str], list[float]] = {key: [] for key in who}
+        built_by: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in who}
         sizes: dict[tuple[str, str], dict[str, int]] = {}
         for n in range(rounds + 1):  # in turns, each set's pair in alternate order; 0 warms up
             for name in sets:
@@ -93,8 +92,7 @@ async def bench(sets: dict[str, list[Path]], rounds: int, comments: int) -> dict
                         sizes[name, kind] = check_and_size(path, kind == "marked")
                         await run.zips.remove(built["file_path"])
                     else:
-                        wall[name, kind].append(built["build_s"])
-                        cpu[name, kind].append(built["cpu_s"])
+                        built_by[name, kind].append(built)
         # The one query a marked download adds, alone (the worker runs it before the build).
         owner, post_ids = who[TARGET_SET, "marked"]
         descriptions = [
@@ -118,8 +116,8 @@ async def bench(sets: dict[str, list[Path]], rounds: int, comments: int) -> dict
         "sets": {},
     }
     for name, files in sets.items():
-        m, p = (statistics.median(wall[name, k]) for k in KINDS)
-        mc, pc = (statistics.median(cpu[name, k]) for k in KINDS)
+        m, p = (statistics.median(b["build_s"] for b in built_by[name, k]) for k in KINDS)
+        mc, pc = (statistics.median(b["cpu_s"] for b in built_by[name, k]) for k in KINDS)
         figures["sets"][name] = {
             "label": SETS[name],
             "artworks": len(files),
