@@ -1,8 +1,5 @@
 """The WAL each budget of changed posts allows: one artist's hide and unhide by filter of N of
-the host's widest posts, each after a CHECKPOINT (every page's first change writes its image).
-
-`python -m bench.wal_budget` (10,000 posts); `--ci`: 200 posts; `--save`: the run kept in
-bench/figures/wal_budget.json with its commit and machine."""
+the host's widest posts, each after a CHECKPOINT (every page's first change writes its image)."""
 
 from __future__ import annotations
 
