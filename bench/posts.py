@@ -138,8 +138,7 @@ def pair(samples: list[float]) -> dict[str, float]:
 
 
 def unpaced(settings: Settings) -> Settings:
-    """`settings` for actions timed back to back, far past a person's pace and budget of
-    changed posts: both are still checked on every action, and never refuse one."""
+    """`settings` whose pace and budgets are still checked on every action but never refuse one."""
     return msgspec.structs.replace(
         settings,
         bulk_actions_per_minute=100_000,
@@ -383,8 +382,7 @@ def own_floors(release: Release, src: Path) -> list[str]:
 
 
 async def against_release(settings: Settings, rev: str, rounds: int) -> dict[str, Any]:
-    """Pages 1 and 19 from this checkout's server and `rev`'s on one database (the older reading
-    the newer schema), in turns, each against the floor its own release's bench wrote."""
+    """Pages 1 and 19 from this server and `rev`'s on one database, each against its own floor."""
     [user] = (await seed_listers(settings, {"sqids": (POSTS, True)})).values()
     fast = msgspec.structs.asdict(unpaced(settings))
     env = stack.service_env(settings, SERVER_PROCESSES="1")
