@@ -12,6 +12,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -94,6 +95,8 @@ class Faults(Injector):
             self.down.add(name)
             building = await self.pool.fetchval(SQL_BUILDING)
             await asyncio.to_thread(host.kill_all)
+            if name in self.cluster.workers:
+                self.ledger.worker_kills.append(datetime.now(UTC))
             host.set_link("down")
             self.say(f"host {name} lost ({building} BDRs building)")
             await asyncio.sleep(down_for)
@@ -189,6 +192,7 @@ class Faults(Injector):
                 return
             await asyncio.sleep(0.01)
         await asyncio.to_thread(self.cluster.host(name).kill_all)
+        self.ledger.worker_kills.append(datetime.now(UTC))
         self.say(f"deploy: {name} SIGKILLed while building (its grace ran out)")
 
     async def storm(self, name: str) -> None:
