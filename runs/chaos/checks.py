@@ -291,7 +291,9 @@ SEND_BOUND = timedelta(seconds=15)
 def cut_off(r: Any, kills: list[datetime]) -> bool:
     """Whether a worker kill landed mid-send (lease ended): at most once, that email may be lost."""
     taken = r["email_sent_at"]
-    return r["email_lease_until"] is None and any(taken <= k <= taken + SEND_BOUND for k in kills)
+    if taken is None or r["email_lease_until"] is not None:
+        return False
+    return any(taken <= k <= taken + SEND_BOUND for k in kills)
 
 
 def check_emails(
