@@ -10,7 +10,7 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Protocol, TypeVar
@@ -356,6 +356,26 @@ async def _proxy(
         await _relay(request, response, files, result, proxying.idle_seconds)
 
 
+async def _pieces(
+    chunks: AsyncIterator[memoryview], size: int
+) -> AsyncIterator[bytearray | memoryview]:
+    """The chunks' bytes in pieces of exactly `size`, the last one shorter: aiohttp lets a
+    write under its 64 KiB limit pass without waiting, so a short piece would let two wait."""
+    carry = bytearray()
+    async for chunk in chunks:
+        at = min(len(chunk), size - len(carry)) if carry else 0
+        carry += chunk[:at]
+        if len(carry) == size:
+            yield carry
+            carry = bytearray()  # the one written may still wait in the transport's buffer
+        whole = at + (len(chunk) - at) // size * size
+        for start in range(at, whole, size):
+            yield chunk[start : start + size]
+        carry += chunk[whole:]
+    if carry:
+        yield carry
+
+
 async def _relay(
     request: web.Request,
     response: web.StreamResponse,
@@ -371,17 +391,14 @@ async def _relay(
     sent = 0
     total = response.content_length or 0
     try:
-        async for chunk in files.chunks(result, READ_CHUNK):
-            # Written a chunk at a time, so no more than one chunk waits in the buffer.
-            for at in range(0, len(chunk), READ_CHUNK):
-                piece = chunk[at : at + READ_CHUNK]
-                try:
-                    async with asyncio.timeout(idle_seconds):
-                        await response.write(piece)
-                except TimeoutError:
-                    _cut_off(request, transport, idle_seconds, f"{sent} of {total}")
-                    return
-                sent += len(piece)
+        async for piece in _pieces(files.chunks(result, READ_CHUNK), READ_CHUNK):
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    await response.write(piece)
+            except TimeoutError:
+                _cut_off(request, transport, idle_seconds, f"{sent} of {total}")
+                return
+            sent += len(piece)
         await response.write_eof()
     except StoreFailed as exc:
         # The client must see a short body, not a complete-looking one: close without EOF.

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import types
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -23,7 +25,7 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.api.keys import ZIP_FILES
-from pmd_service.api.zip_download import READ_CHUNK, _relay
+from pmd_service.api.zip_download import READ_CHUNK, _pieces, _relay
 from pmd_service.core.settings import Settings
 from support.seaweed import Seaweed
 from support.seeding import Factory
@@ -305,9 +307,13 @@ async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
             held.append(max(_server_buffers(client), default=0))
             return len(held) > 20 and held[-1] > 0 and held[-1] == held[-10]
 
-        await eventually(stalled, HANG_GUARD, lambda: f"server buffers {held[-5:]}", 0.05)
-        # A chunk is written once the buffer drained to its low-water mark, not to empty.
-        assert 0 < held[-1] <= READ_CHUNK + _low_water_mark(client), held[-1]
+        try:
+            await eventually(stalled, HANG_GUARD, lambda: f"server buffers {held[-5:]}", 0.05)
+            # A chunk is written once the buffer drained to its low-water mark, not to empty.
+            assert 0 < held[-1] <= READ_CHUNK + _low_water_mark(client), held[-1]
+        except BaseException:
+            writer.transport.abort()  # a failed check must not leave the socket to a later test
+            raise
 
         # Nothing taken for 2 s: the server closes the connection, the ZIP far from sent.
         await _cut_off_short(client, reader, writer)
@@ -316,6 +322,23 @@ async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
     assert _metric(text, "pmd_proxy_downloads ") == 0
     cut = [r.getMessage() for r in caplog.records if "took no byte for 2 s" in r.getMessage()]
     assert len(cut) == 1, caplog.text
+
+
+async def test_a_proxied_body_is_written_in_whole_chunks_whatever_the_store_sends() -> None:
+    """The store's chunks are at least a chunk long, rarely a multiple of one: every write but
+    the last is exactly READ_CHUNK, so none is small enough for aiohttp to pass without waiting."""
+
+    chunks = [os.urandom(n) for n in (READ_CHUNK + 20029, 3 * READ_CHUNK - 5, READ_CHUNK, 7)]
+
+    async def store() -> AsyncIterator[memoryview]:
+        for chunk in chunks:
+            yield memoryview(chunk)
+
+    pieces = [bytes(p) async for p in _pieces(store(), READ_CHUNK)]
+    sent = b"".join(chunks)
+    assert b"".join(pieces) == sent
+    assert [len(p) for p in pieces[:-1]] == [READ_CHUNK] * (len(sent) // READ_CHUNK)
+    assert len(pieces[-1]) == len(sent) % READ_CHUNK
 
 
 async def test_a_stalled_reader_of_a_local_file_is_cut_off(
@@ -358,7 +381,7 @@ async def test_stalled_readers_that_leave_leave_no_memory_behind(
         left = [
             o
             for o in gc.get_objects()
-            if isinstance(o, types.FrameType) and o.f_code is _relay.__code__
+            if isinstance(o, types.FrameType) and o.f_code in (_relay.__code__, _pieces.__code__)
         ]
         assert not left, f"{len(left)} downloads still hold their chunk and store stream"
     finally:
