@@ -1,28 +1,46 @@
 """The cleanup policies' tick at a site's scale: OWNERS owners of POSTS posts, MATCHING older
 than a year, each with one policy due in the same minute, run by WORKERS workers' minute ticks
 until none is due; against its floor (one UPDATE an owner), checking each ran once and hid its.
+Beside it, a probe process times another owner's posts list and one event to their stream on a
+server process, while the ticks run and for QUIET seconds before and after them.
 
 `python -m bench.policies` (100,000 owners of 200 posts, 20 matching, one worker as shipped);
 `--ci`: 200 owners of 20 posts; `--save`: kept in bench/figures/policies.json."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import json
+import signal
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+
 from bench import cli
+from bench.posts import pair
 from bench.runner import BENCHMARKS, run_one
+from bench.sse import STEP
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from pmd_service.features.posts.policy_runs import run_due_policies
 from pmd_service.jobs.context import job_context, state
-from support.seeding import bulk_users
+from support import stack
+from support.seeding import bdr_row, bulk_users
+from support.sse import SSE, open_stream
 from support.stack import connected
 
 OWNERS, POSTS, MATCHING, WORKERS = 100_000, 200, 20, 1
 CI = {"owners": 200, "posts": 20, "matching": 4}
+QUIET, CI_QUIET = 30.0, 5.0  # seconds probed with no run, before the ticks and after them
+PROBE_PAUSE = 0.05  # seconds between a probe's turns, so that its own load stays small
+PROBE_WARM = 10  # a probe's first turns, not counted
+TARGET_BESIDE = 1.1  # the list's p50 and the event's p99 while runs run ÷ without them
 USERS_A_STATEMENT = 5_000  # users (and their posts) seeded a statement
 SQL_POSTS = """
 INSERT INTO posts (storage_key, storage_shard, owner_id, title, created_at)
@@ -78,14 +96,17 @@ SQL_LAST_RUN = (
 )
 
 
-async def ticks(settings: Settings, workers: int) -> float:
-    """Seconds until every policy has run once, `workers` workers ticking every minute."""
+async def ticks(settings: Settings, workers: int, busy: list[tuple[float, float]]) -> float:
+    """Seconds until every policy has run once, `workers` workers ticking every minute; each
+    tick's wall-clock span goes into `busy`."""
     started, began = time.perf_counter(), time.time()
 
     async def worker() -> None:
         async with job_context(settings) as ctx:
             while True:
+                tick = time.time()
                 ran = await run_due_policies(ctx)
+                busy.append((tick, time.time()))
                 if not ran or not await state(ctx).pool.fetchval(SQL_DUE):
                     return
                 await asyncio.sleep(60 - (time.perf_counter() - started) % 60)  # the next minute
@@ -93,6 +114,84 @@ async def ticks(settings: Settings, workers: int) -> float:
     await asyncio.gather(*(worker() for _ in range(workers)))
     async with connected(settings.database_url, "pmd-bench-check") as conn:
         return float(await conn.fetchval(SQL_LAST_RUN)) - began
+
+
+async def seed_probe(settings: Settings, posts: int) -> tuple[str, uuid.UUID]:
+    """The probe's owner, with `posts` posts and no policy: a token and a BDR to step."""
+    async with connected(settings.database_url, "pmd-bench-seed") as conn:
+        (owner,) = await bulk_users(conn, settings, "probe", 1)
+        await conn.execute(SQL_POSTS, [owner.id], 0, posts)
+        return owner.token, await bdr_row(conn, owner.id, [1], status="processing")
+
+
+async def probe(port: int, token: str, bdr_id: str, database_url: str) -> None:
+    """Until SIGTERM, in turns: the owner's first page of posts, then one event to their stream;
+    then each turn's wall-clock time and its two milliseconds, as JSON on stdout."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    turns: list[tuple[float, float, float]] = []
+    auth = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=auth) as http,
+        connected(database_url, "pmd-bench-probe") as db,
+        open_stream(http, SSE) as stream,
+    ):
+        await stream.opening()
+        while not stop.is_set():
+            if len(turns) == PROBE_WARM:
+                print("warm", flush=True)
+            at, t0 = time.time(), time.perf_counter()
+            async with http.get("/api/pmd/posts") as resp:
+                assert resp.status == 200, await resp.text()
+                await resp.read()
+            t1 = time.perf_counter()
+            await db.execute(STEP, uuid.UUID(bdr_id))
+            await stream.updates(1)
+            turns.append((at, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000))
+            await asyncio.sleep(PROBE_PAUSE)
+    print(json.dumps(turns[PROBE_WARM:]))
+
+
+@contextlib.asynccontextmanager
+async def probing(*args: object) -> AsyncIterator[list[list[float]]]:
+    """A probe process (`probe`'s arguments) while the block runs: its turns, once it ended."""
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bench.policies", "--probe", *map(str, args)),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=stack.CHECKOUT,
+    )
+    assert proc.stdout is not None
+    turns: list[list[float]] = []
+    try:
+        await proc.stdout.readline()  # warm: it times what the block does from here on
+        yield turns
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the probe exited with {proc.returncode}")
+    turns += json.loads(out)
+
+
+def beside(
+    quiet: list[list[float]], during: list[list[float]], busy: list[tuple[float, float]]
+) -> dict[str, Any]:
+    """The list's and the event's times with no run and while a tick ran, and their ratios."""
+    running = [t for t in during if any(a <= t[0] <= b for a, b in busy)]
+    figures: dict[str, Any] = {}
+    for i, name in ((1, "list"), (2, "event")):
+        without, within = [t[i] for t in quiet], [t[i] for t in running]
+        figures[name] = {"samples": [len(without), len(within)]}
+        if without and within:  # a short run (--ci) may end between two turns
+            base, now = pair(without), pair(within)
+            figures[name] |= {
+                "without": base,
+                "running": now,
+                "p50_ratio": now["p50_ms"] / base["p50_ms"],
+                "p99_ratio": now["p99_ms"] / base["p99_ms"],
+            }
+    return figures
 
 
 async def floor(settings: Settings, owners: list[int], workers: int) -> float:
@@ -118,14 +217,30 @@ async def floor(settings: Settings, owners: list[int], workers: int) -> float:
 
 
 async def bench(
-    settings: Settings, owners: int, posts: int, matching: int, workers: int
+    settings: Settings, owners: int, posts: int, matching: int, workers: int, quiet: float
 ) -> dict[str, Any]:
     changed = owners * matching
     # The site budget is not what is measured here (bench/write_budget.py's is).
     settings = cli.roomy(settings, bulk_changed_posts_site_per_minute=changed)
     made = await seed(settings, owners, posts, matching)
+    token, bdr_id = await seed_probe(settings, posts)
     floor_s = await floor(settings, made, workers)
-    tick_s = await ticks(settings, workers)
+    port, busy = stack.free_port(), list[tuple[float, float]]()
+    log_path = stack.CHECKOUT / ".data" / "bench" / "policies-server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        server = await asyncio.to_thread(stack.start_server, stack.service_env(settings), port, log)
+    probed = (port, token, bdr_id, settings.database_url)
+    try:
+        async with probing(*probed) as before:
+            await asyncio.sleep(quiet)
+        async with probing(*probed) as during:
+            tick_s = await ticks(settings, workers, busy)
+        async with probing(*probed) as after:
+            await asyncio.sleep(quiet)
+    finally:
+        await asyncio.to_thread(stack.stop, server)
+    side = beside(before + after, during, busy)
     async with connected(settings.database_url, "pmd-bench-check") as conn:
         due = await conn.fetchval(SQL_DUE)
         runs = await conn.fetchrow(SQL_RUNS)
@@ -147,6 +262,8 @@ async def bench(
         "never_ran": runs["never"],
         "hidden": hidden,
         "statuses": statuses,
+        "beside": side,
+        "beside_target": TARGET_BESIDE,
     }
     cli.show(f"{owners:,} policies due at once, {workers} worker(s), against the floor", figures)
     assert due == 0 and runs["more"] == 0 and runs["never"] == 0, figures
@@ -164,12 +281,19 @@ if __name__ == "__main__":
     parser.add_argument(
         "--save", action="store_true", help="run it as bench/runner does and keep its figures"
     )
+    parser.add_argument("--probe", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        port, token, bdr_id, database_url = args.probe
+        sys.exit(asyncio.run(probe(int(port), token, bdr_id, database_url)))
     if args.save:
         why = run_one(next(b for b in BENCHMARKS if b.name == "policies"))
         sys.exit(f"policies: {why}" if why else 0)
     size = (
         CI if args.ci else {"owners": args.owners, "posts": args.posts, "matching": args.matching}
     )
-    figures = cli.in_stack(bench, size["owners"], size["posts"], size["matching"], args.workers)
+    quiet = CI_QUIET if args.ci else QUIET
+    figures = cli.in_stack(
+        bench, size["owners"], size["posts"], size["matching"], args.workers, quiet
+    )
     cli.save(args.json, figures)
