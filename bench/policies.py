@@ -40,6 +40,7 @@ CI = {"owners": 200, "posts": 20, "matching": 4}
 QUIET, CI_QUIET = 30.0, 5.0  # seconds probed with no run, before the ticks and after them
 PROBE_PAUSE = 0.05  # seconds between a probe's turns, so that its own load stays small
 PROBE_WARM = 10  # a probe's first turns, not counted
+FOREVER = aiohttp.ClientTimeout()  # the stream lasts the whole run (aiohttp's default: 5 min)
 TARGET_BESIDE = 1.1  # the list's p50 and the event's p99 while runs run ÷ without them
 USERS_A_STATEMENT = 5_000  # users (and their posts) seeded a statement
 SQL_POSTS = """
@@ -132,7 +133,7 @@ async def probe(port: int, token: str, bdr_id: str, database_url: str) -> None:
     turns: list[tuple[float, float, float]] = []
     auth = {"Authorization": f"Bearer {token}"}
     async with (
-        aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=auth) as http,
+        aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=auth, timeout=FOREVER) as http,
         connected(database_url, "pmd-bench-probe") as db,
         open_stream(http, SSE) as stream,
     ):
