@@ -322,7 +322,6 @@ async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
 async def test_a_proxied_body_is_written_in_whole_chunks_whatever_the_store_sends() -> None:
     """The store's chunks are at least a chunk long, rarely a multiple of one: every write but
     the last is exactly READ_CHUNK, so none is small enough for aiohttp to pass without waiting."""
-
     chunks = [os.urandom(n) for n in (READ_CHUNK + 20029, 3 * READ_CHUNK - 5, READ_CHUNK, 7)]
 
     async def store() -> AsyncIterator[memoryview]:
