@@ -43,8 +43,11 @@ async def announcer_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def list_bdrs(request: web.Request) -> web.Response:
-    items = await service.newest(request.app[DB_POOL], request[PRINCIPAL].target.id)
-    return json_response(BdrList(items=items))
+    pool, principal = request.app[DB_POOL], request[PRINCIPAL]
+    items = await service.newest(pool, principal.target.id)
+    limits = Limits.of(request.app[SETTINGS])
+    day = await service.used_today(pool, principal.caller.id, limits)
+    return json_response(BdrList(items=items, daily_limit=day))
 
 
 async def get_bdr(request: web.Request) -> web.Response:
@@ -109,7 +112,7 @@ ENDPOINTS = (
         "/api/pmd/bdr",
         list_bdrs,
         "listBdrs",
-        "The 20 newest download requests",
+        "The 20 newest download requests, and what the caller spent of today's limits",
         "downloads",
         response=BdrList,
     ),

@@ -89,8 +89,24 @@ class BdrItem(_BdrFields):
     ]
 
 
+class DailyLimit(msgspec.Struct):
+    """The caller's download requests today against the day's limits: a moderator's own, which
+    span every artist, never the artist's."""
+
+    limit: Annotated[int, Meta(description="Download requests a caller may make a UTC day")]
+    used: Annotated[int, Meta(description="Those the caller made today, whatever their status")]
+    limit_bytes: Annotated[int, Meta(description="The artworks' bytes a caller may ask a day")]
+    used_bytes: Annotated[int, Meta(description="Those the caller's requests today asked for")]
+    resets_at: Annotated[
+        datetime, Meta(tz=True, description="The next UTC midnight, when both start over")
+    ]
+
+
 class BdrList(msgspec.Struct):
     items: list[BdrItem]
+    daily_limit: Annotated[
+        DailyLimit, Meta(description="So a client knows the day's limit before a refusal")
+    ]
 
 
 class ItemRow(_BdrFields):

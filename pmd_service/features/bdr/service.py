@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -20,7 +20,7 @@ from ...host.eligibility import ensure_unique, lock_eligible
 from ...storage.budget import Limits, human_bytes, too_large
 from ...storage.zip_files import StoredZip, ZipFiles, ZipMissing
 from .job_sql import enqueue_bdr
-from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
+from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, DailyLimit, bdr_item
 
 if TYPE_CHECKING:
     from ...core.db import Conn
@@ -259,6 +259,20 @@ async def audit(
 
 async def newest(pool: asyncpg.Pool, user_id: int) -> list[BdrItem]:
     return [bdr_item(r) for r in await pool.fetch(SQL_NEWEST, user_id)]
+
+
+async def used_today(pool: asyncpg.Pool, requester: int, limits: Limits) -> DailyLimit:
+    """What `requester` spent of today's limits, as `create` counts it."""
+    used = await pool.fetchrow(SQL_USED_TODAY, requester)
+    assert used is not None  # an aggregate always has its row
+    today = datetime.now(UTC).date()
+    return DailyLimit(
+        limit=limits.requests_a_day,
+        used=used["requests"],
+        limit_bytes=limits.bytes_a_day,
+        used_bytes=used["bytes"],
+        resets_at=datetime.combine(today + timedelta(days=1), time(), tzinfo=UTC),
+    )
 
 
 async def _row(pool: asyncpg.Pool, bdr_id: uuid.UUID, user_id: int) -> asyncpg.Record:
