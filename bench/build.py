@@ -39,7 +39,7 @@ from runs.cluster.hosts import CURRENT
 from runs.cluster.upgrade import install
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
-from support.stack import CHECKOUT, WORKER, connected, fresh_stack, service_env, start_worker, stop
+from support.stack import CHECKOUT, WORKER, connected, fresh_stack, start_worker, stop
 
 T = TypeVar("T")
 FILES = 128
@@ -258,7 +258,7 @@ async def driving(
     settings: Settings, argv: list[str] = WORKER, /, **env: str
 ) -> AsyncIterator[Run]:
     """A worker (`argv`: this checkout's, or a release's) on `settings`, and what drives it."""
-    env = service_env(settings, **env)
+    env = cli.service_env(settings, **env)
     worker = start_worker(env, argv)
     doorbell: asyncio.Queue[str] = asyncio.Queue()
     try:

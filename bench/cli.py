@@ -1,4 +1,5 @@
-"""What every benchmark's command line shares: `--json FILE`, and its figures printed."""
+"""What every benchmark's command line shares: `--json FILE`, its figures printed, and the
+settings it changed from what ships, kept beside its figures."""
 
 from __future__ import annotations
 
@@ -11,8 +12,37 @@ from typing import Any
 
 import msgspec
 
-from pmd_service.core.settings import Settings
+from pmd_service.core.settings import SECRET_FIELDS, Settings
+from support import stack
 from support.stack import fresh_stack
+
+# Where a run's own stack is (its servers, folders, ports, secret, embedded mode, migrations
+# already applied), not how the service behaves: never a change from what ships.
+STACK_FIELDS = frozenset(
+    {
+        "database_url",
+        "redis_url",
+        "database_direct_url",
+        "data_dir",
+        "vault_path",
+        "zip_path",
+        "jwt_secret_key",
+        "base_url",
+        "host",
+        "port",
+        "metrics_port",
+        "server_metrics_port",
+        "dev_mode",
+        "auto_migrate",
+        "aws_endpoint_url",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+    }
+)
+VARIABLES = {f.name: f.encode_name for f in msgspec.structs.fields(Settings)}
+# Every setting this process's benchmark ran with that is not what ships, by its variable.
+CHANGED: dict[str, dict[str, Any]] = {}
 
 
 def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
@@ -26,14 +56,63 @@ def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
 
 
 def save(path: Path | None, figures: Any) -> None:
+    """The figures into `path`, and the settings changed from what ships into its `changes`."""
     if path is not None:
         path.write_text(json.dumps(figures, indent=2, default=str))
+        changes(path).write_text(json.dumps(CHANGED, indent=2, sort_keys=True))
+
+
+def changes(figures: Path) -> Path:
+    """Where a run's changed settings are written beside its figures file."""
+    return figures.with_name(f"{figures.stem}.settings.json")
+
+
+def shipped() -> Settings:
+    """The settings as they ship: every default, on stand-in URLs."""
+    return Settings(database_url="postgresql://", redis_url="redis://")
+
+
+def changed(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each setting of `settings` that is not what ships, by its variable: `ran`, `ships`."""
+    ships, out = shipped(), {}
+    for name, variable in VARIABLES.items():
+        ran, default = getattr(settings, name), getattr(ships, name)
+        if name in STACK_FIELDS or ran == default:
+            continue
+        hidden = name in SECRET_FIELDS  # a credential is said to be set, never shown
+        out[variable] = {
+            "ran": "(set)" if hidden and ran is not None else msgspec.to_builtins(ran),
+            "ships": msgspec.to_builtins(default),
+        }
+    return out
+
+
+def uses(settings: Settings) -> Settings:
+    """`settings`, each of its changes from what ships kept for the figures file (`save`)."""
+    for variable, change in changed(settings).items():
+        kept = CHANGED.setdefault(variable, {"ran": [], "ships": change["ships"]})
+        if change["ran"] not in kept["ran"]:
+            kept["ran"].append(change["ran"])
+    return settings
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """`settings` with `changes`, which the figures file records."""
+    return uses(msgspec.structs.replace(settings, **changes))
 
 
 def roomy(settings: Settings, **at_least: int) -> Settings:
     """`settings` with each limit named raised to at least its value: room for the run."""
-    raised = {name: max(n, getattr(settings, name)) for name, n in at_least.items()}
-    return msgspec.structs.replace(settings, **raised)
+    return replace(
+        settings, **{name: max(n, getattr(settings, name)) for name, n in at_least.items()}
+    )
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """A service process's environment on `settings` (stack.service_env), its settings recorded."""
+    env = stack.service_env(settings, **extra)
+    uses(Settings.from_env(env))
+    return env
 
 
 def in_stack(bench: Callable[..., Awaitable[Any]], *args: Any) -> Any:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from redis.asyncio import Redis
 
 from bench import cli
@@ -65,7 +64,7 @@ async def bench(settings: Settings, url: str, keys: int, rounds: int, block: int
     user = (await seed_listers(settings, {"artist": (1_000, True)}))["artist"]
     # The pace of actions is not what this measures: its 200 actions come within seconds.
     roomy = cli.roomy(settings, bulk_actions_per_minute=100_000)
-    app = create_app(msgspec.structs.replace(roomy, host_cache_redis_url=url))
+    app = create_app(cli.replace(roomy, host_cache_redis_url=url))
     times: dict[str, list[float]] = {"full": [], "empty": []}
     async with served(settings, app) as http:
         drops = app[FEED_DROPS]

@@ -12,7 +12,7 @@ import aiohttp
 from bench import cli
 from bench.filters import SQL_LICENSE, SQL_VARY_FILES, SQL_VARY_KEYS
 from bench.posts import Lister, seed_listers
-from support.stack import connected, free_port, fresh_stack, service_env, start_server, stop
+from support.stack import connected, free_port, fresh_stack, start_server, stop
 
 CHROMIUM = "/usr/bin/chromium"
 POSTS, SMALL, ROWS = 20_000, 2_000, 16
@@ -107,7 +107,7 @@ async def bench(runs: int) -> dict[str, Any]:
             await conn.execute(SQL_VARY_FILES, users["big"].id)
             await conn.execute("VACUUM ANALYZE")
         port = free_port()
-        server = start_server(service_env(settings), port)
+        server = start_server(cli.service_env(settings), port)
         base = f"http://127.0.0.1:{port}"
         urls = {k: f"{base}/u/{u.sqid}/posts#token={u.token}" for k, u in users.items()}
         try:

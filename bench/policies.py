@@ -230,7 +230,7 @@ async def bench(
     log_path = stack.CHECKOUT / ".data" / "bench" / "policies-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
-        server = await asyncio.to_thread(stack.start_server, stack.service_env(settings), port, log)
+        server = await asyncio.to_thread(stack.start_server, cli.service_env(settings), port, log)
     probed = (port, token, bdr_id, settings.database_url)
     try:
         async with probing(*probed) as before:

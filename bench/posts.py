@@ -139,7 +139,7 @@ def pair(samples: list[float]) -> dict[str, float]:
 
 def unpaced(settings: Settings) -> Settings:
     """`settings` whose pace and budgets are still checked on every action but never refuse one."""
-    return msgspec.structs.replace(
+    return cli.replace(
         settings,
         bulk_actions_per_minute=100_000,
         bulk_changed_posts_per_minute=10_000_000,
@@ -385,8 +385,8 @@ async def against_release(settings: Settings, rev: str, rounds: int) -> dict[str
     """Pages 1 and 19 from this server and `rev`'s on one database, each against its own floor."""
     [user] = (await seed_listers(settings, {"sqids": (POSTS, True)})).values()
     fast = msgspec.structs.asdict(unpaced(settings))
-    env = stack.service_env(settings, SERVER_PROCESSES="1")
-    env |= {k.upper(): str(v) for k, v in fast.items() if v != getattr(settings, k)}
+    lifted = {k.upper(): str(v) for k, v in fast.items() if v != getattr(settings, k)}
+    env = cli.service_env(settings, SERVER_PROCESSES="1", **lifted)
     calls: list[tuple[Call, Call]] = []
     (stack.CHECKOUT / ".data").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=stack.CHECKOUT / ".data") as folder:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.cli import changes
 from pmd_service.core.redis_client import create_redis
 from support.render import revision
 from support.stack import CHECKOUT, bench_settings, connected
@@ -89,6 +90,8 @@ class Saved:
     run: dict[str, Any] | None
     figures: Any
     failed: dict[str, Any] | None = None
+    # Each setting the run changed from what ships, by its variable; None: not recorded.
+    settings: dict[str, Any] | None = None
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -97,7 +100,9 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def saved(name: str, folder: Path = FIGURES) -> Saved:
     data = read_json(folder / f"{name}.json")
-    return Saved(name, data.get("run"), data.get("figures"), data.get("failed"))
+    return Saved(
+        name, data.get("run"), data.get("figures"), data.get("failed"), data.get("settings")
+    )
 
 
 def _write(name: str, data: dict[str, Any], folder: Path) -> None:
@@ -110,6 +115,7 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
     SCRATCH.mkdir(parents=True, exist_ok=True)
     out = SCRATCH / f"{bench.name}.json"
     out.unlink(missing_ok=True)
+    changes(out).unlink(missing_ok=True)
     argv = ["-m", bench.target, *bench.args]
     command = " ".join(["python", *argv])
     cmd = [sys.executable, *argv, "--json", str(out)]
@@ -132,7 +138,10 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
     run |= {"load_end": f"{os.getloadavg()[0]:.2f}", "seconds": round(time.monotonic() - started)}
     print(f"=== {bench.name}: {run['seconds']} s, exit {code}", flush=True)
     if code == 0 and out.exists():
-        _write(bench.name, {"run": run, "figures": json.loads(out.read_text())}, folder)
+        data = {"run": run, "figures": json.loads(out.read_text())}
+        if changes(out).exists():  # a run that does not write it leaves its settings unrecorded
+            data["settings"] = json.loads(changes(out).read_text())
+        _write(bench.name, data, folder)
         return None
     why = f"killed after {bench.limit_s} s" if code is None else f"exited with status {code}"
     failed = {"date": date, "command": command, "why": why}

@@ -219,7 +219,7 @@ async def run(backlog: int, repeats: int) -> dict[str, Any]:
     ):
         # arq's keys of an earlier run that died: its jobs would count in this run's backlog.
         await redis.delete(HELD_QUEUE, *[key async for key in redis.scan_iter(match="arq:*")])
-        env, port = stack.service_env(settings), free_port()
+        env, port = cli.service_env(settings), free_port()
         SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
         with SERVER_LOG.open("wb") as log:  # the server keeps a descriptor of its own
             server = await asyncio.to_thread(start_server, env, port, log)

@@ -239,7 +239,7 @@ async def served(
     processes = b.mode.processes(streams)
     pool = max(2, min(10, b.pool_room // processes - 1))
     # HEADER_TIMEOUT_SECONDS as long as the keep-alive: clients on the servers' cores send late.
-    env = stack.service_env(
+    env = cli.service_env(
         b.settings,
         SERVER_PROCESSES=str(processes),
         DB_POOL_MIN="1",

@@ -51,7 +51,7 @@ from pmd_service.zipbuild.sources import fetched_in_order, object_fetcher
 from support import seaweed, seeding, stack
 from support.measures import cpu_seconds, rss_kb
 from support.seaweed import Seaweed
-from support.stack import free_port, service_env, start_server, stop
+from support.stack import free_port, start_server, stop
 
 ADDED_LATENCY_S = 0.050
 FETCH_CONCURRENCY = 8  # the worker's default (ARTWORK_FETCH_CONCURRENCY)
@@ -366,7 +366,7 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, quiet: IO[bytes])
         ports = {"redirect": free_port(), "proxy": free_port()}
         servers = {
             mode: start_server(
-                service_env(settings, **env, **caps, ZIP_DOWNLOAD_MODE=mode), port, log=quiet
+                cli.service_env(settings, **env, **caps, ZIP_DOWNLOAD_MODE=mode), port, log=quiet
             )
             for mode, port in ports.items()
         }

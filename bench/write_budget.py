@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import msgspec
-
 from bench import cli
 from bench.posts import served
 from pmd_service.core.settings import Settings
@@ -40,7 +38,7 @@ def budgets(posts: int) -> dict[str, int]:
 
 
 async def bench(settings: Settings, posts: int) -> dict[str, Any]:
-    scaled = msgspec.structs.replace(settings, **budgets(posts))
+    scaled = cli.replace(settings, **budgets(posts))
     async with connected(settings.database_url, "pmd-bench-seed") as conn:
         (artist,) = await bulk_users(conn, settings, "budget", 1)
         await conn.execute(SQL_SEED, artist.id, TAGS, posts)

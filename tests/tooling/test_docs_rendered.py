@@ -108,8 +108,9 @@ def rows_of(page: str, command: str) -> list[str]:
 
 
 def test_each_section_is_dated_by_its_own_run(figures: Path) -> None:
-    save(figures, "build", {"run": OLD, "figures": BUILD})
-    save(figures, "store", {"run": {"before": "2025-12-31 00:00 UTC"}, "figures": STORE})
+    save(figures, "build", {"run": OLD, "figures": BUILD, "settings": {}})
+    before = {"run": {"before": "2025-12-31 00:00 UTC"}, "figures": STORE, "settings": {}}
+    save(figures, "store", before)
     page = report.benchmarks(figures)
     build = rows_of(page, "python -m bench.build")
     assert len(build) >= 8 and all("| 2026-01-02 03:04 UTC |" in r for r in build)
@@ -119,7 +120,7 @@ def test_each_section_is_dated_by_its_own_run(figures: Path) -> None:
     details = report.details(figures)
     assert (
         "## ZIP build — `python -m bench.build`\n\n*Measured 2026-01-02 03:04 UTC (load 0.50 → "
-        "0.60, 42 s): `python -m bench.build`.*\n\n" in details
+        "0.60, 42 s): `python -m bench.build`.*" in details
     )
     assert "| 128 artworks | claim → ready |" in details  # the whole job, in the same section
     assert "*Measured on or before 2025-12-31 00:00 UTC (figures saved before each" in details
