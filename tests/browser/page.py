@@ -124,9 +124,16 @@ async def alone(
 async def limit_reached(
     browser: Browser, settings: Settings, factory: Factory, tmp_path: Path
 ) -> AsyncIterator[tuple[Page, Watch]]:
-    """A page (BDR_DAILY_LIMIT 1) whose second download of the day was insisted on: refused."""
-    async with alone(browser, settings, factory, tmp_path, 3, BDR_DAILY_LIMIT="1") as (page, watch):
-        await request_again(page, 3)
-        # The same posts again: named as a repeat first, then insisted on.
-        await page.get_by_role("button", name="Request a new one anyway").click()
+    """A page (BDR_DAILY_LIMIT 1) whose request was refused: its artist, a moderator too, spent
+    the day's one on another artist's posts after it opened, which it cannot know."""
+    async with running_stack(settings, tmp_path, free_port(), BDR_DAILY_LIMIT="1") as stack:
+        owner, _, page, watch = await loaded_page(browser, stack, factory, 3)
+        other, theirs = await artist(factory, 1)
+        await factory.pool.execute(
+            """UPDATE users SET roles = '["user", "moderator"]' WHERE id = $1""", owner.id
+        )
+        spent = {"post_ids": theirs, "target_sqid": other.sqid}
+        await page_stack.api(stack, owner, "POST", "/api/pmd/bdr", spent)
+        await page.get_by_role("button", name="Select page").click()
+        await page.get_by_role("button", name="Request download of 3 posts").click()
         yield page, watch

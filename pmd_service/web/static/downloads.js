@@ -38,8 +38,8 @@ const BACKOFF_MAX_MS = 30_000;
 // The server counts a day's download requests per UTC day (its limit resets at midnight UTC).
 const DAY_MS = 86_400_000;
 const utcDayStart = (now) => now - (now % DAY_MS);
-// The day's limit, as a refusal named it (the server's, the same for everyone): kept for the
-// tab, so a reload still knows it.
+// The day's limit, as the list or a refusal named it (the server's, the same for everyone):
+// kept for the tab, so a reload still knows it.
 const DAILY_LIMIT_KEY = "pmd.bdrDailyLimit";
 
 // The browser saves the file itself, streaming it to disk: never read into a blob (a ZIP may
@@ -79,6 +79,9 @@ export class Downloads {
     this.refusedKey = `pmd.bdrRefusedUntil.${tokenSubject(api.token) ?? ""}`;
     this.refusedUntil = Number(sessionStorage.getItem(this.refusedKey)) || 0;
     this.limitTimer = null;
+    // What the server counted of the caller's requests today as the list loaded, plus those
+    // made here since: {used, dayStart} (ms).
+    this.day = null;
     this.items = new Map();
     // Requested from this page, and announced (toasted) as ready or failed: a request whose
     // stream events all came before the POST's answer is announced once all the same.
@@ -116,8 +119,9 @@ export class Downloads {
 
   async start() {
     try {
-      const { items } = await this.api.get("/api/pmd/bdr");
+      const { items, daily_limit: day } = await this.api.get("/api/pmd/bdr");
       for (const item of items) this.items.set(item.id, item);
+      if (day?.limit > 0) this.knowDay(day);
     } catch (error) {
       // A refused token: the list is unknown, not empty.
       if (error.status === 401) this.empty.textContent = "Not loaded: the access token was not accepted.";
@@ -285,8 +289,17 @@ export class Downloads {
     this.announced.add(item.id);
   }
 
+  // The day's limit and what the caller used of it, as the server counts it: the button
+  // knows the limit before a refusal, in any tab, a moderator's too.
+  knowDay({ limit, used, resets_at: resetsAt }) {
+    this.dailyLimit = limit;
+    sessionStorage.setItem(DAILY_LIMIT_KEY, String(limit));
+    this.day = { used: Number(used) || 0, dayStart: Date.parse(resetsAt) - DAY_MS };
+  }
+
   async request(postIds, options) {
     const item = await this.api.post("/api/pmd/bdr", { post_ids: postIds, ...options });
+    if (this.day?.dayStart === utcDayStart(Date.now())) this.day.used += 1;
     this.requested.add(item.id);
     const seen = this.items.get(item.id);
     if (seen) this.announce(seen);
@@ -352,14 +365,15 @@ export class Downloads {
     this.limitChanged();
   }
 
-  // The requests the list shows that count against today's limit: the owner's own, since a
-  // moderator's count against the moderator. A moderator's own count spans every artist, so
-  // their page knows it only from a refusal.
+  // The requests that count against today's limit: the server's count at load (a moderator's
+  // own spans every artist), and those the list shows of the owner's own since (another tab's).
   usedToday(now) {
-    if (this.asModerator) return null;
     const start = utcDayStart(now);
-    return [...this.items.values()]
+    const counted = this.day?.dayStart === start ? this.day.used : null;
+    if (this.asModerator) return counted;
+    const listed = [...this.items.values()]
       .filter((i) => !i.requested_by_moderator && Date.parse(i.created_at) >= start).length;
+    return Math.max(counted ?? 0, listed);
   }
 
   // `{limit, resetAt}` (ms) while today's download requests are used up, else null.
