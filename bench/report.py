@@ -1,7 +1,8 @@
 """Every generated page under docs/, from the committed figures and chaos runs alone.
 
 `--check` (in `make lint`) fails on a page that is not its render or names an unrecorded commit,
-a commit a template writes by hand, or a figures file whose run commit git does not know first."""
+a commit a template writes by hand, or a figures file whose run commit git does not know first
+or that was made after its run began."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.runner import BENCHMARKS, FIGURES, MACHINE, Saved, read_json, saved
@@ -105,6 +107,31 @@ def precedes(run: str, saved: str) -> bool:
     return _git("merge-base", "--is-ancestor", run, saved).returncode == 0
 
 
+def committed_at(commit: str) -> datetime:
+    """When `commit` was made (its committer's date: an amend or a rebase makes it anew)."""
+    return datetime.fromisoformat(_git("show", "-s", "--format=%cI", commit).stdout.strip())
+
+
+# A run's `date` as bench/runner.py writes it, and the dates of runs saved before it did.
+RUN_DATES = (("%Y-%m-%d %H:%M UTC", timedelta(minutes=1)), ("%Y-%m-%d", timedelta(days=1)))
+
+
+def began(date: object) -> tuple[datetime, timedelta] | None:
+    """When a run began by its recorded `date`, and how coarse that date is; None: no date."""
+    for form, grain in RUN_DATES:
+        try:
+            return datetime.strptime(str(date), form).replace(tzinfo=UTC), grain
+        except ValueError:
+            continue
+    return None
+
+
+def made_after(commit: str, date: object) -> bool:
+    """Whether `commit` was made after a run that began at `date` (to the date's grain)."""
+    start = began(date)
+    return start is not None and committed_at(commit) >= start[0] + start[1]
+
+
 def saved_in(path: Path) -> str:
     """The commit whose tree holds `path` as it is: its last one, or HEAD if new or changed."""
     changed = _git("status", "--porcelain", "--", str(path)).stdout.strip()
@@ -113,7 +140,8 @@ def saved_in(path: Path) -> str:
 
 
 def run_commits(figures: Path = FIGURES) -> list[str]:
-    """Each figures file whose run names no commit, an unknown one or one after its saving."""
+    """Each figures file whose run names no commit, an unknown one, or one made after its run
+    or its saving."""
     problems = []
     for path in sorted(figures.glob("*.json")):
         run = read_json(path).get("run")
@@ -124,6 +152,11 @@ def run_commits(figures: Path = FIGURES) -> list[str]:
             problems.append(f"{path.name}: its run names no commit (save it with --save)")
         elif not known(commit):
             problems.append(f"{path.name}: its run's commit {commit[:9]} is not in this repository")
+        elif made_after(commit, run.get("date")):
+            problems.append(
+                f"{path.name}: its run's commit {commit[:9]} was made after its run began "
+                f"({run.get('date')}): the figures are not that commit's"
+            )
         elif not precedes(commit, saved := saved_in(path)):
             problems.append(
                 f"{path.name}: its run's commit {commit[:9]} comes after the commit that saved "

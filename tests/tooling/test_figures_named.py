@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,25 @@ def test_a_run_commit_git_does_not_know_or_that_came_later_fails(tmp_path: Path)
     ]
     # A file saved in a commit before its run's: the run came after it.
     assert report.precedes("HEAD~1", "HEAD") and not report.precedes("HEAD", "HEAD~1")
+
+
+def test_a_run_commit_made_after_its_run_fails(tmp_path: Path) -> None:
+    """A figure whose run names a commit made after the run began (an amend, a commit of the
+    run's own uncommitted changes) is not that commit's figure (issue 75, item 8)."""
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    commit = head()
+    made = report.committed_at(commit).astimezone(UTC)
+
+    def saved(name: str, date: str) -> None:
+        run = {"commit": commit, "date": date}
+        (figures / f"{name}.json").write_text(json.dumps({"run": run, "figures": {}}))
+
+    saved("same_minute", made.strftime("%Y-%m-%d %H:%M UTC"))
+    saved("later", (made + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M UTC"))
+    assert report.run_commits(figures) == []
+    saved("a_minute_before", (made - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M UTC"))
+    saved("the_day_before", (made - timedelta(days=1)).strftime("%Y-%m-%d"))
+    refused = report.run_commits(figures)
+    assert [p.split(":")[0] for p in refused] == ["a_minute_before.json", "the_day_before.json"]
+    assert all(commit[:9] in p for p in refused)
