@@ -288,7 +288,8 @@ async def preview_policy(request: web.Request) -> web.Response:
     _policies_on(request)
     body = await read_json(request, PreviewRequest)
     principal = await retarget(request, body.target_sqid)
-    return json_response(await policies.preview(request.app[DB_POOL], principal, body))
+    pool = request.app[DB_POOL]
+    return json_response(await policies.preview(pool, principal, body, body.policy_id))
 
 
 async def create_policy(request: web.Request) -> web.Response:
@@ -351,7 +352,7 @@ POLICY_ENDPOINTS = (
         "What a run of this cleanup policy would change now: its count, the oldest 20 and "
         "the set's digest (nothing is saved)", "policies",
         request=PreviewRequest, response=Preview,
-        codes=(_OFF, Code.TARGET_MISMATCH, Code.INVALID_FILTER),
+        codes=(_OFF, Code.TARGET_MISMATCH, Code.INVALID_FILTER, Code.POLICY_NOT_FOUND),
     ),
     Endpoint(
         "get", "/api/pmd/policies", list_policies, "listPolicies",

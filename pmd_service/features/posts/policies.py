@@ -78,6 +78,13 @@ class PolicyFields(msgspec.Struct, forbid_unknown_fields=True):
 
 class PreviewRequest(PolicyFields, forbid_unknown_fields=True):
     target_sqid: Sqid | None = None
+    policy_id: Annotated[
+        uuid.UUID | None,
+        Meta(
+            description="A saved policy's id, to count as its run would: without the posts its "
+            "owner took back from it (unhid or restored), which it never takes again"
+        ),
+    ] = None
 
 
 ExpectCount = Annotated[
@@ -281,12 +288,20 @@ async def _counted(
     return int(row[0]), str(row[1])
 
 
-async def preview(pool: asyncpg.Pool, principal: Principal, fields: PolicyFields) -> Preview:
-    """What a run of `fields` would change now, for the target's posts."""
+async def preview(
+    pool: asyncpg.Pool,
+    principal: Principal,
+    fields: PolicyFields,
+    policy_id: uuid.UUID | None = None,
+) -> Preview:
+    """What a run of `fields` (as the saved policy `policy_id`) would change now, for the
+    target's posts."""
     async with pool.acquire() as conn, conn.transaction(readonly=True):
+        if policy_id is not None:
+            await _row(conn, principal, policy_id)  # the target's, or 404
         checked = await check(conn, fields)
-        params = checked.params(principal.target.id, None, datetime.now(UTC))
-        count, digest = await _counted(conn, checked, principal.target.id, None)
+        params = checked.params(principal.target.id, policy_id, datetime.now(UTC))
+        count, digest = await _counted(conn, checked, principal.target.id, policy_id)
         rows = await conn.fetch(SQL_SAMPLE, *params)
     return Preview(count, await live_items(pool, rows), digest)
 
