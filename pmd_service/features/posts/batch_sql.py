@@ -11,13 +11,14 @@ from .filters import PARAMS as FILTER_PARAMS
 from .filters import match_digest, predicate
 from .live import announce
 from .policy_sql import IN_BATCH, POLICY_ACTIONS, candidate
-from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES, WHO_ACTED
+from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES, WHO_ACTED, first_of_click
 
 # One statement per batch, atomic in one round trip: it locks the eligible rows in id order
 # (the gate, which has no column of `p`, reads them all before any row changes) and changes
 # them only when nothing is missing or refused, the count matches and the budget has room.
 # By ids: $1 owner id, $2 post ids, $3 action name, $4 the moderator's user id (NULL for
-# self-actions), $5 the posts the budget lets change, then the action's values.
+# self-actions), $5 the posts the budget lets change, $6 the click it is a batch of (NULL:
+# none), then the action's values.
 # By filter: $1 owner id, $2 the approved count, $3, $4 as above, $5 the most posts a request
 # may change, $6 the filter as JSON, $7 the approved set's digest (NULL: the count alone), $8
 # the posts the budget lets change, $9.. the filter's keys, then the action's values.
@@ -61,9 +62,9 @@ WITH eligible AS (
 ), logged AS (
     -- `unchanged_count`: the posts it found already so, for the history's one count.
     INSERT INTO bulk_actions (owner_id, actor_id, action, changed_count, unchanged_count,
-                              post_ids, history_bytes{rule_columns}{history_columns})
+                              post_ids, history_bytes, click_id{rule_columns}{history_columns})
     SELECT $1::int, $4::int, $3::text, cardinality(c.ids), e.already, c.ids,
-           pg_column_size(c.ids) + pg_column_size(h){rule_values}{history_values}
+           pg_column_size(c.ids) + pg_column_size(h), {click}{rule_values}{history_values}
     FROM changed_ids c, prior h, eligible_ids e
     WHERE cardinality(c.ids) > 0
     RETURNING id, history_bytes
@@ -87,13 +88,18 @@ WITH eligible AS (
     SELECT {announce} FROM changed_ids c WHERE cardinality(c.ids) > 0{announced}
 )
 SELECT g.ok, g.ready, g.within_budget, e.would, g.precondition_ok, m.ids AS missing, r.ids AS refused, e.n AS matched,
-       cardinality(c.ids) AS changed, (SELECT id FROM logged) AS action_id,
+       cardinality(c.ids) AS changed,
+       -- A batch of a click answers the click's entry in the history (its first batch).
+       coalesce({click_entry}, (SELECT id FROM logged)) AS action_id,
        (SELECT count(*) FROM trimmed) AS trimmed,
        (SELECT count(*) FROM audited) AS audited, (SELECT count(*) FROM notified) AS notified,
        {reported} AS match_digest{returned}
        {columns}
 FROM gate g, missing m, refused r, eligible_ids e, changed_ids c
 """
+
+
+_NO_CLICK = "NULL::uuid"
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,8 @@ class _Mode:
     reported: str
     left: str
     first_value: int
+    # The click a batch by ids belongs to (posts/undo.py, same_click); NULL: an action alone.
+    click: str = _NO_CLICK
     # An action done by a cleanup policy's run: its history columns and what more it writes.
     rule_columns: str = ""
     rule_values: str = ""
@@ -124,7 +132,8 @@ _BY_IDS = _Mode(
     note="json_build_object('post_ids', $2::int[], 'changed', cardinality(c.ids))",
     reported="NULL::text",
     left="$5",
-    first_value=6,
+    first_value=7,
+    click="$6::uuid",
 )
 _DIGEST = f"(SELECT {match_digest('x.id')} FROM unnest(e.ids) AS x(id))"
 _BY_FILTER = _Mode(
@@ -172,6 +181,9 @@ def _batch(mode: _Mode, part: Part) -> str:
     return _BATCH.format(
         **asdict(mode),
         announce=announce("$1::int", "$3::text", "c.ids", "(SELECT id FROM logged)"),
+        click_entry=first_of_click(mode.click, "$1::int", "$4::int", "$3::text")
+        if mode.click != _NO_CLICK
+        else "NULL::uuid",
         announced="" if mode.announces else " AND false",
         returned="" if mode.announces else ", c.ids AS changed_ids",
         refused=part.refused,

@@ -55,6 +55,7 @@ async def target_of(
     keys: FilterKeys | None,
     expect_count: int | None,
     expect_digest: str | None = None,
+    click_id: uuid.UUID | None = None,
 ) -> Target:
     """The posts a request names: a list of ids, or a filter with the count approved."""
     # Shapes of the body, so 422 as msgspec's own checks are.
@@ -73,6 +74,13 @@ async def target_of(
             )
         return post_ids
     assert keys is not None
+    if click_id is not None:
+        # One request acts on every post a filter matches: it is never a batch of a click.
+        raise validation_error(
+            "`click_id` goes with `post_ids`: it names the click a batch of ids belongs to; "
+            "an action by `filter` is one request already.",
+            [FieldError(field="click_id", message="only with post_ids")],
+        )
     if expect_count is None:
         raise validation_error(
             "An action by `filter` needs `expect_count`: the number of matching posts the "
@@ -127,6 +135,7 @@ async def _run(
     target: Target,
     max_posts: int,
     budget: Budget,
+    click: uuid.UUID | None,
     *values: object,
 ) -> asyncpg.Record:
     moderator = principal.as_moderator
@@ -150,7 +159,7 @@ async def _run(
     else:
         ensure_unique(target)
         sql = q.statement(action, moderator=moderator, by_filter=False)
-        head, tail = (owner, target, action.name, actor), values
+        head, tail = (owner, target, action.name, actor), (click, *values)
 
     async def attempt(conn: Conn) -> asyncpg.Record:
         room = await hold_budget(conn, budget, owner, actor)
@@ -264,12 +273,14 @@ async def apply_action(
     *values: object,
     budget: Budget,
     max_posts: int = 10_000,
+    click: uuid.UUID | None = None,
 ) -> BatchOutcome:
-    """All or nothing, in one statement, within `budget`; `values`: unless the action fixes them."""
+    """All or nothing, in one statement, within `budget`; `values`: unless the action fixes them;
+    `click`: the click a batch by ids belongs to, whose entry in the history it answers."""
     record = named(action)
     values = record.fixed or values
     try:
-        row = await _run(pool, principal, record, target, max_posts, budget, *values)
+        row = await _run(pool, principal, record, target, max_posts, budget, click, *values)
     except asyncpg.ForeignKeyViolationError:
         # The value's row (a license) was deleted between the statement's check and its update.
         if record.unmet is None:

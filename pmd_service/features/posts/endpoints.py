@@ -87,11 +87,11 @@ async def _act(
     await _take_turn(request, principal)
     pool, settings = request.app[DB_POOL], request.app[SETTINGS]
     target = await batches.target_of(
-        pool, body.post_ids, body.filter, body.expect_count, body.expect_digest
+        pool, body.post_ids, body.filter, body.expect_count, body.expect_digest, body.click_id
     )
     outcome = await batches.apply_action(
         pool, principal, action, target, *values(),
-        budget=Budget.of(settings), max_posts=settings.bulk_max_posts,
+        budget=Budget.of(settings), max_posts=settings.bulk_max_posts, click=body.click_id,
     )  # fmt: skip
     return _result(request, outcome, principal)
 

@@ -14,23 +14,50 @@ from ...core.db import from_row
 from ...host.access import Principal
 from .cursor import EPOCH, invalid_cursor, micros, pack, unpack
 from .schemas import ActionItem, ActionList, ActionPost
-from .undo import UNDOABLE, WITHIN_WINDOW, acted_by
+from .undo import HISTORY_KEPT, WITHIN_WINDOW, acted_by, same_click
 
 # How many of an action's posts the list names by title.
 NAMED_POSTS = 3
 
+# A click's batches are one entry (posts/undo.py, same_click): its first batch, the head, names
+# it; `g` is a batch of the head `h`'s click (only the head itself when it names none).
+_OF_HEAD = (
+    f"(g.id = h.id OR {same_click('g', 'h.click_id', 'h.owner_id', 'h.actor_id', 'h.action')})"
+)
+
 # $1 the owner, $2 the moderator (NULL: the owner), $3 rows to read, $4, $5 the cursor's.
 SQL_RECENT_ACTIONS = f"""
-WITH page AS (
-    SELECT id, action, created_at, changed_count, unchanged_count,
-           actor_id IS NOT NULL AS by_moderator, policy_id, policy_name,
-           {acted_by("$2")} AS by_you, undone_at,
-           {UNDOABLE} AND {acted_by("$2")} AS undoable, post_ids[1:{NAMED_POSTS}] AS named
-    FROM bulk_actions
-    WHERE owner_id = $1 AND {WITHIN_WINDOW}
-      AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
-    ORDER BY created_at DESC, id DESC
+WITH heads AS (
+    SELECT h.* FROM bulk_actions h
+    WHERE h.owner_id = $1 AND h.{WITHIN_WINDOW}
+      AND ($4::timestamptz IS NULL OR (h.created_at, h.id) < ($4::timestamptz, $5::uuid))
+      AND NOT EXISTS (
+          SELECT 1 FROM bulk_actions g
+          WHERE {same_click("g", "h.click_id", "h.owner_id", "h.actor_id", "h.action")}
+            AND (g.created_at, g.id) < (h.created_at, h.id))
+    ORDER BY h.created_at DESC, h.id DESC
     LIMIT $3
+), page AS (
+    SELECT h.id, h.action, h.created_at, c.changed_count, c.unchanged_count,
+           h.actor_id IS NOT NULL AS by_moderator, h.policy_id, h.policy_name,
+           {acted_by("$2")} AS by_you, c.undone_at,
+           c.undoable AND {acted_by("$2")} AS undoable, c.named
+    FROM heads h
+    CROSS JOIN LATERAL (
+        -- Undone once every batch is; undoable while one is not and none of those was dropped.
+        SELECT sum(g.changed_count)::int AS changed_count,
+               sum(g.unchanged_count)::int AS unchanged_count,
+               CASE WHEN bool_and(g.undone_at IS NOT NULL) THEN max(g.undone_at) END AS undone_at,
+               bool_or(g.undone_at IS NULL)
+                   AND bool_and(g.undone_at IS NOT NULL OR g.{HISTORY_KEPT}) AS undoable,
+               ARRAY(SELECT u.post_id
+                     FROM bulk_actions g, unnest(g.post_ids) WITH ORDINALITY AS u(post_id, n)
+                     WHERE {_OF_HEAD}
+                     ORDER BY g.created_at, g.id, u.n
+                     LIMIT {NAMED_POSTS}) AS named
+        FROM bulk_actions g
+        WHERE {_OF_HEAD}
+    ) c
 )
 SELECT page.*, coalesce(named_posts.ids, '{{}}') AS named_ids,
        coalesce(named_posts.titles, '{{}}') AS named_titles

@@ -267,6 +267,18 @@ FilterField = Annotated[
     ),
 ]
 Tags = Annotated[list[Tag], Meta(max_length=MAX_TAGS_PER_POST)]
+ClickId = Annotated[
+    uuid.UUID,
+    Meta(
+        description="With `post_ids`: the one action of a person (a click) this request is a "
+        "batch of, when a client sends more than 128 posts in several requests: a uuid the "
+        "client makes once per click and sends with each of its batches. The batches of one "
+        "click by the same caller, of the same action on the same user's posts, within the undo "
+        "window (24 hours), are one entry in GET /api/pmd/actions (`changed_count` their sum) "
+        "with one undo that puts back every post of every batch; each batch's answer gives "
+        "that undo. Omitted: the request is an action of its own"
+    ),
+]
 
 
 class ActionRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -280,6 +292,7 @@ class ActionRequest(msgspec.Struct, forbid_unknown_fields=True):
         Tags, Meta(description="`tags`: tags to remove (a moderator's tags stay)")
     ] = []
     value: Annotated[bool, Meta(description="`remixable`: the new remix permission")] | None = None
+    click_id: ClickId | None = None
     target_sqid: Sqid | None = None
 
 
@@ -289,6 +302,7 @@ class LicenseRequest(msgspec.Struct, forbid_unknown_fields=True):
     filter: FilterField | None = None
     expect_count: ExpectCount | None = None
     expect_digest: ExpectDigest | None = None
+    click_id: ClickId | None = None
     target_sqid: Sqid | None = None
 
 
@@ -335,7 +349,8 @@ class ActionResult(msgspec.Struct):
         str | None,
         Meta(
             description="POST here within 24 hours to put back what this action changed "
-            "(null when it changed nothing)"
+            "(null when it changed nothing); with `click_id`, the click's undo, which puts back "
+            "every batch of the click"
         ),
     ] = None
     # Only in the answer of a restore by filter: every other action is all or nothing.
@@ -406,15 +421,17 @@ class ActionPost(msgspec.Struct):
 
 
 class ActionItem(msgspec.Struct):
-    """One bulk action on the target's posts."""
+    """One bulk action on the target's posts: the batches of one click are one action."""
 
-    id: uuid.UUID
+    id: Annotated[uuid.UUID, Meta(description="The action (a click's: the id of its first batch)")]
     action: Annotated[
         Action | OwnEndpointAction,
         Meta(description="What it did (`license`: POST /license)"),
     ]
     created_at: datetime
-    changed_count: Annotated[int, Meta(description="The posts whose row it changed")]
+    changed_count: Annotated[
+        int, Meta(description="The posts whose row it changed (a click's: in all its batches)")
+    ]
     unchanged_count: Annotated[
         int | None,
         Meta(

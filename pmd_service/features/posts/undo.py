@@ -52,6 +52,24 @@ RETURNING post_id
 
 # What makes a `bulk_actions` row undoable, for the undo and the list of actions.
 WITHIN_WINDOW = f"created_at > now() - interval '{UNDO_HOURS} hours'"
+
+
+def same_click(batch: str, click: str, owner: str, actor: str, action: str) -> str:
+    """SQL: the `bulk_actions` row `batch` is a batch of the click `click` (a uuid; NULL: none)
+    on `owner`'s posts, by `actor` (NULL: the owner), of `action`, within the undo window."""
+    return (
+        f"{batch}.click_id = {click} AND {batch}.owner_id = {owner}"
+        f" AND {batch}.actor_id IS NOT DISTINCT FROM {actor} AND {batch}.action = {action}"
+        f" AND {batch}.{WITHIN_WINDOW}"
+    )
+
+
+def first_of_click(click: str, owner: str, actor: str, action: str) -> str:
+    """SQL: the click's first batch, whose id is its entry in the history (NULL: none yet)."""
+    return f"""(SELECT b.id FROM bulk_actions b WHERE {same_click("b", click, owner, actor, action)}
+        ORDER BY b.created_at, b.id LIMIT 1)"""
+
+
 # Not `post_ids IS NOT NULL`: a row the previous release wrote has none and is kept too.
 HISTORY_KEPT = "dropped_at IS NULL"
 UNDOABLE = f"undone_at IS NULL AND {WITHIN_WINDOW} AND {HISTORY_KEPT}"
@@ -62,14 +80,25 @@ def acted_by(actor: str) -> str:
     return f"actor_id IS NOT DISTINCT FROM {actor}::int"
 
 
-# The action, locked (a second undo waits, then finds it undone); only who acted may undo it.
+# The action and, when it is a batch of a click, every batch of that click, locked in id order
+# (a second undo waits, then finds them undone); only who acted may undo it.
 SQL_ACTION = f"""
-SELECT action, actor_id IS NOT NULL AS by_moderator, undone_at IS NOT NULL AS undone,
-       NOT ({WITHIN_WINDOW}) AS expired, NOT ({HISTORY_KEPT}) AS dropped,
-       post_ids IS NULL AS previous_release
-FROM bulk_actions
-WHERE id = $1 AND owner_id = $2 AND {acted_by("$3")}
-FOR UPDATE
+WITH named AS (
+    SELECT id, click_id, owner_id, actor_id, action FROM bulk_actions
+    WHERE id = $1 AND owner_id = $2 AND {acted_by("$3")}
+)
+SELECT b.id, b.id = $1 AS named, b.action, b.actor_id IS NOT NULL AS by_moderator,
+       b.undone_at IS NOT NULL AS undone, NOT (b.{WITHIN_WINDOW}) AS expired,
+       NOT (b.{HISTORY_KEPT}) AS dropped, b.post_ids IS NULL AS previous_release, b.created_at
+FROM bulk_actions b
+WHERE b.id IN (
+    SELECT id FROM named
+    UNION
+    SELECT c.id FROM named n
+    JOIN bulk_actions c ON {same_click("c", "n.click_id", "n.owner_id", "n.actor_id", "n.action")}
+)
+ORDER BY b.id
+FOR UPDATE OF b
 """
 
 # One statement per action and caller; past $2 posts (the budget's room) no post changes.
@@ -191,55 +220,68 @@ async def undo(
     actor = principal.caller.id if principal.as_moderator else None
     owner = principal.target.id
 
-    async def attempt(conn: Conn) -> tuple[BulkAction, asyncpg.Record]:
+    async def attempt(conn: Conn) -> tuple[BulkAction, list[asyncpg.Record], bool]:
         room = await hold_budget(conn, budget, owner, actor)
-        act = await conn.fetchrow(SQL_ACTION, action_id, owner, actor)
-        _check(act)
-        assert act is not None
-        if act["previous_release"]:
-            await convert(conn, action_id)
-        action = named(act["action"])
-        sql = undo_statement(action, moderator=act["by_moderator"])
-        row = await conn.fetchrow(sql, action_id, room.left)
-        assert row is not None  # the statement always returns exactly one row
-        if not row["clashes"] and row["would"] > room.left:
-            raise await room.refusal(row["would"])  # rolls back the undo's marks
-        await room.spend(row["restored"])
-        return action, row
+        batches = _check(await conn.fetch(SQL_ACTION, action_id, owner, actor))
+        action = named(batches[0]["action"])
+        sql = undo_statement(action, moderator=batches[0]["by_moderator"])
+        rows: list[asyncpg.Record] = []
+        clashes: list[object] = []
+        restored = would = 0
+        # Newest first, as undoing each batch in turn would: each post gets its own values back.
+        for batch in batches:
+            if batch["previous_release"]:
+                await convert(conn, batch["id"])
+            row = await conn.fetchrow(sql, batch["id"], max(room.left - restored, 0))
+            assert row is not None  # the statement always returns exactly one row
+            rows.append(row)
+            restored += row["restored"]
+            would += row["would"]
+            clashes += row["clashes"] or []
+        if clashes:
+            raise artwork_held(clashes)  # rolls back the batches undone before it
+        if would > room.left:
+            raise await room.refusal(would)  # rolls back the undo's marks
+        await room.spend(restored)
+        return action, rows, all(r["done"] > 0 for r in rows)
 
-    action, row = await unless_raced(
+    action, rows, undone = await unless_raced(
         pool,
         attempt,
         "An artwork of these posts was uploaded again while the undo ran; nothing was "
         "changed. Try the undo again to see which posts can no longer be restored.",
     )
-    if row["clashes"]:
-        raise artwork_held(row["clashes"])
-    restored = row["restored"]
+    restored = sum(r["restored"] for r in rows)
+    by_why: dict[str, list[int]] = {}
+    for row in rows:
+        for post_id, why in zip(row["left_ids"], row["left_whys"], strict=True):
+            by_why.setdefault(why, []).append(post_id)
+    left = sorted({post_id for ids in by_why.values() for post_id in ids})
     what = action.undone
     message = (
         f"Undid the {what} of {restored} post{'' if restored == 1 else 's'}"
-        if restored or not row["left_ids"]
+        if restored or not left
         else f"Nothing to undo: every post this {what} changed was changed since"
     )
-    by_why: dict[str, list[int]] = {}
-    for post_id, why in zip(row["left_ids"], row["left_whys"], strict=True):
-        by_why.setdefault(why, []).append(post_id)
     for why, ids in by_why.items():
+        ids = sorted(set(ids))
         one, many = _LEFT[why]
         # "post 12", "posts 12, 13": the form the page names by title.
         listed = f"post {ids[0]}" if len(ids) == 1 else f"posts {list_ids(ids)}"
         message += f"; {listed} {one if len(ids) == 1 else many}"
-    return UndoOutcome(row["restored"], list(row["left_ids"]), message, row["done"] > 0)
+    return UndoOutcome(restored, left, message, undone)
 
 
-def _check(act: asyncpg.Record | None) -> None:
+def _check(batches: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    """The batches left to undo, newest first, or the problem saying why there are none."""
+    act = next((b for b in batches if b["named"]), None)
     if act is None:
         raise not_found(
             "No bulk action with this id is yours to undo (only who acted can undo it).",
             code=Code.ACTION_NOT_FOUND,
         )
-    if act["undone"]:
+    left = [b for b in batches if not b["undone"]]
+    if not left:
         raise conflict(
             "This action was undone already.", slug="already-undone", code=Code.ALREADY_UNDONE
         )
@@ -249,7 +291,7 @@ def _check(act: asyncpg.Record | None) -> None:
             code=Code.UNDO_EXPIRED,
             details={"hours": UNDO_HOURS},
         )
-    if act["dropped"]:
+    if any(b["dropped"] for b in left):
         raise ProblemError(
             410,
             "history-dropped",
@@ -260,3 +302,4 @@ def _check(act: asyncpg.Record | None) -> None:
             code=Code.UNDO_DROPPED,
             details={"kept_history_bytes": KEPT_HISTORY_BYTES},
         )
+    return sorted(left, key=lambda b: (b["created_at"], b["id"]), reverse=True)
