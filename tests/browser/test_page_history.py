@@ -56,6 +56,38 @@ async def test_an_action_keeps_its_undo_after_a_reload_and_undo_puts_the_posts_b
     assert watch.errors == []
 
 
+async def test_one_click_over_128_posts_is_one_entry_with_one_undo_that_puts_back_all(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    _, ids, page, watch = await loaded_page(browser, stack, factory, 300)
+    recent = page.locator("#recent-list li")
+    await page.get_by_role("button", name="Select all loaded").click()
+    await page.get_by_role("button", name="Hide", exact=True).click()
+    await page.locator("#confirm").get_by_role("button", name="Hide 300 posts").click()
+    await expect(page.locator("#batch-text")).to_contain_text("300 posts hidden in 3 batches")
+    sent = watch.posts_to("/api/pmd/action")
+    assert [len(b["post_ids"]) for b in sent] == [128, 128, 44]
+    assert len({b["click_id"] for b in sent}) == 1
+
+    # Three batches, one click: one entry, with one Undo for all 300 posts.
+    await expect(recent).to_have_count(1)
+    await expect(recent).to_contain_text("Hid 300 posts")
+    assert await hidden(pool, ids) == sorted(ids)
+    await recent.get_by_role("button", name="Undo").click()
+    await expect(recent).to_contain_text("Undone")
+    await expect(recent.get_by_role("button", name="Undo")).to_have_count(0)
+    assert await hidden(pool, ids, by_mod=True) == []
+
+    # The next click is an entry of its own.
+    await page.get_by_role("button", name="Select all loaded").click()
+    await page.get_by_role("button", name="Hide", exact=True).click()
+    await page.locator("#confirm").get_by_role("button", name="Hide 300 posts").click()
+    await expect(page.locator("#batch-text")).to_contain_text("300 posts hidden in 3 batches")
+    await expect(recent).to_have_count(2)
+    assert len({b["click_id"] for b in watch.posts_to("/api/pmd/action")}) == 2
+    assert watch.errors == []
+
+
 async def test_a_moderators_action_shows_on_the_artists_page_without_undo(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:

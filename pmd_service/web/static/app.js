@@ -422,7 +422,9 @@ function boot() {
     }
   }
 
-  const act = (action) => (part) => api.post("/api/pmd/action", { action, post_ids: part });
+  // `click_id`: the click the batch belongs to (runBatches makes it), one Undo for all of it.
+  const act = (action) => (part, click_id) =>
+    api.post("/api/pmd/action", { action, post_ids: part, click_id });
   const VERBS = { hide: "Hide", unhide: "Unhide", restore: "Restore" };
   // A restore of picked posts leaves out the rows the listing marks as not restorable (an
   // artwork uploaded again, a moderator's delete): the server would refuse the whole batch for
@@ -477,8 +479,9 @@ function boot() {
     } else if (!(await confirmCount("Relicense", n))) return;
     if (table.allMatching) await batchMatching("license", { license_id: id });
     else {
-      await batch("license", (part) => api.post("/api/pmd/license", { post_ids: part, license_id: id }),
-        { license: identifier });
+      await batch("license", (part, click_id) =>
+        api.post("/api/pmd/license", { post_ids: part, license_id: id, click_id }),
+      { license: identifier });
     }
   });
 
@@ -498,7 +501,10 @@ function boot() {
     $("tags-remove").value = "";
     const body = { action: "tags", add, remove };
     if (table.allMatching) await batchMatching("tags", body);
-    else await batch("tags", (part) => api.post("/api/pmd/action", { ...body, post_ids: part }));
+    else {
+      await batch("tags", (part, click_id) =>
+        api.post("/api/pmd/action", { ...body, post_ids: part, click_id }));
+    }
   });
   for (const [id, value] of [["act-remix-on", true], ["act-remix-off", false]]) {
     $(id).addEventListener("click", async () => {
@@ -509,8 +515,9 @@ function boot() {
       const body = { action: "remixable", value };
       if (table.allMatching) await batchMatching("remixable", body);
       else {
-        await batch("remixable", (part) => api.post("/api/pmd/action", { ...body, post_ids: part }),
-          { remixable: value });
+        await batch("remixable", (part, click_id) =>
+          api.post("/api/pmd/action", { ...body, post_ids: part, click_id }),
+        { remixable: value });
       }
     });
   }

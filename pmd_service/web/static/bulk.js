@@ -89,15 +89,29 @@ export function startBatchLine(message, of = null) {
   return bar;
 }
 
-// Runs `send(chunk)` for each chunk of `ids`; `done(chunk)` after each success. `titleOf(id)`:
-// a post's title, for a refusal that names posts.
-// Returns {ok, doneIds, leftIds, message, undos}: `undos`, the undo links of the batches that
-// changed posts, in the order they ran.
+// A new click's id (a version 4 uuid), which each of its batches names: the server keeps the
+// batches of one click as one action in its history, with one Undo for all of them.
+// crypto.randomUUID is for secure contexts only; getRandomValues is everywhere.
+export function newClickId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-` +
+    hex.slice(20);
+}
+
+// Runs `send(chunk, clickId)` for each chunk of `ids`, every chunk naming the one click they
+// all belong to; `done(chunk)` after each success. `titleOf(id)`: a post's title, for a
+// refusal that names posts.
+// Returns {ok, doneIds, leftIds, message, undos}: `undos`, the click's undo link once some
+// batch changed posts (its batches all answer the same one).
 export async function runBatches(action, ids, send, done, titleOf = () => undefined) {
   const box = document.getElementById("batch");
   const text = document.getElementById("batch-text");
   const errorEl = document.getElementById("batch-error");
   const parts = chunks(ids);
+  const click = newClickId();
   const doneIds = [];
   const undos = [];
   let changed = 0;
@@ -107,11 +121,11 @@ export async function runBatches(action, ids, send, done, titleOf = () => undefi
       text.textContent = `${VERB[action]} ${plural(ids.length, "post")}: batch ${i + 1} of ${parts.length}`;
       bar.value = i;
       try {
-        const answer = await paced(part, send, (wait) => {
+        const answer = await paced(part, (p) => send(p, click), (wait) => {
           text.textContent = `${VERB[action]} ${plural(ids.length, "post")}: batch ${i + 1} of ` +
             `${parts.length}, waiting ${wait} s (at most so many actions a minute)`;
         });
-        if (answer?.undo) undos.push(answer.undo);
+        if (answer?.undo && !undos.includes(answer.undo)) undos.push(answer.undo);
         changed += answer?.changed_count ?? part.length;
       } catch (error) {
         box.hidden = true;
