@@ -108,7 +108,7 @@ def worker_options(settings: Settings, *, wait_for_services: bool = False) -> di
 
 def arq_command_settings() -> Settings:
     """The `arq` command's settings, read as it imports WorkerSettings; it then runs PmdWorker."""
-    settings = load_settings(PROCESS)
+    settings = load_settings(PROCESS, serving=True)
     check_email_copy(settings, PROCESS)
     arq_lines_once()
     arq_command_runs_pmd_worker()
@@ -117,7 +117,7 @@ def arq_command_settings() -> Settings:
 
 def main() -> int:
     """`python -m pmd_service worker`."""
-    settings = load_settings(PROCESS, embedded=dev_servers)
+    settings = load_settings(PROCESS, embedded=dev_servers, serving=True)
     check_email_copy(settings, PROCESS)
     wait_for_services(settings, PROCESS)
     worker = PmdWorker(**worker_options(settings))

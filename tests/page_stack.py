@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from pmd_service.core.settings import Settings
+from pmd_service.core.settings import SERVER_URLS, Settings, mark_dev_servers
 from pmd_service.dev.demo import pixel_art
 from support import tools
 from support.seeding import Factory, UserRow
@@ -72,7 +72,10 @@ class Stack:
     def env(self) -> dict[str, str]:
         # Dev mode serves the vault's artwork files, for the thumbnails.
         extra = {"PORT": str(self.port), "PMD_DEV": "true", "LOG_FORMAT": "text", **self.extra_env}
-        return service_env(self.settings, self.directory, **extra)
+        env = service_env(self.settings, self.directory, **extra)
+        # The test's own servers: dev mode runs only on servers a dev stack marked as its own.
+        mark_dev_servers(self.directory, *(env[name] for name in SERVER_URLS if env.get(name)))
+        return env
 
     async def start_server(self) -> None:
         with (self.directory / "server.log").open("ab") as log:

@@ -7,6 +7,7 @@ Checks across fields run in `__post_init__`; every process checks every variable
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 import secrets
@@ -365,11 +366,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         embedded: Embedded | None = None,
         needs_secret: bool = True,
         needs_redis: bool = True,
+        serving: bool = False,
     ) -> Settings:
         """The settings the environment gives, every set variable checked before anything else.
 
         `embedded` provides an unset DATABASE_URL or REDIS_URL; JWT_SECRET_KEY is required when
-        `needs_secret` outside dev mode, and REDIS_URL when `needs_redis`."""
+        `needs_secret` outside dev mode, and REDIS_URL when `needs_redis`. `serving` (the server
+        and the worker) refuses dev mode on a server that no dev stack marked as its own
+        (`mark_dev_servers`)."""
         env = os.environ if env is None else env
         with _named_as_set(env):
             raw = _raw_values(_current_names(env))
@@ -391,6 +395,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                 )
                 raise ConfigError(f"{' and '.join(unset)} {verb} required and not set{hint}.")
             raw.setdefault("PMD_DEV", missing)
+            if serving and raw["PMD_DEV"]:
+                _refuse_foreign_servers(raw, data_dir)
             if needs_secret and not raw.get("JWT_SECRET_KEY"):
                 if not raw["PMD_DEV"]:
                     raise ConfigError(
@@ -638,6 +644,53 @@ def _decode(kind: type, value: Any) -> Any:
     if kind is Path:
         return Path(value)
     raise NotImplementedError(kind)
+
+
+# The servers a process may use in dev mode when their URLs are set, and where a dev stack
+# lists those it made or owns (digests: a URL may carry a password).
+SERVER_URLS = ("DATABASE_URL", "DATABASE_DIRECT_URL", "REDIS_URL")
+DEV_SERVERS_FILE = "dev-servers"
+
+FOREIGN_SERVERS = (
+    "PMD_DEV=1 with {names} of {servers} no dev stack started: dev mode signs tokens with the "
+    "checkout's own secret and shows every user's mail, so it runs only on embedded servers; "
+    "on {these} unset PMD_DEV (and set JWT_SECRET_KEY), or for development unset {names} "
+    "(`make run`)"
+)
+
+
+def _url_digest(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def _marked_servers(data_dir: Path) -> set[str]:
+    try:
+        return set((data_dir / DEV_SERVERS_FILE).read_text().split())
+    except FileNotFoundError:
+        return set()
+
+
+def mark_dev_servers(data_dir: Path, *urls: str) -> None:
+    """Record `urls` as servers of the dev stack under `data_dir` (embedded, or a test's own)."""
+    known = _marked_servers(data_dir)
+    new = [digest for digest in dict.fromkeys(map(_url_digest, urls)) if digest not in known]
+    if not new:
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / DEV_SERVERS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(f"{digest}\n" for digest in new))  # one append: never interleaved
+
+
+def _refuse_foreign_servers(raw: Mapping[str, Any], data_dir: Path) -> None:
+    """A ConfigError naming each server variable set to a URL no dev stack marked."""
+    marked = _marked_servers(data_dir)
+    named = [n for n in SERVER_URLS if raw.get(n) and _url_digest(raw[n]) not in marked]
+    if named:
+        one = len(named) == 1
+        names = named[0] if one else f"{', '.join(named[:-1])} and {named[-1]}"
+        servers, these = ("a server", "it") if one else ("servers", "them")
+        raise ConfigError(FOREIGN_SERVERS.format(names=names, servers=servers, these=these))
 
 
 def dev_secret(data_dir: Path) -> str:

@@ -40,11 +40,13 @@ def load_settings(
     needs_secret: bool = True,
     needs_redis: bool = True,
     dev: bool = False,
+    serving: bool = False,
 ) -> Settings:
     """Settings for `process`, or exit with one line naming the bad or missing variable.
 
     `embedded` provides unset DATABASE_URL/REDIS_URL only in dev mode, asked for explicitly
-    (PMD_DEV=1, or `dev`); see `Settings.from_env` for `needs_secret` and `needs_redis`.
+    (PMD_DEV=1, or `dev`); see `Settings.from_env` for `needs_secret`, `needs_redis` and
+    `serving`.
     """
     # Before anything can fail: even a bad setting is reported in the format asked for.
     logs.configure(logs.format_from_env())
@@ -54,7 +56,11 @@ def load_settings(
     try:
         allowed = embedded if dev_requested(env) else None
         settings = Settings.from_env(
-            env, embedded=allowed, needs_secret=needs_secret, needs_redis=needs_redis
+            env,
+            embedded=allowed,
+            needs_secret=needs_secret,
+            needs_redis=needs_redis,
+            serving=serving,
         )
     except ConfigError as exc:
         stop(f"{process}: configuration error: {exc}", status=2)

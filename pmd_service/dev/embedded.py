@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.migrate import create_host_tables
-from ..core.settings import ConfigError
+from ..core.settings import ConfigError, mark_dev_servers
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,10 @@ def services(
             check(database_url)
         log.info("embedded PostgreSQL at %s", data_dir / "pg")
         with_host_tables(database_url, os.environ.get("HOST_SCHEMA") or "public")
+        # The server and worker that dev starts with these URLs set know them as dev's own.
+        mark_dev_servers(data_dir, database_url)
     if redis_url is None:
         redis_url = EmbeddedRedis(data_dir / "redis").start()
         log.info("embedded Redis at %s", redis_url)
+        mark_dev_servers(data_dir, redis_url)
     return database_url, redis_url

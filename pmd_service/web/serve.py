@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 def main() -> None:
-    settings = load_settings(PROCESS, embedded=dev_servers)
+    settings = load_settings(PROCESS, embedded=dev_servers, serving=True)
     check_email_copy(settings, PROCESS)
     wait_for_services(settings, PROCESS)
     check_connections(settings)

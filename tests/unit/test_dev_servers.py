@@ -1,0 +1,58 @@
+"""Dev mode runs the server and worker only on servers a dev stack marked as its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pmd_service.core.settings import ConfigError, Settings, mark_dev_servers
+
+SERVERS = {
+    "DATABASE_URL": "postgresql://pmd@db.example.org/pmd",
+    "DATABASE_DIRECT_URL": "postgresql://pmd@db-direct.example.org/pmd",
+    "REDIS_URL": "redis://queue.example.org:6379/0",
+}
+SECRET = "s" * 32
+
+
+def dev_env(data_dir: Path, **changes: str) -> dict[str, str]:
+    return (
+        SERVERS
+        | {"PMD_DEV": "1", "PMD_DATA_DIR": str(data_dir), "JWT_SECRET_KEY": SECRET}
+        | changes
+    )
+
+
+def test_serving_in_dev_mode_refuses_each_server_no_dev_stack_marked(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for marked in ([], ["DATABASE_URL"], ["DATABASE_URL", "REDIS_URL"]):
+        mark_dev_servers(data, *(SERVERS[name] for name in marked))
+        with pytest.raises(ConfigError) as refused:
+            Settings.from_env(dev_env(data), serving=True)
+        named = {name for name in SERVERS if name in str(refused.value).replace(",", " ").split()}
+        assert named == set(SERVERS) - set(marked), refused.value
+    # The marks are of the exact URLs: another database on a marked server is not one of them.
+    other = {"DATABASE_DIRECT_URL": SERVERS["DATABASE_URL"] + "_other"}
+    with pytest.raises(ConfigError, match="DATABASE_DIRECT_URL"):
+        Settings.from_env(dev_env(data, **other), serving=True)
+
+
+def test_serving_in_dev_mode_runs_on_the_servers_its_dev_stack_marked(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    mark_dev_servers(data, *SERVERS.values())
+    settings = Settings.from_env(dev_env(data), serving=True)
+    assert settings.dev_mode and settings.database_url == SERVERS["DATABASE_URL"]
+    # Marking again adds nothing, and the file says nothing of the URLs themselves.
+    before = (data / "dev-servers").read_text()
+    mark_dev_servers(data, *SERVERS.values())
+    assert (data / "dev-servers").read_text() == before
+    assert not any(host in before for host in ("example.org", "pmd@", "redis://"))
+
+
+def test_outside_dev_mode_or_for_other_commands_any_server_is_used(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    production = {k: v for k, v in dev_env(data).items() if k != "PMD_DEV"}
+    assert not Settings.from_env(production, serving=True).dev_mode
+    assert Settings.from_env(dev_env(data)).dev_mode  # a CLI command: not serving
+    assert not data.exists()
