@@ -371,9 +371,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         """The settings the environment gives, every set variable checked before anything else.
 
         `embedded` provides an unset DATABASE_URL or REDIS_URL; JWT_SECRET_KEY is required when
-        `needs_secret` outside dev mode, and REDIS_URL when `needs_redis`. `serving` (the server
-        and the worker) refuses dev mode on a server that no dev stack marked as its own
-        (`mark_dev_servers`)."""
+        `needs_secret` outside dev mode or with DATABASE_URL set, and REDIS_URL when
+        `needs_redis`. `serving` (the server and the worker) refuses dev mode on a server that
+        no dev stack marked as its own (`mark_dev_servers`)."""
         env = os.environ if env is None else env
         with _named_as_set(env):
             raw = _raw_values(_current_names(env))
@@ -398,9 +398,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             if serving and raw["PMD_DEV"]:
                 _refuse_foreign_servers(raw, data_dir)
             if needs_secret and not raw.get("JWT_SECRET_KEY"):
-                if not raw["PMD_DEV"]:
+                if not raw["PMD_DEV"] or database_url is not None:
+                    # The checkout's secret never signs for a database dev mode did not start.
+                    where = "outside dev mode" if not raw["PMD_DEV"] else "when DATABASE_URL is set"
                     raise ConfigError(
-                        "JWT_SECRET_KEY is required outside dev mode: set it to a random string "
+                        f"JWT_SECRET_KEY is required {where}: set it to a random string "
                         "of at least 32 characters (e.g. `python -c 'import secrets; "
                         "print(secrets.token_urlsafe(48))'`)."
                     )

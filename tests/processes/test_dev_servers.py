@@ -84,6 +84,21 @@ def _nowhere() -> dict[str, str]:
     }
 
 
+async def test_without_a_secret_the_checkouts_is_never_used_for_a_set_database_url(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Even on servers the dev stack marked: the secret of the checkout signs for none."""
+    data = tmp_path / "data"
+    env = dev_env(settings, data)
+    mark_dev_servers(data, *(env[name] for name in SERVER_URLS if env.get(name)))
+    del env["JWT_SECRET_KEY"]
+    for argv in (ENTRY_POINTS["serve"], [*CLI, "token", "Op1"]):
+        code, proc = await run(argv, env, within=30)
+        assert code == 2, proc.log()
+        assert len(proc.lines) == 1 and "JWT_SECRET_KEY" in proc.lines[0], proc.log()
+        assert not (data / "dev-jwt-secret").exists()
+
+
 async def test_dev_mode_runs_on_the_servers_its_dev_stack_marked(
     settings: Settings, tmp_path: Path
 ) -> None:

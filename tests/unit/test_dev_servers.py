@@ -1,4 +1,5 @@
-"""Dev mode runs the server and worker only on servers a dev stack marked as its own."""
+"""Dev mode runs the server and worker only on servers a dev stack marked as its own, and the
+checkout's secret never signs for a database whose URL is set."""
 
 from __future__ import annotations
 
@@ -56,3 +57,26 @@ def test_outside_dev_mode_or_for_other_commands_any_server_is_used(tmp_path: Pat
     assert not Settings.from_env(production, serving=True).dev_mode
     assert Settings.from_env(dev_env(data)).dev_mode  # a CLI command: not serving
     assert not data.exists()
+
+
+@pytest.mark.parametrize("serving", [False, True])
+def test_the_checkouts_secret_never_signs_for_a_database_whose_url_is_set(
+    tmp_path: Path, serving: bool
+) -> None:
+    data = tmp_path / "data"
+    mark_dev_servers(data, *SERVERS.values())
+    env = {k: v for k, v in dev_env(data).items() if k != "JWT_SECRET_KEY"}
+    with pytest.raises(ConfigError, match="JWT_SECRET_KEY is required"):
+        Settings.from_env(env, serving=serving)
+    assert not (data / "dev-jwt-secret").exists()
+    # A process that needs no secret still starts, with none.
+    assert Settings.from_env(env, needs_secret=False, serving=serving).jwt_secret_key == ""
+
+
+def test_the_checkouts_secret_still_signs_for_the_embedded_database(tmp_path: Path) -> None:
+    def embedded(data_dir: Path, db: str | None, redis: str | None) -> tuple[str, str]:
+        return db or SERVERS["DATABASE_URL"], redis or SERVERS["REDIS_URL"]
+
+    env = {"PMD_DEV": "1", "PMD_DATA_DIR": str(tmp_path)}
+    settings = Settings.from_env(env, embedded=embedded, serving=True)
+    assert settings.jwt_secret_key == (tmp_path / "dev-jwt-secret").read_text().strip()
