@@ -248,3 +248,76 @@ async def test_the_link_of_a_runs_email_shows_that_run_among_older_actions(
     await expect(linked).to_be_in_viewport()
     await expect(page.locator("#recent-list li")).to_have_count(7)
     assert watch.errors == []
+
+
+async def test_a_policy_edited_and_widened_in_the_page(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    # Two posts over a year old, a third 200 days old: the saved policy takes the two.
+    owner, ids = await artist(factory, 4)
+    for post_id, days in zip(ids[:3], (500, 450, 200), strict=True):
+        await _age(pool, post_id, days)
+    made = await _policy(stack, owner, keep={"remixable": False})
+    page, watch = await open_page(browser, stack, owner)
+    item = page.locator("#cleanup-list li")
+    await expect(item).to_have_count(1)
+
+    # Edit fills the form with the policy as saved, counted as its run counts.
+    await item.get_by_role("button", name="Edit").click()
+    form = page.locator("#cleanup-form")
+    count = page.locator("#cleanup-count")
+    await expect(form.get_by_label("Name")).to_have_value("Old stuff")
+    await expect(form.get_by_label("Older than (days)")).to_have_value("365")
+    await expect(count).to_contain_text("2 posts")
+    previews = [b for b in watch.posts_to(f"{POLICIES}/preview") if "policy_id" in b]
+    assert previews and previews[-1]["policy_id"] == made["id"]
+
+    # Widened to 100 days: the server names the new count, the owner approves it.
+    await form.get_by_label("Older than (days)").fill("100")
+    await expect(count).to_contain_text("3 posts")
+    await form.get_by_role("button", name="Save changes").click()
+    dialog = page.locator("#confirm")
+    await expect(dialog).to_contain_text("3 posts")
+    await dialog.get_by_role("button", name="Save changes").click()
+    await expect(item.locator(".policy-rule")).to_contain_text("100 days")
+    await expect(form.get_by_role("button", name="Save policy")).to_be_visible()
+    first, second = _patches(watch)
+    assert first == {"older_than_days": 100}
+    assert second["older_than_days"] == 100 and second["expect_count"] == 3
+    assert second["expect_digest"]
+    stored = await api(stack, owner, "GET", f"{POLICIES}/{made['id']}")
+    assert stored["older_than_days"] == 100 and stored["keep"] == {"remixable": False}
+
+    # A rename narrows nothing: one PATCH with the name alone.
+    await item.get_by_role("button", name="Edit").click()
+    await expect(count).to_contain_text("3 posts")
+    await form.get_by_label("Name").fill("Older stuff")
+    await form.get_by_role("button", name="Save changes").click()
+    await expect(item.locator(".policy-name")).to_have_text("Older stuff")
+    assert _patches(watch)[2:] == [{"name": "Older stuff"}]
+    assert await hidden(pool, ids) == []
+    assert watch.errors == []
+
+
+async def test_a_post_taken_back_is_left_by_the_count_and_the_run_alike(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids, made = await _old_post_policy(stack, factory, 3, 500)
+    ran = await api(stack, owner, "POST", f"{POLICIES}/{made['id']}/run")
+    await api(stack, owner, "POST", f"/api/pmd/actions/{ran['run']['action_id']}/undo")
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#cleanup-taken")).to_be_visible()
+    # A new policy of the same fields would take the post again; this one would not.
+    count = page.locator("#cleanup-count")
+    await expect(count).to_contain_text("1 post")
+    item = page.locator("#cleanup-list li")
+    await item.get_by_role("button", name="Edit").click()
+    await expect(count).to_contain_text("no post")
+    await item.get_by_role("button", name="Run now").click()
+    await expect(page.locator("#toasts .toast.ok")).to_be_visible()
+    await expect(item.locator(".policy-runs")).to_contain_text("Last run")
+    assert await hidden(pool, ids) == []
+    # Cancelling the edit counts as a new policy again.
+    await page.get_by_role("button", name="Cancel editing").click()
+    await expect(count).to_contain_text("1 post")
+    assert watch.errors == []

@@ -1,6 +1,7 @@
 // The "Cleanup" panel: the target's cleanup policies (GET /api/pmd/policies), each with its
 // last and next run, and a form that writes one with its live count (POST
-// /api/pmd/policies/preview) before it is saved bound to that count.
+// /api/pmd/policies/preview) before it is saved bound to that count, or edits a saved one
+// (PATCH with only the fields changed; a change that widens it asks for its new count).
 //
 // A moderator reads the list and may pause a policy; everything else is the owner's. With the
 // site's CLEANUP_POLICIES off every endpoint answers 404 `policies_off` and the panel stays
@@ -29,6 +30,13 @@ const FAILED = {
   internal: "the server failed; the next run tries again",
 };
 const failedWords = (code) => FAILED[code] ?? code ?? "unknown";
+
+// The fields an edit compares with the saved policy: `enabled` is the Pause and Resume buttons'.
+const EDITABLE = ["action", "older_than_days", "filter", "keep", "every", "notify"];
+// A value as JSON with its keys in order, to compare a saved field with the form's.
+const canonical = (value) => JSON.stringify(value, (_, v) => (v && typeof v === "object" &&
+  !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
+  : v));
 
 const tagList = (text) => text.split(",").map((t) => t.trim().replace(/^#/, "")).filter(Boolean);
 const reasonOf = (error) => error.problem?.details?.reason;
@@ -72,6 +80,7 @@ export class Cleanup {
     this.shown = null; // the preview on screen: {key, count, digest}
     this.pendingKey = null; // the fields of the preview on its way
     this.saving = false;
+    this.editing = null; // the saved policy the form edits, else it writes a new one
     this.gone = false; // the site has policies off
     const $ = (id) => document.getElementById(id);
     this.$ = $;
@@ -87,8 +96,12 @@ export class Cleanup {
     if (this.asModerator) return;
     this.form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      if (this.save.getAttribute("aria-disabled") !== "true") this.create();
+      if (this.save.getAttribute("aria-disabled") !== "true") {
+        if (this.editing) this.change();
+        else this.create();
+      }
     });
+    $("cleanup-cancel").addEventListener("click", () => this.stopEditing());
     // The name changes nothing a run would do: only the other fields count again.
     const changed = (ev) => {
       if (ev.target.id === "cleanup-name") return;
@@ -123,6 +136,12 @@ export class Cleanup {
       this.items = listed.items;
       this.limit = listed.limit;
       this.loaded = true;
+      // An edit compares with the policy as saved now; one deleted meanwhile ends it.
+      if (this.editing) {
+        const now = this.items.find((p) => p.id === this.editing.id);
+        if (now) this.editing = now;
+        else this.stopEditing();
+      }
     } catch (error) {
       if (this.off(error) || error.status === 401) return false;
       if (!this.loaded) this.empty.textContent = `Not loaded: ${explain(error)}`;
@@ -181,8 +200,14 @@ export class Cleanup {
       filter = { hashtag: tags };
     } else if (which === "list") {
       filter = this.listFilter().json;
+    } else if (which === "saved") {
+      filter = this.editing?.filter ?? {};
     }
+    // What the form has no field for stays as the edited policy has it.
+    const saved = this.editing?.keep ?? {};
     const keep = {};
+    if (typeof saved.remixable === "boolean") keep.remixable = saved.remixable;
+    if (saved.has_layers === false) keep.has_layers = false;
     const keepTags = tagList($("cleanup-keep-tags").value);
     if (keepTags.length) keep.hashtags = keepTags;
     for (const [id, key] of [["cleanup-keep-reactions", "min_reactions"],
@@ -206,10 +231,14 @@ export class Cleanup {
     };
   }
 
-  // The fields as a preview counts them, or null while one needs fixing.
+  // The fields as a preview counts them (for the policy edited), or null while one needs fixing.
   key() {
     const { fields } = this.fields();
-    return fields ? JSON.stringify(fields) : null;
+    return fields ? this.keyOf(fields) : null;
+  }
+
+  keyOf(fields) {
+    return JSON.stringify([this.editing?.id ?? null, fields]);
   }
 
   // A field left (a `change` as the focus moves to "Save policy") changes nothing to count:
@@ -230,7 +259,7 @@ export class Cleanup {
     const seq = ++this.previewSeq;
     const { fields, problem } = this.fields();
     this.shown = null;
-    this.pendingKey = fields ? JSON.stringify(fields) : null;
+    this.pendingKey = fields ? this.keyOf(fields) : null;
     this.showSave();
     if (problem) {
       this.count.textContent = problem;
@@ -240,8 +269,10 @@ export class Cleanup {
     this.count.textContent = "Counting…";
     let answer;
     try {
-      // The name is the server's to check on saving; any will do for a count.
-      answer = await this.api.post(`${POLICIES}/preview`, { ...fields, name: "preview" });
+      // The name is the server's to check on saving; any will do for a count. A saved policy
+      // is counted as its run counts: without the posts its owner took back from it.
+      const saved = this.editing ? { policy_id: this.editing.id } : {};
+      answer = await this.api.post(`${POLICIES}/preview`, { ...fields, name: "preview", ...saved });
     } catch (error) {
       if (seq !== this.previewSeq || this.off(error)) return;
       this.pendingKey = null;
@@ -256,10 +287,10 @@ export class Cleanup {
 
   showPreview(fields, answer) {
     const verb = VERB[fields.action];
-    this.shown = { key: JSON.stringify(fields), count: answer.count, digest: answer.match_digest };
+    this.shown = { key: this.keyOf(fields), count: answer.count, digest: answer.match_digest };
     this.count.textContent = answer.count
       ? `Would ${verb} ${fmt.plural(answer.count, "post")} now, the oldest first:`
-      : `Would ${verb} no post now: none matches yet.`;
+      : `Would ${verb} no post now${this.editing ? "." : ": none matches yet."}`;
     const items = answer.sample.slice(0, SAMPLE_SHOWN).map((post) => {
       const li = el("li", "", `“${post.title}” `);
       li.append(el("span", "muted", "uploaded "), timeEl(post.created_at, fmt.date(post.created_at)));
@@ -331,6 +362,139 @@ export class Cleanup {
     await this.preview();
   }
 
+  // The form takes a saved policy's fields, counted as its runs count them; saving sends only
+  // what changed.
+  edit(policy) {
+    const $ = this.$;
+    this.editing = policy;
+    this.form.reset();
+    $("cleanup-name").value = policy.name;
+    $("cleanup-action").value = policy.action;
+    $("cleanup-days").value = String(policy.older_than_days);
+    $("cleanup-every").value = policy.every;
+    $("cleanup-notify").checked = policy.notify;
+    const filter = policy.filter ?? {};
+    const keys = Object.keys(filter);
+    const saved = $("cleanup-which-saved");
+    // A filter the form has no field for (written from the list's, or through the API) stays.
+    const own = keys.length > 0 && !(keys.length === 1 && Array.isArray(filter.hashtag));
+    saved.disabled = !own;
+    saved.closest("label").hidden = !own;
+    if (own) {
+      $("cleanup-saved-filter").textContent = `Posts its filter matches (${this.describeFilter(filter)})`;
+      this.choose("saved");
+    } else if (keys.length) {
+      $("cleanup-tags").value = filter.hashtag.join(", ");
+      this.choose("tags");
+    }
+    const keep = policy.keep ?? {};
+    $("cleanup-keep-tags").value = (keep.hashtags ?? []).join(", ");
+    for (const [id, key] of [["cleanup-keep-reactions", "min_reactions"],
+      ["cleanup-keep-comments", "min_comments"], ["cleanup-keep-views", "min_views"]]) {
+      $(id).value = keep[key] ?? "";
+    }
+    $("cleanup-keep-layers").checked = keep.has_layers === true;
+    $("cleanup-new-title").textContent = `Edit “${policy.name}”`;
+    this.save.textContent = "Save changes";
+    $("cleanup-cancel").hidden = false;
+    this.say("");
+    this.listFilterChanged();
+    this.preview();
+    this.form.scrollIntoView({ block: "nearest" });
+    $("cleanup-name").focus();
+  }
+
+  // Back to writing a new policy.
+  stopEditing() {
+    const $ = this.$;
+    this.editing = null;
+    this.form.reset();
+    const saved = $("cleanup-which-saved");
+    saved.disabled = true;
+    saved.closest("label").hidden = true;
+    $("cleanup-new-title").textContent = "A new policy";
+    this.save.textContent = "Save policy";
+    $("cleanup-cancel").hidden = true;
+    this.say("");
+    this.listFilterChanged();
+    this.preview();
+  }
+
+  // PATCH with the fields changed; a change that widens the policy (or turns `hide` into
+  // `delete`) is saved once its owner approves the count the server names.
+  async change() {
+    const policy = this.editing;
+    const name = this.$("cleanup-name").value.trim();
+    if (!name) {
+      this.say("Give the policy a name (what it does, for you to recognise it).");
+      this.$("cleanup-name").focus();
+      return;
+    }
+    const { fields } = this.fields();
+    const changes = {};
+    if (name !== policy.name) changes.name = name;
+    for (const key of EDITABLE) {
+      if (canonical(fields[key]) !== canonical(policy[key])) changes[key] = fields[key];
+    }
+    if (!Object.keys(changes).length) {
+      this.say("Nothing to save: the fields are as saved.", "info");
+      return;
+    }
+    this.say("");
+    this.saving = true;
+    this.showSave();
+    let saved = null;
+    let failed = false;
+    try {
+      saved = await this.withApproval(
+        (approval) => this.api.patch(`${POLICIES}/${policy.id}`, { ...changes, ...approval }),
+        {
+          title: `Save the changes to “${policy.name}”?`,
+          text: (n) => `With them, a run would ${VERB[fields.action]} ${fmt.plural(n, "post")} ` +
+            "now. Each run can be undone for 24 hours.",
+          ok: "Save changes",
+          danger: fields.action === "delete",
+        },
+      );
+    } catch (error) {
+      failed = true;
+      this.refused(error, this.shown?.count, fields.action);
+    } finally {
+      this.saving = false;
+    }
+    if (saved) {
+      this.toast(`Saved the changes to “${saved.name}”.`, "ok");
+      this.stopEditing();
+    } else {
+      if (!failed) this.say("Nothing was saved: the policy is as it was.", "info");
+      this.showSave();
+    }
+    await this.refresh();
+  }
+
+  // `send(approval)`; while the server answers that the posts a run would change are not the
+  // approved ones (409), the person is shown their count and may approve it, then it is sent
+  // again bound to it. The answer, or null when the person declined.
+  async withApproval(send, { title, text, ok, danger }) {
+    let approval = {};
+    for (;;) {
+      try {
+        return await send(approval);
+      } catch (error) {
+        const details = error.problem?.details ?? {};
+        if (error.status !== 409 || !APPROVAL.has(details.reason)) throw error;
+        const before = approval.expect_count;
+        const meanwhile = before === undefined ? ""
+          : ` The posts changed meanwhile: not ${fmt.count(before)} any more.`;
+        const sure = await this.confirmAction({
+          title, text: text(details.count) + meanwhile, ok, danger,
+        });
+        if (!sure) return null;
+        approval = { expect_count: details.count, expect_digest: details.match_digest };
+      }
+    }
+  }
+
   refused(error, expected, action) {
     const details = error.problem?.details ?? {};
     if (this.off(error) || error.status === 401) return;
@@ -379,6 +543,7 @@ export class Cleanup {
       buttons.append(b);
     };
     if (!this.asModerator) button("Run now", "run");
+    if (!this.asModerator) button("Edit", "edit");
     if (policy.enabled) button("Pause", "pause");
     else if (!this.asModerator) button("Resume", "resume");
     if (!this.asModerator) button("Delete policy…", "delete", "danger");
@@ -484,32 +649,20 @@ export class Cleanup {
   // Turning a policy on is bound to the count its next run would change now: the server names
   // it (409), the person confirms it, and a count that changed again meanwhile is asked again.
   async resume(policy) {
-    let approved = {};
-    for (;;) {
-      try {
-        await this.api.patch(`${POLICIES}/${policy.id}`, { enabled: true, ...approved });
-        this.toast(`“${policy.name}” is on again: its next run is within a minute.`, "ok");
-        return;
-      } catch (error) {
-        const details = error.problem?.details ?? {};
-        if (error.status !== 409 || !APPROVAL.has(details.reason)) {
-          this.failed(error);
-          return;
-        }
-        const before = approved.expect_count;
-        const meanwhile = before === undefined ? ""
-          : ` (the posts changed meanwhile: not ${fmt.count(before)} any more)`;
-        const sure = await this.confirmAction({
+    try {
+      const resumed = await this.withApproval(
+        (approval) => this.api.patch(`${POLICIES}/${policy.id}`, { enabled: true, ...approval }),
+        {
           title: `Resume “${policy.name}”?`,
-          text: `Its next run, within a minute, would ${VERB[policy.action]} ` +
-            `${fmt.plural(details.count, "post")} now${meanwhile}. Each run can be undone ` +
-            "for 24 hours.",
+          text: (n) => `Its next run, within a minute, would ${VERB[policy.action]} ` +
+            `${fmt.plural(n, "post")} now. Each run can be undone for 24 hours.`,
           ok: "Resume",
           danger: policy.action === "delete",
-        });
-        if (!sure) return;
-        approved = { expect_count: details.count, expect_digest: details.match_digest };
-      }
+        },
+      );
+      if (resumed) this.toast(`“${policy.name}” is on again: its next run is within a minute.`, "ok");
+    } catch (error) {
+      this.failed(error);
     }
   }
 
@@ -525,6 +678,7 @@ export class Cleanup {
     try {
       await this.api.delete(`${POLICIES}/${policy.id}`);
       this.toast(`Deleted the policy “${policy.name}”.`, "ok");
+      if (this.editing?.id === policy.id) this.stopEditing();
     } catch (error) {
       this.failed(error);
     }
