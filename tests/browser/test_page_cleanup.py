@@ -321,3 +321,38 @@ async def test_a_post_taken_back_is_left_by_the_count_and_the_run_alike(
     await page.get_by_role("button", name="Cancel editing").click()
     await expect(count).to_contain_text("1 post")
     assert watch.errors == []
+
+
+async def test_a_fields_error_names_it_by_its_label_and_bounds(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner, _ = await artist(factory, 2)
+    page, watch = await open_page(browser, stack, owner)
+    form = page.locator("#cleanup-form")
+    count = page.locator("#cleanup-count")
+    await expect(count).to_contain_text("no post")
+    asked = len(watch.posts_to(f"{POLICIES}/preview"))
+
+    # Past its bounds: said before anything is sent, by the field's label, the field marked.
+    # By role: the sample's list is labelled by the count, which names the field.
+    reactions = form.get_by_role("spinbutton", name="With reactions, at least")
+    await reactions.fill("99999999999")
+    await expect(reactions).to_have_attribute("aria-invalid", "true")
+    await expect(count).to_contain_text("“With reactions, at least”")
+    await expect(count).to_contain_text("2,147,483,647")
+    await reactions.fill("3")
+    await expect(reactions).not_to_have_attribute("aria-invalid", "true")
+    await expect(count).to_contain_text("no post")
+    sent = watch.posts_to(f"{POLICIES}/preview")[asked:]
+    assert [b["keep"].get("min_reactions") for b in sent] == [3]
+
+    # What the server refuses (a tag longer than any tag) comes back in the form's words too.
+    tags = form.get_by_role("textbox", name="Tagged (any of)")
+    await tags.fill("x" * 100)
+    await expect(tags).to_have_attribute("aria-invalid", "true")
+    await expect(count).to_contain_text("“Tagged (any of)”: at most")
+    await expect(count).not_to_contain_text("Expected")
+    await tags.fill("keep")
+    await expect(count).to_contain_text("no post")
+    await expect(tags).not_to_have_attribute("aria-invalid", "true")
+    assert watch.errors == []

@@ -38,6 +38,32 @@ const canonical = (value) => JSON.stringify(value, (_, v) => (v && typeof v === 
   !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
   : v));
 
+// The form's field of each field a problem+json names (`errors[].field`), for its label.
+const FIELD_INPUTS = {
+  name: "cleanup-name", action: "cleanup-action", older_than_days: "cleanup-days",
+  every: "cleanup-every", notify: "cleanup-notify", "filter.hashtag": "cleanup-tags",
+  "keep.hashtags": "cleanup-keep-tags", "keep.min_reactions": "cleanup-keep-reactions",
+  "keep.min_comments": "cleanup-keep-comments", "keep.min_views": "cleanup-keep-views",
+  "keep.has_layers": "cleanup-keep-layers",
+};
+
+// A field's name as the form shows it.
+const labelOf = (input) => (input.getAttribute("aria-label") ?? input.labels?.[0]?.textContent ?? "")
+  .replace(/\s+/g, " ").trim();
+
+// The validator's bounds ("Expected `int` <= 2147483647") in the page's words; any other
+// message is the server's own sentence already.
+function boundWords(message) {
+  if (!message.startsWith("Expected")) return message;
+  const unit = /`str`/.test(message) ? " characters" : /`array`/.test(message) ? " of them" : "";
+  let m = /<= (\d+)/.exec(message);
+  if (m) return `at most ${fmt.count(Number(m[1]))}${unit}`;
+  m = />= (\d+)/.exec(message);
+  if (m) return `at least ${fmt.count(Number(m[1]))}${unit}`;
+  if (/`int`/.test(message)) return "a whole number";
+  return "not a value it takes";
+}
+
 const tagList = (text) => text.split(",").map((t) => t.trim().replace(/^#/, "")).filter(Boolean);
 const reasonOf = (error) => error.problem?.details?.reason;
 
@@ -185,12 +211,19 @@ export class Cleanup {
     if (radio.checked || !words) this.previewSoon();
   }
 
-  // The policy the form writes, or a sentence saying what to fix first.
+  // A number field's bounds in its own words: what to fix before anything is sent.
+  rangeWords(input) {
+    return `“${labelOf(input)}” takes a whole number from ${fmt.count(Number(input.min))} to ` +
+      `${fmt.count(Number(input.max))}.`;
+  }
+
+  // The policy the form writes, or a sentence saying what to fix first (and its field).
   fields() {
     const $ = this.$;
     const days = $("cleanup-days");
     if (!days.value || !days.checkValidity()) {
-      return { problem: `“Older than” takes a whole number of days, 1 to ${fmt.count(MAX_DAYS)}.` };
+      return { problem: `“Older than” takes a whole number of days, 1 to ${fmt.count(MAX_DAYS)}.`,
+        input: days };
     }
     const which = this.form.querySelector('input[name="cleanup-which"]:checked').value;
     let filter = {};
@@ -214,7 +247,7 @@ export class Cleanup {
       ["cleanup-keep-comments", "min_comments"], ["cleanup-keep-views", "min_views"]]) {
       const field = $(id);
       if (!field.value) continue;
-      if (!field.checkValidity()) return { problem: "A minimum to keep is a whole number, 0 or more." };
+      if (!field.checkValidity()) return { problem: this.rangeWords(field), input: field };
       keep[key] = Number(field.value);
     }
     if ($("cleanup-keep-layers").checked) keep.has_layers = true;
@@ -229,6 +262,25 @@ export class Cleanup {
         notify: $("cleanup-notify").checked,
       },
     };
+  }
+
+  // The field a problem is about is marked invalid (for assistive technology); the others not.
+  markInvalid(inputs = []) {
+    for (const field of this.form.querySelectorAll("[aria-invalid]")) {
+      field.removeAttribute("aria-invalid");
+    }
+    for (const field of inputs) field.setAttribute("aria-invalid", "true");
+  }
+
+  // A refusal naming fields (problem+json `errors`), in the form's words: each field by its
+  // label, with its bounds; else the problem's own sentence.
+  explainFields(error) {
+    const named = (error.errors ?? []).map(({ field, message }) => {
+      const input = this.$(FIELD_INPUTS[String(field).replace(/\[\d+\]$/, "")]);
+      return { input, words: `“${input ? labelOf(input) : field}”: ${boundWords(String(message))}` };
+    });
+    this.markInvalid(named.map((n) => n.input).filter(Boolean));
+    return named.length ? `${named.map((n) => n.words).join("; ")}.` : explain(error);
   }
 
   // The fields as a preview counts them (for the policy edited), or null while one needs fixing.
@@ -257,10 +309,11 @@ export class Cleanup {
   async preview() {
     clearTimeout(this.previewTimer);
     const seq = ++this.previewSeq;
-    const { fields, problem } = this.fields();
+    const { fields, problem, input } = this.fields();
     this.shown = null;
     this.pendingKey = fields ? this.keyOf(fields) : null;
     this.showSave();
+    this.markInvalid(input ? [input] : []);
     if (problem) {
       this.count.textContent = problem;
       this.sample.replaceChildren();
@@ -276,7 +329,7 @@ export class Cleanup {
     } catch (error) {
       if (seq !== this.previewSeq || this.off(error)) return;
       this.pendingKey = null;
-      this.count.textContent = explain(error);
+      this.count.textContent = this.explainFields(error);
       this.sample.replaceChildren();
       return;
     }
@@ -508,7 +561,7 @@ export class Cleanup {
       this.say(`An account may have ${fmt.plural(details.limit, "cleanup policy", "cleanup policies")}: ` +
         "delete one to write another.", "info");
     } else {
-      this.say(explain(error));
+      this.say(this.explainFields(error));
     }
   }
 
