@@ -108,6 +108,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Cleanup policies (features/posts/policies.py): on, and how many an owner may have.
     cleanup_policies: bool = True
     policies_per_user: Annotated[int, Meta(ge=1, le=1000)] = 10
+    # A policy's run is cut off past these (below the pool's 30 s), recorded failed, backed off.
+    policy_run_timeout_seconds: Annotated[float, Meta(ge=0.1, le=25)] = 20.0
+    policy_lock_timeout_seconds: Annotated[float, Meta(ge=0.05, le=25)] = 5.0
+    # A run that would change more than this many times the approved count, and more than
+    # POLICY_HOLD_MIN_POSTS posts, waits for its owner's approval.
+    policy_hold_factor: Annotated[float, Meta(ge=1, le=1000)] = 2.0
+    policy_hold_min_posts: Annotated[int, Meta(ge=0, le=1_000_000)] = 100
     # Bulk actions and undos one person may send a minute (the page's own batches stay far below).
     bulk_actions_per_minute: Annotated[int, Meta(ge=1, le=100_000)] = 120
     # Posts one owner's or moderator's actions may change in any minute and hour (bounds WAL).
@@ -115,6 +122,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     bulk_changed_posts_per_hour: Annotated[int, Meta(ge=1, le=100_000_000)] = 120_000
     # Posts every owner's writes together may change in any minute (moderators' not counted).
     bulk_changed_posts_site_per_minute: Annotated[int, Meta(ge=1, le=100_000_000)] = 160_000
+    # The policies' runs' share of it (they are held to both): people keep the rest.
+    bulk_changed_posts_site_background_per_minute: Annotated[int, Meta(ge=1, le=100_000_000)] = (
+        120_000
+    )
     bdr_max_bytes: Bytes = 2 * 2**30  # one ZIP's artworks, declared at request, checked in build
     bdr_daily_bytes: Bytes = 8 * 2**30  # what one requester may ask for in a UTC day
     # Below this free in ZIP_PATH, new requests (BDRs and exports) get 503.
@@ -255,6 +266,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             raise ConfigError(
                 f"BULK_MAX_POSTS ({self.bulk_max_posts}) must not exceed "
                 f"BULK_CHANGED_POSTS_SITE_PER_MINUTE ({self.bulk_changed_posts_site_per_minute})."
+            )
+        if self.policy_lock_timeout_seconds > self.policy_run_timeout_seconds:
+            raise ConfigError(
+                f"POLICY_LOCK_TIMEOUT_SECONDS ({self.policy_lock_timeout_seconds:g}) must not "
+                f"exceed POLICY_RUN_TIMEOUT_SECONDS ({self.policy_run_timeout_seconds:g})."
             )
         if self.pmd_schema == self.host_schema:
             raise ConfigError("PMD_SCHEMA must differ from HOST_SCHEMA (the host's tables).")

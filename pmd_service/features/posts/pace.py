@@ -16,6 +16,7 @@ from ...core.codes import Code
 from ...core.locks import AdvisoryLock
 from ...core.problems import ProblemError
 from ...core.settings import Settings
+from ...host.eligibility import MAX_BATCH
 
 if TYPE_CHECKING:
     import asyncpg
@@ -105,7 +106,9 @@ WHERE user_id = $1 AND as_moderator = $2
   AND spent_at > clock_timestamp() - make_interval(secs => $3::float8)
 ORDER BY spent_at
 """
-SQL_BUDGET_SPEND = "INSERT INTO write_spends (user_id, as_moderator, posts) VALUES ($1, $2, $3)"
+SQL_BUDGET_SPEND = """
+INSERT INTO write_spends (user_id, as_moderator, posts, background) VALUES ($1, $2, $3, $4)
+"""
 # Evaluated once as a subquery, so it can bound a scan of write_spends_site_idx.
 _SITE_SINCE = "(SELECT clock_timestamp() - make_interval(secs => $1::float8))"
 SQL_SITE_USED = f"""
@@ -127,15 +130,28 @@ FROM write_spends
 WHERE NOT as_moderator AND spent_at > {_SITE_SINCE}
 ORDER BY spent_at
 """
+# The policies' runs' share: their spends of the window (write_spends_background_idx).
+SQL_BACKGROUND_USED = f"""
+SELECT coalesce(sum(posts), 0) FROM write_spends WHERE background AND spent_at > {_SITE_SINCE}
+"""
+SQL_BACKGROUND_SPENDS = f"""
+SELECT posts, extract(epoch FROM spent_at + make_interval(secs => $1::float8)
+                                - clock_timestamp())::float8 AS leaves_in
+FROM write_spends
+WHERE background AND spent_at > {_SITE_SINCE}
+ORDER BY spent_at
+"""
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """The posts one person may change a minute and an hour, and all owners a minute."""
+    """The posts one person may change a minute and an hour, all owners a minute, and the
+    policies' runs (background work) a minute."""
 
     per_minute: int
     per_hour: int
     site_per_minute: int
+    background_per_minute: int
 
     @classmethod
     def of(cls, settings: Settings) -> Budget:
@@ -143,13 +159,14 @@ class Budget:
             settings.bulk_changed_posts_per_minute,
             settings.bulk_changed_posts_per_hour,
             settings.bulk_changed_posts_site_per_minute,
+            settings.bulk_changed_posts_site_background_per_minute,
         )
 
     def windows(self) -> tuple[tuple[int, int], tuple[int, int]]:
         return (60, self.per_minute), (3600, self.per_hour)
 
 
-Scope = Literal["owner", "moderator", "site"]
+Scope = Literal["owner", "moderator", "site", "background"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,24 +176,36 @@ class _Used:
     window_seconds: int
     limit: int
     used: int
+    # Room the budget always leaves: a person's write of one batch never waits on the site's.
+    floor: int = 0
 
     @property
     def left(self) -> int:
         # Nothing spent: any one action passes, so an undo recorded under larger budgets does.
-        return max(0, self.limit - self.used) if self.used else 2**31 - 1
+        return max(self.floor, self.limit - self.used) if self.used else 2**31 - 1
 
     async def spends(self, conn: Conn) -> list[asyncpg.Record]:
         """The window's spends, oldest first, with the seconds until each leaves it."""
         window = float(self.window_seconds)
+        if self.scope == "background":
+            return await conn.fetch(SQL_BACKGROUND_SPENDS, window)
         if self.user_id is None:
             return await conn.fetch(SQL_SITE_SPENDS, window)
         return await conn.fetch(SQL_BUDGET_SPENDS, self.user_id, self.scope == "moderator", window)
 
 
-async def _site_used(conn: Conn, budget: Budget) -> _Used:
+async def _site_used(conn: Conn, budget: Budget, background: bool) -> tuple[_Used, ...]:
+    """The site's budgets of a write: a person's keeps a batch's room whatever others spent;
+    a policy's run is held to the background share too."""
     (short, _), _ = budget.windows()
     used = await conn.fetchval(SQL_SITE_USED, float(short))
-    return _Used("site", None, short, budget.site_per_minute, used)
+    if not background:
+        return (_Used("site", None, short, budget.site_per_minute, used, floor=MAX_BATCH),)
+    share = await conn.fetchval(SQL_BACKGROUND_USED, float(short))
+    return (
+        _Used("site", None, short, budget.site_per_minute, used),
+        _Used("background", None, short, budget.background_per_minute, share),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +216,7 @@ class Room:
     budgets: tuple[_Used, ...]
     subject: tuple[int, bool]  # whose budget the write is charged to: (user, as moderator)
     site: Budget | None  # an owner's write: the budgets, to check the site's again at `spend`
+    background: bool = False  # a policy's run, not a person's write
 
     @property
     def left(self) -> int:
@@ -195,8 +225,8 @@ class Room:
     @property
     def held_by_site(self) -> bool:
         """Whether the site's budget leaves the write less room than the person's."""
-        site = [b.left for b in self.budgets if b.scope == "site"]
-        own = [b.left for b in self.budgets if b.scope != "site"]
+        site = [b.left for b in self.budgets if b.user_id is None]
+        own = [b.left for b in self.budgets if b.user_id is not None]
         return bool(site) and min(site) < min(own)
 
     async def spend(self, changed: int) -> None:
@@ -209,10 +239,10 @@ class Room:
             _, (longest, _) = self.site.windows()
             await self.conn.execute(SQL_SITE_PURGE, float(longest))
             # A statement after the lock: its snapshot holds every spend committed before it.
-            site = await _site_used(self.conn, self.site)
-            if changed > site.left:
-                raise await _refusal(self.conn, (site,), changed)
-        await self.conn.execute(SQL_BUDGET_SPEND, *self.subject, changed)
+            site = await _site_used(self.conn, self.site, self.background)
+            if any(changed > b.left for b in site):
+                raise await _refusal(self.conn, site, changed)
+        await self.conn.execute(SQL_BUDGET_SPEND, *self.subject, changed, self.background)
 
     async def refusal(self, requested: int) -> ProblemError:
         """429 for `requested` posts, waiting for the budget that frees up last."""
@@ -239,6 +269,9 @@ async def _refusal(conn: Conn, budgets: tuple[_Used, ...], requested: int) -> Pr
     if b.scope == "site":
         slug, code = "site-budget-exceeded", Code.SITE_BUDGET_EXCEEDED
         spent = f"{b.used} posts were changed across the site"
+    elif b.scope == "background":
+        slug, code = "site-budget-exceeded", Code.SITE_BUDGET_EXCEEDED
+        spent = f"{b.used} posts were changed by cleanup policies across the site"
     else:
         slug, code = "row-budget-exceeded", Code.ROW_BUDGET_EXCEEDED
         whose = "this moderator's actions" if b.scope == "moderator" else "this account's posts"
@@ -263,8 +296,16 @@ async def _refusal(conn: Conn, budgets: tuple[_Used, ...], requested: int) -> Pr
     )
 
 
-async def hold_budget(conn: Conn, budget: Budget, owner_id: int, moderator_id: int | None) -> Room:
-    """Lock and read the write's budgets, in its transaction before it locks any post."""
+async def hold_budget(
+    conn: Conn,
+    budget: Budget,
+    owner_id: int,
+    moderator_id: int | None,
+    *,
+    background: bool = False,
+) -> Room:
+    """Lock and read the write's budgets, in its transaction before it locks any post;
+    `background`: a policy's run, held to the site's background share."""
     (short, short_limit), (long, long_limit) = budget.windows()
     scope: Scope
     if moderator_id is not None:
@@ -283,5 +324,5 @@ async def hold_budget(conn: Conn, budget: Budget, owner_id: int, moderator_id: i
     if as_moderator:
         # Moderators skip the site's budget: artists filling it must not hold moderation off.
         return Room(conn, tuple(used), (user_id, True), None)
-    used.append(await _site_used(conn, budget))
-    return Room(conn, tuple(used), (user_id, False), budget)
+    used.extend(await _site_used(conn, budget, background))
+    return Room(conn, tuple(used), (user_id, False), budget, background)

@@ -321,7 +321,7 @@ async def test_an_action_by_filter_is_planned_for_its_keys(
             Principal(me, me, 0.0),
             "hide",
             batches.Matching(where, 3),
-            budget=Budget(10_000, 10_000, 10_000),
+            budget=Budget(10_000, 10_000, 10_000, 10_000),
         )
     assert outcome.changed == len(ids)
     # Less the transaction's own and asyncpg's type introspection on a new connection.

@@ -96,7 +96,7 @@ async def _retags(
     for n in range(times):
         add, remove = ([], tags) if (n % 2 == 0) == carried else (tags, [])
         outcome = await apply_action(
-            pool, principal, "tags", ids, add, remove, budget=Budget(10**9, 10**9, 10**9)
+            pool, principal, "tags", ids, add, remove, budget=Budget(10**9, 10**9, 10**9, 10**9)
         )
         assert outcome.action_id is not None and outcome.changed == len(ids)
         row = await pool.fetchrow(_STORED, outcome.action_id)

@@ -2,7 +2,8 @@
 a sliding window (undos included), and posts changed a minute and an hour per owner and per
 acting moderator, each write charged to the one who acts, refused whole before anything
 changes, a write that changes nothing costing nothing, and no two concurrent writes passing on
-the same room; and every owner's own writes together held to the site's budget a minute."""
+the same room; and every owner's own writes together held to the site's budget a minute, but
+for a person's batch, which never waits on what others spent."""
 
 from __future__ import annotations
 
@@ -183,9 +184,14 @@ async def test_concurrent_writes_never_pass_on_the_same_room(
     assert await pool.fetchval("SELECT sum(posts) FROM write_spends") == 10
 
 
-def _site_budgeted(made: Made, per_person: int, site: int) -> Awaitable[Client]:
-    """A client whose site budget a minute is `site`, and each person's `per_person`."""
-    return _budgeted(made, per_person, 10 * per_person, bulk_changed_posts_site_per_minute=site)
+def _site_budgeted(made: Made, site: int) -> Awaitable[Client]:
+    """A client whose site budget a minute is `site`, each person's far more."""
+    return made(
+        bulk_max_posts=site,
+        bulk_changed_posts_per_minute=10_000,
+        bulk_changed_posts_per_hour=10_000,
+        bulk_changed_posts_site_per_minute=site,
+    )
 
 
 async def _site_refusal(resp: Any, requested: int) -> dict[str, Any]:
@@ -194,72 +200,78 @@ async def _site_refusal(resp: Any, requested: int) -> dict[str, Any]:
     return details
 
 
+def act_all(client: Client, user: UserRow, count: int, **extra: Any) -> Awaitable[Any]:
+    """Hide every post of the target by filter, approved at `count`: more than one batch."""
+    body = {"action": "hide", "filter": {}, "expect_count": count, **extra}
+    return client.post("/api/pmd/action", json=body, headers=user.auth)
+
+
 async def test_every_owners_writes_together_are_held_to_the_sites_budget(
     made: Made, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _site_budgeted(made, 5, 8)
-    first, firsts = await factory.owner_and_bulk(5)
-    second, seconds = await factory.owner_and_bulk(5)
-    third, thirds = await factory.owner_and_bulk(1)
-    await ok(client, first, "hide", firsts)
+    client = await _site_budgeted(made, 300)
+    first, _ = await factory.owner_and_bulk(200)
+    second, seconds = await factory.owner_and_bulk(150)
+    third, _ = await factory.owner_and_bulk(200)
+    assert (await (await act_all(client, first, 200)).json())["changed_count"] == 200
     before = await posts_state(pool)
-    details = await _site_refusal(await act(client, second, "hide", seconds[:4]), 4)
+    details = await _site_refusal(await act_all(client, second, 150), 150)
     assert details | {"retry_after_seconds": 0} == {
-        "limit": 8,
+        "limit": 300,
         "window_seconds": 60,
-        "used": 5,
-        "requested": 4,
+        "used": 200,
+        "requested": 150,
         "retry_after_seconds": 0,
         "scope": "site",
         "reason": "site_budget_exceeded",
     }
     # Refused whole: nothing changed, nothing spent.
     assert await posts_state(pool) == before
-    assert (await ok(client, second, "hide", seconds[:3]))["changed_count"] == 3
+    # A person's batch is never refused for what others spent: past the site's minute too.
+    assert (await ok(client, second, "hide", seconds[:128]))["changed_count"] == 128
     # The site's minute slides: 50 s on, the wait is what is left of the oldest spend's minute.
     await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '50 seconds'")
-    details = await _site_refusal(await act(client, third, "hide", thirds), 1)
-    assert details["used"] == 8 and details["retry_after_seconds"] <= 10
+    details = await _site_refusal(await act_all(client, third, 200), 200)
+    assert details["used"] == 328 and details["retry_after_seconds"] <= 10
     await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '11 seconds'")
-    assert (await ok(client, third, "hide", thirds))["changed_count"] == 1
+    assert (await (await act_all(client, third, 200)).json())["changed_count"] == 200
 
 
 async def test_moderation_neither_counts_toward_nor_waits_on_the_sites_budget(
     made: Made, moderator: UserRow, factory: Factory
 ) -> None:
-    client = await _site_budgeted(made, 5, 8)
-    first, firsts = await factory.owner_and_bulk(5)
-    second, seconds = await factory.owner_and_bulk(5)
-    await ok(client, first, "hide", firsts)
-    await ok(client, second, "hide", seconds[:3])
-    await _site_refusal(await act(client, second, "hide", seconds[3:4]), 1)
+    client = await _site_budgeted(made, 300)
+    first, _ = await factory.owner_and_bulk(200)
+    second, seconds = await factory.owner_and_bulk(150)
+    await act_all(client, first, 200)
+    await _site_refusal(await act_all(client, second, 150), 150)
     # The site's minute is spent: a moderator's hide still passes, and spends none of it.
-    body = await ok(client, moderator, "hide", seconds, target_sqid=second.sqid)
-    assert body["changed_count"] == 5
-    details = await _site_refusal(await act(client, second, "hide", seconds[3:4]), 1)
-    assert details["used"] == 8
+    body = await ok(client, moderator, "hide", seconds[:100], target_sqid=second.sqid)
+    assert body["changed_count"] == 100
+    details = await _site_refusal(await act_all(client, second, 150), 150)
+    assert details["used"] == 200
 
 
 async def test_concurrent_owners_never_pass_on_the_same_site_room(
     made: Made, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _site_budgeted(made, 10, 10)
-    owners = [await factory.owner_and_bulk(2) for _ in range(8)]
+    client = await _site_budgeted(made, 650)
+    owners = [(await factory.owner_and_bulk(130))[0] for _ in range(8)]
     # The test holds the site's budget until all eight writes wait on it together, each with its
     # posts changed, none of them committed.
     async with pool.acquire() as holder, holder.transaction():
         await holder.execute(pace.SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
-        running = asyncio.gather(*(act(client, owner, "hide", posts) for owner, posts in owners))
+        running = asyncio.gather(*(act_all(client, owner, 130) for owner in owners))
         await batches_waiting(pool, 8)
     answers = await asyncio.wait_for(running, timeout=30)
     assert sorted(r.status for r in answers) == [200] * 5 + [429] * 3
     for resp in answers:
         if resp.status == 429:
-            await _site_refusal(resp, 2)
+            await _site_refusal(resp, 130)
     # Refused whole: a refused write's changes were rolled back.
-    assert await pool.fetchval("SELECT count(*) FROM posts WHERE hidden_by_user") == 10
+    assert await pool.fetchval("SELECT count(*) FROM posts WHERE hidden_by_user") == 650
     assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 5
-    assert await pool.fetchval("SELECT sum(posts) FROM write_spends") == 10
+    assert await pool.fetchval("SELECT sum(posts) FROM write_spends") == 650
 
 
 def test_an_action_larger_than_the_sites_budget_stops_the_start(settings: Settings) -> None:
