@@ -132,6 +132,8 @@ class Code(enum.StrEnum):
     POLICY_OWNER_ONLY = "policy_owner_only"
     TOO_MANY_POLICIES = "too_many_policies"
     POLICY_WIDENS = "policy_widens"
+    POLICY_PAUSED_BY_MODERATOR = "policy_paused_by_moderator"
+    POLICY_RUN_TIMEOUT = "policy_run_timeout"
     # Batch downloads (BDR), their files and streams
     BDR_DAILY_LIMIT = "bdr_daily_limit"
     BDR_REPEATED = "bdr_repeated"
@@ -277,7 +279,9 @@ TABLE: dict[Code, Entry] = {
     Code.POLICY_NOT_FOUND: Entry(404, "No cleanup policy with this id is the target's"),
     Code.POLICY_OWNER_ONLY: Entry(403, "Only the owner creates, changes, runs or deletes a cleanup policy; a moderator may read and pause one"),
     Code.TOO_MANY_POLICIES: Entry(409, "The owner has as many cleanup policies as allowed", {"limit": "integer"}),
-    Code.POLICY_WIDENS: Entry(409, "The change widens what a run would change: send `expect_count` (the `count` now); nothing was saved", _SET),
+    Code.POLICY_WIDENS: Entry(409, "The change widens what a run would change, or turns `hide` into `delete`: send `expect_count` (the `count` now); nothing was saved", _SET),
+    Code.POLICY_PAUSED_BY_MODERATOR: Entry(403, "A moderator paused the cleanup policy: only a moderator lifts that, and only a moderator pauses as one"),
+    Code.POLICY_RUN_TIMEOUT: Entry(503, "The run took longer than a run may (a post it needed was locked, or the database was busy); nothing changed: run it again after Retry-After", _RETRY),
     Code.BDR_DAILY_LIMIT: Entry(429, "The day's download requests are used up; see Retry-After", {"limit": "integer", **_RETRY}, host=HostCode.BDR_DAILY_LIMIT),
     Code.BDR_DAILY_BYTES_LIMIT: Entry(429, "This download would take the day's bytes past the limit; see Retry-After", {"limit_bytes": "integer", **_RETRY}),
     Code.BDR_TOO_LARGE: Entry(400, "The artworks asked for are larger than one download holds", {"size_bytes": "integer", "limit_bytes": "integer"}),

@@ -222,6 +222,7 @@ NEEDED_COLUMNS = (
         ),
         _col("storage_shard", TEXT, why="where the worker finds the artwork file"),
         _col("storage_key", UUID, "set", "where the worker finds the artwork file"),
+        _col("promoted_at", TIME, why="every cleanup policy keeps what the site promoted"),
     ),
     *_table(
         "post_files",

@@ -50,6 +50,13 @@ class WorkerMetrics:
         for outcome in OUTCOMES:  # every series present from the start, at 0
             self.status.labels(outcome)
             self.duration.labels(outcome)
+        # A rule run on a schedule that stopped working must show, not only in its own row.
+        self.scheduled_runs = Counter(
+            "pmd_scheduled_runs",
+            "Runs of owners' scheduled rules (cleanup policies) by the worker, by how they ended",
+            ["kind", "status"],
+            registry=self.registry,
+        )
 
     def finished(self, outcome: str, seconds: float, result: BuildResult | None = None) -> None:
         self.status.labels(outcome).inc()

@@ -332,6 +332,7 @@ async def delete_policy(request: web.Request) -> web.Response:
 
 async def run_policy(request: web.Request) -> web.Response:
     _policies_on(request)
+    await _take_turn(request, request[PRINCIPAL])  # paced as the owner's actions are
     item, last = await policy_runs.run_now(
         request.app[DB_POOL], request[PRINCIPAL], path_uuid(request), request.app[SETTINGS]
     )
@@ -352,7 +353,8 @@ POLICY_ENDPOINTS = (
         "What a run of this cleanup policy would change now: its count, the oldest 20 and "
         "the set's digest (nothing is saved)", "policies",
         request=PreviewRequest, response=Preview,
-        codes=(_OFF, Code.TARGET_MISMATCH, Code.INVALID_FILTER, Code.POLICY_NOT_FOUND),
+        codes=(_OFF, Code.TARGET_MISMATCH, Code.INVALID_FILTER, Code.INVALID_TAGS,
+               Code.POLICY_NOT_FOUND),
     ),
     Endpoint(
         "get", "/api/pmd/policies", list_policies, "listPolicies",
@@ -365,8 +367,9 @@ POLICY_ENDPOINTS = (
         "comes within a minute (owner only)", "policies",
         request=PolicyCreate, response=PolicyCreated, ok_status=201,
         headers={"Location": "The policy's URL"},
-        codes=(_OFF, Code.TARGET_MISMATCH, Code.INVALID_FILTER, Code.POLICY_OWNER_ONLY,
-               Code.TOO_MANY_POLICIES, Code.COUNT_CHANGED, Code.SET_CHANGED),
+        codes=(_OFF, Code.TARGET_MISMATCH, Code.INVALID_FILTER, Code.INVALID_TAGS,
+               Code.POLICY_OWNER_ONLY, Code.TOO_MANY_POLICIES, Code.COUNT_CHANGED,
+               Code.SET_CHANGED),
         problem_notes={409: _APPROVAL_NOTE + "; or the owner has as many policies as allowed"},
     ),
     Endpoint(
@@ -376,11 +379,14 @@ POLICY_ENDPOINTS = (
     ),
     Endpoint(
         "patch", "/api/pmd/policies/{id}", change_policy, "changePolicy",
-        "Change a cleanup policy: a change that widens what a run would change (or turns it "
-        "on) needs the new count; a moderator may only pause it", "policies",
+        "Change only the fields given: a change that widens what a run would change, turns it "
+        "on or turns `hide` into `delete` needs the new count (and `expect_count` alone "
+        "approves a held run); a moderator may only pause it, which binds until a moderator "
+        "lifts it (`paused_by_moderator: false`); a pause always succeeds", "policies",
         request=PolicyChange, response=PolicyItem, params=(_POLICY_ID,),
         codes=(_OFF, Code.INVALID_ID, Code.TARGET_MISMATCH, Code.INVALID_FILTER,
-               Code.POLICY_NOT_FOUND, Code.POLICY_OWNER_ONLY, *_APPROVAL),
+               Code.INVALID_TAGS, Code.POLICY_NOT_FOUND, Code.POLICY_OWNER_ONLY,
+               Code.POLICY_PAUSED_BY_MODERATOR, *_APPROVAL),
         problem_notes={409: _APPROVAL_NOTE},
     ),
     Endpoint(
@@ -391,12 +397,17 @@ POLICY_ENDPOINTS = (
     ),
     Endpoint(
         "post", "/api/pmd/policies/{id}/run", run_policy, "runPolicy",
-        "Run a cleanup policy now (owner only): one bulk action recorded as done by the "
-        "policy, undoable for 24 hours; its schedule is unchanged", "policies",
+        "Run a cleanup policy now (owner only, paced as bulk actions are): one bulk action "
+        "recorded as done by the policy, undoable for 24 hours; its schedule is unchanged",
+        "policies",
         response=PolicyRun, params=(_POLICY_ID,),
         codes=(_OFF, Code.INVALID_ID, Code.POLICY_NOT_FOUND, Code.POLICY_OWNER_ONLY,
-               Code.SITE_BUDGET_EXCEEDED),
-        problem_notes={429: "A concurrent write took the last of the site's budget of changed "
-                            "posts: nothing changed; run it again after Retry-After"},
+               Code.POLICY_PAUSED_BY_MODERATOR, Code.RATE_LIMITED, Code.SITE_BUDGET_EXCEEDED,
+               Code.POLICY_RUN_TIMEOUT),
+        problem_notes={429: "Too many actions this minute, or a concurrent write took the last "
+                            "of the policies' share of the site's budget: nothing changed; run "
+                            "it again after Retry-After",
+                       503: "The run was cut off by its time bounds (a post it needed was "
+                            "locked): nothing changed; run it again after Retry-After"},
     ),
 )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -13,12 +14,20 @@ from msgspec import Meta
 from ...core.codes import Code
 from ...core.db import SET_CUSTOM_PLAN
 from ...core.locks import AdvisoryLock
-from ...core.problems import ProblemError, conflict, forbidden, not_found
+from ...core.problems import (
+    FieldError,
+    ProblemError,
+    bad_request,
+    conflict,
+    forbidden,
+    not_found,
+    validation_error,
+)
 from ...host.access import Principal
 from ...host.eligibility import Sqid
 from .batches import check_approval
 from .filters import MAX_COUNT, FilterKeys, PostFilter, Tag, check_filter, match_digest
-from .host_rules import MAX_TAGS_PER_POST, normalize_hashtags
+from .host_rules import MAX_TAG_LENGTH, MAX_TAGS_PER_POST, normalize_hashtags
 from .listing import live_items, live_items_sql
 from .policy_sql import ALONE, Slots, candidate
 from .schemas import ListedPost
@@ -29,7 +38,16 @@ Every = Literal["day", "week"]
 PERIODS: dict[str, timedelta] = {"day": timedelta(days=1), "week": timedelta(weeks=1)}
 SAMPLE = 20  # posts a preview shows, the oldest first
 
-Name = Annotated[str, Meta(min_length=1, max_length=80, description="What the owner calls it")]
+NAME_LENGTH = 80
+Name = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=NAME_LENGTH,
+        description="What the owner calls it: 1 to 80 characters once stripped, none of them "
+        "invisible (controls, format and direction marks)",
+    ),
+]
 Days = Annotated[
     int,
     Meta(ge=1, le=3650, description="Only posts created at least this many days ago"),
@@ -43,7 +61,11 @@ class Keep(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
     hashtags: Annotated[
         list[Tag],
-        Meta(max_length=MAX_TAGS_PER_POST, description="Any of these tags (no `#`)"),
+        Meta(
+            max_length=MAX_TAGS_PER_POST,
+            description="Any of these tags, as the filter's `hashtag` takes them (one leading "
+            "`#` dropped, lowercased); an empty or too long tag is refused",
+        ),
     ] = []
     min_reactions: Annotated[Count, Meta(description="At least this many reactions")] | None = None
     min_comments: (
@@ -103,8 +125,9 @@ class PolicyCreate(PolicyFields, forbid_unknown_fields=True, kw_only=True):
 
 
 class PolicyChange(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """The fields to change; `expect_count` (and `expect_digest`) when the change widens what a
-    run would change, or turns a paused policy on."""
+    """The fields to change, only those; `expect_count` (and `expect_digest`) when the change
+    widens what a run would change, turns a paused policy on, turns `hide` into `delete`, or
+    approves a run that was held."""
 
     name: Name | None = None
     action: PolicyAction | None = None
@@ -114,12 +137,22 @@ class PolicyChange(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     every: Every | None = None
     enabled: bool | None = None
     notify: bool | None = None
+    paused_by_moderator: (
+        Annotated[
+            bool,
+            Meta(
+                description="A moderator's only: `true` pauses it as `enabled: false` does, "
+                "`false` lifts a moderator's pause (the owner then turns it on)"
+            ),
+        ]
+        | None
+    ) = None
     expect_count: ExpectCount | None = None
     expect_digest: ExpectDigest | None = None
     target_sqid: Sqid | None = None
 
 
-RunStatus = Literal["ok", "deferred", "failed"]
+RunStatus = Literal["ok", "deferred", "held", "failed"]
 
 
 class LastRun(msgspec.Struct):
@@ -131,12 +164,21 @@ class LastRun(msgspec.Struct):
         Meta(
             description="`ok`; `deferred`: a budget of changed posts stopped it (the "
             "owner's: the rest waits for the next run; the site's: it goes on at the next "
-            "minute); `failed`: see `error_code`"
+            "minute); `held`: it would change far more than the count last approved "
+            "(`left_count`), so it changed nothing and waits for the owner to approve that "
+            "count (PATCH with `expect_count`); `failed`: see `error_code`"
         ),
     ]
     changed_count: int
     left_count: Annotated[int, Meta(description="Posts it would still change, left for later")]
-    error_code: Annotated[str | None, Meta(description="When failed: why (docs/errors.md)")]
+    error_code: Annotated[
+        str | None,
+        Meta(
+            description="When failed: why (docs/errors.md): `policy_run_timeout`, "
+            "`account_banned`, `account_deactivated`, `user_not_found`, `invalid_filter`, "
+            "`internal`"
+        ),
+    ]
     action_id: Annotated[uuid.UUID | None, Meta(description="Its entry in the history")] = None
 
 
@@ -159,6 +201,14 @@ class PolicyItem(msgspec.Struct):
     created_at: datetime
     next_run_at: Annotated[datetime | None, Meta(description="Null while paused")]
     last_run: LastRun | None
+    paused_by_moderator: Annotated[
+        bool,
+        Meta(description="A moderator paused it: only a moderator lifts that, then the owner"),
+    ] = False
+    approved_count: Annotated[
+        int | None,
+        Meta(description="The count its owner last approved (null: saved before approvals)"),
+    ] = None
     last_run_undo: Annotated[
         str | None, Meta(description="The last run's undo link, while its owner may use it")
     ] = None
@@ -179,23 +229,29 @@ SQL_COUNT = f"SELECT count(*), {match_digest('p.id')} FROM posts p WHERE {_CANDI
 SQL_SAMPLE = live_items_sql(_CANDIDATE, "p.created_at, p.id", str(SAMPLE))
 
 COLUMNS = """id, owner_id, name, action, filter, older_than_days, keep, every, enabled, notify,
-    created_at, next_run_at, last_run"""
+    created_at, next_run_at, last_run, paused_by_moderator, approved_count"""
 SQL_LIST = f"SELECT {COLUMNS} FROM cleanup_policies WHERE owner_id = $1 ORDER BY created_at, id"
 SQL_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2"
+SQL_ONE_LOCKED = f"{SQL_ONE} FOR UPDATE"
 SQL_COUNT_OWNED = "SELECT count(*) FROM cleanup_policies WHERE owner_id = $1"
 SQL_LOCK_OWNER = "SELECT pg_advisory_xact_lock($1, $2)"
 SQL_INSERT = f"""
 INSERT INTO cleanup_policies (owner_id, name, action, filter, older_than_days, keep, every,
-                              enabled, notify, next_run_at)
-VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7, $8, $9, now())
+                              enabled, notify, approved_count, next_run_at)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7, $8, $9, $10, now())
 RETURNING {COLUMNS}
 """
-# A policy turned on runs at its next tick; one changed otherwise keeps its clock.
+# Only the fields given (NULL: left as they are), on the row its transaction locked; $13: due
+# at the next tick (turned on, or a held run approved), else it keeps its clock.
 SQL_UPDATE = f"""
 UPDATE cleanup_policies
-SET name = $3, action = $4, filter = $5::jsonb, older_than_days = $6, keep = $7::jsonb,
-    every = $8, enabled = $9, notify = $10, updated_at = now(),
-    next_run_at = CASE WHEN $9 AND NOT enabled THEN now() ELSE next_run_at END
+SET name = coalesce($3, name), action = coalesce($4, action),
+    filter = coalesce($5::jsonb, filter), older_than_days = coalesce($6, older_than_days),
+    keep = coalesce($7::jsonb, keep), every = coalesce($8, every),
+    enabled = coalesce($9, enabled), notify = coalesce($10, notify),
+    paused_by_moderator = coalesce($11, paused_by_moderator),
+    approved_count = coalesce($12, approved_count), updated_at = now(),
+    next_run_at = CASE WHEN $13::bool THEN now() ELSE next_run_at END
 WHERE id = $1 AND owner_id = $2
 RETURNING {COLUMNS}
 """
@@ -215,10 +271,51 @@ def missing(policy_id: uuid.UUID) -> ProblemError:
     )
 
 
-def _stored(fields: PolicyFields) -> tuple[object, ...]:
-    """SQL_INSERT's and SQL_UPDATE's order: the filter before the age."""
-    name, action, days, keys, *rest = msgspec.structs.astuple(fields)
-    return (name.strip(), action, keys, days, *rest)
+# SQL_INSERT's and SQL_UPDATE's order of the fields: the filter before the age.
+_STORED = ("name", "action", "filter", "older_than_days", "keep", "every", "enabled", "notify")
+
+
+def _stored(
+    fields: PolicyFields, given: set[str] | frozenset[str] = frozenset(_STORED)
+) -> tuple[object, ...]:
+    """The fields in _STORED's order: those `given`, NULL for the rest (left as stored)."""
+    return tuple(getattr(fields, f) if f in given else None for f in _STORED)
+
+
+# Characters a name may not hold: controls, format marks (zero-width, direction overrides),
+# separators of lines and paragraphs, surrogates and private use: a name shows what it says.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def policy_name(raw: str) -> str:
+    """`raw` stripped, or a 422 naming `name` when that is empty, too long or hides text."""
+    name = raw.strip()
+    message = None
+    if not name:
+        message = "must hold a visible character"
+    elif len(name) > NAME_LENGTH:
+        message = f"must be at most {NAME_LENGTH} characters"
+    elif hidden := next((c for c in name if unicodedata.category(c) in _INVISIBLE), None):
+        message = f"must not hold the invisible character U+{ord(hidden):04X}"
+    if message is not None:
+        raise validation_error(f"The policy's `name` {message}.", [FieldError("name", message)])
+    return name
+
+
+def keep_tags(raw: list[str]) -> list[str]:
+    """`keep.hashtags` as the filter's tags normalise, or a 400 for one no post can carry."""
+    for tag in raw:
+        normalized = normalize_hashtags([tag])
+        if not normalized or len(normalized[0]) > MAX_TAG_LENGTH:
+            why = "is empty" if not normalized else f"is longer than {MAX_TAG_LENGTH} characters"
+            raise bad_request(
+                f"`keep.hashtags` names {tag[:40]!r}, which {why}: no post carries such a tag, "
+                "so it would keep nothing. Name tags as the posts carry them.",
+                slug="invalid-tags",
+                errors=[FieldError(field="keep.hashtags", message=f"tag {why}")],
+                code=Code.INVALID_TAGS,
+            )
+    return normalize_hashtags(raw)
 
 
 def fields_of(row: asyncpg.Record) -> PolicyFields:
@@ -245,6 +342,8 @@ def item_of(row: asyncpg.Record, undoable: set[uuid.UUID] | None = None) -> Poli
         created_at=row["created_at"],
         next_run_at=row["next_run_at"] if fields.enabled else None,
         last_run=last,
+        paused_by_moderator=row["paused_by_moderator"],
+        approved_count=row["approved_count"],
         last_run_undo=undo,
     )
 
@@ -296,6 +395,7 @@ async def preview(
 ) -> Preview:
     """What a run of `fields` (as the saved policy `policy_id`) would change now, for the
     target's posts."""
+    keep_tags(fields.keep.hashtags)
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         if policy_id is not None:
             await _row(conn, principal, policy_id)  # the target's, or 404
@@ -344,6 +444,8 @@ async def create(
     owner_only(principal, "creates")
     owner = principal.target.id
     fields = PolicyFields(**{f: getattr(body, f) for f in PolicyFields.__struct_fields__})
+    fields = msgspec.structs.replace(fields, name=policy_name(fields.name))
+    keep_tags(fields.keep.hashtags)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(SQL_LOCK_OWNER, AdvisoryLock.CLEANUP_POLICIES, owner)
         if await conn.fetchval(SQL_COUNT_OWNED, owner) >= most:
@@ -356,7 +458,7 @@ async def create(
         checked = await check(conn, fields)
         count, digest = await _counted(conn, checked, owner, None)
         _approval(count, digest, body.expect_count, body.expect_digest)
-        row = await conn.fetchrow(SQL_INSERT, owner, *_stored(fields))
+        row = await conn.fetchrow(SQL_INSERT, owner, *_stored(fields), count)
         assert row is not None  # INSERT … RETURNING
         sample = await conn.fetch(SQL_SAMPLE, *checked.params(owner, None, datetime.now(UTC)))
     item = item_of(row)
@@ -366,8 +468,11 @@ async def create(
     )
 
 
-async def _row(conn: Any, principal: Principal, policy_id: uuid.UUID) -> asyncpg.Record:
-    row: asyncpg.Record | None = await conn.fetchrow(SQL_ONE, policy_id, principal.target.id)
+async def _row(
+    conn: Any, principal: Principal, policy_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record:
+    sql = SQL_ONE_LOCKED if lock else SQL_ONE
+    row: asyncpg.Record | None = await conn.fetchrow(sql, policy_id, principal.target.id)
     if row is None:
         raise missing(policy_id)
     return row
@@ -402,34 +507,103 @@ async def delete(pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID)
         raise missing(policy_id)
 
 
-async def _widens(conn: Any, owner: int, policy_id: uuid.UUID, old: Checked, new: Checked) -> bool:
-    """Whether a run of `new` would change a post a run of `old` would not, now."""
+async def _widens(
+    conn: Any, owner: int, policy_id: uuid.UUID, old: PolicyFields, new: Checked
+) -> bool:
+    """Whether a run of `new` would change a post a run of `old` would not, now (any post, when
+    `old` no longer checks: its filter names a license the site removed since)."""
+    try:
+        before = await check(conn, old)
+    except ProblemError:
+        return True
     at = datetime.now(UTC)
     # The old policy's parameters after the new one's, but for the owner and the policy.
-    params = (*new.params(owner, policy_id, at), *old.params(owner, policy_id, at)[2:])
+    params = (*new.params(owner, policy_id, at), *before.params(owner, policy_id, at)[2:])
     return bool(await conn.fetchval(SQL_WIDENS, *params))
+
+
+def paused_by_moderator() -> ProblemError:
+    return forbidden(
+        "A moderator paused this cleanup policy: it stays paused until a moderator lifts that.",
+        code=Code.POLICY_PAUSED_BY_MODERATOR,
+    )
+
+
+_FIELDS = frozenset(PolicyFields.__struct_fields__)
+# The fields whose change can make a run take a post it would not have taken.
+_WIDENING = frozenset({"action", "older_than_days", "filter", "keep", "enabled"})
 
 
 async def change(
     pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID, body: PolicyChange
 ) -> PolicyItem:
-    """A change that widens the set (or turns it on) needs its count approved."""
+    """Writes only the fields given, on the locked row. A change that widens the set, turns it
+    on, or turns `hide` into `delete` needs its count approved; a pause never does."""
     given = {f for f in PolicyChange.__struct_fields__ if getattr(body, f) is not None}
     given -= {"expect_count", "expect_digest", "target_sqid"}
-    if principal.as_moderator and (given - {"enabled"} or body.enabled is not False):
+    if principal.as_moderator:
+        return await _moderate(pool, principal, policy_id, body, given)
+    if "paused_by_moderator" in given:
+        raise forbidden(
+            "Only a moderator pauses a policy as a moderator or lifts that pause.",
+            code=Code.POLICY_PAUSED_BY_MODERATOR,
+        )
+    name = policy_name(body.name) if body.name is not None else None
+    if body.keep is not None:
+        keep_tags(body.keep.hashtags)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _row(conn, principal, policy_id, lock=True)
+        owner = row["owner_id"]
+        old = fields_of(row)
+        new = msgspec.structs.replace(old, **{f: getattr(body, f) for f in given & _FIELDS})
+        if name is not None:
+            new = msgspec.structs.replace(new, name=name)
+        turned_on = new.enabled and not old.enabled
+        if turned_on and row["paused_by_moderator"]:
+            raise paused_by_moderator()
+        # Turning `hide` into `delete` always asks, even when nothing matches now.
+        approve = (old.action, new.action) == ("hide", "delete") or body.expect_count is not None
+        widening = new.enabled and bool(given & _WIDENING)
+        checked = None
+        if given & {"filter", "keep"} or approve or widening:
+            checked = await check(conn, new)
+        if widening and not approve and checked is not None:
+            approve = turned_on or await _widens(conn, owner, policy_id, old, checked)
+        approved = None
+        if approve:
+            assert checked is not None  # checked whenever an approval is needed
+            count, digest = await _counted(conn, checked, owner, policy_id)
+            _approval(count, digest, body.expect_count, body.expect_digest)
+            approved = count
+        last = _last_run(row)
+        held = last is not None and last.status == "held"
+        soon = new.enabled and (turned_on or (approved is not None and held))
+        updated = await conn.fetchrow(
+            SQL_UPDATE, policy_id, owner, *_stored(new, given), None, approved, soon
+        )
+    assert updated is not None  # the row is locked by this transaction
+    return item_of(updated)
+
+
+async def _moderate(
+    pool: asyncpg.Pool,
+    principal: Principal,
+    policy_id: uuid.UUID,
+    body: PolicyChange,
+    given: set[str],
+) -> PolicyItem:
+    """A moderator pauses (binding until a moderator lifts it) or lifts their pause; the owner
+    turns it on again, with its count."""
+    pausing = body.enabled is False or body.paused_by_moderator is True
+    lifting = body.paused_by_moderator is False and body.enabled is None
+    if given - {"enabled", "paused_by_moderator"} or not (pausing or lifting):
         owner_only(principal, "changes (other than pausing)")
     async with pool.acquire() as conn, conn.transaction():
-        row = await _row(conn, principal, policy_id)
-        old = fields_of(row)
-        new = msgspec.structs.replace(old, **{f: getattr(body, f) for f in given})
-        checked = await check(conn, new)
-        if new.enabled:
-            turned_on = not old.enabled
-            if turned_on or await _widens(
-                conn, row["owner_id"], policy_id, await check(conn, old), checked
-            ):
-                count, digest = await _counted(conn, checked, row["owner_id"], policy_id)
-                _approval(count, digest, body.expect_count, body.expect_digest)
-        updated = await conn.fetchrow(SQL_UPDATE, policy_id, row["owner_id"], *_stored(new))
+        row = await _row(conn, principal, policy_id, lock=True)
+        paused = msgspec.structs.replace(fields_of(row), enabled=False)
+        fields = _stored(paused, {"enabled"} if pausing else set())
+        updated = await conn.fetchrow(
+            SQL_UPDATE, policy_id, row["owner_id"], *fields, pausing, None, False
+        )
     assert updated is not None  # the row is locked by this transaction
     return item_of(updated)

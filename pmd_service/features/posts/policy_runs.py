@@ -29,7 +29,9 @@ from .pace import Budget, hold_budget
 from .policies import (
     COLUMNS,
     PERIODS,
+    Checked,
     LastRun,
+    PolicyFields,
     PolicyItem,
     RunStatus,
     check,
@@ -37,6 +39,7 @@ from .policies import (
     get,
     missing,
     owner_only,
+    paused_by_moderator,
 )
 from .policy_sql import ALONE, candidate
 
@@ -51,14 +54,30 @@ LIMIT 1
 FOR UPDATE SKIP LOCKED
 """
 SQL_TAKE_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2 FOR UPDATE"
+# The run's own bounds, below the pool's command timeout, so one slow run fails alone.
+SQL_RUN_BOUNDS = """
+SELECT set_config('statement_timeout', $1::text, true), set_config('lock_timeout', $2::text, true)
+"""
+# Whether the owner may act at all, as every call of theirs is checked (host/access.py).
+SQL_OWNER_STANDING = """
+SELECT deactivated, coalesce(banned_until > now(), false) AS banned FROM users WHERE id = $1
+"""
 # A scheduled run ($3) moves next_run_at past now by whole periods: a late policy runs once.
+# A failed one ($5) backs off instead, $6 seconds doubled by each failure in a row up to its
+# period, behind every policy due before it; $7, when set, records only on the very run taken
+# (a failure is recorded after its rollback, when another tick may have taken it since).
 SQL_RECORD = """
 UPDATE cleanup_policies
-SET last_run = $2::jsonb,
-    next_run_at = CASE WHEN $3::bool THEN next_run_at + make_interval(
-        secs => $4::float8 * (floor(extract(epoch FROM now() - next_run_at) / $4::float8) + 1))
+SET last_run = $2::jsonb, runs = runs + 1,
+    failures = CASE WHEN $5::bool THEN failures + 1
+                    WHEN $2::jsonb ->> 'status' = 'failed' THEN failures ELSE 0 END,
+    next_run_at = CASE
+        WHEN $5::bool THEN now() + make_interval(
+            secs => least($4::float8, $6::float8 * power(2, least(failures, 30))))
+        WHEN $3::bool THEN next_run_at + make_interval(
+            secs => $4::float8 * (floor(extract(epoch FROM now() - next_run_at) / $4::float8) + 1))
         ELSE next_run_at END
-WHERE id = $1
+WHERE id = $1 AND ($7::timestamptz IS NULL OR next_run_at = $7::timestamptz)
 """
 SQL_CANDIDATES = f"SELECT count(*) FROM posts p WHERE {candidate('p', ALONE)}"
 # The run's `posts_changed`, written last in its transaction (its statement leaves it out).
@@ -74,6 +93,19 @@ FROM bulk_actions b WHERE b.id = $1
 
 # The refusals of a write's budgets, which only defer a run.
 BUDGETS = frozenset({Code.ROW_BUDGET_EXCEEDED, Code.SITE_BUDGET_EXCEEDED})
+# A run cut off by its bounds, or by the database's own guard against a lock cycle: busy, not
+# broken, so it is tried again.
+TIMED_OUT = (
+    TimeoutError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+# A failing policy's first wait, doubled at each failure in a row up to its period.
+BACKOFF_SECONDS = 60.0
+# Run-now's Retry-After once its run was cut off: the lock it waited on is likely still held.
+RUN_AGAIN_SECONDS = 30
 # A tick stops taking due policies after this long; the next tick carries on.
 TICK_SECONDS = 50.0
 # How long the tick waits for the host's cached feeds to be dropped after its runs.
@@ -98,22 +130,56 @@ def _failed(code: Code | str) -> LastRun:
     return LastRun(datetime.now(UTC), "failed", 0, 0, str(code))
 
 
-async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, scheduled: bool) -> Ran:
-    """One run of the policy `row`, locked by the caller; `scheduled`: a tick's."""
-    owner, policy_id = row["owner_id"], row["id"]
-    fields = fields_of(row)
+async def _runnable(conn: Any, owner: int, fields: PolicyFields) -> Checked | Code:
+    """The policy's statements' parameters, or why it may not run: its owner may not act
+    (banned, deactivated, gone), or its filter names a license the site has removed since."""
+    row = await conn.fetchrow(SQL_OWNER_STANDING, owner)
+    if row is None:
+        return Code.USER_NOT_FOUND
+    if row["deactivated"]:
+        return Code.ACCOUNT_DEACTIVATED
+    if row["banned"]:
+        return Code.ACCOUNT_BANNED
     try:
-        checked = await check(conn, fields)
-    except ProblemError as exc:  # its filter names a license the site has removed since
-        last = _failed(exc.reason)
+        return await check(conn, fields)
+    except ProblemError as exc:
+        return exc.reason
+
+
+def _held(settings: Settings, approved: int | None, candidates: int) -> bool:
+    """Whether a run of `candidates` posts is far more than the owner approved."""
+    return (
+        approved is not None
+        and candidates > settings.policy_hold_factor * approved
+        and candidates > settings.policy_hold_min_posts
+    )
+
+
+async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, scheduled: bool) -> Ran:
+    """One run of the policy `row`, locked by the caller in its transaction; `scheduled`: a
+    tick's. Bounded by the run's own timeouts, which end the caller's transaction."""
+    owner, policy_id = row["owner_id"], row["id"]
+    await conn.fetchrow(
+        SQL_RUN_BOUNDS,
+        f"{round(settings.policy_run_timeout_seconds * 1000)}ms",
+        f"{round(settings.policy_lock_timeout_seconds * 1000)}ms",
+    )
+    fields = fields_of(row)
+    checked = await _runnable(conn, owner, fields)
+    if not isinstance(checked, Checked):
+        last = _failed(checked)
         await _record(conn, policy_id, last, scheduled, row["every"])
         return Ran(last, owner, row["notify"])
     at = datetime.now(UTC)
     params = checked.params(owner, policy_id, at)
     most = settings.bulk_max_posts
-    room = await hold_budget(conn, Budget.of(settings), owner, None)
+    room = await hold_budget(conn, Budget.of(settings), owner, None, background=True)
     # Counted under the budget's lock: what the run leaves is this less what it changes.
     candidates = int(await conn.fetchval(SQL_CANDIDATES, *params))
+    if _held(settings, row["approved_count"], candidates):
+        last = LastRun(at, "held", 0, candidates, None)
+        await _record(conn, policy_id, last, scheduled, row["every"])
+        return Ran(last, owner, fields.notify)
     limit = min(most, room.left)
     changed, action_id, ids = 0, None, []
     if limit > 0 and candidates:
@@ -139,48 +205,102 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
 
 
 async def _record(
-    conn: Any, policy_id: uuid.UUID, last: LastRun, scheduled: bool, every: str
-) -> None:
+    conn: Any,
+    policy_id: uuid.UUID,
+    last: LastRun,
+    scheduled: bool,
+    every: str,
+    *,
+    backoff: bool = False,
+    taken_at: datetime | None = None,
+) -> bool:
+    """Whether it was recorded (with `taken_at`: only if no other run was since)."""
     period = PERIODS[every].total_seconds()
-    await conn.execute(SQL_RECORD, policy_id, last, scheduled, period)
+    done = await conn.execute(
+        SQL_RECORD, policy_id, last, scheduled, period, backoff, BACKOFF_SECONDS, taken_at
+    )
+    return bool(done != "UPDATE 0")
 
 
 async def run_now(
     pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID, settings: Settings
 ) -> tuple[PolicyItem, LastRun]:
-    """The owner runs it now, its schedule unchanged; its email goes with the next sweep."""
+    """The owner runs it now, its schedule unchanged; its email goes with the next sweep. A run
+    cut off by its bounds is recorded failed and answered 503, nothing changed."""
     owner_only(principal, "runs")
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(SQL_TAKE_ONE, policy_id, principal.target.id)
-        if row is None:
-            raise missing(policy_id)
-        last = (await run_locked(conn, row, settings, scheduled=False)).last
+    taken: asyncpg.Record | None = None
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            taken = await conn.fetchrow(SQL_TAKE_ONE, policy_id, principal.target.id)
+            if taken is None:
+                raise missing(policy_id)
+            if taken["paused_by_moderator"]:
+                raise paused_by_moderator()
+            last = (await run_locked(conn, taken, settings, scheduled=False)).last
+    except TIMED_OUT as exc:
+        if taken is None:
+            raise
+        log.warning("cleanup policy %s: run now cut off (%r)", policy_id, exc)
+        async with pool.acquire() as conn:
+            await _record(conn, policy_id, _failed(Code.POLICY_RUN_TIMEOUT), False, taken["every"])
+        raise ProblemError(
+            503,
+            "policy-run-timeout",
+            "Service Unavailable",
+            f"The run took longer than {settings.policy_run_timeout_seconds:g} s (a post it "
+            "needed was locked by another change, or the database was busy), so nothing was "
+            f"changed. Run it again in {RUN_AGAIN_SECONDS} s.",
+            code=Code.POLICY_RUN_TIMEOUT,
+            headers={"Retry-After": str(RUN_AGAIN_SECONDS)},
+            details={"retry_after_seconds": RUN_AGAIN_SECONDS},
+        ) from None
     return await get(pool, principal, policy_id), last
 
 
 async def _one_due(pool: asyncpg.Pool, settings: Settings) -> Ran | None:
-    """Runs the longest overdue policy, if any is due; a run that fails is recorded failed."""
-    async with pool.acquire() as conn:
-        taken: asyncpg.Record | None = None
-        try:
-            async with conn.transaction():
-                taken = await conn.fetchrow(SQL_TAKE_DUE)
-                if taken is None:
-                    return None
-                return await run_locked(conn, taken, settings, scheduled=True)
-        except (asyncpg.PostgresError, ProblemError) as exc:
+    """Runs the longest overdue policy, if any is due. A run that fails for any reason is
+    recorded on its policy, which backs off, and the tick goes on; only losing the database
+    itself stops the tick."""
+    taken: asyncpg.Record | None = None
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            taken = await conn.fetchrow(SQL_TAKE_DUE)
             if taken is None:
-                raise
-            # Rolled back: recorded, its clock moved on unless the site's budget held it.
-            log.warning("cleanup policy %s: its run did not go through (%r)", taken["id"], exc)
-            site_held = isinstance(exc, ProblemError) and exc.reason == Code.SITE_BUDGET_EXCEEDED
-            if isinstance(exc, ProblemError) and exc.reason in BUDGETS:
-                last = LastRun(datetime.now(UTC), "deferred", 0, 0, None)
-            else:
-                last = _failed(exc.reason if isinstance(exc, ProblemError) else Code.INTERNAL)
-            async with conn.transaction():
-                await _record(conn, taken["id"], last, not site_held, taken["every"])
-            return Ran(last, taken["owner_id"], site_held=site_held)
+                return None
+            return await run_locked(conn, taken, settings, scheduled=True)
+    except Exception as exc:
+        if taken is None or _lost(exc):
+            raise
+        failure = exc
+    # Rolled back (its connection may be gone): recorded in a transaction of its own.
+    log.warning("cleanup policy %s: its run did not go through (%r)", taken["id"], failure)
+    site_held = isinstance(failure, ProblemError) and failure.reason == Code.SITE_BUDGET_EXCEEDED
+    backoff = False
+    if isinstance(failure, ProblemError) and failure.reason in BUDGETS:
+        last = LastRun(datetime.now(UTC), "deferred", 0, 0, None)
+    elif isinstance(failure, TIMED_OUT):
+        last, backoff = _failed(Code.POLICY_RUN_TIMEOUT), True
+    else:
+        if not isinstance(failure, asyncpg.PostgresError | ProblemError):
+            log.error("cleanup policy %s: its run failed", taken["id"], exc_info=failure)
+        reason = failure.reason if isinstance(failure, ProblemError) else Code.INTERNAL
+        last, backoff = _failed(reason), True
+    async with pool.acquire() as conn:
+        await _record(
+            conn,
+            taken["id"],
+            last,
+            not site_held,
+            taken["every"],
+            backoff=backoff,
+            taken_at=taken["next_run_at"],
+        )
+    return Ran(last, taken["owner_id"], site_held=site_held)
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether `exc` is the database out of reach (the tick stops), not this run's failure."""
+    return isinstance(exc, TRANSIENT) and not isinstance(exc, TIMED_OUT)
 
 
 async def run_due_policies(ctx: dict[str, Any]) -> int:
@@ -197,6 +317,7 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
                 break
             ran += 1
             changed += one.last.changed_count
+            st.metrics.scheduled_runs.labels("cleanup_policy", one.last.status).inc()
             # Sent at once while a whole send fits in the tick's time; the sweep sends the rest.
             if one.email_owed and time.monotonic() + send_seconds(st.settings) < until:
                 await _email(st.pool, st.settings, one.email_owed)

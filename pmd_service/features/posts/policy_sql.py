@@ -54,11 +54,13 @@ def kept(alias: str, s: Slots) -> str:
 
 
 def candidate(alias: str, s: Slots) -> str:
-    """SQL: the post `alias` is one a run of the policy would change now."""
+    """SQL: the post `alias` is one a run of the policy would change now (never one the site
+    promoted)."""
     c = alias
     return f"""(
     {c}.owner_id = {s.owner}::int AND {c}.kind = 'artwork' AND NOT {c}.deleted_by_user
     AND NOT {c}.hidden_by_mod AND ({s.action}::text <> 'hide' OR NOT {c}.hidden_by_user)
+    AND {c}.promoted_at IS NULL
     AND {c}.created_at < {s.cutoff}::timestamptz
     AND {predicate(s.filter_first, c)}
     AND NOT {kept(c, s)}

@@ -14,6 +14,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.db import create_pool
+from pmd_service.features.posts.policies import COLUMNS
 from pmd_service.features.posts.policy_runs import run_due_policies, run_locked
 from pmd_service.jobs.context import job_context
 from support.seeding import Factory, UserRow
@@ -272,9 +273,7 @@ async def test_a_run_killed_before_it_committed_runs_once_on_the_next_tick(
         async with dying.acquire() as conn:
             await conn.execute("BEGIN")
             row = await conn.fetchrow(
-                "SELECT id, owner_id, name, action, filter, older_than_days, keep, every, "
-                "enabled, notify, created_at, next_run_at, last_run FROM cleanup_policies "
-                "WHERE id = $1 FOR UPDATE",
+                f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 FOR UPDATE",
                 uuid.UUID(made["id"]),
             )
             assert row is not None

@@ -88,6 +88,10 @@ ELSEWHERE |= {
     Code.POLICY_OWNER_ONLY: _POLICIES + "test_a_moderator_reads_and_pauses_another_owner_gets_404",
     Code.TOO_MANY_POLICIES: _POLICIES + "test_an_owner_may_have_at_most_the_settings_policies",
     Code.POLICY_WIDENS: _POLICIES + "test_a_widening_needs_its_count_narrowing_and_pausing_do_not",
+    Code.POLICY_PAUSED_BY_MODERATOR: "tests/api/posts/test_policy_guards.py::"
+    "test_a_moderators_pause_binds_until_a_moderator_lifts_it",
+    Code.POLICY_RUN_TIMEOUT: "tests/api/posts/test_policy_guards.py::"
+    "test_run_now_held_up_by_a_locked_post_answers_503_and_says_so",
 }
 
 UNPROVOKED: dict[Code, str] = {
@@ -502,6 +506,9 @@ def _own(
         ("post", UNDO, Code.RATE_LIMITED): lambda: paced(
             f"/api/pmd/actions/{uuid.uuid4()}/undo", dict
         ),
+        ("post", POLICY_RUN, Code.RATE_LIMITED): lambda: paced(
+            f"/api/pmd/policies/{uuid.uuid4()}/run", dict
+        ),
         ("get", "/api/pmd/posts", Code.INVALID_CURSOR): lambda: now(
             get("/api/pmd/posts", cursor="nonsense")
         ),
@@ -621,6 +628,19 @@ def _own(
             post(
                 "/api/pmd/policies",
                 POLICY | {"filter": {"created_after": "soon"}, "expect_count": 0},
+            )
+        ),
+        ("post", "/api/pmd/policies/preview", Code.INVALID_TAGS): lambda: now(
+            post("/api/pmd/policies/preview", POLICY | {"keep": {"hashtags": ["#"]}})
+        ),
+        ("post", "/api/pmd/policies", Code.INVALID_TAGS): lambda: now(
+            post("/api/pmd/policies", POLICY | {"keep": {"hashtags": [""]}, "expect_count": 0})
+        ),
+        ("patch", POLICY_URL, Code.INVALID_TAGS): lambda: now(
+            (
+                "PATCH",
+                f"/api/pmd/policies/{w.policy}",
+                {"headers": o.auth, "json": {"keep": {"hashtags": [" # "]}}},
             )
         ),
         ("post", "/api/pmd/policies", Code.COUNT_CHANGED): lambda: now(
