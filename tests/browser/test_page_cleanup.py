@@ -1,12 +1,14 @@
 """The page's "Cleanup" panel (issue 68) in Chromium against a real server and worker: a
 newcomer writes a policy, sees what it would change before saving it (and again when the posts
-changed meanwhile), runs it now and undoes the run from "Recent actions"; a moderator may only
-pause one, and the owner resumes it on the count it would change; the panel is usable by
-keyboard and clean under axe-core, and gone where the site turned policies off. Saves
+changed meanwhile), runs it now and undoes the run from "Recent actions", edits one (a widening
+saved on the count approved; issue 75); a moderator's pause binds until a moderator lifts it, and
+the owner resumes it on the count it would change; a failed or held run says so; the panel is
+usable by keyboard and clean under axe-core, and gone where the site turned policies off. Saves
 docs/screenshots/cleanup-policy.png when PMD_SCREENSHOTS names a folder."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -155,11 +157,25 @@ async def test_a_moderator_may_only_pause_and_the_owner_resumes_on_its_count(
     await expect(page.locator("#cleanup-form")).to_be_hidden()
     await item.get_by_role("button", name="Pause").click()
     await expect(item).to_have_attribute("data-enabled", "false")
-    await expect(item.get_by_role("button")).to_have_count(0)
+    await expect(item).to_have_attribute("data-paused-by-moderator", "true")
+    await expect(item.get_by_role("button")).to_have_text(["Lift the pause"])
     listed = await api(stack, owner, "GET", POLICIES)
     assert [(p["id"], p["enabled"]) for p in listed["items"]] == [(made["id"], False)]
 
-    # The owner turns it on again only on the count its next run would change.
+    # The moderator's pause binds: the owner's Resume is off, the row saying why.
+    own, own_watch = await open_page(browser, stack, owner)
+    mine = own.locator("#cleanup-list li")
+    await expect(mine).to_have_attribute("data-paused-by-moderator", "true")
+    resume = mine.get_by_role("button", name="Resume")
+    await expect(resume).to_be_disabled()
+    why = await resume.get_attribute("aria-describedby")
+    assert why and f"policy-runs-{made['id']}" in why.split()
+    await own.context.close()
+
+    # Lifted by the moderator, the owner turns it on again only on the count it would change.
+    await item.get_by_role("button", name="Lift the pause").click()
+    await expect(item).to_have_attribute("data-paused-by-moderator", "false")
+    await expect(item.get_by_role("button")).to_have_count(0)
     own, own_watch = await open_page(browser, stack, owner)
     mine = own.locator("#cleanup-list li")
     await expect(mine).to_have_attribute("data-enabled", "false")
@@ -171,8 +187,59 @@ async def test_a_moderator_may_only_pause_and_the_owner_resumes_on_its_count(
     first, second = _patches(own_watch)
     assert first == {"enabled": True}
     assert second["expect_count"] == 1 and second["expect_digest"]
+    assert _patches(watch) == [{"enabled": False}, {"paused_by_moderator": False}]
     assert await hidden(pool, ids) == []
     assert watch.errors == [] and own_watch.errors == []
+
+
+async def test_a_failed_a_held_and_a_moderators_paused_policy_each_say_so(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids = await artist(factory, 4)
+    for post_id in ids[:3]:
+        await _age(pool, post_id, 500)
+    failed = await _policy(stack, owner, name="Failing")
+    held = await _policy(stack, owner, name="Held")
+    paused = await _policy(stack, owner, name="Paused")
+    # A run cut off by its time bounds; a run held at 3 posts when 1 was approved.
+    ran = {"at": "2026-01-01T00:00:00Z", "changed_count": 0, "error_code": None}
+    await pool.execute(
+        "UPDATE cleanup_policies SET last_run = $2 WHERE id = $1",
+        uuid.UUID(failed["id"]),
+        {**ran, "status": "failed", "left_count": 0, "error_code": "policy_run_timeout"},
+    )
+    await pool.execute(
+        "UPDATE cleanup_policies SET last_run = $2, approved_count = 1 WHERE id = $1",
+        uuid.UUID(held["id"]),
+        {**ran, "status": "held", "left_count": 3},
+    )
+    moderator = await factory.user(roles=["user", "moderator"])
+    path = f"{POLICIES}/{paused['id']}?target_sqid={owner.sqid}"
+    await api(stack, moderator, "PATCH", path, {"enabled": False})
+
+    page, watch = await open_page(browser, stack, owner)
+    rows = page.locator("#cleanup-list li")
+    await expect(rows).to_have_count(3)
+    failing, holding, pausing = rows.nth(0), rows.nth(1), rows.nth(2)
+    await expect(failing).to_have_attribute("data-last-run", "failed")
+    await expect(failing.locator(".status-failed")).not_to_have_count(0)
+    await expect(failing.locator(".policy-runs")).not_to_contain_text("policy_run_timeout")
+    await expect(holding).to_have_attribute("data-last-run", "held")
+    await expect(pausing).to_have_attribute("data-paused-by-moderator", "true")
+    await expect(pausing.get_by_role("button", name="Resume")).to_be_disabled()
+    assert await serious_violations(page) == []
+
+    # The held run goes on once its owner approves the count it would change now.
+    await holding.get_by_role("button", name="Approve 3 posts…").click()
+    dialog = page.locator("#confirm")
+    await expect(dialog).to_contain_text("3 posts")
+    await dialog.get_by_role("button", name="Approve").click()
+    await expect(holding.get_by_role("button", name="Approve 3 posts…")).to_have_count(0)
+    assert _patches(watch) == [{"expect_count": 3}]
+    stored = await api(stack, owner, "GET", f"{POLICIES}/{held['id']}")
+    assert stored["approved_count"] == 3
+    assert await hidden(pool, ids) == []
+    assert watch.errors == []
 
 
 async def test_the_panel_by_keyboard_and_under_axe_light_and_dark(

@@ -28,6 +28,11 @@ const DOES = { hide: "Hides", delete: "Deletes" };
 const FAILED = {
   invalid_filter: "its filter names what the site no longer has (a license?)",
   internal: "the server failed; the next run tries again",
+  policy_run_timeout: "it took longer than a run may (a post it needed was busy); the next " +
+    "run tries again",
+  account_banned: "the account is banned; no policy of it runs meanwhile",
+  account_deactivated: "the account is deactivated; no policy of it runs meanwhile",
+  user_not_found: "the account is gone",
 };
 const failedWords = (code) => FAILED[code] ?? code ?? "unknown";
 
@@ -186,9 +191,11 @@ export class Cleanup {
     return true;
   }
 
-  // While a batch runs, no policy runs from here.
+  // While a batch runs, no policy runs from here; a button a moderator's pause locks stays so.
   setDisabled(disabled) {
-    for (const b of this.list.querySelectorAll("button")) b.disabled = disabled;
+    for (const b of this.list.querySelectorAll("button")) {
+      b.disabled = disabled || b.dataset.locked === "true";
+    }
   }
 
   // --- the form ---
@@ -581,12 +588,24 @@ export class Cleanup {
     const li = el("li", "policy");
     li.dataset.id = policy.id;
     li.dataset.enabled = String(policy.enabled);
+    // Fields a server before them does not send are false.
+    const byModerator = policy.paused_by_moderator === true;
+    li.dataset.pausedByModerator = String(byModerator);
+    li.dataset.lastRun = policy.last_run?.status ?? "none";
     const head = el("div", "policy-head");
     const name = el("h3", "policy-name", policy.name);
     name.id = `policy-${policy.id}`;
     head.append(name);
-    if (!policy.enabled) head.append(el("span", "badge status-paused", "Paused"));
-    li.append(head, el("p", "policy-rule", this.ruleWords(policy)), this.runsLine(policy));
+    if (byModerator) head.append(el("span", "badge status-paused", "Paused by a moderator"));
+    else if (!policy.enabled) head.append(el("span", "badge status-paused", "Paused"));
+    const held = this.awaitsApproval(policy);
+    if (held) head.append(el("span", "badge status-held", "Waiting for your approval"));
+    if (policy.last_run?.status === "failed") {
+      head.append(el("span", "badge status-failed", "Last run failed"));
+    }
+    const runs = this.runsLine(policy);
+    runs.id = `policy-runs-${policy.id}`;
+    li.append(head, el("p", "policy-rule", this.ruleWords(policy)), runs);
     const buttons = el("div", "policy-buttons");
     const button = (text, todo, cls = "") => {
       const b = el("button", cls, text);
@@ -594,11 +613,24 @@ export class Cleanup {
       b.dataset.do = todo;
       b.setAttribute("aria-describedby", name.id);
       buttons.append(b);
+      return b;
     };
+    if (held && !this.asModerator) {
+      button(`Approve ${fmt.plural(held, "post")}…`, "approve", "primary");
+    }
     if (!this.asModerator) button("Run now", "run");
     if (!this.asModerator) button("Edit", "edit");
     if (policy.enabled) button("Pause", "pause");
-    else if (!this.asModerator) button("Resume", "resume");
+    else if (this.asModerator && byModerator) button("Lift the pause", "lift");
+    else if (!this.asModerator) {
+      const resume = button("Resume", "resume");
+      if (byModerator) {
+        // Only a moderator lifts their pause: the line above says so.
+        resume.dataset.locked = "true";
+        resume.disabled = true;
+        resume.setAttribute("aria-describedby", `${name.id} ${runs.id}`);
+      }
+    }
     if (!this.asModerator) button("Delete policy…", "delete", "danger");
     if (buttons.children.length) li.append(buttons);
     return li;
@@ -629,6 +661,13 @@ export class Cleanup {
       const did = DID[policy.action];
       if (last.status === "failed") {
         p.append(": ", el("span", "status-failed", `failed: ${failedWords(last.error_code)}.`));
+      } else if (last.status === "held") {
+        const approved = policy.approved_count;
+        p.append(`: held, it changed nothing. It would ${VERB[policy.action]} ` +
+          `${fmt.plural(last.left_count, "post")}, far more than the ` +
+          `${approved === null || approved === undefined ? "" : `${fmt.count(approved)} `}` +
+          `you approved; ${this.awaitsApproval(policy) ? "it waits for your approval."
+            : "approved since: its next run takes them."}`);
       } else if (last.status === "deferred") {
         p.append(`: ${did} ${fmt.plural(last.changed_count, "post")}; ` +
           `${fmt.count(last.left_count)} left for the next run (the limit of posts changed ` +
@@ -640,7 +679,11 @@ export class Cleanup {
       }
     }
     p.append(" ");
-    if (!policy.enabled) {
+    if (policy.paused_by_moderator === true) {
+      p.append(this.asModerator
+        ? "A moderator paused it: it stays paused until a moderator lifts that."
+        : "A moderator paused it: only a moderator can lift that, then you can resume it.");
+    } else if (!policy.enabled) {
       p.append("Paused: it does not run until resumed.");
     } else if (!policy.next_run_at || new Date(policy.next_run_at) <= Date.now()) {
       p.append("Next run within a minute.");
@@ -664,13 +707,56 @@ export class Cleanup {
     await this.refresh();
   }
 
+  // The posts a held run would change, while its owner has not approved that many; else 0.
+  awaitsApproval(policy) {
+    const last = policy.last_run;
+    if (last?.status !== "held") return 0;
+    const approved = policy.approved_count;
+    return approved !== null && approved !== undefined && approved >= last.left_count
+      ? 0 : last.left_count;
+  }
+
+  // A held run goes on once its owner approves the count it would change now.
+  async approve(policy) {
+    const n = this.awaitsApproval(policy);
+    const dialog = {
+      title: `Approve what “${policy.name}” would ${VERB[policy.action]}?`,
+      text: (count) => `Its next run, within a minute, would ${VERB[policy.action]} ` +
+        `${fmt.plural(count, "post")} now, far more than you approved before. Each run can be ` +
+        "undone for 24 hours.",
+      ok: "Approve",
+      danger: policy.action === "delete",
+    };
+    if (!(await this.confirmAction({ ...dialog, text: dialog.text(n) }))) return;
+    try {
+      const approved = await this.withApproval(
+        (approval) => this.api.patch(`${POLICIES}/${policy.id}`, { expect_count: n, ...approval }),
+        dialog,
+      );
+      if (approved) this.toast(`Approved: “${policy.name}” runs within a minute.`, "ok");
+    } catch (error) {
+      this.failed(error);
+    }
+  }
+
+  // A moderator lifts their pause; the owner then turns the policy on, with its count.
+  async lift(policy) {
+    try {
+      await this.api.patch(`${POLICIES}/${policy.id}`, { paused_by_moderator: false });
+      this.toast(`Lifted the pause of “${policy.name}”: its owner may resume it.`, "ok");
+    } catch (error) {
+      this.failed(error);
+    }
+  }
+
   async run(policy) {
     let ran = false;
     await this.exclusive(async () => {
       try {
         const { run } = await this.api.post(`${POLICIES}/${policy.id}/run`);
         ran = run.changed_count > 0;
-        this.toast(this.ranWords(policy, run), run.status === "failed" ? "error" : "ok");
+        const kind = { failed: "error", held: "wait" }[run.status] ?? "ok";
+        this.toast(this.ranWords(policy, run), kind);
       } catch (error) {
         this.failed(error);
       }
@@ -681,6 +767,10 @@ export class Cleanup {
   ranWords(policy, run) {
     const name = `“${policy.name}”`;
     if (run.status === "failed") return `${name} did not run: ${failedWords(run.error_code)}.`;
+    if (run.status === "held") {
+      return `${name} changed nothing: it would ${VERB[policy.action]} ` +
+        `${fmt.plural(run.left_count, "post")}, far more than you approved. Approve them first.`;
+    }
     if (!run.changed_count) return `${name} found nothing to ${VERB[policy.action]} now.`;
     const did = `${name} ${DID[policy.action]} ${fmt.plural(run.changed_count, "post")}`;
     if (run.status === "deferred") {
