@@ -18,7 +18,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from pmd_service.core.locks import AdvisoryLock
 from pmd_service.core.settings import Settings
+from pmd_service.features.posts import pace
 from pmd_service.features.posts.policies import COLUMNS
 from pmd_service.features.posts.policy_runs import SQL_TAKE_DUE, run_due_policies
 from pmd_service.jobs.context import job_context, state
@@ -35,6 +37,7 @@ from tests.api.posts.test_cleanup_policies import (
     policy,
     preview,
 )
+from tests.api.posts.test_posts_concurrency import batches_waiting
 from tests.helpers import assert_problem
 
 Client = TestClient[Any, Any]
@@ -392,3 +395,26 @@ async def test_a_persons_batch_passes_when_the_policies_filled_the_sites_minute(
     made = await create(client, owner, policy())
     run = await (await client.post(f"{POLICIES}/{made['id']}/run", headers=owner.auth)).json()
     assert (run["run"]["status"], run["run"]["changed_count"]) == ("deferred", 0)
+
+
+async def test_a_run_refused_at_spend_by_the_sites_budget_stays_due(
+    client: Client, factory: Factory, worker_ctx: dict[str, Any], settings: Settings
+) -> None:
+    _, posts, made = await gallery_policy(client, factory)
+    await only_due(factory.pool, made)
+    async with factory.pool.acquire() as holder:
+        async with holder.transaction():
+            await holder.execute(pace.SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
+            tick = asyncio.ensure_future(run_due_policies(worker_ctx))
+            # The run has changed its posts and waits to spend; the policies' share goes meanwhile.
+            await batches_waiting(factory.pool, 1)
+            await holder.execute(
+                "INSERT INTO write_spends (user_id, as_moderator, posts, background) "
+                "VALUES (0, false, $1, true)",
+                settings.bulk_changed_posts_site_background_per_minute,
+            )
+        assert await tick == 1
+    assert await hidden(factory.pool, posts) == {"hidden"}
+    row = await stored(factory.pool, made)
+    # Deferred, not failed: due again at the next minute rather than a period later.
+    assert row["last_run"]["status"] == "deferred" and row["due"] and row["failures"] == 0
