@@ -84,6 +84,13 @@ KEYS: dict[str, Key] = {
     "policy_undo_until": _key("until"),
     "policy_button": _key(),
     "policy_why": _key(),
+    # A cleanup policy's run held for its owner's approval, whatever its `notify`.
+    "policy_held_subject": _key("name"),
+    "policy_held_hide": _key("count", "approved", "name", plural="count"),
+    "policy_held_delete": _key("count", "approved", "name", plural="count"),
+    "policy_held_approve": _key(),
+    "policy_held_button": _key(),
+    "policy_held_why": _key(),
 }
 
 Value = str | dict[str, str]

@@ -80,7 +80,68 @@ EMAIL = EmailTable(
 SQL_EMAILS_OWED = EMAIL.sql_emails_owed
 send_policy_run_email = EMAIL.send
 
+
+@dataclass(frozen=True)
+class PolicyHoldMail:
+    to: str
+    handle: str
+    user_sqid: str
+    policy_id: str
+    policy_name: str
+    action: str  # "hide" or "delete"
+    held_count: int
+    approved_count: int
+    request_id: str | None = None  # of the POST that ran it now; None for a scheduled run
+    locale: str | None = None  # the owner's `users.locale` (None: English)
+
+
+_HELD = {"hide": "policy_held_hide", "delete": "policy_held_delete"}
+
+
+def compose_policy_hold(settings: Settings, mail: PolicyHoldMail) -> EmailMessage:
+    """Links the posts page at the policy, whose Cleanup panel approves the count."""
+    link = page_link(settings, mail.user_sqid, f"policy={mail.policy_id}")
+    words = language.words(settings, mail.locale)
+    name = " ".join(mail.policy_name.split())
+    values = {"count": mail.held_count, "approved": mail.approved_count, "name": name}
+    body: list[Block] = [
+        Para((_HELD[mail.action], values), ("policy_held_approve", {})),
+        Button("policy_held_button"),
+    ]
+    subject = words.text("policy_held_subject", name=name)
+    email = Email(subject, mail.handle, body, "policy_held_why")
+    mid = message_id(settings, "policy-hold", mail.policy_id)
+    return email.message(settings, words, mail.to, link, mid, mail.request_id)
+
+
+# Owed while its owner has an account, for as long as the hold row is kept.
+_HOLD_OWES = "EXISTS (SELECT 1 FROM users u_to WHERE u_to.id = t.owner_id)"
+_TAKE_HOLD_EMAIL = """
+UPDATE cleanup_policy_holds t {take}
+FROM users owner
+WHERE {take_row} AND owner.id = t.owner_id
+RETURNING t.email_sent_at AS taken_at, t.request_id, t.policy_id::text AS policy_id,
+          t.policy_name, t.action, t.held_count, t.approved_count,
+          owner.email AS "to", owner.handle, {locale} AS locale,
+          coalesce(owner.public_sqid, '') AS user_sqid
+"""
+HOLD_EMAIL = EmailTable(
+    "cleanup policy hold",
+    "cleanup_policy_holds",
+    *takes(_TAKE_HOLD_EMAIL, "owner", _HOLD_OWES),
+    PolicyHoldMail,
+    compose_policy_hold,
+    owes=_HOLD_OWES,
+    since="held_at",
+)
+SQL_HOLD_EMAILS_OWED = HOLD_EMAIL.sql_emails_owed
+send_policy_hold_email = HOLD_EMAIL.send
+
 # The daily cleanup's (upkeep/cleanup.py), $1 its clock.
 _RUN_PURGE = f"ran_at < $1::timestamptz - interval '{UNDO_HOURS + KEPT_PAST_WINDOW_HOURS} hours'"
 POLICY_RUNS_PAST = f"SELECT count(*) FROM cleanup_policy_runs WHERE {_RUN_PURGE}"
 SQL_PURGE_POLICY_RUNS = f"DELETE FROM cleanup_policy_runs WHERE {_RUN_PURGE}"
+# A hold's row, a week on: its email went out or never will.
+_HOLD_PURGE = "held_at < $1::timestamptz - interval '7 days'"
+POLICY_HOLDS_PAST = f"SELECT count(*) FROM cleanup_policy_holds WHERE {_HOLD_PURGE}"
+SQL_PURGE_POLICY_HOLDS = f"DELETE FROM cleanup_policy_holds WHERE {_HOLD_PURGE}"

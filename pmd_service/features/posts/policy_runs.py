@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ from .actions import named
 from .batch_sql import SQL_POLICY_RUNS
 from .host_cache import FeedDrops, create_host_cache
 from .live import announce
-from .mail import send_policy_run_email
+from .mail import send_policy_hold_email, send_policy_run_email
 from .pace import Budget, hold_budget
 from .policies import (
     COLUMNS,
@@ -91,6 +92,14 @@ SELECT b.id, b.policy_id, b.owner_id, b.policy_name, b.action, b.changed_count, 
 FROM bulk_actions b WHERE b.id = $1
 """
 
+# A run held for its owner's approval, when it was not held already: its email is owed.
+SQL_HELD = """
+INSERT INTO cleanup_policy_holds (policy_id, owner_id, policy_name, action, held_count,
+                                  approved_count, request_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id
+"""
+
 # The refusals of a write's budgets, which only defer a run.
 BUDGETS = frozenset({Code.ROW_BUDGET_EXCEEDED, Code.SITE_BUDGET_EXCEEDED})
 # A run cut off by its bounds, or by the database's own guard against a lock cycle: busy, not
@@ -119,6 +128,7 @@ class Ran:
     notify: bool = False  # its policy's: an email to its owner after a run that changed posts
     # What it left, it left for the site's budget (a minute's): the tick stops until the next.
     site_held: bool = False
+    hold_id: uuid.UUID | None = None  # held for its owner's approval: the email owed
 
     @property
     def email_owed(self) -> uuid.UUID | None:
@@ -179,7 +189,20 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
     if _held(settings, row["approved_count"], candidates):
         last = LastRun(at, "held", 0, candidates, None)
         await _record(conn, policy_id, last, scheduled, row["every"])
-        return Ran(last, owner, fields.notify)
+        before = row["last_run"]
+        if before is not None and before.get("status") == "held":
+            return Ran(last, owner, fields.notify)  # its owner was told when it was first held
+        hold_id = await conn.fetchval(
+            SQL_HELD,
+            policy_id,
+            owner,
+            fields.name,
+            fields.action,
+            candidates,
+            row["approved_count"],
+            REQUEST_ID.get(),
+        )
+        return Ran(last, owner, fields.notify, hold_id=hold_id)
     limit = min(most, room.left)
     changed, action_id, ids = 0, None, []
     if limit > 0 and candidates:
@@ -320,7 +343,9 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
             st.metrics.scheduled_runs.labels("cleanup_policy", one.last.status).inc()
             # Sent at once while a whole send fits in the tick's time; the sweep sends the rest.
             if one.email_owed and time.monotonic() + send_seconds(st.settings) < until:
-                await _email(st.pool, st.settings, one.email_owed)
+                await _email(st.pool, st.settings, one.email_owed, send_policy_run_email)
+            if one.hold_id and time.monotonic() + send_seconds(st.settings) < until:
+                await _email(st.pool, st.settings, one.hold_id, send_policy_hold_email)
             if one.site_held:  # the site's minute is full: the next tick carries on
                 break
     except TRANSIENT as exc:
@@ -337,12 +362,17 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
     return ran
 
 
-async def _email(pool: asyncpg.Pool, settings: Settings, action_id: uuid.UUID) -> None:
-    """The run's email, taken and sent once; a failure is the sweep's to retry."""
+async def _email(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    row_id: uuid.UUID,
+    send: Callable[[asyncpg.Pool, Settings, uuid.UUID], Awaitable[bool]],
+) -> None:
+    """A run's or a hold's email, taken and sent once; a failure is the sweep's to retry."""
     try:
-        await send_policy_run_email(pool, settings, action_id)
+        await send(pool, settings, row_id)
     except Exception as exc:
-        log.warning("cleanup policy run %s: its email is left for the sweep (%r)", action_id, exc)
+        log.warning("cleanup policy email %s: left for the sweep (%r)", row_id, exc)
 
 
 async def _drop_host_feeds(settings: Settings) -> None:

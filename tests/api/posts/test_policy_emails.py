@@ -25,7 +25,15 @@ from pmd_service.upkeep.sweep import sweep
 from support.mailbox import Mailbox
 from support.seeding import Factory, UserRow
 from support.stack import free_port
-from tests.api.posts.test_cleanup_policies import POLICIES, create, gallery, hidden, policy
+from tests.api.posts.test_cleanup_policies import (
+    OLD,
+    POLICIES,
+    create,
+    due_now,
+    gallery,
+    hidden,
+    policy,
+)
 
 Client = TestClient[Any, Any]
 
@@ -196,3 +204,40 @@ async def test_an_email_is_owed_within_the_undo_window_and_its_row_goes_a_day_af
     await ran_ago(49)
     await daily_cleanup(worker_ctx)
     assert not await kept()
+
+
+async def test_a_held_run_emails_its_owner_once_whatever_its_notify(
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    smtp: Mailbox,
+    worker_ctx: dict[str, Any],
+) -> None:
+    sending = mailing(settings, smtp)
+    owner, posts = await gallery(factory)
+    await factory.pool.execute("UPDATE users SET locale = 'es' WHERE id = $1", owner.id)
+    made = await create(client, owner, policy())  # no `notify`
+    for _ in range(200):  # far more than the 3 its owner approved
+        await factory.post(owner, created_at=OLD)
+    async with job_context(sending) as ctx:
+        assert await run_due_policies(ctx) == 1
+        assert len(smtp.messages) == 1
+        # Held again at its next run: its owner was told already.
+        await due_now(factory.pool, made["id"])
+        assert await run_due_policies(ctx) == 1
+    assert await sweeps(sending, 2) == [0, 0]
+    assert await hidden(factory.pool, posts) == {"hidden"}
+    (message,) = smtp.messages
+    copy = words(sending, "es")
+    name = "Old and quiet"
+    assert message["To"] == f"{owner.handle}@example.com"
+    assert message["Subject"] == copy.text("policy_held_subject", name=name)
+    text = plain(message)
+    assert copy.text("policy_held_hide", count=203, approved=3, name=name) in text
+    assert f"{sending.base_url}/u/{owner.sqid}/posts?policy={made['id']}" in text
+    # A week on, the daily cleanup removes the hold's row.
+    await factory.pool.execute(
+        "UPDATE cleanup_policy_holds SET held_at = now() - interval '8 days'"
+    )
+    await daily_cleanup(worker_ctx)
+    assert await factory.pool.fetchval("SELECT count(*) FROM cleanup_policy_holds") == 0
