@@ -317,6 +317,22 @@ async def test_the_link_of_a_runs_email_shows_that_run_among_older_actions(
     assert watch.errors == []
 
 
+async def test_the_link_of_a_held_runs_email_shows_that_policy(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner, _ids, made = await _old_post_policy(stack, factory, 2, 500)
+    other = await _policy(stack, owner, name="Another rule")
+    page, watch = await open_page(browser, stack, owner, query=f"?policy={made['id']}")
+    linked = page.locator("#cleanup-list li.highlight")
+    await expect(linked).to_have_count(1)
+    await expect(linked).to_have_attribute("data-id", made["id"])
+    await expect(linked).to_be_in_viewport()
+    await expect(page.locator(f'#cleanup-list li[data-id="{other["id"]}"]')).not_to_have_class(
+        "policy highlight"
+    )
+    assert watch.errors == []
+
+
 async def test_a_policy_edited_and_widened_in_the_page(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:

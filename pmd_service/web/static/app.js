@@ -100,7 +100,7 @@ function boot() {
     describeFilter: (json) => filterWords(Object.fromEntries(Object.entries(json)
       .filter(([key]) => FORM_KEYS.includes(key))
       .map(([key, value]) => [key, Array.isArray(value) ? value : String(value)]))),
-    onRun: () => recent.refresh(),
+    onRun: () => recent.refresh(), highlightId: params.get("policy"),
   });
   // Exports are the owner's alone: a moderator looking at someone's posts never sees them.
   const exportsPanel = targetSqid

@@ -93,15 +93,19 @@ export class Cleanup {
   // `exclusive(work)`: runs a policy now as the page runs a batch and shows the posts as the
   // server holds them after it; `busy()`: a batch is running; `listFilter()`: the posts list's
   // filter, {json, words}; `describeFilter(json)`: a stored filter in the form's words;
-  // `onRun()`: a run changed posts ("Recent actions" lists it).
+  // `onRun()`: a run changed posts ("Recent actions" lists it); `highlightId`: the policy an
+  // email links to (`?policy=`), highlighted and scrolled to once the list comes.
   constructor(api, {
     toast, confirmAction, onError, exclusive, busy, listFilter, describeFilter, onRun,
+    highlightId = null,
   }) {
     this.api = api;
     this.asModerator = Boolean(api.targetSqid);
     Object.assign(this, {
       toast, confirmAction, onError, exclusive, busy, listFilter, describeFilter, onRun,
+      highlightId,
     });
+    this.revealed = false;
     this.items = [];
     this.limit = null;
     this.loaded = false;
@@ -576,6 +580,15 @@ export class Cleanup {
 
   render() {
     this.list.replaceChildren(...this.items.map((p) => this.row(p)));
+    const linked = this.highlightId
+      && this.list.querySelector(`li[data-id="${CSS.escape(this.highlightId)}"]`);
+    if (linked) {
+      linked.classList.add("highlight");
+      if (!this.revealed) {
+        this.revealed = true;
+        linked.scrollIntoView({ block: "center" });
+      }
+    }
     this.empty.hidden = this.items.length > 0;
     if (!this.items.length) {
       this.empty.textContent = this.asModerator
