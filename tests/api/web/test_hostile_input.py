@@ -244,7 +244,8 @@ def _text_fields(doc: dict[str, Any], schema: dict[str, Any], path: str = "") ->
         ]
     if kind == "array":
         return _text_fields(doc, schema["items"], f"{path}[0]")
-    if kind == "string" and "enum" not in schema and "const" not in schema:
+    # A string of a format (a uuid) is refused as malformed before its text is read.
+    if kind == "string" and not {"enum", "const", "format"} & schema.keys():
         return [path]
     return []
 
