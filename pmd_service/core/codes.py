@@ -275,7 +275,7 @@ TABLE: dict[Code, Entry] = {
     Code.UNDO_EXPIRED: Entry(410, "The action is older than the undo window", {"hours": "integer"}),
     Code.UNDO_DROPPED: Entry(410, "The action's undo history was dropped to make room for newer actions of the same person", {"kept_history_bytes": "integer"}),
     Code.UNDO_HISTORY_MISSING: Entry(410, "The previous release recorded the action, and its history is gone"),
-    Code.POLICIES_OFF: Entry(404, "Cleanup policies are turned off on this site (CLEANUP_POLICIES)"),
+    Code.POLICIES_OFF: Entry(404, "Cleanup policies are turned off on this site (CLEANUP_POLICIES), or off until the service can read the host's posts.promoted_at"),
     Code.POLICY_NOT_FOUND: Entry(404, "No cleanup policy with this id is the target's"),
     Code.POLICY_OWNER_ONLY: Entry(403, "Only the owner creates, changes, runs or deletes a cleanup policy; a moderator may read and pause one"),
     Code.TOO_MANY_POLICIES: Entry(409, "The owner has as many cleanup policies as allowed", {"limit": "integer"}),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import asyncpg
 from ..core.db import from_row
 from ..core.logs import request_id_set
 from ..core.settings import Settings
+from ..host.columns import host_column
 from .compose import Attempt, PlainAuthRefused, send
 
 log = logging.getLogger(__name__)
@@ -152,34 +152,11 @@ async def send_taken(
     return True
 
 
-# Whether the host's `users` has a `locale` column the service's role may read (else emails go
-# in English), asked of the catalog every LOCALE_RECHECK_SECONDS to see a host upgraded meanwhile.
-SQL_USERS_LOCALE = """
-SELECT found, found AND has_column_privilege($1, 'locale', 'SELECT') AS readable
-FROM (SELECT EXISTS (SELECT 1 FROM pg_attribute
-                     WHERE attrelid = to_regclass($1) AND attname = 'locale'
-                       AND attnum > 0 AND NOT attisdropped) AS found) f
-"""
-LOCALE_RECHECK_SECONDS = 600.0
-_users_locale: dict[tuple[str, str], tuple[float, bool]] = {}
-
-
 async def users_locale_readable(pool: asyncpg.Pool, settings: Settings) -> bool:
-    """Whether the take may read `users.locale` (see SQL_USERS_LOCALE)."""
+    """Whether the take may read `users.locale` (else emails go in English)."""
     where = (settings.database_url, settings.host_schema)
-    known = _users_locale.get(where)
-    if known is not None and time.monotonic() < known[0]:
-        return known[1]
-    table = f'"{settings.host_schema}".users'
-    row = await pool.fetchrow(SQL_USERS_LOCALE, table)
-    assert row is not None
-    if row["found"] and not row["readable"]:
-        log.warning(
-            "users.locale is there but the service's role may not read it: emails go in "
-            "English until the output of `python -m pmd_service grants` is run again"
-        )
-    _users_locale[where] = (time.monotonic() + LOCALE_RECHECK_SECONDS, row["readable"])
-    return bool(row["readable"])
+    locale = await host_column(pool, *where, "users", "locale", "emails go in English")
+    return locale.readable
 
 
 @dataclass(frozen=True)

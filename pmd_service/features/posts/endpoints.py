@@ -276,16 +276,25 @@ class PolicyRun(msgspec.Struct):
     run: LastRun
 
 
-def _policies_on(request: web.Request) -> None:
-    if not request.app[SETTINGS].cleanup_policies:
+async def _policies_on(request: web.Request) -> None:
+    settings = request.app[SETTINGS]
+    if not settings.cleanup_policies:
         raise not_found(
             "Cleanup policies are turned off on this site (CLEANUP_POLICIES).",
+            code=Code.POLICIES_OFF,
+        )
+    if not await policies.promotions_seen(request.app[DB_POOL], settings):
+        raise not_found(
+            "Cleanup policies are off on this site until the service can read the host's "
+            "posts.promoted_at (a policy keeps every post the site promoted): the host's "
+            "release of 2026-09-12 adds it, and `python -m pmd_service grants` lets the "
+            "service read it.",
             code=Code.POLICIES_OFF,
         )
 
 
 async def preview_policy(request: web.Request) -> web.Response:
-    _policies_on(request)
+    await _policies_on(request)
     body = await read_json(request, PreviewRequest)
     principal = await retarget(request, body.target_sqid)
     pool = request.app[DB_POOL]
@@ -293,7 +302,7 @@ async def preview_policy(request: web.Request) -> web.Response:
 
 
 async def create_policy(request: web.Request) -> web.Response:
-    _policies_on(request)
+    await _policies_on(request)
     body = await read_json(request, PolicyCreate)
     principal = await retarget(request, body.target_sqid)
     settings = request.app[SETTINGS]
@@ -302,7 +311,7 @@ async def create_policy(request: web.Request) -> web.Response:
 
 
 async def list_policies(request: web.Request) -> web.Response:
-    _policies_on(request)
+    await _policies_on(request)
     most = request.app[SETTINGS].policies_per_user
     return json_response(
         await policies.list_policies(request.app[DB_POOL], request[PRINCIPAL], most)
@@ -310,13 +319,13 @@ async def list_policies(request: web.Request) -> web.Response:
 
 
 async def get_policy(request: web.Request) -> web.Response:
-    _policies_on(request)
+    await _policies_on(request)
     pool, principal = request.app[DB_POOL], request[PRINCIPAL]
     return json_response(await policies.get(pool, principal, path_uuid(request)))
 
 
 async def change_policy(request: web.Request) -> web.Response:
-    _policies_on(request)
+    await _policies_on(request)
     body = await read_json(request, PolicyChange)
     principal = await retarget(request, body.target_sqid)
     return json_response(
@@ -325,13 +334,13 @@ async def change_policy(request: web.Request) -> web.Response:
 
 
 async def delete_policy(request: web.Request) -> web.Response:
-    _policies_on(request)
+    await _policies_on(request)
     await policies.delete(request.app[DB_POOL], request[PRINCIPAL], path_uuid(request))
     return web.Response(status=204)
 
 
 async def run_policy(request: web.Request) -> web.Response:
-    _policies_on(request)
+    await _policies_on(request)
     await _take_turn(request, request[PRINCIPAL])  # paced as the owner's actions are
     item, last = await policy_runs.run_now(
         request.app[DB_POOL], request[PRINCIPAL], path_uuid(request), request.app[SETTINGS]

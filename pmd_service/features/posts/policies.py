@@ -23,7 +23,9 @@ from ...core.problems import (
     not_found,
     validation_error,
 )
+from ...core.settings import Settings
 from ...host.access import Principal
+from ...host.columns import host_column
 from ...host.eligibility import Sqid
 from .batches import check_approval
 from .filters import MAX_COUNT, FilterKeys, PostFilter, Tag, check_filter, match_digest
@@ -263,6 +265,14 @@ SELECT EXISTS (SELECT 1 FROM posts p WHERE {_CANDIDATE} AND NOT {candidate("p", 
 SQL_DELETE = "DELETE FROM cleanup_policies WHERE id = $1 AND owner_id = $2 RETURNING id"
 # The last run's history entry, while its owner may still undo it.
 SQL_UNDOABLE = f"SELECT id FROM bulk_actions WHERE id = ANY($1::uuid[]) AND {UNDOABLE}"
+
+
+async def promotions_seen(pool: asyncpg.Pool, settings: Settings) -> bool:
+    """Whether the host's `posts.promoted_at` is there to read: without it a run could not keep
+    what the site promoted, so no policy runs, nor is one written."""
+    where = (settings.database_url, settings.host_schema)
+    column = await host_column(pool, *where, "posts", "promoted_at", "no cleanup policy runs")
+    return column.readable
 
 
 def missing(policy_id: uuid.UUID) -> ProblemError:

@@ -41,6 +41,7 @@ from .policies import (
     missing,
     owner_only,
     paused_by_moderator,
+    promotions_seen,
 )
 from .policy_sql import ALONE, candidate
 
@@ -329,7 +330,7 @@ def _lost(exc: BaseException) -> bool:
 async def run_due_policies(ctx: dict[str, Any]) -> int:
     """The worker's tick (a scheduled job of the posts feature): every due policy, once."""
     st = state(ctx)
-    if not st.settings.cleanup_policies:
+    if not st.settings.cleanup_policies or not await promotions_seen(st.pool, st.settings):
         return 0
     ran = changed = 0
     until = time.monotonic() + TICK_SECONDS

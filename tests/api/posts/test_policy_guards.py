@@ -23,6 +23,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.features.posts import pace
 from pmd_service.features.posts.policies import COLUMNS
 from pmd_service.features.posts.policy_runs import SQL_TAKE_DUE, run_due_policies
+from pmd_service.host import columns
 from pmd_service.jobs.context import job_context, state
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
@@ -38,6 +39,7 @@ from tests.api.posts.test_cleanup_policies import (
     preview,
 )
 from tests.api.posts.test_posts_concurrency import batches_waiting
+from tests.conftest import TestDatabase as ServiceDatabase
 from tests.helpers import assert_problem
 
 Client = TestClient[Any, Any]
@@ -418,3 +420,29 @@ async def test_a_run_refused_at_spend_by_the_sites_budget_stays_due(
     row = await stored(factory.pool, made)
     # Deferred, not failed: due again at the next minute rather than a period later.
     assert row["last_run"]["status"] == "deferred" and row["due"] and row["failures"] == 0
+
+
+async def test_without_the_hosts_promoted_at_no_policy_runs_nor_is_written(
+    client: Client,
+    factory: Factory,
+    worker_ctx: dict[str, Any],
+    test_database: ServiceDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner, posts, made = await gallery_policy(client, factory)
+    await only_due(factory.pool, made)
+    role = test_database.role
+    # A host before its release of 2026-09-12, or grants not run again since: unreadable.
+    await factory.pool.execute(f"REVOKE SELECT (promoted_at) ON posts FROM {role}")
+    monkeypatch.setattr(columns, "_known", {})
+    try:
+        resp = await client.post(f"{POLICIES}/preview", json=policy(), headers=owner.auth)
+        body = await assert_problem(resp, 404, "policies_off")
+        assert "promoted_at" in body["detail"]
+        assert await run_due_policies(worker_ctx) == 0
+        assert await hidden(factory.pool, posts) == {"hidden"}
+    finally:
+        await factory.pool.execute(f"GRANT SELECT (promoted_at) ON posts TO {role}")
+        monkeypatch.setattr(columns, "_known", {})
+    assert await run_due_policies(worker_ctx) == 1
+    assert await hidden(factory.pool, posts) == {"old1", "old2", "old3", "hidden"}
