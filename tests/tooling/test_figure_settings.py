@@ -36,7 +36,9 @@ def test_a_runs_changed_settings_are_kept_with_its_figures(figures: Path) -> Non
 
 
 def policies(figures: Path, **settings: object) -> None:
+    """The saved policies figures, with `settings` as their record (none given: unrecorded)."""
     saved = json.loads((runner.FIGURES / "policies.json").read_text())
+    saved.pop("settings", None)
     (figures / "policies.json").write_text(json.dumps(saved | settings))
 
 
