@@ -56,13 +56,14 @@ LIMIT 1
 FOR UPDATE SKIP LOCKED
 """
 SQL_TAKE_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2 FOR UPDATE"
-# The run's own bounds, below the pool's command timeout, so one slow run fails alone.
-SQL_RUN_BOUNDS = """
-SELECT set_config('statement_timeout', $1::text, true), set_config('lock_timeout', $2::text, true)
-"""
-# Whether the owner may act at all, as every call of theirs is checked (host/access.py).
-SQL_OWNER_STANDING = """
-SELECT deactivated, coalesce(banned_until > now(), false) AS banned FROM users WHERE id = $1
+# In one round trip: the run's own bounds ($2, $3), below the pool's command timeout so one
+# slow run fails alone, and whether the owner ($1) may act at all, as every call of theirs is
+# checked (host/access.py).
+SQL_RUN_START = """
+SELECT set_config('statement_timeout', $2::text, true), set_config('lock_timeout', $3::text, true),
+       u.id IS NOT NULL AS found, coalesce(u.deactivated, false) AS deactivated,
+       coalesce(u.banned_until > now(), false) AS banned
+FROM (SELECT 1) AS one LEFT JOIN users u ON u.id = $1
 """
 # A scheduled run ($3) moves next_run_at past now by whole periods: a late policy runs once.
 # A failed one ($5) backs off instead, $6 seconds doubled by each failure in a row up to its
@@ -141,11 +142,18 @@ def _failed(code: Code | str) -> LastRun:
     return LastRun(datetime.now(UTC), "failed", 0, 0, str(code))
 
 
-async def _runnable(conn: Any, owner: int, fields: PolicyFields) -> Checked | Code:
-    """The policy's statements' parameters, or why it may not run: its owner may not act
-    (banned, deactivated, gone), or its filter names a license the site has removed since."""
-    row = await conn.fetchrow(SQL_OWNER_STANDING, owner)
-    if row is None:
+async def _runnable(
+    conn: Any, owner: int, fields: PolicyFields, settings: Settings
+) -> Checked | Code:
+    """The run's bounds set, then its statements' parameters, or why it may not run: its owner
+    may not act (banned, deactivated, gone), or its filter names a license removed since."""
+    row = await conn.fetchrow(
+        SQL_RUN_START,
+        owner,
+        f"{round(settings.policy_run_timeout_seconds * 1000)}ms",
+        f"{round(settings.policy_lock_timeout_seconds * 1000)}ms",
+    )
+    if not row["found"]:
         return Code.USER_NOT_FOUND
     if row["deactivated"]:
         return Code.ACCOUNT_DEACTIVATED
@@ -170,13 +178,8 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
     """One run of the policy `row`, locked by the caller in its transaction; `scheduled`: a
     tick's. Bounded by the run's own timeouts, which end the caller's transaction."""
     owner, policy_id = row["owner_id"], row["id"]
-    await conn.fetchrow(
-        SQL_RUN_BOUNDS,
-        f"{round(settings.policy_run_timeout_seconds * 1000)}ms",
-        f"{round(settings.policy_lock_timeout_seconds * 1000)}ms",
-    )
     fields = fields_of(row)
-    checked = await _runnable(conn, owner, fields)
+    checked = await _runnable(conn, owner, fields, settings)
     if not isinstance(checked, Checked):
         last = _failed(checked)
         await _record(conn, policy_id, last, scheduled, row["every"])
@@ -237,13 +240,12 @@ async def _record(
     *,
     backoff: bool = False,
     taken_at: datetime | None = None,
-) -> bool:
-    """Whether it was recorded (with `taken_at`: only if no other run was since)."""
+) -> None:
+    """The run recorded on its policy (with `taken_at`: only if no other run was since)."""
     period = PERIODS[every].total_seconds()
-    done = await conn.execute(
+    await conn.execute(
         SQL_RECORD, policy_id, last, scheduled, period, backoff, BACKOFF_SECONDS, taken_at
     )
-    return bool(done != "UPDATE 0")
 
 
 async def run_now(
