@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -22,6 +23,9 @@ from ..core.migrate import create_host_tables
 from ..core.settings import ConfigError, mark_dev_servers
 
 log = logging.getLogger(__name__)
+
+# "2026-11-28 17:44:04.380 UTC [5675] " before each line of PostgreSQL's log.
+_STAMP = re.compile(r"^\S+ \S+ \S+ \[\d+\] ")
 
 # sun_path is 108 bytes on Linux; a deep checkout would overflow it.
 _MAX_SOCKET_PATH = 100
@@ -44,9 +48,28 @@ def start_postgres(pgdata: Path) -> str:
     # One process at a time: pgserver's start races with itself.
     with open(pgdata.parent / f".{pgdata.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        try:
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise EmbeddedError(_would_not_start(pgdata)) from exc
         uri: str = server.get_uri()
     return uri
+
+
+def _would_not_start(pgdata: Path) -> str:
+    # Its last two lines: the reason, then PostgreSQL's "FATAL: ... contains errors" and such.
+    lines = [_STAMP.sub("", line).strip() for line in _read_or_empty(pgdata / "log").splitlines()]
+    said = " / ".join([line for line in lines if line][-2:]) or "it wrote no log"
+    return (
+        f"the embedded PostgreSQL in {pgdata} would not start: {said} (its log: {pgdata / 'log'})"
+    )
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def _not_installed(server: str, variable: str) -> EmbeddedError:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,46 @@ def test_workers_starting_at_once_from_an_empty_folder_all_get_the_server(
     failed = [err for proc, (_, err) in zip(procs, results, strict=True) if proc.returncode != 0]
     assert not failed, failed[0]
     assert len(set(urls)) == 1 and urls[0].startswith("postgresql://"), urls
+
+
+_ONCE = """
+import sys
+from pathlib import Path
+from pmd_service.dev.embedded import EmbeddedError, start_postgres
+try:
+    print(start_postgres(Path(sys.argv[1])), flush=True)
+except EmbeddedError as exc:
+    sys.exit(str(exc))
+"""
+
+
+def _start_once(pgdata: Path) -> subprocess.CompletedProcess[str]:
+    """One process starts the server and exits, stopping it: as `make run` and Ctrl-C."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PYTHONWARNINGS")}
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _ONCE, str(pgdata)],
+        cwd=CHECKOUT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.fixture
+def pgdata() -> Iterator[Path]:
+    data = CHECKOUT / ".data" / f"again-{uuid.uuid4().hex[:8]}"
+    yield data / "test-pg"
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def test_a_server_that_will_not_start_is_one_line_with_its_log_s_reason(pgdata: Path) -> None:
+    first = _start_once(pgdata)
+    assert first.returncode == 0, first.stderr[-3000:]
+    with (pgdata / "postgresql.conf").open("a") as conf:
+        conf.write("\nshared_buffers = 'plenty'\n")
+    again = _start_once(pgdata)
+    said = again.stderr.strip().splitlines()[-1]
+    assert again.returncode == 1, again.stderr[-3000:]
+    assert said.startswith(f"the embedded PostgreSQL in {pgdata} would not start: "), said
+    assert "shared_buffers" in said and str(pgdata / "log") in said, said
