@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 
 from ...core.codes import Code
-from ...core.db import SET_CUSTOM_PLAN
 from ...core.logs import REQUEST_ID
 from ...core.problems import ProblemError
 from ...core.settings import Settings
@@ -57,10 +56,12 @@ FOR UPDATE SKIP LOCKED
 """
 SQL_TAKE_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2 FOR UPDATE"
 # In one round trip: the run's own bounds ($2, $3), below the pool's command timeout so one
-# slow run fails alone, and whether the owner ($1) may act at all, as every call of theirs is
-# checked (host/access.py).
+# slow run fails alone; custom plans for its count and statement (core/db.py's SET_CUSTOM_PLAN
+# says why); and whether the owner ($1) may act at all, as every call of theirs is checked
+# (host/access.py).
 SQL_RUN_START = """
 SELECT set_config('statement_timeout', $2::text, true), set_config('lock_timeout', $3::text, true),
+       set_config('plan_cache_mode', 'force_custom_plan', true),
        u.id IS NOT NULL AS found, coalesce(u.deactivated, false) AS deactivated,
        coalesce(u.banned_until > now(), false) AS banned
 FROM (SELECT 1) AS one LEFT JOIN users u ON u.id = $1
@@ -211,7 +212,6 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
     changed, action_id, ids = 0, None, []
     if limit > 0 and candidates:
         action = named(fields.action)
-        await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
         # ALONE's parameters, with the statement's $4 (no moderator), $5 and $8 (its room).
         args = (*params[:3], None, limit, *params[3:5], room.left, *params[5:], *action.fixed)
         done = await conn.fetchrow(SQL_POLICY_RUNS[fields.action], *args)
