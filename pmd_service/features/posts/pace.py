@@ -82,8 +82,33 @@ async def take_turn(redis: Redis, user_id: int, per_minute: int) -> None:
 
 # One lock per budget, so two writes against one budget never both read it as unspent.
 SQL_BUDGET_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
-# Posts one person changed within each window; clock_timestamp(): the lock may have waited.
-SQL_BUDGET_USED = """
+
+
+def _since(seconds: str) -> str:
+    """SQL: the start of a window `seconds` long; evaluated once as a subquery, so that it can
+    bound a scan of write_spends_site_idx; clock_timestamp(): the lock may have waited."""
+    return f"(SELECT clock_timestamp() - make_interval(secs => {seconds}::float8))"
+
+
+def _site_sum(seconds: str) -> str:
+    """SQL: the posts all owners changed in the window (moderators' spends are their own)."""
+    return (
+        "(SELECT coalesce(sum(posts), 0) FROM write_spends"
+        f" WHERE NOT as_moderator AND spent_at > {_since(seconds)})"
+    )
+
+
+def _background_sum(seconds: str) -> str:
+    """SQL: the policies' runs' share of it (write_spends_background_idx)."""
+    return (
+        "(SELECT coalesce(sum(posts), 0) FROM write_spends"
+        f" WHERE background AND spent_at > {_since(seconds)})"
+    )
+
+
+# In one statement after the person's lock: their posts changed within each window ($3, $4
+# seconds), the site's within the first when $5, the background share's when $6.
+SQL_BUDGET_USED = f"""
 WITH purged AS (
     DELETE FROM write_spends
     WHERE user_id = $1 AND as_moderator = $2
@@ -94,7 +119,9 @@ SELECT coalesce(sum(posts) FILTER (
            WHERE spent_at > clock_timestamp() - make_interval(secs => $3::float8)), 0) AS short,
        coalesce(sum(posts) FILTER (
            WHERE spent_at > clock_timestamp() - make_interval(secs => $4::float8)), 0) AS long,
-       (SELECT count(*) FROM purged) AS purged
+       (SELECT count(*) FROM purged) AS purged,
+       CASE WHEN $5::bool THEN {_site_sum("$3")} END AS site,
+       CASE WHEN $6::bool THEN {_background_sum("$3")} END AS background
 FROM write_spends WHERE user_id = $1 AND as_moderator = $2
 """
 # A refused write's wait: the window's spends, oldest first, with the seconds until each leaves.
@@ -106,39 +133,39 @@ WHERE user_id = $1 AND as_moderator = $2
   AND spent_at > clock_timestamp() - make_interval(secs => $3::float8)
 ORDER BY spent_at
 """
+# A moderator's spend, which the site's budget does not hold.
 SQL_BUDGET_SPEND = """
 INSERT INTO write_spends (user_id, as_moderator, posts, background) VALUES ($1, $2, $3, $4)
 """
-# Evaluated once as a subquery, so it can bound a scan of write_spends_site_idx.
-_SITE_SINCE = "(SELECT clock_timestamp() - make_interval(secs => $1::float8))"
-SQL_SITE_USED = f"""
-SELECT coalesce(sum(posts), 0) FROM write_spends
-WHERE NOT as_moderator AND spent_at > {_SITE_SINCE}
-"""
-# Rows another write holds are skipped: waiting on them under the site's lock could deadlock.
-SQL_SITE_PURGE = f"""
-DELETE FROM write_spends WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM write_spends
-    WHERE NOT as_moderator AND spent_at <= {_SITE_SINCE}
-    FOR UPDATE SKIP LOCKED))
+# An owner's spend, in one statement after the site's lock: what left the longest window ($5
+# seconds) purged, skipping rows another write holds (waiting on them under the site's lock
+# could deadlock), and the site's spends of the first window ($6) read as they were before
+# this one (the background share's too when $4), for the caller to refuse the write.
+SQL_SITE_SPEND = f"""
+WITH purged AS (
+    DELETE FROM write_spends WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM write_spends
+        WHERE NOT as_moderator AND spent_at <= {_since("$5")}
+        FOR UPDATE SKIP LOCKED))
+), spent AS (
+    INSERT INTO write_spends (user_id, as_moderator, posts, background) VALUES ($1, $2, $3, $4)
+)
+SELECT {_site_sum("$6")} AS site,
+       CASE WHEN $4::bool THEN {_background_sum("$6")} END AS background
 """
 # The site's spends of the window, as SQL_BUDGET_SPENDS ($1 the window's seconds).
 SQL_SITE_SPENDS = f"""
 SELECT posts, extract(epoch FROM spent_at + make_interval(secs => $1::float8)
                                 - clock_timestamp())::float8 AS leaves_in
 FROM write_spends
-WHERE NOT as_moderator AND spent_at > {_SITE_SINCE}
+WHERE NOT as_moderator AND spent_at > {_since("$1")}
 ORDER BY spent_at
-"""
-# The policies' runs' share: their spends of the window (write_spends_background_idx).
-SQL_BACKGROUND_USED = f"""
-SELECT coalesce(sum(posts), 0) FROM write_spends WHERE background AND spent_at > {_SITE_SINCE}
 """
 SQL_BACKGROUND_SPENDS = f"""
 SELECT posts, extract(epoch FROM spent_at + make_interval(secs => $1::float8)
                                 - clock_timestamp())::float8 AS leaves_in
 FROM write_spends
-WHERE background AND spent_at > {_SITE_SINCE}
+WHERE background AND spent_at > {_since("$1")}
 ORDER BY spent_at
 """
 
@@ -194,17 +221,15 @@ class _Used:
         return await conn.fetch(SQL_BUDGET_SPENDS, self.user_id, self.scope == "moderator", window)
 
 
-async def _site_used(conn: Conn, budget: Budget, background: bool) -> tuple[_Used, ...]:
-    """The site's budgets of a write: a person's keeps a batch's room whatever others spent;
-    a policy's run is held to the background share too."""
+def _site_used(budget: Budget, site: int, background: int | None) -> tuple[_Used, ...]:
+    """The site's budgets of a write, from its spends read: a person's keeps a batch's room
+    whatever others spent; a policy's run (`background` read) is held to its share too."""
     (short, _), _ = budget.windows()
-    used = await conn.fetchval(SQL_SITE_USED, float(short))
-    if not background:
-        return (_Used("site", None, short, budget.site_per_minute, used, floor=MAX_BATCH),)
-    share = await conn.fetchval(SQL_BACKGROUND_USED, float(short))
+    if background is None:
+        return (_Used("site", None, short, budget.site_per_minute, site, floor=MAX_BATCH),)
     return (
-        _Used("site", None, short, budget.site_per_minute, used),
-        _Used("background", None, short, budget.background_per_minute, share),
+        _Used("site", None, short, budget.site_per_minute, site),
+        _Used("background", None, short, budget.background_per_minute, background),
     )
 
 
@@ -233,16 +258,21 @@ class Room:
         """Count `changed` posts, or raise the refusal when the site's budget has no room."""
         if not changed:
             return
-        if self.site is not None:
-            # Locked only now, so owners' writes queue for it only just before commit.
-            await self.conn.execute(SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
-            _, (longest, _) = self.site.windows()
-            await self.conn.execute(SQL_SITE_PURGE, float(longest))
-            # A statement after the lock: its snapshot holds every spend committed before it.
-            site = await _site_used(self.conn, self.site, self.background)
-            if any(changed > b.left for b in site):
-                raise await _refusal(self.conn, site, changed)
-        await self.conn.execute(SQL_BUDGET_SPEND, *self.subject, changed, self.background)
+        if self.site is None:
+            await self.conn.execute(SQL_BUDGET_SPEND, *self.subject, changed, self.background)
+            return
+        # Locked only now, so owners' writes queue for it only just before commit.
+        await self.conn.execute(SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
+        (short, _), (longest, _) = self.site.windows()
+        # A statement after the lock: its snapshot holds every spend committed before it.
+        row = await self.conn.fetchrow(
+            SQL_SITE_SPEND, *self.subject, changed, self.background, float(longest), float(short)
+        )
+        assert row is not None  # a SELECT without FROM has its row
+        site = _site_used(self.site, row["site"], row["background"])
+        if any(changed > b.left for b in site):
+            # Its spend goes with the transaction this refusal rolls back.
+            raise await _refusal(self.conn, site, changed)
 
     async def refusal(self, requested: int) -> ProblemError:
         """429 for `requested` posts, waiting for the budget that frees up last."""
@@ -314,15 +344,23 @@ async def hold_budget(
         user_id, scope, lock = owner_id, "owner", AdvisoryLock.WRITE_BUDGET
     await conn.execute(SQL_BUDGET_LOCK, lock, user_id)
     # A statement after the lock: its snapshot holds every spend committed before it.
+    # Moderators skip the site's budget: artists filling it must not hold moderation off.
     as_moderator = scope == "moderator"
-    row = await conn.fetchrow(SQL_BUDGET_USED, user_id, as_moderator, float(short), float(long))
+    row = await conn.fetchrow(
+        SQL_BUDGET_USED,
+        user_id,
+        as_moderator,
+        float(short),
+        float(long),
+        not as_moderator,
+        background and not as_moderator,
+    )
     assert row is not None  # an aggregate always has its row
     used = [
         _Used(scope, user_id, short, short_limit, row["short"]),
         _Used(scope, user_id, long, long_limit, row["long"]),
     ]
     if as_moderator:
-        # Moderators skip the site's budget: artists filling it must not hold moderation off.
         return Room(conn, tuple(used), (user_id, True), None)
-    used.extend(await _site_used(conn, budget, background))
+    used.extend(_site_used(budget, row["site"], row["background"]))
     return Room(conn, tuple(used), (user_id, False), budget, background)

@@ -333,11 +333,8 @@ async def test_an_action_by_filter_is_planned_for_its_keys(
     assert sent == [
         pace.SQL_BUDGET_LOCK,
         pace.SQL_BUDGET_USED,
-        pace.SQL_SITE_USED,
         SET_CUSTOM_PLAN,
         batch_sql.statement(HIDE, moderator=False, by_filter=True),
         pace.SQL_BUDGET_LOCK,
-        pace.SQL_SITE_PURGE,
-        pace.SQL_SITE_USED,
-        pace.SQL_BUDGET_SPEND,
+        pace.SQL_SITE_SPEND,
     ]

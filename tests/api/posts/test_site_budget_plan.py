@@ -7,14 +7,23 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from pmd_service.features.posts.pace import SQL_SITE_PURGE, SQL_SITE_SPENDS, SQL_SITE_USED
+from pmd_service.features.posts.pace import SQL_BUDGET_USED, SQL_SITE_SPEND, SQL_SITE_SPENDS
+
+# Each statement with a write's parameters: an owner's policy run, a minute and an hour.
+STATEMENTS = {
+    "the read": (SQL_BUDGET_USED, (1, False, 60.0, 3600.0, True, True)),
+    "the spend": (SQL_SITE_SPEND, (1, False, 3, True, 3600.0, 60.0)),
+    "a refusal's wait": (SQL_SITE_SPENDS, (60.0,)),
+}
 
 
-@pytest.mark.parametrize("sql", [SQL_SITE_USED, SQL_SITE_PURGE, SQL_SITE_SPENDS])
+@pytest.mark.parametrize("name", STATEMENTS)
 async def test_the_sites_statements_bound_their_scan_by_the_window(
-    pool: asyncpg.Pool, sql: str
+    pool: asyncpg.Pool, name: str
 ) -> None:
+    sql, args = STATEMENTS[name]
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
-        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", 60.0))
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *args))
     assert "write_spends_site_idx" in plan and "Index Cond: (spent_at " in plan, plan
+    assert "Seq Scan on write_spends" not in plan, plan
