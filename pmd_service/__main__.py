@@ -23,7 +23,7 @@ from .core.logs import ResultLine
 from .core.migrate import HostTablesMissing
 from .core.settings import Settings
 from .core.startup import check_env, load_settings, report, wait_for_services
-from .features import COMMANDS as FEATURE_COMMANDS
+from .features.registry import COMMANDS as FEATURE_COMMANDS
 from .jobs.context import job_context
 from .mail.language import check_at_start as check_email_copy
 

@@ -14,7 +14,7 @@ from .core import job_codec, logs
 from .core.redis_client import worker_redis_settings
 from .core.settings import Settings
 from .core.startup import StartupError, load_settings, services_reachable, stop, wait_for_services
-from .features import JOB_KINDS, SCHEDULES
+from .features.registry import JOB_KINDS, SCHEDULES
 from .jobs import context
 from .jobs.arq_adapter import PmdWorker, arq_command_runs_pmd_worker, arq_lines_once
 from .jobs.driver import job_function

@@ -1,5 +1,5 @@
 """The stream's event kinds, as their features declare them (each feature's `events.py`, named
-in its manifest), in the one list the app hands the stream (`features/__init__.py`): the stream
+in its manifest), in the one list the app hands the stream (`features/registry.py`): the stream
 knows no feature, only this shape.
 
 An event is a row of the events table (`stream_events`): its `kind` column names the kind that

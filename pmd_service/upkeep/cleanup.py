@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ..core.objects import Upload, abort_uploads
-from ..features import JOB_KINDS as KINDS
-from ..features import PURGES
+from ..features.registry import JOB_KINDS as KINDS
+from ..features.registry import PURGES
 from ..host.vault import VaultPathError
 from ..jobs.context import state
 from ..jobs.kind import Expiry, JobKind

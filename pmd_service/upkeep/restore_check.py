@@ -17,7 +17,7 @@ from arq.connections import ArqRedis
 from arq.constants import default_queue_name, in_progress_key_prefix
 
 from ..core.problems import ProblemError
-from ..features import JOB_KINDS as KINDS
+from ..features.registry import JOB_KINDS as KINDS
 from ..jobs.context import WorkerState, state
 from ..jobs.kind import JobKind
 from ..jobs.restore import Look, RestoreCheck

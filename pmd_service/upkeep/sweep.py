@@ -9,8 +9,8 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
-from ..features import EMAILS
-from ..features import JOB_KINDS as KINDS
+from ..features.registry import EMAILS
+from ..features.registry import JOB_KINDS as KINDS
 from ..jobs.context import state
 from ..jobs.failures import TRANSIENT
 from ..jobs.kind import JobKind

@@ -27,7 +27,7 @@ from ..core.logs import quiet_malformed_requests
 from ..core.opening import open_pool
 from ..core.redis_client import create_redis
 from ..core.settings import Settings
-from ..features import ENDPOINTS, EVENT_KINDS, LIFETIMES, TICKETS
+from ..features.registry import ENDPOINTS, EVENT_KINDS, LIFETIMES, TICKETS
 from ..host.hostcheck import warn_if_host_lacks
 from ..sse import endpoints as sse
 from ..sse import lifetime as sse_hub

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..features import EVENT_KINDS
+from ..features.registry import EVENT_KINDS
 from ..sse import shapes
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ import msgspec
 
 from pmd_service.core.migrate import MIGRATIONS, apply_migrations, discover
 from pmd_service.core.payload_sql import Sql, build_object, watched
-from pmd_service.features import EVENT_KINDS as KINDS
 from pmd_service.features.bdr import event_sql as bdr_event_sql
 from pmd_service.features.bdr.events import BDR_UPDATE
 from pmd_service.features.bdr.schemas import ITEM_COLUMNS, ItemRow, bdr_item
 from pmd_service.features.exports import event_sql as export_event_sql
 from pmd_service.features.exports.events import EXPORT_UPDATE
 from pmd_service.features.exports.schemas import EVENT_PARTS, Payload, export_item, export_update
+from pmd_service.features.registry import EVENT_KINDS as KINDS
 from pmd_service.sse import shapes
 from support.stack import connected
 from tests.exports import plan_parts

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from pmd_service.features import EVENT_KINDS as KINDS
+from pmd_service.features.registry import EVENT_KINDS as KINDS
 from pmd_service.sse import replay
 from pmd_service.sse.kinds import Audience, EventKind, EventKinds, UnknownKind, reaches
 from pmd_service.sse.recent import RecentEvents

@@ -14,9 +14,9 @@ import aiohttp
 import asyncpg
 import msgspec
 
-from pmd_service.features import EVENT_KINDS as KINDS
 from pmd_service.features.exports.events import KIND
 from pmd_service.features.exports.schemas import EVENT_PARTS
+from pmd_service.features.registry import EVENT_KINDS as KINDS
 from support.seeding import Factory, UserRow
 from support.sse import SSE, open_stream
 from tests.exports import plan_parts
