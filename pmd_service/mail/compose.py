@@ -1,6 +1,7 @@
 """Every email's shape (text + HTML, in the recipient's language: language.py), of which each
-feature's mail.py makes its ready/failed email, and its sending with aiosmtplib; without
-SMTP_HOST they are logged instead (and kept in dev mode's mailbox, mailbox.py)."""
+feature's mail.py makes its emails (`Recipient`, `FeatureEmail`), and its sending with
+aiosmtplib; without SMTP_HOST they are logged instead (and kept in dev mode's mailbox,
+mailbox.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import asyncio
 import html
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import aiosmtplib
@@ -19,14 +20,9 @@ import aiosmtplib
 from ..core.codes import item_error
 from ..core.settings import Settings
 from . import language, mailbox
+from .links import page_link
 
 log = logging.getLogger(__name__)
-
-
-def message_id(settings: Settings, kind: str, row_id: str) -> str:
-    """The same on every attempt, so mail clients see a copy sent twice as one."""
-    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
-    return f"<{kind}-{row_id}@{domain}>"
 
 
 # One line of copy: its key and the values of its placeholders.
@@ -59,30 +55,53 @@ Block = Para | Button
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """The fields every feature's email has, its own after them: whom it goes to, in which
+    language, what its link opens and which request it answers."""
+
+    to: str
+    handle: str
+    user_sqid: str  # whose posts page the link opens
+    about: str  # the id the link opens there and the Message-ID names
+    # Keyword-only, so a feature's own fields come before them.
+    request_id: str | None = field(default=None, kw_only=True)  # the POST's that asked, to trace
+    locale: str | None = field(default=None, kw_only=True)  # `users.locale` (None: English)
+
+
+R = TypeVar("R", bound=Recipient)
+
+
+@dataclass(frozen=True)
 class Email:
-    """Every email's shape, as text and HTML from the same copy."""
+    """What an email says, in the recipient's words: its subject, its body, why it was sent."""
 
     subject: str
-    handle: str
     body: list[Block]
     why: str
 
-    def message(
-        self,
-        settings: Settings,
-        words: language.Words,
-        to: str,
-        link: str,
-        message_id: str,
-        request_id: str | None,
-    ) -> EmailMessage:
+
+@dataclass(frozen=True)
+class FeatureEmail(Generic[R]):
+    """A feature's email: what it says (`write`), its link (`?{link}=<about>` on the posts page)
+    and its Message-ID (`<{kind}-<about>@…>`, the same on every attempt, so mail clients see a
+    copy sent twice as one)."""
+
+    kind: str
+    link: str
+    write: Callable[[language.Words, R], Email]
+
+    def __call__(self, settings: Settings, mail: R) -> EmailMessage:
+        """As text and HTML from the same copy."""
+        words = language.words(settings, mail.locale)
+        email = self.write(words, mail)
+        link = page_link(settings, mail.user_sqid, f"{self.link}={mail.about}")
         site = urlsplit(settings.base_url).netloc
         greeting: Line = ("greeting_anonymous", {})
-        if self.handle:
-            greeting = ("greeting_named", {"handle": self.handle})
+        if mail.handle:
+            greeting = ("greeting_named", {"handle": mail.handle})
         text = [words.text(greeting[0], **greeting[1])]
         markup = [f"<p>{words.html(greeting[0], **greeting[1])}</p>"]
-        for block in self.body:
+        for block in email.body:
             if isinstance(block, Button):
                 label = words.text(block.key)
                 text.append(f"{label}\n{link}")
@@ -98,23 +117,24 @@ class Email:
             f'<p style="{SMALL_STYLE}">{words.html("bdr_fallback_link")}<br>'
             f'<a href="{html.escape(link)}">{html.escape(link)}</a></p>'
         )
-        text.append(words.text(self.why))
-        markup.append(f'<p style="{SMALL_STYLE}">{words.html(self.why)}</p>')
+        text.append(words.text(email.why))
+        markup.append(f'<p style="{SMALL_STYLE}">{words.html(email.why)}</p>')
         text.append(f"-- \n{words.text('footer', site=site)}")
         markup.append(f'<p style="{SMALL_STYLE}">{words.html("footer", site=site)}</p>')
 
         msg = EmailMessage()
         msg["From"] = settings.mail_from
-        msg["To"] = to
-        msg["Subject"] = self.subject
-        msg["Message-ID"] = message_id
-        if request_id:
-            msg["X-Request-ID"] = request_id
+        msg["To"] = mail.to
+        msg["Subject"] = email.subject
+        domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+        msg["Message-ID"] = f"<{self.kind}-{mail.about}@{domain}>"
+        if mail.request_id:
+            msg["X-Request-ID"] = mail.request_id
         msg.set_content("\n\n".join(text) + "\n")
         direction = words.locale.text_direction
         msg.add_alternative(
             f'<!doctype html><html lang="{html.escape(words.language)}" dir="{direction}"><head>'
-            f'<meta charset="utf-8"><title>{html.escape(self.subject)}</title></head>'
+            f'<meta charset="utf-8"><title>{html.escape(email.subject)}</title></head>'
             f'<body style="{BODY_STYLE}">{"".join(markup)}</body></html>',
             subtype="html",
         )

@@ -7,13 +7,11 @@ import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 from arq.connections import ArqRedis
 
 from ...core.codes import Code
-from ...core.settings import Settings
 from ...host.mentions import Mentions, resolve_ahead
 from ...jobs.context import WorkerState
 from ...jobs.driver import job_function
@@ -31,10 +29,9 @@ from ...jobs.kind import (
 )
 from ...jobs.queueing import MAX_ATTEMPTS
 from ...jobs.restore import Look, RestoreCheck, email_owed, not_queued
-from ...mail import language
-from ...mail.compose import Block, Button, Para, message_id, reason
+from ...mail.compose import Block, Button, FeatureEmail, Para, Recipient, reason
 from ...mail.compose import Email as Message
-from ...mail.links import page_link
+from ...mail.language import Words
 from ...mail.notify import OWED_ROW, EmailTable, takes
 from ...storage.budget import human_bytes
 from ...storage.zip_names import bdr_zip_names
@@ -216,38 +213,28 @@ class BdrZip(Archive):
 
 
 @dataclass(frozen=True)
-class BdrMail:
-    to: str
-    handle: str
-    user_sqid: str
-    bdr_id: str
+class BdrMail(Recipient):
     status: str  # "ready" or "failed"
     artwork_count: int
     expires_at: datetime | None
     error_code: str | None  # the row's stored reason (core/codes.py)
-    request_id: str | None = None  # of the POST that asked for it, for support to trace
-    locale: str | None = None  # the recipient's `users.locale` (None: English)
 
 
-def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
-    link = page_link(settings, mail.user_sqid, f"bdr={mail.bdr_id}")
-    words = language.words(settings, mail.locale)
+def _write(words: Words, mail: BdrMail) -> Message:
     count = mail.artwork_count
     if mail.status == "ready":
-        subject = words.text("bdr_subject", count=count)
         body: list[Block] = [
             Para(("bdr_ready", {"count": count}), ("bdr_count", {"count": count})),
             Button("bdr_button"),
         ]
         if mail.expires_at is not None:
             body.append(Para(("bdr_expiry", {"expires": mail.expires_at})))
-    else:
-        subject = words.text("bdr_failed_subject")
-        body = [Para(("bdr_failed", {}), reason(mail.error_code)), Button("bdr_failed_button")]
-    email = Message(subject, mail.handle, body, "bdr_why")
-    mid = message_id(settings, "bdr", mail.bdr_id)
-    return email.message(settings, words, mail.to, link, mid, mail.request_id)
+        return Message(words.text("bdr_subject", count=count), body, "bdr_why")
+    body = [Para(("bdr_failed", {}), reason(mail.error_code)), Button("bdr_failed_button")]
+    return Message(words.text("bdr_failed_subject"), body, "bdr_why")
 
+
+compose = FeatureEmail("bdr", "bdr", _write)
 
 # Taken atomically, so only one run sends it, to whoever asked (a moderator too), in their language.
 _TAKE_EMAIL = """
@@ -255,7 +242,7 @@ UPDATE batch_download_requests t {take}
 FROM users asker, users owner
 WHERE {take_row}
   AND asker.id = coalesce(t.requested_by, t.user_id) AND owner.id = t.user_id
-RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS bdr_id, t.status,
+RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS about, t.status,
           -- A skipped entry naming a `file` (a missing layers file) left its artwork in.
           t.artwork_count - (SELECT count(*) FROM jsonb_array_elements(t.skipped) s
                              WHERE NOT s ? 'file')::int AS artwork_count,

@@ -8,7 +8,6 @@ import threading
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -31,10 +30,9 @@ from ...jobs.kind import (
     job_owner,
 )
 from ...jobs.restore import Look, RestoreCheck, email_owed, not_queued
-from ...mail import language
-from ...mail.compose import Block, Button, Line, Para, message_id, reason
+from ...mail.compose import Block, Button, FeatureEmail, Line, Para, Recipient, reason
 from ...mail.compose import Email as Message
-from ...mail.links import page_link
+from ...mail.language import Words
 from ...mail.notify import OWED_ROW, EmailTable, takes
 from ...storage.zip_names import export_part_names
 from ...zipbuild.build import BuildCancelled, BuildResult, FileDigest, Trailing
@@ -365,19 +363,13 @@ def _metadata_only(plan: Plan, post_changes: dict[int, str] | None) -> set[int]:
 
 
 @dataclass(frozen=True)
-class ExportMail:
-    to: str
-    handle: str
-    user_sqid: str
-    export_id: str
+class ExportMail(Recipient):
     status: str  # "ready" or "failed"
     artwork_count: int
     part_count: int
     total_bytes: int
     expires_at: datetime | None
     error_code: str | None
-    request_id: str | None = None
-    locale: str | None = None
     # An incremental export: its changes since `changes_since` (null until planned).
     incremental: bool = False
     changes_since: datetime | None = None
@@ -386,39 +378,37 @@ class ExportMail:
     removed_count: int = 0
 
 
-def compose_export(settings: Settings, mail: ExportMail) -> EmailMessage:
-    """The page's link, never the files': a part is fetched signed in, and checked there."""
-    link = page_link(settings, mail.user_sqid, f"export={mail.export_id}")
-    words = language.words(settings, mail.locale)
+def _write(words: Words, mail: ExportMail) -> Message:
     count = mail.artwork_count
-    if mail.status == "ready":
-        parts = {"parts": mail.part_count, "size": words.size(mail.total_bytes)}
-        if mail.incremental and mail.changes_since is not None and mail.added_count is not None:
-            changes = {
-                "since": mail.changes_since,
-                "added": mail.added_count,
-                "changed": mail.changed_count or 0,
-                "removed": mail.removed_count,
-            }
-            subject = words.text("export_changes_subject", since=mail.changes_since)
-            opening: list[Line] = [("export_changes_ready", changes)]
-        else:
-            subject = words.text("export_subject", count=count)
-            opening = [("export_ready", {"count": count}), ("export_count", {"count": count})]
-        body: list[Block] = [Para(*opening, ("export_parts", parts)), Button("export_button")]
-        if mail.expires_at is not None:
-            body.append(Para(("export_expiry", {"expires": mail.expires_at}), ("export_check", {})))
-        else:
-            body.append(Para(("export_check", {})))
-    else:
-        subject = words.text("export_failed_subject")
+    if mail.status != "ready":
         lines: list[Line] = [("export_failed", {}), reason(mail.error_code)]
         if mail.expires_at is not None:
             lines.append(("export_failed_kept", {"expires": mail.expires_at}))
-        body = [Para(*lines), Button("export_failed_button")]
-    email = Message(subject, mail.handle, body, "export_why")
-    mid = message_id(settings, "export", mail.export_id)
-    return email.message(settings, words, mail.to, link, mid, mail.request_id)
+        body: list[Block] = [Para(*lines), Button("export_failed_button")]
+        return Message(words.text("export_failed_subject"), body, "export_why")
+    parts = {"parts": mail.part_count, "size": words.size(mail.total_bytes)}
+    if mail.incremental and mail.changes_since is not None and mail.added_count is not None:
+        changes = {
+            "since": mail.changes_since,
+            "added": mail.added_count,
+            "changed": mail.changed_count or 0,
+            "removed": mail.removed_count,
+        }
+        subject = words.text("export_changes_subject", since=mail.changes_since)
+        opening: list[Line] = [("export_changes_ready", changes)]
+    else:
+        subject = words.text("export_subject", count=count)
+        opening = [("export_ready", {"count": count}), ("export_count", {"count": count})]
+    body = [Para(*opening, ("export_parts", parts)), Button("export_button")]
+    if mail.expires_at is not None:
+        body.append(Para(("export_expiry", {"expires": mail.expires_at}), ("export_check", {})))
+    else:
+        body.append(Para(("export_check", {})))
+    return Message(subject, body, "export_why")
+
+
+# The page's link, never the files': a part is fetched signed in, and checked there.
+compose_export = FeatureEmail("export", "export", _write)
 
 
 # Taken as a BDR's is, to its owner, in the owner's language.
@@ -426,7 +416,7 @@ _TAKE_EXPORT_EMAIL = """
 UPDATE exports t {take}
 FROM users owner
 WHERE {take_row} AND owner.id = t.user_id
-RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS export_id, t.status,
+RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS about, t.status,
           t.total_bytes, t.expires_at, t.error_code, owner.email AS "to", owner.handle,
           {locale} AS locale, coalesce(owner.public_sqid, t.user_sqid, '') AS user_sqid,
           (SELECT count(*) FROM export_parts p WHERE p.export_id = t.id) AS part_count,

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 
-from ...core.settings import Settings
-from ...mail import language
-from ...mail.compose import Block, Button, Email, Para, message_id
-from ...mail.links import page_link
+from ...mail.compose import Block, Button, Email, FeatureEmail, Para, Recipient
+from ...mail.language import Words
 from ...mail.notify import EmailTable, takes
 from .undo import UNDO_HOURS
 
@@ -18,26 +15,17 @@ KEPT_PAST_WINDOW_HOURS = 24
 
 
 @dataclass(frozen=True)
-class PolicyRunMail:
-    to: str
-    handle: str
-    user_sqid: str
-    action_id: str  # the run's entry in the history
+class PolicyRunMail(Recipient):  # `about` the run's entry in the history
     policy_name: str
     action: str  # "hide" or "delete"
     changed_count: int
     undo_until: datetime
-    request_id: str | None = None  # of the POST that ran it now; None for a scheduled run
-    locale: str | None = None  # the owner's `users.locale` (None: English)
 
 
 _RAN = {"hide": "policy_hid", "delete": "policy_deleted"}
 
 
-def compose_policy_run(settings: Settings, mail: PolicyRunMail) -> EmailMessage:
-    """Links the posts page, whose "Recent actions" holds the undo (a POST no link can make)."""
-    link = page_link(settings, mail.user_sqid, f"action={mail.action_id}")
-    words = language.words(settings, mail.locale)
+def _write_run(words: Words, mail: PolicyRunMail) -> Email:
     # A header holds one line, whatever the owner typed.
     name = " ".join(mail.policy_name.split())
     values = {"count": mail.changed_count, "name": name}
@@ -45,9 +33,11 @@ def compose_policy_run(settings: Settings, mail: PolicyRunMail) -> EmailMessage:
         Para((_RAN[mail.action], values), ("policy_undo_until", {"until": mail.undo_until})),
         Button("policy_button"),
     ]
-    email = Email(words.text("policy_subject", name=name), mail.handle, body, "policy_why")
-    mid = message_id(settings, "policy-run", mail.action_id)
-    return email.message(settings, words, mail.to, link, mid, mail.request_id)
+    return Email(words.text("policy_subject", name=name), body, "policy_why")
+
+
+# Links the posts page, whose "Recent actions" holds the undo (a POST no link can make).
+compose_policy_run = FeatureEmail("policy-run", "action", _write_run)
 
 
 # Owed with `notify`, while the run can be undone and its owner has an account.
@@ -59,7 +49,7 @@ _TAKE_EMAIL = """
 UPDATE cleanup_policy_runs t {take}
 FROM users owner
 WHERE {take_row} AND owner.id = t.owner_id
-RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS action_id, t.policy_name,
+RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS about, t.policy_name,
           t.action, t.changed_count, t.ran_at + interval '{hours} hours' AS undo_until,
           owner.email AS "to", owner.handle, {locale} AS locale,
           coalesce(owner.public_sqid, '') AS user_sqid
@@ -82,36 +72,28 @@ send_policy_run_email = EMAIL.send
 
 
 @dataclass(frozen=True)
-class PolicyHoldMail:
-    to: str
-    handle: str
-    user_sqid: str
-    policy_id: str
+class PolicyHoldMail(Recipient):  # `about` the policy
     policy_name: str
     action: str  # "hide" or "delete"
     held_count: int
     approved_count: int
-    request_id: str | None = None  # of the POST that ran it now; None for a scheduled run
-    locale: str | None = None  # the owner's `users.locale` (None: English)
 
 
 _HELD = {"hide": "policy_held_hide", "delete": "policy_held_delete"}
 
 
-def compose_policy_hold(settings: Settings, mail: PolicyHoldMail) -> EmailMessage:
-    """Links the posts page at the policy, whose Cleanup panel approves the count."""
-    link = page_link(settings, mail.user_sqid, f"policy={mail.policy_id}")
-    words = language.words(settings, mail.locale)
+def _write_hold(words: Words, mail: PolicyHoldMail) -> Email:
     name = " ".join(mail.policy_name.split())
     values = {"count": mail.held_count, "approved": mail.approved_count, "name": name}
     body: list[Block] = [
         Para((_HELD[mail.action], values), ("policy_held_approve", {})),
         Button("policy_held_button"),
     ]
-    subject = words.text("policy_held_subject", name=name)
-    email = Email(subject, mail.handle, body, "policy_held_why")
-    mid = message_id(settings, "policy-hold", mail.policy_id)
-    return email.message(settings, words, mail.to, link, mid, mail.request_id)
+    return Email(words.text("policy_held_subject", name=name), body, "policy_held_why")
+
+
+# Links the posts page at the policy, whose Cleanup panel approves the count.
+compose_policy_hold = FeatureEmail("policy-hold", "policy", _write_hold)
 
 
 # Owed while its owner has an account, for as long as the hold row is kept.
@@ -120,7 +102,7 @@ _TAKE_HOLD_EMAIL = """
 UPDATE cleanup_policy_holds t {take}
 FROM users owner
 WHERE {take_row} AND owner.id = t.owner_id
-RETURNING t.email_sent_at AS taken_at, t.request_id, t.policy_id::text AS policy_id,
+RETURNING t.email_sent_at AS taken_at, t.request_id, t.policy_id::text AS about,
           t.policy_name, t.action, t.held_count, t.approved_count,
           owner.email AS "to", owner.handle, {locale} AS locale,
           coalesce(owner.public_sqid, '') AS user_sqid
