@@ -1,4 +1,5 @@
-"""A cleanup policy's run's email to its owner, owed within the run's undo window."""
+"""A cleanup policy's emails to its owner: a run's, owed within its undo window, and a held
+run's."""
 
 from __future__ import annotations
 
@@ -15,108 +16,110 @@ KEPT_PAST_WINDOW_HOURS = 24
 
 
 @dataclass(frozen=True)
-class PolicyRunMail(Recipient):  # `about` the run's entry in the history
+class PolicyMail(Recipient):
+    """What a run changed (`about` its entry in the history), or what a held run would have
+    changed (`about` the policy)."""
+
     policy_name: str
     action: str  # "hide" or "delete"
-    changed_count: int
-    undo_until: datetime
+    count: int
+    approved_count: int | None  # a held run's: the count its owner last approved
+    undo_until: datetime | None  # a run's: the end of its undo window
 
 
-_RAN = {"hide": "policy_hid", "delete": "policy_deleted"}
+@dataclass(frozen=True)
+class PolicyCopy:
+    """The keys of one of a policy's emails."""
+
+    subject: str
+    did: dict[str, str]  # its first line's, by action
+    then: str  # the line after it
+    button: str
+    why: str
+
+    def write(self, words: Words, mail: PolicyMail) -> Email:
+        # A header holds one line, whatever the owner typed.
+        name = " ".join(mail.policy_name.split())
+        # A key's copy names only its own placeholders (language.py checks), so both lines get all.
+        values: dict[str, object] = {"count": mail.count, "name": name}
+        values |= {"approved": mail.approved_count, "until": mail.undo_until}
+        body: list[Block] = [
+            Para((self.did[mail.action], values), (self.then, values)),
+            Button(self.button),
+        ]
+        return Email(words.text(self.subject, name=name), body, self.why)
 
 
-def _write_run(words: Words, mail: PolicyRunMail) -> Email:
-    # A header holds one line, whatever the owner typed.
-    name = " ".join(mail.policy_name.split())
-    values = {"count": mail.changed_count, "name": name}
-    body: list[Block] = [
-        Para((_RAN[mail.action], values), ("policy_undo_until", {"until": mail.undo_until})),
-        Button("policy_button"),
-    ]
-    return Email(words.text("policy_subject", name=name), body, "policy_why")
-
-
+_RAN = PolicyCopy(
+    "policy_subject",
+    {"hide": "policy_hid", "delete": "policy_deleted"},
+    "policy_undo_until",
+    "policy_button",
+    "policy_why",
+)
+_HELD = PolicyCopy(
+    "policy_held_subject",
+    {"hide": "policy_held_hide", "delete": "policy_held_delete"},
+    "policy_held_approve",
+    "policy_held_button",
+    "policy_held_why",
+)
 # Links the posts page, whose "Recent actions" holds the undo (a POST no link can make).
-compose_policy_run = FeatureEmail("policy-run", "action", _write_run)
+compose_policy_run = FeatureEmail("policy-run", "action", _RAN.write)
+# Links the posts page at the policy, whose Cleanup panel approves the count.
+compose_policy_hold = FeatureEmail("policy-hold", "policy", _HELD.write)
+
+# Taken as a BDR's is (features/bdr/job.py), to the policy's owner, in the owner's language.
+_TAKE_EMAIL = """
+UPDATE {table} t {take}
+FROM users owner
+WHERE {take_row} AND owner.id = t.owner_id
+RETURNING t.email_sent_at AS taken_at, t.request_id, {about}::text AS about, t.policy_name,
+          t.action, {count} AS count, {approved} AS approved_count, {until} AS undo_until,
+          owner.email AS "to", owner.handle, {locale} AS locale,
+          coalesce(owner.public_sqid, '') AS user_sqid
+"""
+
+
+def _table(
+    label: str, table: str, owes: str, since: str, write: FeatureEmail[PolicyMail], **fields: str
+) -> EmailTable[PolicyMail]:
+    """A policy's email owed by the rows of `table`, whose take returns `fields` as named."""
+    take = takes(_TAKE_EMAIL, "owner", owes, table=table, **fields)
+    return EmailTable(label, table, *take, PolicyMail, write, owes=owes, since=since)
 
 
 # Owed with `notify`, while the run can be undone and its owner has an account.
 _OWES = f"""t.send_email AND t.ran_at > now() - interval '{UNDO_HOURS} hours'
   AND EXISTS (SELECT 1 FROM users u_to WHERE u_to.id = t.owner_id)"""
-
-# Taken as a BDR's is (features/bdr/job.py), to the policy's owner, in the owner's language.
-_TAKE_EMAIL = """
-UPDATE cleanup_policy_runs t {take}
-FROM users owner
-WHERE {take_row} AND owner.id = t.owner_id
-RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS about, t.policy_name,
-          t.action, t.changed_count, t.ran_at + interval '{hours} hours' AS undo_until,
-          owner.email AS "to", owner.handle, {locale} AS locale,
-          coalesce(owner.public_sqid, '') AS user_sqid
-"""
-SQL_TAKE_EMAIL, SQL_TAKE_EMAIL_IN_ENGLISH = takes(
-    _TAKE_EMAIL, "owner", _OWES, hours=str(UNDO_HOURS)
-)
-EMAIL = EmailTable(
+EMAIL = _table(
     "cleanup policy run",
     "cleanup_policy_runs",
-    SQL_TAKE_EMAIL,
-    SQL_TAKE_EMAIL_IN_ENGLISH,
-    PolicyRunMail,
+    _OWES,
+    "ran_at",
     compose_policy_run,
-    owes=_OWES,
-    since="ran_at",
+    about="t.id",
+    count="t.changed_count",
+    approved="NULL::int",
+    until=f"t.ran_at + interval '{UNDO_HOURS} hours'",
 )
-SQL_EMAILS_OWED = EMAIL.sql_emails_owed
+SQL_TAKE_EMAIL, SQL_EMAILS_OWED = EMAIL.take, EMAIL.sql_emails_owed
 send_policy_run_email = EMAIL.send
-
-
-@dataclass(frozen=True)
-class PolicyHoldMail(Recipient):  # `about` the policy
-    policy_name: str
-    action: str  # "hide" or "delete"
-    held_count: int
-    approved_count: int
-
-
-_HELD = {"hide": "policy_held_hide", "delete": "policy_held_delete"}
-
-
-def _write_hold(words: Words, mail: PolicyHoldMail) -> Email:
-    name = " ".join(mail.policy_name.split())
-    values = {"count": mail.held_count, "approved": mail.approved_count, "name": name}
-    body: list[Block] = [
-        Para((_HELD[mail.action], values), ("policy_held_approve", {})),
-        Button("policy_held_button"),
-    ]
-    return Email(words.text("policy_held_subject", name=name), body, "policy_held_why")
-
-
-# Links the posts page at the policy, whose Cleanup panel approves the count.
-compose_policy_hold = FeatureEmail("policy-hold", "policy", _write_hold)
-
 
 # Owed while its owner has an account, for as long as the hold row is kept.
 _HOLD_OWES = "EXISTS (SELECT 1 FROM users u_to WHERE u_to.id = t.owner_id)"
-_TAKE_HOLD_EMAIL = """
-UPDATE cleanup_policy_holds t {take}
-FROM users owner
-WHERE {take_row} AND owner.id = t.owner_id
-RETURNING t.email_sent_at AS taken_at, t.request_id, t.policy_id::text AS about,
-          t.policy_name, t.action, t.held_count, t.approved_count,
-          owner.email AS "to", owner.handle, {locale} AS locale,
-          coalesce(owner.public_sqid, '') AS user_sqid
-"""
-HOLD_EMAIL = EmailTable(
+HOLD_EMAIL = _table(
     "cleanup policy hold",
     "cleanup_policy_holds",
-    *takes(_TAKE_HOLD_EMAIL, "owner", _HOLD_OWES),
-    PolicyHoldMail,
+    _HOLD_OWES,
+    "held_at",
     compose_policy_hold,
-    owes=_HOLD_OWES,
-    since="held_at",
+    about="t.policy_id",
+    count="t.held_count",
+    approved="t.approved_count",
+    until="NULL::timestamptz",
 )
-SQL_HOLD_EMAILS_OWED = HOLD_EMAIL.sql_emails_owed
+SQL_TAKE_HOLD_EMAIL, SQL_HOLD_EMAILS_OWED = HOLD_EMAIL.take, HOLD_EMAIL.sql_emails_owed
 send_policy_hold_email = HOLD_EMAIL.send
 
 # The daily cleanup's (upkeep/cleanup.py), $1 its clock.
