@@ -29,7 +29,7 @@ from bench import cli
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
-from pmd_service.features.bdr.job import root_manifest
+from pmd_service.features.bdr.archive import root_manifest
 from pmd_service.features.bdr.job_sql import enqueue_bdr
 from pmd_service.sse.hub import CHANNEL
 from pmd_service.storage.zip_files import ZipFiles

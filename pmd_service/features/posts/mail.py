@@ -69,7 +69,7 @@ compose_policy_run = FeatureEmail("policy-run", "action", _RAN.write)
 # Links the posts page at the policy, whose Cleanup panel approves the count.
 compose_policy_hold = FeatureEmail("policy-hold", "policy", _HELD.write)
 
-# Taken as a BDR's is (features/bdr/job.py), to the policy's owner, in the owner's language.
+# Taken as a BDR's is (features/bdr/mail.py), to the policy's owner, in the owner's language.
 _TAKE_EMAIL = """
 UPDATE {table} t {take}
 FROM users owner

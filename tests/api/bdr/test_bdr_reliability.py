@@ -32,8 +32,10 @@ from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import EmbeddedRedis
-from pmd_service.features.bdr.job import BDR, BdrZip, Run, process_bdr, send_bdr_email
+from pmd_service.features.bdr.archive import BdrZip
+from pmd_service.features.bdr.job import BDR, Run, process_bdr
 from pmd_service.features.bdr.job_sql import job_id
+from pmd_service.features.bdr.mail import send_bdr_email
 from pmd_service.host.mentions import NONE, Mentions
 from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.context import job_context, state

@@ -12,7 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.codes import Code
-from pmd_service.features.bdr.job import BDR, BdrZip, Run
+from pmd_service.features.bdr.archive import BdrZip
+from pmd_service.features.bdr.job import BDR, Run
 from pmd_service.host.mentions import NONE, Mentions
 from pmd_service.jobs.context import state
 from pmd_service.jobs.driver import publish_archive

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
-from pmd_service.features.bdr.job import send_bdr_email
+from pmd_service.features.bdr.mail import send_bdr_email
 from pmd_service.jobs.context import job_context
 from pmd_service.upkeep.sweep import sweep
 from support.mailbox import Mailbox

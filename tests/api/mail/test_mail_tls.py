@@ -27,7 +27,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
-from pmd_service.features.bdr.job import BdrMail, compose, send_bdr_email
+from pmd_service.features.bdr.mail import BdrMail, compose, send_bdr_email
 from pmd_service.mail.compose import PlainAuthRefused, send
 from support import tools
 from support.mailbox import Mailbox
