@@ -11,7 +11,7 @@ import jwt
 from pmd_service.core.settings import Settings
 from pmd_service.dev.stack import banner, public_base
 from pmd_service.features.bdr.mail import BdrMail, compose
-from pmd_service.features.exports.job import ExportMail, compose_export
+from pmd_service.features.exports.mail import ExportMail, compose_export
 
 SECRET = "s" * 32
 

@@ -24,7 +24,7 @@ from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
 from pmd_service.features.bdr.mail import SQL_TAKE_EMAIL, send_bdr_email
-from pmd_service.features.exports.job import SQL_TAKE_EXPORT_EMAIL, send_export_email
+from pmd_service.features.exports.mail import SQL_TAKE_EXPORT_EMAIL, send_export_email
 from pmd_service.jobs.context import job_context
 from pmd_service.mail.notify import MAX_EMAIL_ATTEMPTS, lease_seconds, send_seconds
 from pmd_service.upkeep.sweep import sweep
