@@ -11,17 +11,7 @@ from ...core.codes import Code
 from ...host.mentions import resolve_ahead
 from ...jobs.context import WorkerState
 from ...jobs.driver import job_function
-from ...jobs.kind import (
-    Archive,
-    Claim,
-    Email,
-    Expiring,
-    JobKind,
-    Settled,
-    Skipped,
-    Upkeep,
-    job_owner,
-)
+from ...jobs.kind import Claim, Email, Expiring, JobKind, Settled, Skipped, Upkeep, job_owner
 from ...zipbuild.content import plan_artworks
 from ...zipbuild.working_files import Wanted
 from . import job_sql
@@ -52,7 +42,7 @@ class Run:
         )
         return row is not None
 
-    async def archives(self) -> AsyncGenerator[Archive, Settled]:
+    async def archives(self) -> AsyncGenerator[BdrZip, Settled]:
         claim = self.claim
         user = await job_owner(self.pool, claim["user_id"], "download")
         user_sqid = user["public_sqid"] or self.st.public_ids.encode(claim["user_id"])

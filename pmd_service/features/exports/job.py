@@ -13,23 +13,14 @@ from ...core.settings import Settings
 from ...jobs.context import WorkerState
 from ...jobs.driver import job_function
 from ...jobs.failures import PermanentError
-from ...jobs.kind import (
-    Archive,
-    Claim,
-    Email,
-    Expiring,
-    JobKind,
-    Settled,
-    Skipped,
-    Upkeep,
-    job_owner,
-)
+from ...jobs.kind import Claim, Email, Expiring, JobKind, Settled, Skipped, Upkeep, job_owner
 from ...zipbuild.build import BuildCancelled
 from ...zipbuild.entry_names import post_sqid
 from . import job_sql
 from .archive import ExportPart, start_part
 from .bag import BagPlace
 from .incremental import removed
+from .job_sql import SQL_ADD_PART, SQL_FAILED, SQL_LOCK_OWNED, SQL_PARTS, SQL_PLANNED, SQL_READY
 from .mail import SQL_EXPORT_EMAILS_OWED, send_export_email
 from .plan import PER_PART, PlannedPart, plan_parts
 from .recurring import start_due_exports
@@ -55,18 +46,16 @@ class ExportRun:
     async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
         """The parts' rows keep what they left out: the export's `skipped` is theirs."""
         days = self.st.settings.export_expiry_days
-        row = await self.pool.fetchrow(
-            job_sql.SQL_FAILED, self.export_id, self.token, message, days, code
-        )
+        row = await self.pool.fetchrow(SQL_FAILED, self.export_id, self.token, message, days, code)
         return row is not None
 
     def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
         log.info("export %s: %s after %.1f s", self.export_id, outcome, seconds)
 
-    async def archives(self) -> AsyncGenerator[Archive, Settled]:
+    async def archives(self) -> AsyncGenerator[ExportPart, Settled]:
         claim = self.claim
         user = await job_owner(self.pool, claim["user_id"], "export")
-        parts = await self.pool.fetch(job_sql.SQL_PARTS, self.export_id)
+        parts = await self.pool.fetch(SQL_PARTS, self.export_id)
         if not parts:
             parts = await self._plan()
         self.count = count = len(parts)
@@ -116,13 +105,13 @@ class ExportRun:
                 Code.NO_POSTS,
             )
         days = self.st.settings.export_expiry_days
-        if await self.pool.fetchval(job_sql.SQL_READY, self.export_id, self.token, days) is None:
+        if await self.pool.fetchval(SQL_READY, self.export_id, self.token, days) is None:
             raise BuildCancelled
         log.info("export %s ready: %d parts, %d artworks", self.export_id, self.count, self.added)
 
     async def _only_removals(self) -> bool:
         """An incremental export whose only news is what is gone: its part has no artwork."""
-        parts = await self.pool.fetch(job_sql.SQL_PARTS, self.export_id)
+        parts = await self.pool.fetch(SQL_PARTS, self.export_id)
         return self.claim["follows_id"] is not None and all(not p["post_ids"] for p in parts)
 
     async def _plan(self) -> list[asyncpg.Record]:
@@ -164,17 +153,17 @@ class ExportRun:
                 Code.NO_POSTS,
             )
         async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(job_sql.SQL_LOCK_OWNED, self.export_id, self.token) is None:
+            if await conn.fetchval(SQL_LOCK_OWNED, self.export_id, self.token) is None:
                 raise BuildCancelled
             await conn.executemany(
-                job_sql.SQL_ADD_PART,
+                SQL_ADD_PART,
                 [
                     (self.export_id, n, p.post_ids, p.estimated_bytes)
                     for n, p in enumerate(planned, 1)
                 ],
             )
-            await conn.execute(job_sql.SQL_PLANNED, self.export_id, len(planned_ids), covered, gone)
-            parts: list[asyncpg.Record] = await conn.fetch(job_sql.SQL_PARTS, self.export_id)
+            await conn.execute(SQL_PLANNED, self.export_id, len(planned_ids), covered, gone)
+            parts: list[asyncpg.Record] = await conn.fetch(SQL_PARTS, self.export_id)
         log.info("export %s planned: %d parts", self.export_id, len(parts))
         return parts
 
@@ -193,11 +182,7 @@ EXPORT = JobKind(
     queue=job_sql.QUEUE,
     upkeep=Upkeep(
         sweep_batch=100,
-        expiring=Expiring(
-            *job_sql.EXPIRY,
-            "export_parts_expired",
-            purge_args=_cooldown,
-        ),
+        expiring=Expiring(*job_sql.EXPIRY, "export_parts_expired", purge_args=_cooldown),
         restore_checks=RESTORE_CHECKS,
         swept=start_due_exports,  # recurring exports that are due
     ),
