@@ -23,6 +23,7 @@ from . import language, mailbox
 from .links import page_link
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound="Recipient")  # a feature's email's fields
 
 
 # One line of copy: its key and the values of its placeholders.
@@ -56,19 +57,15 @@ Block = Para | Button
 
 @dataclass(frozen=True)
 class Recipient:
-    """The fields every feature's email has, its own after them: whom it goes to, in which
-    language, what its link opens and which request it answers."""
+    """The fields every feature's email has: whom it goes to, in which language, what its link
+    opens and which request it answers; the last two keyword-only, so a feature's own follow."""
 
     to: str
     handle: str
     user_sqid: str  # whose posts page the link opens
     about: str  # the id the link opens there and the Message-ID names
-    # Keyword-only, so a feature's own fields come before them.
     request_id: str | None = field(default=None, kw_only=True)  # the POST's that asked, to trace
     locale: str | None = field(default=None, kw_only=True)  # `users.locale` (None: English)
-
-
-R = TypeVar("R", bound=Recipient)
 
 
 @dataclass(frozen=True)
@@ -82,16 +79,15 @@ class Email:
 
 @dataclass(frozen=True)
 class FeatureEmail(Generic[R]):
-    """A feature's email: what it says (`write`), its link (`?{link}=<about>` on the posts page)
-    and its Message-ID (`<{kind}-<about>@…>`, the same on every attempt, so mail clients see a
-    copy sent twice as one)."""
+    """A feature's email, as text and HTML from the same copy: what it says (`write`), its link
+    (`?{link}=<about>` on the posts page) and its Message-ID (`<{kind}-<about>@…>`, the same on
+    every attempt, so mail clients see a copy sent twice as one)."""
 
     kind: str
     link: str
     write: Callable[[language.Words, R], Email]
 
     def __call__(self, settings: Settings, mail: R) -> EmailMessage:
-        """As text and HTML from the same copy."""
         words = language.words(settings, mail.locale)
         email = self.write(words, mail)
         link = page_link(settings, mail.user_sqid, f"{self.link}={mail.about}")

@@ -51,5 +51,4 @@ SQL_TAKE_EMAIL, SQL_TAKE_EMAIL_IN_ENGLISH = takes(_TAKE_EMAIL, "asker")
 EMAIL = EmailTable(
     "BDR", "batch_download_requests", SQL_TAKE_EMAIL, SQL_TAKE_EMAIL_IN_ENGLISH, BdrMail, compose
 )
-SQL_EMAILS_OWED = EMAIL.sql_emails_owed
-send_bdr_email = EMAIL.send
+SQL_EMAILS_OWED, send_bdr_email = EMAIL.sql_emails_owed, EMAIL.send

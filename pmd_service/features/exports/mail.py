@@ -86,5 +86,4 @@ EMAIL = EmailTable(
     ExportMail,
     compose_export,
 )
-SQL_EXPORT_EMAILS_OWED = EMAIL.sql_emails_owed
-send_export_email = EMAIL.send
+SQL_EXPORT_EMAILS_OWED, send_export_email = EMAIL.sql_emails_owed, EMAIL.send

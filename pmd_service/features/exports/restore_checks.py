@@ -1,5 +1,4 @@
-"""The exports' `check-restore` findings: a part's file gone, an export unqueued, a schedule
-overdue, an email owed."""
+"""The exports' `check-restore` findings: a file gone, unqueued, a schedule overdue, an email owed."""
 
 from __future__ import annotations
 

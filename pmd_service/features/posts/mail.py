@@ -1,5 +1,4 @@
-"""A cleanup policy's emails to its owner: a run's, owed within its undo window, and a held
-run's."""
+"""A cleanup policy's emails to its owner: a run's, within its undo window, and a held run's."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ KEPT_PAST_WINDOW_HOURS = 24
 
 @dataclass(frozen=True)
 class PolicyMail(Recipient):
-    """What a run changed (`about` its entry in the history), or what a held run would have
-    changed (`about` the policy)."""
+    """What a run changed (`about`: its history entry) or a held run would (`about`: the policy)."""
 
     policy_name: str
     action: str  # "hide" or "delete"
