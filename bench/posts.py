@@ -290,7 +290,12 @@ async def actions(
     chunk: list[int] = []
 
     async def sql_hide(hidden: bool) -> None:
-        row = await pool.fetchrow(_HIDE_BY_IDS, user.id, chunk, "hide", None, 2**31 - 1, hidden)
+        row = await pool.fetchrow(
+            *_HIDE_BY_IDS.bind(
+                {"owner": user.id, "post_ids": chunk, "action": "hide", "actor": None}
+                | {"room": 2**31 - 1, "click": None, "v0": hidden}
+            )
+        )
         assert row is not None and row["changed"] == BATCH
 
     async def hide() -> None:

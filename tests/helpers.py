@@ -440,7 +440,8 @@ def service_statements() -> dict[str, str]:
             named = value.items() if isinstance(value, dict) else [("", value)]
             for key, sql in named:
                 if isinstance(sql, str) and sql not in found.values():
-                    found[f"{info.name}.{name}{list(key) if key else ''}"] = sql
+                    # As plain text: asyncpg prepares no str subclass (core/named_sql.py).
+                    found[f"{info.name}.{name}{list(key) if key else ''}"] = str(sql)
     return found
 
 

@@ -89,7 +89,7 @@ _BY_MODERATOR = deleted_by_moderator("p")
 _NOT_BY_MODERATOR = f"NOT {_BY_MODERATOR}"
 _MARK_MODERATOR_DELETE = """, marked AS (
     INSERT INTO moderator_deletions (post_id, owner_id, deleted_by)
-    SELECT id, $1::int, $4::int FROM changed
+    SELECT id, :owner::int, :actor::int FROM changed
     ON CONFLICT (post_id) DO UPDATE SET deleted_by = EXCLUDED.deleted_by, deleted_at = now()
     RETURNING 1
 )"""
@@ -136,9 +136,9 @@ _CLASHES = f"""twins AS (
 ), clashes AS (
     -- Another user's live post is not named (its id and sqid stay NULL): the caller may not see it.
     SELECT e.id, e.public_sqid,
-           CASE WHEN l.id IS NULL THEN t.id WHEN l.owner_id = $1::int THEN l.id END AS held_id,
+           CASE WHEN l.id IS NULL THEN t.id WHEN l.owner_id = :owner::int THEN l.id END AS held_id,
            CASE WHEN l.id IS NULL THEN t.public_sqid
-                WHEN l.owner_id = $1::int THEN l.public_sqid END AS held_sqid,
+                WHEN l.owner_id = :owner::int THEN l.public_sqid END AS held_sqid,
            l.id IS NOT NULL AS live
     FROM eligible e
     LEFT JOIN LATERAL (

@@ -4,31 +4,31 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ...core.named_sql import Named
 from .action_shape import BulkAction, Part
 from .actions import ACTIONS
 from .actions import deleted_by_moderator as deleted_by_moderator
-from .filters import PARAMS as FILTER_PARAMS
 from .filters import match_digest, predicate
 from .live import announce
-from .policy_sql import IN_BATCH, POLICY_ACTIONS, candidate
+from .policy_sql import POLICY_ACTIONS, candidate
 from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES, WHO_ACTED, first_of_click
 
 # One statement per batch, atomic in one round trip: it locks the eligible rows in id order
 # (the gate, which has no column of `p`, reads them all before any row changes) and changes
 # them only when nothing is missing or refused, the count matches and the budget has room.
-# By ids: $1 owner id, $2 post ids, $3 action name, $4 the moderator's user id (NULL for
-# self-actions), $5 the posts the budget lets change, $6 the click it is a batch of (NULL:
-# none), then the action's values.
-# By filter: $1 owner id, $2 the approved count, $3, $4 as above, $5 the most posts a request
-# may change, $6 the filter as JSON, $7 the approved set's digest (NULL: the count alone), $8
-# the posts the budget lets change, $9.. the filter's keys, then the action's values.
+# Its parameters: `owner`, `action` (its name), `actor` (the moderator's user id, NULL for
+# self-actions), `room` (the posts the budget lets change), the action's values `v0`, `v1`;
+# by ids `post_ids` and `click` (the click it is a batch of, NULL: none); by filter
+# `expect_count` (the approved count), `most` (the most posts a request may change), `keys`
+# (the filter as JSON), `expect_digest` (the approved set's, NULL: the count alone) and the
+# filter's (`PostFilter.named`).
 _BATCH = """
 WITH eligible AS (
     SELECT p.id, p.hidden_by_user, p.hidden_by_mod, p.deleted_by_user, p.deleted_by_user_date,
            p.license_id, p.remixable, p.hashtags, p.public_sqid, p.hash, {refuse} AS refused,
            {differs} AS changes{extra}
     FROM posts p
-    WHERE {chosen} AND p.owner_id = $1 AND p.kind = 'artwork' AND {eligible}
+    WHERE {chosen} AND p.owner_id = :owner AND p.kind = 'artwork' AND {eligible}
     ORDER BY p.id
     FOR UPDATE
 ), eligible_ids AS (
@@ -63,7 +63,7 @@ WITH eligible AS (
     -- `unchanged_count`: the posts it found already so, for the history's one count.
     INSERT INTO bulk_actions (owner_id, actor_id, action, changed_count, unchanged_count,
                               post_ids, history_bytes, click_id{rule_columns}{history_columns})
-    SELECT $1::int, $4::int, $3::text, cardinality(c.ids), e.already, c.ids,
+    SELECT :owner::int, :actor::int, :action::text, cardinality(c.ids), e.already, c.ids,
            pg_column_size(c.ids) + pg_column_size(h), {click}{rule_values}{history_values}
     FROM changed_ids c, prior h, eligible_ids e
     WHERE cardinality(c.ids) > 0
@@ -72,17 +72,17 @@ WITH eligible AS (
     UPDATE bulk_actions b SET {drop_history}, dropped_at = now()
     FROM (SELECT id, sum(history_bytes) OVER (ORDER BY created_at DESC, id DESC) AS newer
           FROM bulk_actions
-          WHERE {who_acted} = coalesce($4::int, $1::int)
+          WHERE {who_acted} = coalesce(:actor::int, :owner::int)
             AND dropped_at IS NULL AND undone_at IS NULL) o
     WHERE b.id = o.id AND o.newer + (SELECT history_bytes FROM logged) > {kept_bytes}
     RETURNING 1
 ), audited AS (
     -- The host's audit_logs.id has no default (it sets uuid4 in code): name it here too.
     INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)
-    SELECT gen_random_uuid(), $4::int, 'pmd_batch_' || $3::text, 'user', $1::text,
+    SELECT gen_random_uuid(), :actor::int, 'pmd_batch_' || :action::text, 'user', :owner::text,
            {note}::text
     FROM changed_ids c, eligible_ids e
-    WHERE $4::int IS NOT NULL AND (SELECT ok FROM gate)
+    WHERE :actor::int IS NOT NULL AND (SELECT ok FROM gate)
     RETURNING 1
 ){moderation}{rule_ctes}, notified AS (
     SELECT {announce} FROM changed_ids c WHERE cardinality(c.ids) > 0{announced}
@@ -100,6 +100,13 @@ FROM gate g, missing m, refused r, eligible_ids e, changed_ids c
 
 
 _NO_CLICK = "NULL::uuid"
+# The names of an action's values (`BulkAction.values`), in their order.
+VALUE_NAMES = ("v0", "v1")
+
+
+def action_values(values: tuple[object, ...]) -> dict[str, object]:
+    """An action's values by the names its statement gives them."""
+    return dict(zip(VALUE_NAMES, values, strict=False))
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,6 @@ class _Mode:
     note: str
     reported: str
     left: str
-    first_value: int
     # The click a batch by ids belongs to (posts/undo.py, same_click); NULL: an action alone.
     click: str = _NO_CLICK
     # An action done by a cleanup policy's run: its history columns and what more it writes.
@@ -123,93 +129,92 @@ class _Mode:
 
 
 _BY_IDS = _Mode(
-    chosen="p.id = ANY($2::int[])",
+    chosen="p.id = ANY(:post_ids::int[])",
     missing="""SELECT coalesce(array_agg(w.id ORDER BY w.id), '{}') AS ids
-    FROM unnest($2::int[]) AS w(id)
+    FROM unnest(:post_ids::int[]) AS w(id)
     WHERE w.id NOT IN (SELECT id FROM eligible)""",
     counted="true",
-    targets="$2::int[]",
-    note="json_build_object('post_ids', $2::int[], 'changed', cardinality(c.ids))",
+    targets=":post_ids::int[]",
+    note="json_build_object('post_ids', :post_ids::int[], 'changed', cardinality(c.ids))",
     reported="NULL::text",
-    left="$5",
-    first_value=7,
-    click="$6::uuid",
+    left=":room",
+    click=":click::uuid",
 )
 _DIGEST = f"(SELECT {match_digest('x.id')} FROM unnest(e.ids) AS x(id))"
 _BY_FILTER = _Mode(
-    chosen=predicate(9),
+    chosen=predicate(),
     missing="SELECT '{}'::int[] AS ids",
     # Exactly the approved count, within the limit, and the approved set when digested.
-    counted=f"e.n = $2::int AND e.n <= $5::int AND ($7::text IS NULL OR {_DIGEST} = $7::text)",
+    counted=f"""e.n = :expect_count::int AND e.n <= :most::int
+        AND (:expect_digest::text IS NULL OR {_DIGEST} = :expect_digest::text)""",
     targets="(SELECT ids FROM eligible_ids)::int[]",
-    note="json_build_object('filter', $6::text::json, 'count', e.n, 'changed', cardinality(c.ids))",
+    note="json_build_object('filter', :keys::text::json, 'count', e.n, 'changed', cardinality(c.ids))",
     reported=_DIGEST,
-    left="$8",
-    first_value=9 + FILTER_PARAMS,
+    left=":room",
 )
 
 
-# A cleanup policy's run: $1 owner, $2 the policy, $3, $4 as above, $5 its cap, $6 its cutoff,
-# $7 its keep tags, $8 the budget's room, $9.. the filter's keys and the keep exceptions, values.
+# A cleanup policy's run: `most` is its cap, and `Checked.named`'s its policy's parameters.
 _BY_POLICY = _Mode(
-    chosen=f"""p.id = ANY(ARRAY(SELECT c.id FROM posts c WHERE {candidate("c", IN_BATCH)}
-        ORDER BY c.created_at, c.id LIMIT $5::int))""",
+    chosen=f"""p.id = ANY(ARRAY(SELECT c.id FROM posts c WHERE {candidate("c")}
+        ORDER BY c.created_at, c.id LIMIT :most::int))""",
     missing="SELECT '{}'::int[] AS ids",
     counted="true",
     targets="(SELECT ids FROM eligible_ids)::int[]",
-    note="json_build_object('policy', $2::uuid, 'changed', cardinality(c.ids))",
+    note="json_build_object('policy', :policy::uuid, 'changed', cardinality(c.ids))",
     reported="NULL::text",
-    left="$8",
-    first_value=IN_BATCH.after,
+    left=":room",
     rule_columns=", policy_id, policy_name",
-    rule_values=", $2::uuid, (SELECT name FROM cleanup_policies WHERE id = $2::uuid)",
+    rule_values=", :policy::uuid, (SELECT name FROM cleanup_policies WHERE id = :policy::uuid)",
     announces=False,
     rule_ctes=""", remembered AS (
     INSERT INTO cleanup_policy_posts (policy_id, post_id)
-    SELECT $2::uuid, unnest(c.ids) FROM changed_ids c
+    SELECT :policy::uuid, unnest(c.ids) FROM changed_ids c
     ON CONFLICT DO NOTHING
     RETURNING 1
 )""",
 )
 
 
-def _batch(mode: _Mode, part: Part) -> str:
-    values = {f"v{i}": f"${mode.first_value + i}" for i in range(2)}
+def _batch(mode: _Mode, part: Part) -> Named:
+    values = {name: f":{name}" for name in VALUE_NAMES}
     history = part.history
     prior = ", ".join(f"{sql} AS {name}" for name, sql in history.prior.items())
     kept = {**history.wrote, **{name: f"h.{name}" for name in history.prior}}
-    return _BATCH.format(
-        **asdict(mode),
-        announce=announce("$1::int", "$3::text", "c.ids", "(SELECT id FROM logged)"),
-        click_entry=first_of_click(mode.click, "$1::int", "$4::int", "$3::text")
-        if mode.click != _NO_CLICK
-        else "NULL::uuid",
-        announced="" if mode.announces else " AND false",
-        returned="" if mode.announces else ", c.ids AS changed_ids",
-        refused=part.refused,
-        # Skipping, the refused posts are left as they are and the others change.
-        unrefused="true" if part.skip_refused else "cardinality(r.ids) = 0",
-        skipped="\n      AND p.id <> ALL((SELECT ids FROM refused)::int[])"
-        if part.skip_refused
-        else "",
-        eligible=part.eligible,
-        precondition=part.precondition.format(**values),
-        refuse=part.refuse.format(**values),
-        assign=part.assign.format(**values),
-        differs=part.differs.format(**values),
-        moderation=part.moderation,
-        columns=part.columns.format(**values),
-        extra=history.extra.format(**values),
-        prior=(prior or "count(*) AS n").format(**values),
-        history_columns="".join(f", {name}" for name in kept),
-        history_values="".join(f", {sql}" for sql in kept.values()).format(**values),
-        drop_history=DROP_HISTORY,
-        kept_bytes=KEPT_HISTORY_BYTES,
-        who_acted=WHO_ACTED,
+    return Named(
+        _BATCH.format(
+            **asdict(mode),
+            announce=announce(":owner::int", ":action::text", "c.ids", "(SELECT id FROM logged)"),
+            click_entry=first_of_click(mode.click, ":owner::int", ":actor::int", ":action::text")
+            if mode.click != _NO_CLICK
+            else "NULL::uuid",
+            announced="" if mode.announces else " AND false",
+            returned="" if mode.announces else ", c.ids AS changed_ids",
+            refused=part.refused,
+            # Skipping, the refused posts are left as they are and the others change.
+            unrefused="true" if part.skip_refused else "cardinality(r.ids) = 0",
+            skipped="\n      AND p.id <> ALL((SELECT ids FROM refused)::int[])"
+            if part.skip_refused
+            else "",
+            eligible=part.eligible,
+            precondition=part.precondition.format(**values),
+            refuse=part.refuse.format(**values),
+            assign=part.assign.format(**values),
+            differs=part.differs.format(**values),
+            moderation=part.moderation,
+            columns=part.columns.format(**values),
+            extra=history.extra.format(**values),
+            prior=(prior or "count(*) AS n").format(**values),
+            history_columns="".join(f", {name}" for name in kept),
+            history_values="".join(f", {sql}" for sql in kept.values()).format(**values),
+            drop_history=DROP_HISTORY,
+            kept_bytes=KEPT_HISTORY_BYTES,
+            who_acted=WHO_ACTED,
+        )
     )
 
 
-SQL_ACTIONS: dict[tuple[str, bool, bool], str] = {
+SQL_ACTIONS: dict[tuple[str, bool, bool], Named] = {
     (action.name, moderator, by_filter): _batch(
         _BY_FILTER if by_filter else _BY_IDS, action.caller(moderator).part(by_filter)
     )
@@ -220,14 +225,14 @@ SQL_ACTIONS: dict[tuple[str, bool, bool], str] = {
 
 
 # A cleanup policy's actions -> its run's statement, as the owner's action by filter.
-SQL_POLICY_RUNS: dict[str, str] = {
+SQL_POLICY_RUNS: dict[str, Named] = {
     action.name: _batch(_BY_POLICY, action.owner.part(True))
     for action in ACTIONS
     if action.name in POLICY_ACTIONS
 }
 
 
-def statement(action: BulkAction, *, moderator: bool, by_filter: bool) -> str:
+def statement(action: BulkAction, *, moderator: bool, by_filter: bool) -> Named:
     """The batch statement of `action` as the owner or a moderator, by ids or by filter."""
     return SQL_ACTIONS[action.name, moderator, by_filter]
 

@@ -141,31 +141,29 @@ async def _run(
     moderator = principal.as_moderator
     actor = principal.caller.id if principal.as_moderator else None
     owner = principal.target.id
+    named: dict[str, object] = {"owner": owner, "action": action.name, "actor": actor}
+    named |= q.action_values(values)
     if isinstance(target, Matching):
         if target.expect_count > max_posts:
             raise _too_many(target.expect_count, max_posts)
         sql = q.statement(action, moderator=moderator, by_filter=True)
-        keys = msgspec.json.encode(target.where.keys).decode()
-        head: tuple[object, ...] = (
-            owner,
-            target.expect_count,
-            action.name,
-            actor,
-            max_posts,
-            keys,
-            target.expect_digest,
-        )
-        tail = (*target.where.params(), *values)
+        named |= {
+            "expect_count": target.expect_count,
+            "most": max_posts,
+            "keys": msgspec.json.encode(target.where.keys).decode(),
+            "expect_digest": target.expect_digest,
+            **target.where.named(),
+        }
     else:
         ensure_unique(target)
         sql = q.statement(action, moderator=moderator, by_filter=False)
-        head, tail = (owner, target, action.name, actor), (click, *values)
+        named |= {"post_ids": target, "click": click}
 
     async def attempt(conn: Conn) -> asyncpg.Record:
         room = await hold_budget(conn, budget, owner, actor)
         if isinstance(target, Matching):
             await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
-        row = await conn.fetchrow(sql, *head, room.left, *tail)
+        row = await conn.fetchrow(*sql.bind(named | {"room": room.left}))
         assert row is not None  # the statement always returns exactly one row
         if row["ready"] and not row["within_budget"]:
             raise await room.refusal(row["would"])

@@ -133,21 +133,22 @@ class PostFilter:
     def empty(self) -> bool:
         return self.keys == FilterKeys()
 
-    def params(self) -> tuple[object, ...]:
-        return (
-            self.q,
-            list(self.hashtags),
-            self.license_id,
-            self.hidden,
-            self.remixable,
-            self.format,
-            self.has_layers,
-            self.created_after,
-            self.created_before,
-            self.min_reactions,
-            self.min_comments,
-            self.min_views,
-        )
+    def named(self, prefix: str = "f_") -> dict[str, object]:
+        """The predicate's parameters by name (`predicate`'s `prefix`)."""
+        return {
+            f"{prefix}q": self.q,
+            f"{prefix}hashtags": list(self.hashtags),
+            f"{prefix}license": self.license_id,
+            f"{prefix}hidden": self.hidden,
+            f"{prefix}remixable": self.remixable,
+            f"{prefix}format": self.format,
+            f"{prefix}has_layers": self.has_layers,
+            f"{prefix}after": self.created_after,
+            f"{prefix}before": self.created_before,
+            f"{prefix}min_reactions": self.min_reactions,
+            f"{prefix}min_comments": self.min_comments,
+            f"{prefix}min_views": self.min_views,
+        }
 
     def fingerprint(self) -> str | None:
         """What a cursor carries to stay bound to the filter that made it (None: no filter)."""
@@ -156,32 +157,31 @@ class PostFilter:
         return hashlib.sha256(msgspec.json.encode(self.keys)).hexdigest()[:12]
 
 
-PARAMS = len(PostFilter().params())
-
-
-def predicate(first: int, alias: str = "p") -> str:
-    """SQL: the post `alias` matches the filter given as parameters $first.. (PARAMS of them)."""
-    n = [f"${first + i}" for i in range(PARAMS)]
+def predicate(alias: str = "p", prefix: str = "f_") -> str:
+    """SQL: the post `alias` matches the filter whose parameters `PostFilter.named(prefix)`
+    names."""
+    n = f":{prefix}"
     p = alias
     return f"""(
-    ({n[0]}::text IS NULL OR strpos(lower({p}.title), lower({n[0]}::text)) > 0
-        OR strpos(lower({stripped_sql(f"coalesce({p}.description, '')")}), lower({n[0]}::text)) > 0)
-    AND {p}.hashtags @> {n[1]}::text[]::varchar[]
-    AND ({n[2]}::int IS NULL OR {p}.license_id IS NOT DISTINCT FROM nullif({n[2]}::int, 0))
-    AND ({n[3]}::bool IS NULL OR ({p}.hidden_by_user OR {p}.hidden_by_mod) = {n[3]}::bool)
-    AND ({n[4]}::bool IS NULL OR {p}.remixable = {n[4]}::bool)
-    AND ({n[5]}::text IS NULL OR EXISTS (SELECT 1 FROM post_files f_native
+    ({n}q::text IS NULL OR strpos(lower({p}.title), lower({n}q::text)) > 0
+        OR strpos(lower({stripped_sql(f"coalesce({p}.description, '')")}), lower({n}q::text)) > 0)
+    AND {p}.hashtags @> {n}hashtags::text[]::varchar[]
+    AND ({n}license::int IS NULL OR {p}.license_id IS NOT DISTINCT FROM nullif({n}license::int, 0))
+    AND ({n}hidden::bool IS NULL OR ({p}.hidden_by_user OR {p}.hidden_by_mod) = {n}hidden::bool)
+    AND ({n}remixable::bool IS NULL OR {p}.remixable = {n}remixable::bool)
+    AND ({n}format::text IS NULL OR EXISTS (SELECT 1 FROM post_files f_native
         WHERE f_native.post_id = {p}.id AND f_native.is_native
-            AND f_native.format = {n[5]}::text))
-    AND ({n[6]}::bool IS NULL OR ({p}.mkpx_file_bytes IS NOT NULL) = {n[6]}::bool)
-    AND ({n[7]}::timestamptz IS NULL OR {p}.created_at >= {n[7]}::timestamptz)
-    AND ({n[8]}::timestamptz IS NULL OR {p}.created_at < {n[8]}::timestamptz)
-    AND ({n[9]}::int IS NULL OR {n[9]}::int <= (SELECT count(*) FROM (SELECT FROM reactions
-        r_min WHERE r_min.post_id = {p}.id LIMIT {n[9]}::int) AS r_enough))
-    AND ({n[10]}::int IS NULL OR {n[10]}::int <= (SELECT count(*) FROM (SELECT FROM comments
-        c_min WHERE c_min.post_id = {p}.id AND {visible_comment("c_min")}
-        LIMIT {n[10]}::int) AS c_enough))
-    AND ({n[11]}::int IS NULL OR {p}.view_count >= {n[11]}::int)
+            AND f_native.format = {n}format::text))
+    AND ({n}has_layers::bool IS NULL OR ({p}.mkpx_file_bytes IS NOT NULL) = {n}has_layers::bool)
+    AND ({n}after::timestamptz IS NULL OR {p}.created_at >= {n}after::timestamptz)
+    AND ({n}before::timestamptz IS NULL OR {p}.created_at < {n}before::timestamptz)
+    AND ({n}min_reactions::int IS NULL OR {n}min_reactions::int <= (SELECT count(*) FROM (
+        SELECT FROM reactions r_min WHERE r_min.post_id = {p}.id LIMIT {n}min_reactions::int)
+        AS r_enough))
+    AND ({n}min_comments::int IS NULL OR {n}min_comments::int <= (SELECT count(*) FROM (
+        SELECT FROM comments c_min WHERE c_min.post_id = {p}.id AND {visible_comment("c_min")}
+        LIMIT {n}min_comments::int) AS c_enough))
+    AND ({n}min_views::int IS NULL OR {p}.view_count >= {n}min_views::int)
 )"""
 
 

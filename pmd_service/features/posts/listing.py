@@ -9,6 +9,7 @@ import asyncpg
 import msgspec
 
 from ...core.db import fetch_planned
+from ...core.named_sql import Named
 from ...core.visibility import holds_hash, restorable, visible_comment
 from ...host.mentions import Mentions, marked, resolve
 from .batch_sql import deleted_by_moderator
@@ -56,8 +57,8 @@ _ITEM_COLUMNS = f"""
     {_TAGS_JSON.format("p.mod_hashtags")}, p.remixable, p.mkpx_file_bytes, p.deleted_by_user_date
 """
 _ITEM_JOINS = "LEFT JOIN licenses l ON l.id = p.license_id"
-_LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
-_DELETED = f"p.owner_id = $1 AND p.kind = 'artwork' AND {restorable('p')}"
+_LIVE = "p.owner_id = :owner AND p.kind = 'artwork' AND NOT p.deleted_by_user"
+_DELETED = f"p.owner_id = :owner AND p.kind = 'artwork' AND {restorable('p')}"
 # After the item's columns, what a deleted post's Restore depends on: whether a moderator
 # deleted it (only a moderator may restore it) and the live post holding its artwork hash (the
 # host's restore rule), named only when it is the owner's own (another user's post is not the
@@ -82,60 +83,60 @@ _TOTALS = f"count(*), {match_digest('p.id')}"
 _KEY_TYPES = {"time": "timestamptz", "text": "text", "count": "bigint"}
 
 
-def _page(where: str, sort: Sort, *, after: bool, deleted: bool, filtered: bool = False) -> str:
+def _page(where: str, sort: Sort, *, after: bool, deleted: bool, filtered: bool = False) -> Named:
     """A page of the items matching `where`, in `sort`: keyset pagination on (key, id), ids
     breaking ties in the key's direction, so nothing is skipped. The page `after` starts past
-    ($3, $4); a `filtered` one also matches the filter's parameters, which follow."""
+    (`after_key`, `after_id`); a `filtered` one also matches the filter's parameters."""
     if filtered:
-        where = f"{where} AND {predicate(5 if after else 3)}"
+        where = f"{where} AND {predicate()}"
     key, direction = sort.key, "DESC" if sort.descending else "ASC"
-    past = key.past.format(f"$3::{_KEY_TYPES[key.kind]}")
+    past = key.past.format(f":after_key::{_KEY_TYPES[key.kind]}")
     if after:
-        where += f" AND ({key.sql}, p.id) {'<' if sort.descending else '>'} ({past}, $4)"
+        where += f" AND ({key.sql}, p.id) {'<' if sort.descending else '>'} ({past}, :after_id)"
     marks, joins = (
         (_DELETED_MARKS, _ITEM_JOINS + _HELD_JOIN) if deleted else (_LIVE_MARKS, _ITEM_JOINS)
     )
     if key.indexed and not filtered:
-        return f"""
+        return Named(f"""
 SELECT {_ITEM_COLUMNS}{marks}
 FROM posts p {joins}
 WHERE {where}
 ORDER BY {key.sql} {direction}, p.id {direction}
-LIMIT $2
-"""
+LIMIT :limit
+""")
     # A key no index orders (a title, a count), or a filter, sorts every matching post: only
     # the ids and keys are, and the page's rows alone get their columns after (whole rows
     # sorted made every match's columns, the tags' JSON too). A count is counted through its
     # index, once per matching post. The key goes out with the row (`k`), for the next cursor.
     joins_key = f"\n    {key.joins}" if key.joins else ""
-    return f"""
+    return Named(f"""
 WITH page AS MATERIALIZED (
     SELECT p.id, {key.sql} AS k
     FROM posts p{joins_key}
     WHERE {where}
     ORDER BY k {direction}, p.id {direction}
-    LIMIT $2
+    LIMIT :limit
 )
 SELECT {_ITEM_COLUMNS}{marks}, page.k AS {AS_SORTED}
 FROM page JOIN posts p ON p.id = page.id {joins}
 ORDER BY page.k {direction}, page.id {direction}
-"""
+""")
 
 
-def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[str, str, str, str]:
+def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[Named, Named, Named, Named]:
     """The listing's first page, later page, and the counts of each (a first page's with the
     set's digest), for one view, filter use and order."""
     where = _DELETED if deleted else _LIVE
     matching = (
-        f"FROM posts p WHERE {where} AND {predicate(2)}"
+        f"FROM posts p WHERE {where} AND {predicate()}"
         if filtered
         else f"FROM posts p WHERE {where}"
     )
     return (
         _page(where, sort, after=False, deleted=deleted, filtered=filtered),
         _page(where, sort, after=True, deleted=deleted, filtered=filtered),
-        f"SELECT {_TOTALS} {matching}",
-        f"SELECT count(*), NULL::text {matching}",
+        Named(f"SELECT {_TOTALS} {matching}"),
+        Named(f"SELECT count(*), NULL::text {matching}"),
     )
 
 
@@ -221,7 +222,7 @@ async def list_posts(
     first_sql, after_sql, first_count_sql, after_count_sql = _STATEMENTS[
         deleted, bound is not None, sort
     ]
-    keys = where.params() if bound is not None else ()
+    values = {"owner": owner_id, "limit": limit + 1, **where.named()}
     # One row more than asked tells whether another page exists, so the last page carries no
     # cursor and a client never spends a request on an empty page.
     # A filter's statements are planned for their own keys (core/db.py says why).
@@ -230,11 +231,12 @@ async def list_posts(
     # every post that matches, so run in sequence (or in the page's statement) it added its
     # whole time to the page's. The first page also names the matching set (`match_digest`).
     if after is None:
-        page = fetch(first_sql, owner_id, limit + 1, *keys)
-        count = fetch(first_count_sql, owner_id, *keys)
+        page = fetch(*first_sql.bind(values))
+        count = fetch(*first_count_sql.bind(values))
     else:
-        page = fetch(after_sql, owner_id, limit + 1, after.key, after.post_id, *keys)
-        count = fetch(after_count_sql, owner_id, *keys)
+        values |= {"after_key": after.key, "after_id": after.post_id}
+        page = fetch(*after_sql.bind(values))
+        count = fetch(*after_count_sql.bind(values))
     rows, counted = await asyncio.gather(page, count)
     total: int = counted[0][0]
     digest: str | None = counted[0][1]

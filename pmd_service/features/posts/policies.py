@@ -14,6 +14,7 @@ from msgspec import Meta
 from ...core.codes import Code
 from ...core.db import SET_CUSTOM_PLAN
 from ...core.locks import AdvisoryLock
+from ...core.named_sql import Named
 from ...core.problems import (
     FieldError,
     ProblemError,
@@ -31,7 +32,7 @@ from .batches import check_approval
 from .filters import MAX_COUNT, FilterKeys, PostFilter, Tag, check_filter, match_digest
 from .host_rules import MAX_TAG_LENGTH, MAX_TAGS_PER_POST, normalize_hashtags
 from .listing import live_items, live_items_sql
-from .policy_sql import ALONE, Slots, candidate
+from .policy_sql import candidate
 from .schemas import ListedPost
 from .undo import UNDOABLE
 
@@ -225,10 +226,10 @@ class PolicyList(msgspec.Struct):
     limit: Annotated[int, Meta(description="How many policies an owner may have")]
 
 
-# --- SQL: the parameters are policy_sql.py's ALONE.
-_CANDIDATE = candidate("p", ALONE)
-SQL_COUNT = f"SELECT count(*), {match_digest('p.id')} FROM posts p WHERE {_CANDIDATE}"
-SQL_SAMPLE = live_items_sql(_CANDIDATE, "p.created_at, p.id", str(SAMPLE))
+# --- SQL: the parameters are `Checked.named`'s.
+_CANDIDATE = candidate("p")
+SQL_COUNT = Named(f"SELECT count(*), {match_digest('p.id')} FROM posts p WHERE {_CANDIDATE}")
+SQL_SAMPLE = Named(live_items_sql(_CANDIDATE, "p.created_at, p.id", str(SAMPLE)))
 
 COLUMNS = """id, owner_id, name, action, filter, older_than_days, keep, every, enabled, notify,
     created_at, next_run_at, last_run, paused_by_moderator, approved_count"""
@@ -257,11 +258,10 @@ SET name = coalesce($3, name), action = coalesce($4, action),
 WHERE id = $1 AND owner_id = $2
 RETURNING {COLUMNS}
 """
-# A post the changed policy ($1.. as ALONE) would change and the old one ($23 on) would not.
-_OLD = Slots("$1", "$2", "$23", "$24", "$25", 26)
-SQL_WIDENS = f"""
-SELECT EXISTS (SELECT 1 FROM posts p WHERE {_CANDIDATE} AND NOT {candidate("p", _OLD)})
-"""
+# A post the changed policy would change and the old one (its parameters `old_`…) would not.
+SQL_WIDENS = Named(f"""
+SELECT EXISTS (SELECT 1 FROM posts p WHERE {_CANDIDATE} AND NOT {candidate("p", "old_")})
+""")
 SQL_DELETE = "DELETE FROM cleanup_policies WHERE id = $1 AND owner_id = $2 RETURNING id"
 # The last run's history entry, while its owner may still undo it.
 SQL_UNDOABLE = f"SELECT id FROM bulk_actions WHERE id = ANY($1::uuid[]) AND {UNDOABLE}"
@@ -365,22 +365,24 @@ class Checked(msgspec.Struct):
     where: PostFilter
     keep_tags: list[str]
 
-    def params(self, owner_id: int, policy_id: uuid.UUID | None, at: datetime) -> tuple[Any, ...]:
-        """ALONE's parameters, for the run's clock `at`."""
-        k = self.fields.keep
-        return (
-            owner_id,
-            policy_id,
-            self.fields.action,
-            at - timedelta(days=self.fields.older_than_days),
-            self.keep_tags,
-            *self.where.params(),
-            k.min_reactions,
-            k.min_comments,
-            k.min_views,
-            k.remixable,
-            k.has_layers,
-        )
+    def named(
+        self, owner_id: int, policy_id: uuid.UUID | None, at: datetime, prefix: str = ""
+    ) -> dict[str, object]:
+        """`candidate(alias, prefix)`'s parameters, for the run's clock `at`."""
+        k, n = self.fields.keep, prefix
+        return {
+            "owner": owner_id,
+            "policy": policy_id,
+            f"{n}action": self.fields.action,
+            f"{n}cutoff": at - timedelta(days=self.fields.older_than_days),
+            f"{n}keep_tags": self.keep_tags,
+            **self.where.named(f"{n}f_"),
+            f"{n}keep_min_reactions": k.min_reactions,
+            f"{n}keep_min_comments": k.min_comments,
+            f"{n}keep_min_views": k.min_views,
+            f"{n}keep_remixable": k.remixable,
+            f"{n}keep_has_layers": k.has_layers,
+        }
 
 
 async def check(conn: Any, fields: PolicyFields) -> Checked:
@@ -393,7 +395,8 @@ async def _counted(
     conn: Any, checked: Checked, owner_id: int, policy_id: uuid.UUID | None
 ) -> tuple[int, str]:
     await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
-    row = await conn.fetchrow(SQL_COUNT, *checked.params(owner_id, policy_id, datetime.now(UTC)))
+    values = checked.named(owner_id, policy_id, datetime.now(UTC))
+    row = await conn.fetchrow(*SQL_COUNT.bind(values))
     return int(row[0]), str(row[1])
 
 
@@ -410,9 +413,9 @@ async def preview(
         if policy_id is not None:
             await _row(conn, principal, policy_id)  # the target's, or 404
         checked = await check(conn, fields)
-        params = checked.params(principal.target.id, policy_id, datetime.now(UTC))
+        values = checked.named(principal.target.id, policy_id, datetime.now(UTC))
         count, digest = await _counted(conn, checked, principal.target.id, policy_id)
-        rows = await conn.fetch(SQL_SAMPLE, *params)
+        rows = await conn.fetch(*SQL_SAMPLE.bind(values))
     return Preview(count, await live_items(pool, rows), digest)
 
 
@@ -470,7 +473,8 @@ async def create(
         _approval(count, digest, body.expect_count, body.expect_digest)
         row = await conn.fetchrow(SQL_INSERT, owner, *_stored(fields), count)
         assert row is not None  # INSERT … RETURNING
-        sample = await conn.fetch(SQL_SAMPLE, *checked.params(owner, None, datetime.now(UTC)))
+        values = checked.named(owner, None, datetime.now(UTC))
+        sample = await conn.fetch(*SQL_SAMPLE.bind(values))
     item = item_of(row)
     return PolicyCreated(
         **msgspec.structs.asdict(item),
@@ -527,9 +531,8 @@ async def _widens(
     except ProblemError:
         return True
     at = datetime.now(UTC)
-    # The old policy's parameters after the new one's, but for the owner and the policy.
-    params = (*new.params(owner, policy_id, at), *before.params(owner, policy_id, at)[2:])
-    return bool(await conn.fetchval(SQL_WIDENS, *params))
+    values = new.named(owner, policy_id, at) | before.named(owner, policy_id, at, "old_")
+    return bool(await conn.fetchval(*SQL_WIDENS.bind(values)))
 
 
 def paused_by_moderator() -> ProblemError:

@@ -14,6 +14,7 @@ import asyncpg
 
 from ...core.codes import Code
 from ...core.logs import REQUEST_ID
+from ...core.named_sql import Named
 from ...core.problems import ProblemError
 from ...core.settings import Settings
 from ...host.access import Principal
@@ -21,7 +22,7 @@ from ...jobs.context import state
 from ...jobs.failures import TRANSIENT
 from ...mail.notify import send_seconds
 from .actions import named
-from .batch_sql import SQL_POLICY_RUNS
+from .batch_sql import SQL_POLICY_RUNS, action_values
 from .host_cache import FeedDrops, create_host_cache
 from .live import announce
 from .mail import send_policy_hold_email, send_policy_run_email
@@ -42,7 +43,7 @@ from .policies import (
     paused_by_moderator,
     promotions_seen,
 )
-from .policy_sql import ALONE, candidate
+from .policy_sql import candidate
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ SET last_run = $2::jsonb, runs = runs + 1,
         ELSE next_run_at END
 WHERE id = $1 AND ($7::timestamptz IS NULL OR next_run_at = $7::timestamptz)
 """
-SQL_CANDIDATES = f"SELECT count(*) FROM posts p WHERE {candidate('p', ALONE)}"
+SQL_CANDIDATES = Named(f"SELECT count(*) FROM posts p WHERE {candidate('p')}")
 # The run's `posts_changed`, written last in its transaction (its statement leaves it out).
 SQL_ANNOUNCE = f"SELECT {announce('$1::int', '$2::text', '$3::int[]', '$4::uuid')}"
 # A run that changed something, from its history entry; its email owed when $3.
@@ -186,11 +187,11 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
         await _record(conn, policy_id, last, scheduled, row["every"])
         return Ran(last, owner, row["notify"])
     at = datetime.now(UTC)
-    params = checked.params(owner, policy_id, at)
+    values = checked.named(owner, policy_id, at)
     most = settings.bulk_max_posts
     room = await hold_budget(conn, Budget.of(settings), owner, None, background=True)
     # Counted under the budget's lock: what the run leaves is this less what it changes.
-    candidates = int(await conn.fetchval(SQL_CANDIDATES, *params))
+    candidates = int(await conn.fetchval(*SQL_CANDIDATES.bind(values)))
     if _held(settings, row["approved_count"], candidates):
         last = LastRun(at, "held", 0, candidates, None)
         await _record(conn, policy_id, last, scheduled, row["every"])
@@ -211,10 +212,10 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
     limit = min(most, room.left)
     changed, action_id, ids = 0, None, []
     if limit > 0 and candidates:
-        action = named(fields.action)
-        # ALONE's parameters, with the statement's $4 (no moderator), $5 and $8 (its room).
-        args = (*params[:3], None, limit, *params[3:5], room.left, *params[5:], *action.fixed)
-        done = await conn.fetchrow(SQL_POLICY_RUNS[fields.action], *args)
+        sql = SQL_POLICY_RUNS[fields.action]
+        values |= {"actor": None, "most": limit, "room": room.left}
+        values |= action_values(named(fields.action).fixed)
+        done = await conn.fetchrow(*sql.bind(values))
         changed, action_id, ids = int(done["changed"]), done["action_id"], done["changed_ids"]
         if action_id is not None:
             await conn.execute(SQL_RAN, action_id, REQUEST_ID.get(), fields.notify)
