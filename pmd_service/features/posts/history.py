@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from ...core.db import from_row
+from ...core.named_sql import Named
 from ...host.access import Principal
 from .cursor import EPOCH, invalid_cursor, micros, pack, unpack
 from .schemas import ActionItem, ActionList, ActionPost
@@ -25,23 +26,23 @@ _OF_HEAD = (
     f"(g.id = h.id OR {same_click('g', 'h.click_id', 'h.owner_id', 'h.actor_id', 'h.action')})"
 )
 
-# $1 the owner, $2 the moderator (NULL: the owner), $3 rows to read, $4, $5 the cursor's.
-SQL_RECENT_ACTIONS = f"""
+# `actor`: the moderator (NULL: the owner); `rows` to read; `at`, `action_id`: the cursor's.
+SQL_RECENT_ACTIONS = Named(f"""
 WITH heads AS (
     SELECT h.* FROM bulk_actions h
-    WHERE h.owner_id = $1 AND h.{WITHIN_WINDOW}
-      AND ($4::timestamptz IS NULL OR (h.created_at, h.id) < ($4::timestamptz, $5::uuid))
+    WHERE h.owner_id = :owner AND h.{WITHIN_WINDOW}
+      AND (:at::timestamptz IS NULL OR (h.created_at, h.id) < (:at::timestamptz, :action_id::uuid))
       AND NOT EXISTS (
           SELECT 1 FROM bulk_actions g
           WHERE {same_click("g", "h.click_id", "h.owner_id", "h.actor_id", "h.action")}
             AND (g.created_at, g.id) < (h.created_at, h.id))
     ORDER BY h.created_at DESC, h.id DESC
-    LIMIT $3
+    LIMIT :rows
 ), page AS (
     SELECT h.id, h.action, h.created_at, c.changed_count, c.unchanged_count,
            h.actor_id IS NOT NULL AS by_moderator, h.policy_id, h.policy_name,
-           {acted_by("$2")} AS by_you, c.undone_at,
-           c.undoable AND {acted_by("$2")} AS undoable, c.named
+           {acted_by(":actor")} AS by_you, c.undone_at,
+           c.undoable AND {acted_by(":actor")} AS undoable, c.named
     FROM heads h
     CROSS JOIN LATERAL (
         -- Undone once every batch is; undoable while one is not and none of those was dropped.
@@ -68,7 +69,7 @@ LEFT JOIN LATERAL (
     JOIN posts p ON p.id = u.post_id
 ) AS named_posts ON true
 ORDER BY created_at DESC, id DESC
-"""
+""")
 
 
 def undo_link(action_id: uuid.UUID, principal: Principal) -> str:
@@ -84,14 +85,9 @@ async def recent_actions(
 ) -> ActionList:
     after = _Cursor.decode(cursor) if cursor else None
     actor = principal.caller.id if principal.as_moderator else None
-    rows = await pool.fetch(
-        SQL_RECENT_ACTIONS,
-        principal.target.id,
-        actor,
-        limit + 1,
-        after.at if after else None,
-        after.action_id if after else None,
-    )
+    values: dict[str, object] = {"owner": principal.target.id, "actor": actor, "rows": limit + 1}
+    values |= {"at": after.at if after else None, "action_id": after.action_id if after else None}
+    rows = await pool.fetch(*SQL_RECENT_ACTIONS.bind(values))
     items = [
         from_row(
             ActionItem,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from ...core.named_sql import Named
 from .actions import ACTIONS
 
 if TYPE_CHECKING:
@@ -25,7 +26,9 @@ def announce(owner: str, action: str, ids: str, action_id: str) -> str:
 
 
 # Added posts belong to no bulk action: the event's action id is one of their own.
-SQL_ANNOUNCE_NEW = f"SELECT {announce('$1::int', '$2::text', '$3::int[]', 'gen_random_uuid()')}"
+SQL_ANNOUNCE_NEW = Named(
+    f"SELECT {announce(':owner::int', ':action::text', ':ids::int[]', 'gen_random_uuid()')}"
+)
 # A database with the host's tables but not yet the service's has no stream to tell.
 SQL_CAN_ANNOUNCE = (
     "SELECT to_regprocedure('pmd_posts_changed(integer, text, integer[], uuid, integer)') "
@@ -37,7 +40,7 @@ async def announce_new(conn: Conn, owner_id: int, post_ids: list[int]) -> bool:
     """Writes the `posts_changed` of posts just added, in the caller's transaction."""
     if not post_ids or not await conn.fetchval(SQL_CAN_ANNOUNCE):
         return False
-    await conn.fetchval(SQL_ANNOUNCE_NEW, owner_id, NEW, post_ids)
+    await conn.fetchval(*SQL_ANNOUNCE_NEW.bind({"owner": owner_id, "action": NEW, "ids": post_ids}))
     return True
 
 

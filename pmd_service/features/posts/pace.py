@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from ...core.codes import Code
 from ...core.locks import AdvisoryLock
+from ...core.named_sql import Named
 from ...core.problems import ProblemError
 from ...core.settings import Settings
 from ...host.eligibility import MAX_BATCH
@@ -85,9 +86,10 @@ SQL_BUDGET_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
 
 
 def _since(seconds: str) -> str:
-    """SQL: the start of a window `seconds` long; evaluated once as a subquery, so that it can
-    bound a scan of write_spends_site_idx; clock_timestamp(): the lock may have waited."""
-    return f"(SELECT clock_timestamp() - make_interval(secs => {seconds}::float8))"
+    """SQL: the start of a window the parameter `seconds` long; evaluated once as a subquery,
+    so that it can bound a scan of write_spends_site_idx; clock_timestamp(): the lock may have
+    waited."""
+    return f"(SELECT clock_timestamp() - make_interval(secs => :{seconds}::float8))"
 
 
 def _site_sum(seconds: str) -> str:
@@ -106,68 +108,72 @@ def _background_sum(seconds: str) -> str:
     )
 
 
-# In one statement after the person's lock: their posts changed within each window ($3, $4
-# seconds), the site's within the first when $5, the background share's when $6.
-SQL_BUDGET_USED = f"""
+def _leaving(seconds: str) -> str:
+    """SQL: a spend's posts and the seconds until it leaves the window."""
+    return f"""posts, extract(epoch FROM spent_at + make_interval(secs => :{seconds}::float8)
+                                - clock_timestamp())::float8 AS leaves_in"""
+
+
+# In one statement after the person's lock: their posts changed within each window, the
+# site's within the first when `site`, the background share's when `background`.
+SQL_BUDGET_USED = Named(f"""
 WITH purged AS (
     DELETE FROM write_spends
-    WHERE user_id = $1 AND as_moderator = $2
-      AND spent_at <= clock_timestamp() - make_interval(secs => greatest($3::float8, $4::float8))
+    WHERE user_id = :user AND as_moderator = :as_moderator
+      AND spent_at <= clock_timestamp() - make_interval(secs => greatest(:short::float8,
+                                                                      :long::float8))
     RETURNING 1
 )
 SELECT coalesce(sum(posts) FILTER (
-           WHERE spent_at > clock_timestamp() - make_interval(secs => $3::float8)), 0) AS short,
+           WHERE spent_at > clock_timestamp() - make_interval(secs => :short::float8)), 0) AS short,
        coalesce(sum(posts) FILTER (
-           WHERE spent_at > clock_timestamp() - make_interval(secs => $4::float8)), 0) AS long,
+           WHERE spent_at > clock_timestamp() - make_interval(secs => :long::float8)), 0) AS long,
        (SELECT count(*) FROM purged) AS purged,
-       CASE WHEN $5::bool THEN {_site_sum("$3")} END AS site,
-       CASE WHEN $6::bool THEN {_background_sum("$3")} END AS background
-FROM write_spends WHERE user_id = $1 AND as_moderator = $2
-"""
+       CASE WHEN :site::bool THEN {_site_sum("short")} END AS site,
+       CASE WHEN :background::bool THEN {_background_sum("short")} END AS background
+FROM write_spends WHERE user_id = :user AND as_moderator = :as_moderator
+""")
 # A refused write's wait: the window's spends, oldest first, with the seconds until each leaves.
-SQL_BUDGET_SPENDS = """
-SELECT posts, extract(epoch FROM spent_at + make_interval(secs => $3::float8)
-                                - clock_timestamp())::float8 AS leaves_in
+SQL_BUDGET_SPENDS = Named(f"""
+SELECT {_leaving("window")}
 FROM write_spends
-WHERE user_id = $1 AND as_moderator = $2
-  AND spent_at > clock_timestamp() - make_interval(secs => $3::float8)
+WHERE user_id = :user AND as_moderator = :as_moderator
+  AND spent_at > clock_timestamp() - make_interval(secs => :window::float8)
 ORDER BY spent_at
-"""
+""")
+_SPEND = """INSERT INTO write_spends (user_id, as_moderator, posts, background)
+    VALUES (:user, :as_moderator, :posts, :background)"""
 # A moderator's spend, which the site's budget does not hold.
-SQL_BUDGET_SPEND = """
-INSERT INTO write_spends (user_id, as_moderator, posts, background) VALUES ($1, $2, $3, $4)
-"""
-# An owner's spend, in one statement after the site's lock: what left the longest window ($5
-# seconds) purged, skipping rows another write holds (waiting on them under the site's lock
-# could deadlock), and the site's spends of the first window ($6) read as they were before
-# this one (the background share's too when $4), for the caller to refuse the write.
-SQL_SITE_SPEND = f"""
+SQL_BUDGET_SPEND = Named(_SPEND)
+# An owner's spend, in one statement after the site's lock: what left the `long` window
+# purged, skipping rows another write holds (waiting on them under the site's lock could
+# deadlock), and the site's spends of the `short` one read as they were before this one (the
+# background share's too for a background write), for the caller to refuse the write.
+SQL_SITE_SPEND = Named(f"""
 WITH purged AS (
     DELETE FROM write_spends WHERE ctid = ANY(ARRAY(
         SELECT ctid FROM write_spends
-        WHERE NOT as_moderator AND spent_at <= {_since("$5")}
+        WHERE NOT as_moderator AND spent_at <= {_since("long")}
         FOR UPDATE SKIP LOCKED))
 ), spent AS (
-    INSERT INTO write_spends (user_id, as_moderator, posts, background) VALUES ($1, $2, $3, $4)
+    {_SPEND}
 )
-SELECT {_site_sum("$6")} AS site,
-       CASE WHEN $4::bool THEN {_background_sum("$6")} END AS background
-"""
-# The site's spends of the window, as SQL_BUDGET_SPENDS ($1 the window's seconds).
-SQL_SITE_SPENDS = f"""
-SELECT posts, extract(epoch FROM spent_at + make_interval(secs => $1::float8)
-                                - clock_timestamp())::float8 AS leaves_in
+SELECT {_site_sum("short")} AS site,
+       CASE WHEN :background::bool THEN {_background_sum("short")} END AS background
+""")
+# The site's spends of the window, as SQL_BUDGET_SPENDS.
+SQL_SITE_SPENDS = Named(f"""
+SELECT {_leaving("window")}
 FROM write_spends
-WHERE NOT as_moderator AND spent_at > {_since("$1")}
+WHERE NOT as_moderator AND spent_at > {_since("window")}
 ORDER BY spent_at
-"""
-SQL_BACKGROUND_SPENDS = f"""
-SELECT posts, extract(epoch FROM spent_at + make_interval(secs => $1::float8)
-                                - clock_timestamp())::float8 AS leaves_in
+""")
+SQL_BACKGROUND_SPENDS = Named(f"""
+SELECT {_leaving("window")}
 FROM write_spends
-WHERE background AND spent_at > {_since("$1")}
+WHERE background AND spent_at > {_since("window")}
 ORDER BY spent_at
-"""
+""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,12 +219,13 @@ class _Used:
 
     async def spends(self, conn: Conn) -> list[asyncpg.Record]:
         """The window's spends, oldest first, with the seconds until each leaves it."""
-        window = float(self.window_seconds)
+        values: dict[str, object] = {"window": float(self.window_seconds), "user": self.user_id}
         if self.scope == "background":
-            return await conn.fetch(SQL_BACKGROUND_SPENDS, window)
+            return await conn.fetch(*SQL_BACKGROUND_SPENDS.bind(values))
         if self.user_id is None:
-            return await conn.fetch(SQL_SITE_SPENDS, window)
-        return await conn.fetch(SQL_BUDGET_SPENDS, self.user_id, self.scope == "moderator", window)
+            return await conn.fetch(*SQL_SITE_SPENDS.bind(values))
+        values["as_moderator"] = self.scope == "moderator"
+        return await conn.fetch(*SQL_BUDGET_SPENDS.bind(values))
 
 
 def _site_used(budget: Budget, site: int, background: int | None) -> tuple[_Used, ...]:
@@ -258,16 +265,18 @@ class Room:
         """Count `changed` posts, or raise the refusal when the site's budget has no room."""
         if not changed:
             return
+        user, as_moderator = self.subject
+        values: dict[str, object] = {"user": user, "as_moderator": as_moderator}
+        values |= {"posts": changed, "background": self.background}
         if self.site is None:
-            await self.conn.execute(SQL_BUDGET_SPEND, *self.subject, changed, self.background)
+            await self.conn.execute(*SQL_BUDGET_SPEND.bind(values))
             return
         # Locked only now, so owners' writes queue for it only just before commit.
         await self.conn.execute(SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
-        (short, _), (longest, _) = self.site.windows()
+        (short, _), (long, _) = self.site.windows()
         # A statement after the lock: its snapshot holds every spend committed before it.
-        row = await self.conn.fetchrow(
-            SQL_SITE_SPEND, *self.subject, changed, self.background, float(longest), float(short)
-        )
+        values |= {"short": float(short), "long": float(long)}
+        row = await self.conn.fetchrow(*SQL_SITE_SPEND.bind(values))
         assert row is not None  # a SELECT without FROM has its row
         site = _site_used(self.site, row["site"], row["background"])
         if any(changed > b.left for b in site):
@@ -346,15 +355,10 @@ async def hold_budget(
     # A statement after the lock: its snapshot holds every spend committed before it.
     # Moderators skip the site's budget: artists filling it must not hold moderation off.
     as_moderator = scope == "moderator"
-    row = await conn.fetchrow(
-        SQL_BUDGET_USED,
-        user_id,
-        as_moderator,
-        float(short),
-        float(long),
-        not as_moderator,
-        background and not as_moderator,
-    )
+    values: dict[str, object] = {"user": user_id, "as_moderator": as_moderator}
+    values |= {"short": float(short), "long": float(long), "site": not as_moderator}
+    values["background"] = background and not as_moderator
+    row = await conn.fetchrow(*SQL_BUDGET_USED.bind(values))
     assert row is not None  # an aggregate always has its row
     used = [
         _Used(scope, user_id, short, short_limit, row["short"]),

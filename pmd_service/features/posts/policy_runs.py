@@ -86,7 +86,9 @@ WHERE id = $1 AND ($7::timestamptz IS NULL OR next_run_at = $7::timestamptz)
 """
 SQL_CANDIDATES = Named(f"SELECT count(*) FROM posts p WHERE {candidate('p')}")
 # The run's `posts_changed`, written last in its transaction (its statement leaves it out).
-SQL_ANNOUNCE = f"SELECT {announce('$1::int', '$2::text', '$3::int[]', '$4::uuid')}"
+SQL_ANNOUNCE = Named(
+    f"SELECT {announce(':owner::int', ':action::text', ':ids::int[]', ':action_id::uuid')}"
+)
 # A run that changed something, from its history entry; its email owed when $3.
 SQL_RAN = """
 INSERT INTO cleanup_policy_runs (id, policy_id, owner_id, policy_name, action, changed_count,
@@ -228,7 +230,8 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
     # Last, the two locks every owner's writes queue for: the site's budget, the stream's order.
     await room.spend(changed)
     if action_id is not None:
-        await conn.fetchval(SQL_ANNOUNCE, owner, fields.action, ids, action_id)
+        announced = {"owner": owner, "action": fields.action, "ids": ids, "action_id": action_id}
+        await conn.fetchval(*SQL_ANNOUNCE.bind(announced))
     return Ran(last, owner, fields.notify, held)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from ...core.codes import Code
+from ...core.named_sql import Named
 from ...core.problems import ProblemError, conflict, gone, not_found
 from ...host.access import Principal
 from ...host.eligibility import list_ids
@@ -82,12 +83,12 @@ def acted_by(actor: str) -> str:
 
 # The action and, when it is a batch of a click, every batch of that click, locked in id order
 # (a second undo waits, then finds them undone); only who acted may undo it.
-SQL_ACTION = f"""
+SQL_ACTION = Named(f"""
 WITH named AS (
     SELECT id, click_id, owner_id, actor_id, action FROM bulk_actions
-    WHERE id = $1 AND owner_id = $2 AND {acted_by("$3")}
+    WHERE id = :action_id AND owner_id = :owner AND {acted_by(":actor")}
 )
-SELECT b.id, b.id = $1 AS named, b.action, b.actor_id IS NOT NULL AS by_moderator,
+SELECT b.id, b.id = :action_id AS named, b.action, b.actor_id IS NOT NULL AS by_moderator,
        b.undone_at IS NOT NULL AS undone, NOT (b.{WITHIN_WINDOW}) AS expired,
        NOT (b.{HISTORY_KEPT}) AS dropped, b.post_ids IS NULL AS previous_release, b.created_at
 FROM bulk_actions b
@@ -99,12 +100,12 @@ WHERE b.id IN (
 )
 ORDER BY b.id
 FOR UPDATE OF b
-"""
+""")
 
-# One statement per action and caller; past $2 posts (the budget's room) no post changes.
+# One statement per action and caller; past `room` posts (the budget's) no post changes.
 _UNDO = """
 WITH act AS (
-    SELECT * FROM bulk_actions WHERE id = $1
+    SELECT * FROM bulk_actions WHERE id = :action_id
 ), prior AS (
     SELECT u.post_id, u.date, u.mark, u.license, u.remixable, u.after,
            a.tag_changes -> (u.n::int - 1) AS diff
@@ -125,13 +126,13 @@ WITH act AS (
     UPDATE posts p SET {assign}, updated_at = now(), metadata_modified_at = now()
     FROM locked r, act a
     WHERE p.id = r.post_id AND r.left_why IS NULL AND NOT EXISTS (SELECT 1 FROM clashes)
-      AND (SELECT count(*) FROM locked WHERE left_why IS NULL) <= $2::int
+      AND (SELECT count(*) FROM locked WHERE left_why IS NULL) <= :room::int
     RETURNING p.id
 ){marks}, done AS (
     -- An undo that put nothing back stays offered while a post it left could be as the
     -- action left it again (changed back, or its license no longer NoDerivatives).
     UPDATE bulk_actions SET undone_at = now(), {drop}
-    WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM clashes)
+    WHERE id = :action_id AND NOT EXISTS (SELECT 1 FROM clashes)
       AND (EXISTS (SELECT 1 FROM restored)
            OR NOT EXISTS (SELECT 1 FROM locked WHERE left_why IN ('changed', 'NoDerivatives')))
     RETURNING 1
@@ -165,22 +166,24 @@ FROM restored_ids r, left_posts k
 """
 
 
-def _sql(undo: Undo) -> str:
-    return _UNDO.format(
-        **asdict(undo),
-        drop=DROP_HISTORY,
-        announce=announce("a.owner_id", "'undo'", "r.ids", "a.id"),
+def _sql(undo: Undo) -> Named:
+    return Named(
+        _UNDO.format(
+            **asdict(undo),
+            drop=DROP_HISTORY,
+            announce=announce("a.owner_id", "'undo'", "r.ids", "a.id"),
+        )
     )
 
 
-SQL_UNDO: dict[tuple[str, bool], str] = {
+SQL_UNDO: dict[tuple[str, bool], Named] = {
     (action.name, moderator): _sql(action.caller(moderator).undo)
     for action in ACTIONS
     for moderator in (False, True)
 }
 
 
-def undo_statement(action: BulkAction, *, moderator: bool) -> str:
+def undo_statement(action: BulkAction, *, moderator: bool) -> Named:
     return SQL_UNDO[action.name, moderator]
 
 
@@ -222,7 +225,8 @@ async def undo(
 
     async def attempt(conn: Conn) -> tuple[BulkAction, list[asyncpg.Record], bool]:
         room = await hold_budget(conn, budget, owner, actor)
-        batches = _check(await conn.fetch(SQL_ACTION, action_id, owner, actor))
+        asked = {"action_id": action_id, "owner": owner, "actor": actor}
+        batches = _check(await conn.fetch(*SQL_ACTION.bind(asked)))
         action = named(batches[0]["action"])
         sql = undo_statement(action, moderator=batches[0]["by_moderator"])
         rows: list[asyncpg.Record] = []
@@ -232,7 +236,8 @@ async def undo(
         for batch in batches:
             if batch["previous_release"]:
                 await convert(conn, batch["id"])
-            row = await conn.fetchrow(sql, batch["id"], max(room.left - restored, 0))
+            left = max(room.left - restored, 0)
+            row = await conn.fetchrow(*sql.bind({"action_id": batch["id"], "room": left}))
             assert row is not None  # the statement always returns exactly one row
             rows.append(row)
             restored += row["restored"]

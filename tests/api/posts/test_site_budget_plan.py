@@ -10,10 +10,12 @@ import pytest
 from pmd_service.features.posts.pace import SQL_BUDGET_USED, SQL_SITE_SPEND, SQL_SITE_SPENDS
 
 # Each statement with a write's parameters: an owner's policy run, a minute and an hour.
+WRITE = {"user": 1, "as_moderator": False, "posts": 3, "background": True, "site": True}
+WINDOWS = {"short": 60.0, "long": 3600.0, "window": 60.0}
 STATEMENTS = {
-    "the read": (SQL_BUDGET_USED, (1, False, 60.0, 3600.0, True, True)),
-    "the spend": (SQL_SITE_SPEND, (1, False, 3, True, 3600.0, 60.0)),
-    "a refusal's wait": (SQL_SITE_SPENDS, (60.0,)),
+    "the read": SQL_BUDGET_USED,
+    "the spend": SQL_SITE_SPEND,
+    "a refusal's wait": SQL_SITE_SPENDS,
 }
 
 
@@ -21,7 +23,7 @@ STATEMENTS = {
 async def test_the_sites_statements_bound_their_scan_by_the_window(
     pool: asyncpg.Pool, name: str
 ) -> None:
-    sql, args = STATEMENTS[name]
+    sql, *args = STATEMENTS[name].bind(WRITE | WINDOWS)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *args))
