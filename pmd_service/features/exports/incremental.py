@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ...core.codes import Code
+from ...core.named_sql import Named
 from ...core.problems import FieldError, ProblemError
 from ...zipbuild.content import METADATA_ONLY
 
@@ -76,17 +77,18 @@ def added_count(e: str) -> str:
       AND (NOT (x.id = ANY({e}.base_post_ids)) OR p.created_at > {e}.follows_started_at)) END)"""
 
 
-SQL_CHANGED_COUNT = f"""
+SQL_CHANGED_COUNT = Named(f"""
 SELECT count(*) FROM posts p
-WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user AND {changed("$2", "$3")}
-"""
+WHERE p.owner_id = :owner AND p.kind = 'artwork' AND NOT p.deleted_by_user
+  AND {changed(":since", ":base")}
+""")
 # Each post's change, as its entry in metadata.json says it (zipbuild/content.py).
-SQL_CHANGES = f"""
-SELECT p.id, CASE WHEN {_new_to_it("$2", "$3")} THEN '{ADDED}'
-                  WHEN {_files_changed("$2")} THEN '{FILES_CHANGED}'
+SQL_CHANGES = Named(f"""
+SELECT p.id, CASE WHEN {_new_to_it(":since", ":base")} THEN '{ADDED}'
+                  WHEN {_files_changed(":since")} THEN '{FILES_CHANGED}'
                   ELSE '{METADATA_ONLY}' END AS change
-FROM posts p WHERE p.id = ANY($1::int[])
-"""
+FROM posts p WHERE p.id = ANY(:post_ids::int[])
+""")
 SQL_REMOVED = """
 SELECT b.id AS post_id, p.public_sqid,
        CASE WHEN p.id IS NULL OR p.deleted_by_user THEN 'deleted'
@@ -182,7 +184,11 @@ async def followed(conn: Conn, user_id: int, since: uuid.UUID | str) -> Follows:
 
 async def changed_count(conn: Conn, user_id: int, follows: Follows) -> int:
     return int(
-        await conn.fetchval(SQL_CHANGED_COUNT, user_id, follows.started_at, follows.post_ids)
+        await conn.fetchval(
+            *SQL_CHANGED_COUNT.bind(
+                {"owner": user_id, "since": follows.started_at, "base": follows.post_ids}
+            )
+        )
     )
 
 
@@ -198,5 +204,5 @@ async def changes(
     pool: asyncpg.Pool, post_ids: list[int], since: datetime, base: list[int]
 ) -> dict[int, str]:
     """Each post's change since the export followed: ADDED, FILES_CHANGED or METADATA_ONLY."""
-    rows = await pool.fetch(SQL_CHANGES, post_ids, since, base)
+    rows = await pool.fetch(*SQL_CHANGES.bind({"post_ids": post_ids, "since": since, "base": base}))
     return {r["id"]: r["change"] for r in rows}

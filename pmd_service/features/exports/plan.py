@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
+from ...core.named_sql import Named
 from ...core.visibility import visible_comment
 from ...host.vault import (
     VaultPathError,
@@ -28,25 +29,26 @@ PER_REACTION_KIND = 64
 # The tag files, the JSON files' heads and the ZIP's end, whatever the artworks.
 PER_PART = 64 * 1024
 
-SQL_EXPORT_POSTS = f"""
+SQL_EXPORT_POSTS = Named(f"""
 SELECT p.id, p.storage_shard, p.storage_key, pf.format,
        coalesce(pf.file_bytes, 0)::bigint AS file_bytes, p.mkpx_file_bytes::bigint AS layers_bytes,
        (octet_length(p.title) + coalesce(octet_length(p.description), 0)
         + coalesce(octet_length(array_to_string(p.hashtags, ' ')), 0))::bigint AS text_bytes,
        coalesce(c.bytes, 0)::bigint AS comment_bytes, coalesce(r.kinds, 0)::bigint AS kinds,
-       {carries_files("$4", "$5")} AS carries
+       {carries_files(":since", ":base")} AS carries
 FROM posts p
 LEFT JOIN post_files pf ON pf.post_id = p.id AND pf.is_native
 LEFT JOIN LATERAL (
     SELECT sum(2 * octet_length(c.body) + {PER_COMMENT}) AS bytes
     FROM comments c WHERE c.post_id = p.id AND {visible_comment("c")}
-) AS c ON $2
+) AS c ON :comments
 LEFT JOIN LATERAL (
     SELECT count(DISTINCT emoji) AS kinds FROM reactions x WHERE x.post_id = p.id
-) AS r ON $3
-WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user AND {changed("$4", "$5")}
+) AS r ON :reactions
+WHERE p.owner_id = :owner AND p.kind = 'artwork' AND NOT p.deleted_by_user
+  AND {changed(":since", ":base")}
 ORDER BY p.created_at DESC, p.id DESC
-"""
+""")
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ async def plan_parts(
     base: list[int] | None = None,
 ) -> list[PlannedPart]:
     """`vault`: stat the files there (None: declared sizes); `base`: an incremental's."""
-    rows = await pool.fetch(SQL_EXPORT_POSTS, user_id, comments, reactions, changed_since, base)
+    asked = {"owner": user_id, "comments": comments, "reactions": reactions}
+    rows = await pool.fetch(*SQL_EXPORT_POSTS.bind(asked | {"since": changed_since, "base": base}))
     actual = (
         await asyncio.to_thread(_file_sizes, vault, rows, upscaled) if vault is not None else {}
     )
