@@ -20,6 +20,7 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from ..core.codes import Code
+from ..core.named_sql import Named
 from ..storage.zip_names import ZipNames
 from ..zipbuild.build import BuildResult, FileDigest, Trailing
 from ..zipbuild.content import Artwork
@@ -170,7 +171,7 @@ class Upkeep:
 class Email:
     """Emails rows owe (mail/notify.py's `Emailed`): a kind's ready/failed one, or a feature's."""
 
-    sql_emails_owed: str  # $1 the tries allowed → the ids whose email is owed
+    sql_emails_owed: Named  # `tries` allowed → the ids whose email is owed
     send: Callable[[asyncpg.Pool, Settings, uuid.UUID], Awaitable[bool]]
 
     async def send_email(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:

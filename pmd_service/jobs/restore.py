@@ -6,7 +6,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..mail.notify import MAX_EMAIL_ATTEMPTS
+from ..core.named_sql import Named
+from ..mail.notify import TRIES
 
 
 class Look(enum.Enum):
@@ -41,13 +42,14 @@ def not_queued(name: str, sql: str, says: str, then: str) -> RestoreCheck:
     )
 
 
-def email_owed(name: str, sql: str, says: str) -> RestoreCheck:
-    """A kind's rows whose email is owed (`sql`: fewer than $1 tries made)."""
+def email_owed(name: str, sql: Named, says: str) -> RestoreCheck:
+    """A kind's rows whose email is owed (`sql`: fewer than `tries` tries made)."""
+    text, *args = sql.bind(TRIES)
     return RestoreCheck(
         name,
-        sql,
+        text,
         Look.ROWS,
         f"{says} and its email is owed",
         "the sweep sends it; one that went out after the backup was taken goes out again",
-        (MAX_EMAIL_ATTEMPTS,),
+        tuple(args),
     )

@@ -18,6 +18,7 @@ import asyncpg
 
 from ..core.db import from_row
 from ..core.logs import request_id_set
+from ..core.named_sql import Named
 from ..core.settings import Settings
 from ..host.columns import host_column
 from .compose import Attempt, PlainAuthRefused, send
@@ -32,8 +33,8 @@ SEND_TIMEOUTS = 3
 # Whether a row's email may be taken: never taken, released, or its lease ran out before DATA.
 TAKEABLE = "(email_sent_at IS NULL OR email_lease_until < now())"
 
-# A take, after a kind's `UPDATE <table> t`: under a lease of $3 seconds, one try more.
-TAKE = """SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => $3),
+# A take, after a kind's `UPDATE <table> t`: under a lease of `lease` seconds, one try more.
+TAKE = """SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => :lease),
     email_attempts = t.email_attempts + 1"""
 
 # Which of a job kind's rows owe an email (`t`: its table), once ready or failed.
@@ -41,13 +42,17 @@ JOB_OWES = "t.send_email AND t.status IN ('ready', 'failed')"
 
 
 def take_row(owes: str) -> str:
-    """A take's row: $1, while it owes its email and may be taken, fewer than $2 tries made."""
-    return f"t.id = $1 AND {owes} AND {TAKEABLE}\n  AND t.email_attempts < $2"
+    """A take's row `row`, while it owes its email and may be taken, fewer than `tries` made."""
+    return f"t.id = :row AND {owes} AND {TAKEABLE}\n  AND t.email_attempts < :tries"
 
 
 def owed_row(owes: str) -> str:
-    """A row whose email is owed, fewer than $1 tries made."""
-    return f"{owes} AND {TAKEABLE}\n  AND t.email_attempts < $1"
+    """A row whose email is owed, fewer than `tries` tries made."""
+    return f"{owes} AND {TAKEABLE}\n  AND t.email_attempts < :tries"
+
+
+# What a take's and an owed row's `tries` are given.
+TRIES = {"tries": MAX_EMAIL_ATTEMPTS}
 
 
 OWED_ROW = owed_row(JOB_OWES)
@@ -69,10 +74,13 @@ def send_seconds(settings: Settings) -> float:
     return SEND_TIMEOUTS * settings.smtp_timeout
 
 
-def takes(sql: str, recipient: str, owes: str = JOB_OWES, **values: str) -> tuple[str, str]:
+def takes(sql: str, recipient: str, owes: str = JOB_OWES, **values: str) -> tuple[Named, Named]:
     """A kind's take (`sql`) in the language of `recipient` (the user's alias), and in English."""
     fill = {"take": TAKE, "take_row": take_row(owes), **values}
-    return sql.format(locale=f"{recipient}.locale", **fill), sql.format(locale="NULL::text", **fill)
+    return (
+        Named(sql.format(locale=f"{recipient}.locale", **fill)),
+        Named(sql.format(locale="NULL::text", **fill)),
+    )
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -87,7 +95,7 @@ class LeaseLost(Exception):
 class Emailed(Protocol):
     """A kind of row that is emailed once ready or failed."""
 
-    sql_emails_owed: str  # $1 the tries allowed → the ids whose email is owed
+    sql_emails_owed: Named  # `tries` allowed → the ids whose email is owed
 
     async def send_email(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
         """True if this call sent it (it takes the email first: at most one is sent)."""
@@ -166,24 +174,26 @@ class EmailTable(Generic[M]):
 
     label: str  # how a log line names a row ("BDR")
     table: str
-    take: str
-    take_in_english: str
+    take: Named
+    take_in_english: Named
     mail: Callable[..., M]
     compose: Callable[[Settings, M], EmailMessage]
     owes: str = JOB_OWES
     since: str = "completed_at"
 
     @property
-    def sql_emails_owed(self) -> str:
-        """$1 the tries allowed → the ids whose email is owed."""
-        return f"""SELECT id FROM {self.table} t
+    def sql_emails_owed(self) -> Named:
+        """`tries` allowed → the ids whose email is owed."""
+        return Named(f"""SELECT id FROM {self.table} t
 WHERE {owed_row(self.owes)}
-ORDER BY t.{self.since} LIMIT {OWED_BATCH}"""
+ORDER BY t.{self.since} LIMIT {OWED_BATCH}""")
 
     async def send(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
         """Row `row_id`'s email, taken, then sent; True if this call sent it (never raises)."""
         take = self.take if await users_locale_readable(pool, settings) else self.take_in_english
-        taken = await pool.fetchrow(take, row_id, MAX_EMAIL_ATTEMPTS, lease_seconds(settings))
+        taken = await pool.fetchrow(
+            *take.bind(TRIES | {"row": row_id, "lease": lease_seconds(settings)})
+        )
         if taken is None:
             return False
         taken_at = taken["taken_at"]
@@ -203,6 +213,6 @@ ORDER BY t.{self.since} LIMIT {OWED_BATCH}"""
 async def send_owed(pool: asyncpg.Pool, settings: Settings, kind: Emailed) -> int:
     """The sweep's: the emails of `kind` still owed, sent; how many were."""
     sent = 0
-    for row in await pool.fetch(kind.sql_emails_owed, MAX_EMAIL_ATTEMPTS):
+    for row in await pool.fetch(*kind.sql_emails_owed.bind(TRIES)):
         sent += await kind.send_email(pool, settings, row["id"])
     return sent

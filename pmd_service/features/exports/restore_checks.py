@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...core.named_sql import Named
 from ...jobs.restore import Look, RestoreCheck, email_owed, not_queued
 from ...mail.notify import OWED_ROW
 
@@ -17,7 +18,7 @@ WHERE p.status = 'ready' ORDER BY t.created_at, t.id, p.number
 SQL_CHECK_RUNNING = f"""
 {_ROWS} WHERE t.status IN ('pending', 'processing') ORDER BY t.created_at, t.id
 """
-SQL_CHECK_EMAIL_OWED = f"{_ROWS} WHERE {OWED_ROW} ORDER BY t.completed_at, t.id"
+SQL_CHECK_EMAIL_OWED = Named(f"{_ROWS} WHERE {OWED_ROW} ORDER BY t.completed_at, t.id")
 
 SQL_CHECK_SCHEDULES_DUE = """
 SELECT s.user_id AS id, coalesce(s.user_sqid, '#' || s.user_id) AS user_sqid,

@@ -69,7 +69,11 @@ async def taken_by_a_sender_that_dies(
     kind: Kind, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID
 ) -> None:
     """The take, as the kind's send does it first, then nothing: the process is gone."""
-    row = await pool.fetchrow(kind.take, row_id, MAX_EMAIL_ATTEMPTS, lease_seconds(settings))
+    row = await pool.fetchrow(
+        *kind.take.bind(
+            {"row": row_id, "tries": MAX_EMAIL_ATTEMPTS, "lease": lease_seconds(settings)}
+        )
+    )
     assert row is not None
 
 
