@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.runner import BENCHMARKS, FIGURES, MACHINE, Saved, read_json, saved
+from bench.runner import BENCHMARKS, FIGURES, MACHINE, RETIRED, Saved, read_json, saved
 from pmd_service.host.hostcheck import FITTED_COMMIT
 from support import chaos_pages, render
 from support.stack import CHECKOUT
@@ -32,8 +32,9 @@ SCALING = CHECKOUT / "docs" / "scaling.md"
 
 
 def sections(folder: Path = FIGURES) -> dict[str, Saved]:
-    """Each benchmark's saved figures, through its module's `section` where it has one."""
-    out = {}
+    """Each benchmark's saved figures, through its module's `section` where it has one; a
+    retired one's as saved."""
+    out = {name: saved(name, folder) for name in RETIRED}
     for bench in BENCHMARKS:
         s = saved(bench.name, folder)
         make = getattr(importlib.import_module(bench.target), "section", None)

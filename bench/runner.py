@@ -48,7 +48,6 @@ BENCHMARKS = (
         "the worker's job beside the previous release's, in turns",
         module="build",
     ),
-    Bench("mentions", (), 600, "a download of 128 artworks whose texts carry mentions"),
     Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900, "the posts list and hide"),
     Bench(
         "posts_ab",
@@ -58,8 +57,6 @@ BENCHMARKS = (
         module="posts",
     ),
     Bench("filters", (), 600, "a filtered page at 20,000 posts, an action on 10,000"),
-    Bench("host_cache", (), 600, "a one-post action beside 1,000,000 keys in the host's cache"),
-    Bench("write_budget", ("--posts", "20000"), 600, "the WAL of one client's budgeted writes"),
     Bench("policies", (), 5400, "100,000 cleanup policies due in one minute, one worker's ticks"),
     Bench("sse", (), 1800, "1,000 to 20,000 streams on one server: memory, events, storms"),
     Bench("sse_box", ("--box",), 2700, "12,500 to 100,000 streams, 1 to 7 servers", module="sse"),
@@ -73,7 +70,6 @@ BENCHMARKS = (
     Bench("page", (), 600, "the dashboard page at 20,000 posts in Debian's Chromium"),
     Bench("store", (), 1200, "SeaweedFS: builds, reads, downloads, stalled readers"),
     Bench("export", (), 1200, "a full export of 3,000 artworks, folder and SeaweedFS"),
-    Bench("scaling", (), 600, "a backlog's drain, 50 users at once"),
     Bench(
         "upgrade",
         ("--upgrade-from", "previous"),
@@ -82,6 +78,8 @@ BENCHMARKS = (
         module="runs.cluster",
     ),
 )
+# Run once, their modules gone: each figures file keeps the commit its run names, to rerun it from.
+RETIRED = ("mentions", "host_cache", "write_budget", "wal_budget", "scaling")
 
 
 @dataclass(frozen=True)
@@ -92,6 +90,7 @@ class Saved:
     failed: dict[str, Any] | None = None
     # Each setting the run changed from what ships, by its variable; None: not recorded.
     settings: dict[str, Any] | None = None
+    retired: bool = False
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -100,9 +99,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def saved(name: str, folder: Path = FIGURES) -> Saved:
     data = read_json(folder / f"{name}.json")
-    return Saved(
-        name, data.get("run"), data.get("figures"), data.get("failed"), data.get("settings")
-    )
+    run, figures, failed, settings = (data.get(k) for k in ("run", "figures", "failed", "settings"))
+    return Saved(name, run, figures, failed, settings, name in RETIRED)
 
 
 def _write(name: str, data: dict[str, Any], folder: Path) -> None:
