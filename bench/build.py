@@ -35,10 +35,9 @@ from pmd_service.sse.hub import CHANNEL
 from pmd_service.storage.zip_files import ZipFiles
 from pmd_service.storage.zip_names import own_zip_path
 from pmd_service.zipbuild.build import Entry, build_zip
-from runs.cluster.hosts import CURRENT
-from runs.cluster.upgrade import install
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
+from support.release import CURRENT, install
 from support.stack import CHECKOUT, WORKER, connected, fresh_stack, start_worker, stop
 
 T = TypeVar("T")

@@ -26,10 +26,9 @@ from bench import cli, sse_floor
 from bench.storm_client import Client
 from pmd_service.core.db import read_budget
 from pmd_service.core.settings import Settings
-from runs.cluster.hosts import CURRENT, Release
-from runs.cluster.upgrade import install
 from support import stack
 from support.measures import percentile, tree_rss_kb
+from support.release import CURRENT, Release, install
 from support.seeding import Seeded, seed_stream_users
 
 TOP = 100_000  # the box's streams at its top level; half, a quarter and an eighth below it

@@ -30,9 +30,10 @@ from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient, start_streams
 from runs.chaos.workload import Api, Injector, Ledger, Plan, cancel, close_pool, play
 from runs.cluster.checks import SERVICE_HOSTS, service_logs
-from runs.cluster.hosts import BUCKET, CURRENT, SERVICE_ROLE, Cluster
+from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
 from runs.cluster.upgrade import Exports, command
 from support.mailbox import Mailbox
+from support.release import CURRENT
 from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory
 from support.stack import answers, connected, wait_ready

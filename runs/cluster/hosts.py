@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,8 +19,11 @@ from pathlib import Path
 from runs.chaos.procs import open_files
 from runs.cluster.netns import Host, Network
 from support import pgbouncer, redis
+from support.release import CURRENT as CURRENT  # bench/posts.py imports them from here
+from support.release import Release as Release
+from support.release import StartFailed
 from support.seaweed import ACCESS_KEY, REGION, S3_CONFIG, SECRET_KEY, server_argv
-from support.stack import CHECKOUT, eventually, wait_ready
+from support.stack import eventually, wait_ready
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
@@ -69,25 +71,6 @@ backend servers
     http-check expect status 200
     http-response set-header X-Served-By %s
 """
-
-
-class StartFailed(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class Release:
-    """The code a server or worker host runs: this checkout's, or a previous release's."""
-
-    name: str
-    python: str = sys.executable
-    env: dict[str, str] = field(default_factory=lambda: {"PYTHONPATH": str(CHECKOUT)})
-
-    def argv(self, *command: str) -> list[str]:
-        return [self.python, "-m", "pmd_service", *command]
-
-
-CURRENT = Release("this checkout")
 
 
 @dataclass

@@ -17,11 +17,11 @@ from pathlib import Path
 from types import FrameType
 
 from runs.cluster.client import run
-from runs.cluster.hosts import PG_BIN, STEPS, StartFailed, Steps, entered, up
+from runs.cluster.hosts import PG_BIN, STEPS, Steps, entered, up
 from runs.cluster.netns import possible, run_tag
-from runs.cluster.upgrade import PREVIOUS, install
 from runs.options import parse_with_workload
 from support import tools
+from support.release import PREVIOUS, StartFailed, install
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

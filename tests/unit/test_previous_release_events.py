@@ -19,8 +19,8 @@ import pytest
 from pmd_service.core.migrate import apply_migrations, discover
 from pmd_service.sse.hub import CHANNEL, SQL_EVENTS_AFTER
 from pmd_service.sse.replay import SQL_PURGE_EVENTS
-from runs.cluster.upgrade import RELEASES
 from support.migration_check import read_record
+from support.release import RELEASES
 from support.stack import connected, eventually
 from tests.helpers import CHECKOUT, scratch_database
 
