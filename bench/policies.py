@@ -29,7 +29,7 @@ from bench.runner import BENCHMARKS, run_one
 from bench.sse import STEP
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
-from pmd_service.features.posts.policy_runs import run_due_policies
+from pmd_service.features.posts.policies.runs import run_due_policies
 from pmd_service.jobs.context import job_context, state
 from support import stack
 from support.seeding import bdr_row, bulk_users

@@ -105,7 +105,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     bdr_daily_limit: Annotated[int, Meta(ge=1, le=10_000)] = 8
     # Posts one bulk action by filter may change (a list of ids stays at 128).
     bulk_max_posts: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
-    # Cleanup policies (features/posts/policies.py): on, and how many an owner may have.
+    # Cleanup policies (features/posts/policies/service.py): on, and how many an owner may have.
     cleanup_policies: bool = True
     policies_per_user: Annotated[int, Meta(ge=1, le=1000)] = 10
     # A policy's run is cut off past these (below the pool's 30 s), recorded failed, backed off.

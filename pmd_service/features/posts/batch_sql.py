@@ -10,7 +10,6 @@ from .actions import ACTIONS
 from .actions import deleted_by_moderator as deleted_by_moderator
 from .filters import match_digest, predicate
 from .live import announce
-from .policy_sql import POLICY_ACTIONS, candidate
 from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES, WHO_ACTED, first_of_click
 
 # One statement per batch, atomic in one round trip: it locks the eligible rows in id order
@@ -110,7 +109,9 @@ def action_values(values: tuple[object, ...]) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
-class _Mode:
+class Mode:
+    """How a batch names its posts, checks their count and records itself."""
+
     chosen: str
     missing: str
     counted: str
@@ -128,7 +129,7 @@ class _Mode:
     announces: bool = True
 
 
-_BY_IDS = _Mode(
+_BY_IDS = Mode(
     chosen="p.id = ANY(:post_ids::int[])",
     missing="""SELECT coalesce(array_agg(w.id ORDER BY w.id), '{}') AS ids
     FROM unnest(:post_ids::int[]) AS w(id)
@@ -141,7 +142,7 @@ _BY_IDS = _Mode(
     click=":click::uuid",
 )
 _DIGEST = f"(SELECT {match_digest('x.id')} FROM unnest(e.ids) AS x(id))"
-_BY_FILTER = _Mode(
+_BY_FILTER = Mode(
     chosen=predicate(),
     missing="SELECT '{}'::int[] AS ids",
     # Exactly the approved count, within the limit, and the approved set when digested.
@@ -154,29 +155,8 @@ _BY_FILTER = _Mode(
 )
 
 
-# A cleanup policy's run: `most` is its cap, and `Checked.named`'s its policy's parameters.
-_BY_POLICY = _Mode(
-    chosen=f"""p.id = ANY(ARRAY(SELECT c.id FROM posts c WHERE {candidate("c")}
-        ORDER BY c.created_at, c.id LIMIT :most::int))""",
-    missing="SELECT '{}'::int[] AS ids",
-    counted="true",
-    targets="(SELECT ids FROM eligible_ids)::int[]",
-    note="json_build_object('policy', :policy::uuid, 'changed', cardinality(c.ids))",
-    reported="NULL::text",
-    left=":room",
-    rule_columns=", policy_id, policy_name",
-    rule_values=", :policy::uuid, (SELECT name FROM cleanup_policies WHERE id = :policy::uuid)",
-    announces=False,
-    rule_ctes=""", remembered AS (
-    INSERT INTO cleanup_policy_posts (policy_id, post_id)
-    SELECT :policy::uuid, unnest(c.ids) FROM changed_ids c
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-)""",
-)
-
-
-def _batch(mode: _Mode, part: Part) -> Named:
+def batch(mode: Mode, part: Part) -> Named:
+    """The statement of an action's `part`, its posts named as `mode` says."""
     values = {name: f":{name}" for name in VALUE_NAMES}
     history = part.history
     prior = ", ".join(f"{sql} AS {name}" for name, sql in history.prior.items())
@@ -215,20 +195,12 @@ def _batch(mode: _Mode, part: Part) -> Named:
 
 
 SQL_ACTIONS: dict[tuple[str, bool, bool], Named] = {
-    (action.name, moderator, by_filter): _batch(
+    (action.name, moderator, by_filter): batch(
         _BY_FILTER if by_filter else _BY_IDS, action.caller(moderator).part(by_filter)
     )
     for action in ACTIONS
     for moderator in (False, True)
     for by_filter in (False, True)
-}
-
-
-# A cleanup policy's actions -> its run's statement, as the owner's action by filter.
-SQL_POLICY_RUNS: dict[str, Named] = {
-    action.name: _batch(_BY_POLICY, action.owner.part(True))
-    for action in ACTIONS
-    if action.name in POLICY_ACTIONS
 }
 
 

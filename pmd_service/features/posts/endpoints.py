@@ -16,12 +16,14 @@ from ...api.validation import path_uuid, read_json
 from ...core.codes import Code
 from ...core.problems import not_found
 from ...host.access import Principal
-from . import batches, history, listing, policies, policy_runs, undo
+from . import batches, history, listing, undo
 from .actions import ACTIONS, LICENSE, named
 from .filters import check_filter
 from .host_cache import FeedDrops, FeedDropsCollector, create_host_cache
 from .pace import Budget, take_turn
-from .policies import (
+from .policies import runs as policy_runs
+from .policies import service as policies
+from .policies.service import (
     LastRun,
     PolicyChange,
     PolicyCreate,

@@ -17,7 +17,7 @@ from .mail import (
     send_policy_hold_email,
     send_policy_run_email,
 )
-from .policy_runs import TICK_SECONDS, run_due_policies
+from .policies.runs import TICK_SECONDS, run_due_policies
 
 FEATURE = Feature(
     name="posts",

@@ -14,8 +14,8 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.db import create_pool
-from pmd_service.features.posts.policies import COLUMNS
-from pmd_service.features.posts.policy_runs import run_due_policies, run_locked
+from pmd_service.features.posts.policies.runs import run_due_policies, run_locked
+from pmd_service.features.posts.policies.service import COLUMNS
 from pmd_service.jobs.context import job_context
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem, ok
@@ -410,7 +410,7 @@ async def test_a_tick_out_of_reach_of_its_database_says_so_and_leaves_the_policy
         await state(ctx).pool.close()  # as a worker cut off from its database finds it
         assert await run_due_policies(ctx) == 0
     # One warning, not arq's ERROR and traceback of a failed cron.
-    warned = [r for r in caplog.records if r.name == "pmd_service.features.posts.policy_runs"]
+    warned = [r for r in caplog.records if r.name == "pmd_service.features.posts.policies.runs"]
     assert [r.levelname for r in warned] == ["WARNING"]
     assert await hidden(factory.pool, posts) == {"hidden"}
     assert await factory.pool.fetchval(

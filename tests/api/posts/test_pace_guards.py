@@ -18,7 +18,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.locks import AdvisoryLock
 from pmd_service.core.settings import Settings
 from pmd_service.features.posts import pace
-from pmd_service.features.posts.policy_runs import run_due_policies
+from pmd_service.features.posts.policies.runs import run_due_policies
 from pmd_service.jobs.context import job_context
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow, posts_state

@@ -21,8 +21,8 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.locks import AdvisoryLock
 from pmd_service.core.settings import Settings
 from pmd_service.features.posts import pace
-from pmd_service.features.posts.policies import COLUMNS
-from pmd_service.features.posts.policy_runs import SQL_TAKE_DUE, run_due_policies
+from pmd_service.features.posts.policies.runs import SQL_TAKE_DUE, run_due_policies
+from pmd_service.features.posts.policies.service import COLUMNS
 from pmd_service.host import columns
 from pmd_service.jobs.context import job_context, state
 from pmd_service.web.app import create_app

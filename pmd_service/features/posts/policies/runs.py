@@ -12,22 +12,22 @@ from typing import Any
 
 import asyncpg
 
-from ...core.codes import Code
-from ...core.logs import REQUEST_ID
-from ...core.named_sql import Named
-from ...core.problems import ProblemError
-from ...core.settings import Settings
-from ...host.access import Principal
-from ...jobs.context import state
-from ...jobs.failures import TRANSIENT
-from ...mail.notify import send_seconds
-from .actions import named
-from .batch_sql import SQL_POLICY_RUNS, action_values
-from .host_cache import FeedDrops, create_host_cache
-from .live import announce
-from .mail import send_policy_hold_email, send_policy_run_email
-from .pace import Budget, hold_budget
-from .policies import (
+from ....core.codes import Code
+from ....core.logs import REQUEST_ID
+from ....core.named_sql import Named
+from ....core.problems import ProblemError
+from ....core.settings import Settings
+from ....host.access import Principal
+from ....jobs.context import state
+from ....jobs.failures import TRANSIENT
+from ....mail.notify import send_seconds
+from ..actions import named
+from ..batch_sql import action_values
+from ..host_cache import FeedDrops, create_host_cache
+from ..live import announce
+from ..mail import send_policy_hold_email, send_policy_run_email
+from ..pace import Budget, hold_budget
+from .service import (
     COLUMNS,
     PERIODS,
     Checked,
@@ -43,7 +43,7 @@ from .policies import (
     paused_by_moderator,
     promotions_seen,
 )
-from .policy_sql import candidate
+from .sql import SQL_POLICY_RUNS, candidate
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,13 @@
-"""Which posts a cleanup policy's run would change: one predicate for preview, count and run."""
+"""Which posts a cleanup policy's run would change (one predicate for preview, count and run),
+and the run's statement."""
 
 from __future__ import annotations
 
-from ...core.visibility import visible_comment
-from .filters import predicate
+from ....core.named_sql import Named
+from ....core.visibility import visible_comment
+from ..actions import ACTIONS
+from ..batch_sql import Mode, batch
+from ..filters import predicate
 
 # What a policy may do: never unhide or restore.
 POLICY_ACTIONS = ("hide", "delete")
@@ -41,3 +45,32 @@ def candidate(alias: str, prefix: str = "") -> str:
     AND NOT EXISTS (SELECT 1 FROM cleanup_policy_posts t_taken
                     WHERE t_taken.policy_id = :policy::uuid AND t_taken.post_id = {c}.id)
 )"""
+
+
+# A cleanup policy's run: `most` is its cap, and `Checked.named`'s its policy's parameters.
+_BY_POLICY = Mode(
+    chosen=f"""p.id = ANY(ARRAY(SELECT c.id FROM posts c WHERE {candidate("c")}
+        ORDER BY c.created_at, c.id LIMIT :most::int))""",
+    missing="SELECT '{}'::int[] AS ids",
+    counted="true",
+    targets="(SELECT ids FROM eligible_ids)::int[]",
+    note="json_build_object('policy', :policy::uuid, 'changed', cardinality(c.ids))",
+    reported="NULL::text",
+    left=":room",
+    rule_columns=", policy_id, policy_name",
+    rule_values=", :policy::uuid, (SELECT name FROM cleanup_policies WHERE id = :policy::uuid)",
+    announces=False,
+    rule_ctes=""", remembered AS (
+    INSERT INTO cleanup_policy_posts (policy_id, post_id)
+    SELECT :policy::uuid, unnest(c.ids) FROM changed_ids c
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)""",
+)
+
+# A cleanup policy's actions -> its run's statement, as the owner's action by filter.
+SQL_POLICY_RUNS: dict[str, Named] = {
+    action.name: batch(_BY_POLICY, action.owner.part(True))
+    for action in ACTIONS
+    if action.name in POLICY_ACTIONS
+}

@@ -11,11 +11,11 @@ import asyncpg
 import msgspec
 from msgspec import Meta
 
-from ...core.codes import Code
-from ...core.db import SET_CUSTOM_PLAN
-from ...core.locks import AdvisoryLock
-from ...core.named_sql import Named
-from ...core.problems import (
+from ....core.codes import Code
+from ....core.db import SET_CUSTOM_PLAN
+from ....core.locks import AdvisoryLock
+from ....core.named_sql import Named
+from ....core.problems import (
     FieldError,
     ProblemError,
     bad_request,
@@ -24,17 +24,17 @@ from ...core.problems import (
     not_found,
     validation_error,
 )
-from ...core.settings import Settings
-from ...host.access import Principal
-from ...host.columns import host_column
-from ...host.eligibility import Sqid
-from .batches import check_approval
-from .filters import MAX_COUNT, FilterKeys, PostFilter, Tag, check_filter, match_digest
-from .host_rules import MAX_TAG_LENGTH, MAX_TAGS_PER_POST, normalize_hashtags
-from .listing import live_items, live_items_sql
-from .policy_sql import candidate
-from .schemas import ListedPost
-from .undo import UNDOABLE
+from ....core.settings import Settings
+from ....host.access import Principal
+from ....host.columns import host_column
+from ....host.eligibility import Sqid
+from ..batches import check_approval
+from ..filters import MAX_COUNT, FilterKeys, PostFilter, Tag, check_filter, match_digest
+from ..host_rules import MAX_TAG_LENGTH, MAX_TAGS_PER_POST, normalize_hashtags
+from ..listing import live_items, live_items_sql
+from ..schemas import ListedPost
+from ..undo import UNDOABLE
+from .sql import candidate
 
 PolicyAction = Literal["hide", "delete"]
 Every = Literal["day", "week"]
