@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pmd_service.web.event_kinds --check  # the event payloads' generated SQL is current
 	$(PY) -m pmd_service.web.filter_keys --check  # the page's generated filter keys are current
+	$(PY) -m pmd_service.web.action_words --check  # the page's generated action words are current
 	$(PY) -m pmd_service.core.codes --check  # docs/errors.md's codes table is current
 	$(PY) -m support.migration_check  # no migration since the last release breaks it (docs/operations.md)
 	$(PY) -m bench.report --check  # the docs/ pages are renders naming only commits their saved outputs record, each a run git knows

@@ -102,6 +102,17 @@ def no_values(body: Body) -> tuple[object, ...]:
 Said = Callable[[asyncpg.Record, tuple[object, ...]], str]
 
 
+@dataclass(frozen=True)
+class PageWords:
+    """The dashboard page's words beyond `verb` and `undone` ("Hiding" 3 posts…, 3 posts
+    "hidden"; 2 "already hidden", "Hid" 3 posts), which `web/action_words.py` writes into it."""
+
+    doing: str
+    did: str
+    done: str | None = None  # None: `past` in lower case
+    already: str | None = None  # None: the action's `already`
+
+
 @dataclass(frozen=True, eq=False)
 class BulkAction:
     """One bulk action, compared by identity; `writes`: the host columns it sets beyond BUMPED."""
@@ -113,6 +124,7 @@ class BulkAction:
     writes: tuple[str, ...]
     owner: Caller
     moderator: Caller
+    page: PageWords
     already: str | None = None
     fixed: tuple[object, ...] = ()
     values: Callable[[Body], tuple[object, ...]] = no_values

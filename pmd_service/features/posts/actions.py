@@ -10,7 +10,7 @@ from ...core.codes import Code
 from ...core.problems import FieldError, ProblemError, bad_request
 from ...core.visibility import holds_hash, restorable
 from ...host.eligibility import posts_refused
-from .action_shape import Body, BulkAction, Caller, History, Part, Refusal, Undo
+from .action_shape import Body, BulkAction, Caller, History, PageWords, Part, Refusal, Undo
 from .host_rules import (
     MAX_MOD_TAGS_PER_POST,
     MAX_TAG_LENGTH,
@@ -66,6 +66,7 @@ HIDE = BulkAction(
     writes=("hidden_by_user", "hidden_by_mod"),
     owner=_flag("hidden_by_user"),
     moderator=_flag("hidden_by_mod"),
+    page=PageWords(doing="Hiding", did="Hid"),
     fixed=(True,),
 )
 UNHIDE = replace(
@@ -75,6 +76,7 @@ UNHIDE = replace(
     past="Unhidden",
     already="already visible",
     undone="unhide",
+    page=PageWords(doing="Unhiding", did="Unhid"),
     fixed=(False,),
 )
 
@@ -126,6 +128,7 @@ DELETE = BulkAction(
         Part(eligible=_ELIGIBLE_LIVE, assign=_DELETE, moderation=_MARK_MODERATOR_DELETE),
         _UNDO_DELETE,
     ),
+    page=PageWords(doing="Deleting", did="Deleted", already="already deleted"),
 )
 
 # Clashing posts (an artwork held or shared) refuse a restore by ids and stay deleted by filter.
@@ -224,6 +227,7 @@ RESTORE = BulkAction(
         _UNDO_RESTORE,
         _artwork_held,
     ),
+    page=PageWords(doing="Restoring", did="Restored", already="already restored"),
     restores=True,
 )
 
@@ -280,6 +284,12 @@ LICENSE = BulkAction(
     writes=("license_id", "remixable"),
     owner=_LICENSE,
     moderator=_LICENSE,
+    page=PageWords(
+        doing="Changing the license of",
+        did="Changed the license of",
+        done="relicensed",
+        already="already had that license",
+    ),
     own_endpoint=True,
     unmet=_unknown_license,
 )
@@ -403,6 +413,7 @@ TAGS = BulkAction(
             Code.TOO_MANY_TAGS,
         ),
     ),
+    page=PageWords(doing="Retagging", did="Retagged", already="already had those tags"),
     values=_tags_of,
 )
 
@@ -448,6 +459,12 @@ REMIXABLE = BulkAction(
     writes=("remixable",),
     owner=_REMIXABLE,
     moderator=_REMIXABLE,
+    page=PageWords(
+        doing="Changing remix permission of",
+        did="Changed the remix permission of",
+        done="changed",
+        already="already so",
+    ),
     values=_remixable_of,
 )
 

@@ -1,13 +1,14 @@
 // The dashboard page: wires the posts table, the batch actions, the downloads panel, the
 // cleanup policies and (on the user's own page) the exports panel.
 
+import { ACTION_WORDS, ENDPOINTS, MOVING, RESTORING } from "./action_words.js";
 import {
   accountRefused, Api, ApiError, explain, getToken, inWords, setToken, takeTokenFromFragment,
   TOKEN_FIELD,
   tokenSubject,
 } from "./api.js";
 import {
-  batchVerb, BULK_MAX_POSTS, MAX_BATCH, outcome, runBatches, startBatchLine,
+  BULK_MAX_POSTS, MAX_BATCH, outcome, runBatches, startBatchLine, whereNow,
 } from "./bulk.js";
 import { Cleanup } from "./cleanup.js";
 import { Downloads } from "./downloads.js";
@@ -293,17 +294,16 @@ function boot() {
     busy = true;
     refreshControls();
     showNotice("");
-    startBatchLine(`${batchVerb(action)} ${plural(total, "post")}…`);
+    startBatchLine(`${ACTION_WORDS[action].doing} ${plural(total, "post")}…`);
     $("batch").focus();
     let message = null;
     let stayed = "";
     let actedOn = 0;
     try {
-      const answer = await api.post(action === "license" ? "/api/pmd/license" : "/api/pmd/action",
-        {
-          ...body, filter: filterJson(table.filter), expect_count: total,
-          expect_digest: digest ?? undefined,
-        });
+      const answer = await api.post(ENDPOINTS[action], {
+        ...body, filter: filterJson(table.filter), expect_count: total,
+        expect_digest: digest ?? undefined,
+      });
       actedOn = answer.affected_count;
       message = `${outcome(action, answer.changed_count, answer.affected_count)}.`;
       if (answer.left_count) stayed = ` ${stayedOut(answer.left_count, answer.left)}`;
@@ -324,15 +324,15 @@ function boot() {
       await table.load(view);
       if (message === null) return;
       const same = view === table.view && table.digest === digest && table.total === total;
-      if (same && action !== "delete" && action !== "restore") {
+      const moving = MOVING.includes(action);
+      if (same && !moving) {
         table.selectMatching();
-        message += " They stay selected.";
-      } else if (action === "delete") {
-        message += " They are under “Recently deleted”, should you want them back.";
-      } else if (action === "restore") {
-        if (actedOn) message += " They are under “Posts” again.";
+        message += ` ${whereNow(action)}`;
+      } else if (RESTORING.includes(action)) {
+        if (actedOn) message += ` ${whereNow(action)}`;
         message += stayed;
-      } else message += " They no longer match the filter.";
+      } else if (moving) message += ` ${whereNow(action)}`;
+      else message += " They no longer match the filter.";
       $("batch-progress").max = 1;
       $("batch-progress").value = 1;
       $("batch-text").textContent = message;
@@ -425,7 +425,6 @@ function boot() {
   // `click_id`: the click the batch belongs to (runBatches makes it), one Undo for all of it.
   const act = (action) => (part, click_id) =>
     api.post("/api/pmd/action", { action, post_ids: part, click_id });
-  const VERBS = { hide: "Hide", unhide: "Unhide", restore: "Restore" };
   // A restore of picked posts leaves out the rows the listing marks as not restorable (an
   // artwork uploaded again, a moderator's delete): the server would refuse the whole batch for
   // them. "All matching" goes as it is: the server restores what may be restored and says what
@@ -443,7 +442,7 @@ function boot() {
     $(`act-${action}`).addEventListener("click", async () => {
       if (overTheLimit()) return;
       if (action === "restore" && !leaveOutUnrestorable()) return;
-      if (!(await confirmCount(VERBS[action], effective()))) return;
+      if (!(await confirmCount(ACTION_WORDS[action].verb, effective()))) return;
       if (table.allMatching) await batchMatching(action, { action });
       else await batch(action, act(action), { asModerator: Boolean(targetSqid) });
     });
@@ -476,7 +475,7 @@ function boot() {
         ok: `Remove the license of ${plural(n, "post")}`,
       });
       if (!sure) return;
-    } else if (!(await confirmCount("Relicense", n))) return;
+    } else if (!(await confirmCount(ACTION_WORDS.license.verb, n))) return;
     if (table.allMatching) await batchMatching("license", { license_id: id });
     else {
       await batch("license", (part, click_id) =>
@@ -494,7 +493,7 @@ function boot() {
       return;
     }
     if (overTheLimit()) return;
-    if (!(await confirmCount("Retag", effective()))) return;
+    if (!(await confirmCount(ACTION_WORDS.tags.verb, effective()))) return;
     // Both fields empty once the retag is sent: a later "remove" alone must not add these
     // tags again (the batch line says what was done).
     $("tags-add").value = "";

@@ -1,6 +1,7 @@
 // Batch actions on any number of posts: the API takes at most 128 ids per request, each request
 // all or nothing, so the page sends them in order and stops at the first that fails.
 
+import { ACTION_WORDS, MOVING, RESTORING } from "./action_words.js";
 import { explain } from "./api.js";
 import { count, plural } from "./format.js";
 
@@ -15,46 +16,29 @@ export function chunks(ids, size = MAX_BATCH) {
   return out;
 }
 
-const PAST = {
-  hide: "hidden", unhide: "unhidden", delete: "deleted", restore: "restored",
-  license: "relicensed", tags: "retagged", remixable: "changed",
-};
-// The posts an action found already so (sent, but not changed: the server's `affected_count`
-// less its `changed_count`).
-const ALREADY = {
-  hide: "already hidden", unhide: "already visible", delete: "already deleted",
-  restore: "already restored", license: "already had that license",
-  tags: "already had those tags", remixable: "already so",
-};
-
 // One count per action, as the toast, the batch line and "Recent actions" all say it: the
 // posts it changed, then how many it found already so. `changed`, `acted`: the server's
 // `changed_count` and `affected_count`, summed over the batches.
 export function outcome(action, changed, acted) {
-  return `${plural(changed, "post")} ${PAST[action]}${alreadySo(action, acted - changed)}`;
+  return `${plural(changed, "post")} ${ACTION_WORDS[action].done}${alreadySo(action, acted - changed)}`;
 }
 
-// "; 557 already hidden", or nothing when it found none (or the history did not count them).
+// "; 557 already hidden", or nothing when it found none (or the history did not count them):
+// the posts an action found already so (sent, but not changed: the server's `affected_count`
+// less its `changed_count`).
 export function alreadySo(action, already) {
-  return already > 0 ? `; ${count(already)} ${ALREADY[action]}` : "";
+  return already > 0 ? `; ${count(already)} ${ACTION_WORDS[action]?.already}` : "";
 }
 
 // Where the posts are after a successful batch: still selected, so a download of the same
 // posts is one click; a delete or restore moves them to the other view, unselected (a
 // selection out of sight would go into the next action unseen).
-const AFTER = {
-  hide: "They stay selected.", unhide: "They stay selected.", license: "They stay selected.",
-  tags: "They stay selected.", remixable: "They stay selected.",
-  delete: "They are under “Recently deleted”, should you want them back.",
-  restore: "They are under “Posts” again.",
-};
-const VERB = {
-  hide: "Hiding", unhide: "Unhiding", delete: "Deleting", restore: "Restoring",
-  license: "Changing the license of", tags: "Retagging", remixable: "Changing remix permission of",
-};
-
-// "Hiding" (under way) or "hidden" (done), as the batch line says it.
-export const batchVerb = (action, tense = "now") => (tense === "past" ? PAST : VERB)[action];
+export function whereNow(action) {
+  if (!MOVING.includes(action)) return "They stay selected.";
+  return RESTORING.includes(action)
+    ? "They are under “Posts” again."
+    : "They are under “Recently deleted”, should you want them back.";
+}
 
 // The server paces bulk actions per person (429 with Retry-After): a batch it asked to wait
 // is sent again once the wait is over, a few times at most.
@@ -115,14 +99,15 @@ export async function runBatches(action, ids, send, done, titleOf = () => undefi
   const doneIds = [];
   const undos = [];
   let changed = 0;
-  const bar = startBatchLine(`${VERB[action]} ${plural(ids.length, "post")}…`, parts.length);
+  const { doing, done: past } = ACTION_WORDS[action];
+  const bar = startBatchLine(`${doing} ${plural(ids.length, "post")}…`, parts.length);
   try {
     for (const [i, part] of parts.entries()) {
-      text.textContent = `${VERB[action]} ${plural(ids.length, "post")}: batch ${i + 1} of ${parts.length}`;
+      text.textContent = `${doing} ${plural(ids.length, "post")}: batch ${i + 1} of ${parts.length}`;
       bar.value = i;
       try {
         const answer = await paced(part, (p) => send(p, click), (wait) => {
-          text.textContent = `${VERB[action]} ${plural(ids.length, "post")}: batch ${i + 1} of ` +
+          text.textContent = `${doing} ${plural(ids.length, "post")}: batch ${i + 1} of ` +
             `${parts.length}, waiting ${wait} s (at most so many actions a minute)`;
         });
         if (answer?.undo && !undos.includes(answer.undo)) undos.push(answer.undo);
@@ -140,14 +125,14 @@ export async function runBatches(action, ids, send, done, titleOf = () => undefi
               ? `${outcome(action, changed, doneIds.length)}; `
               : "") +
             `whether the ${plural(part.length, "post")} of this batch ${part.length === 1 ? "was" : "were"} ` +
-            `${PAST[action]} is not known, and ${plural(left - part.length, "more post was", "more posts were")} ` +
+            `${past} is not known, and ${plural(left - part.length, "more post was", "more posts were")} ` +
             `not tried. The list is reloaded to show what the server has.`
           : parts.length === 1
             // One request: the server's sentence says what happened, and why.
             ? `${why} ${left === 1 ? "The post is" : `The ${plural(left, "post")} are`} still selected.`
             : `Batch ${i + 1} of ${parts.length} failed: ` +
               (doneIds.length ? `${outcome(action, changed, doneIds.length)}; ` : "") +
-              `${plural(left, "post was", "posts were")} not ${PAST[action]} and ` +
+              `${plural(left, "post was", "posts were")} not ${past} and ` +
               `${left === 1 ? "is" : "are"} still selected. Why: ${why}`;
         errorEl.textContent = message;
         errorEl.hidden = false;
@@ -161,7 +146,7 @@ export async function runBatches(action, ids, send, done, titleOf = () => undefi
     }
     bar.value = parts.length;
     const message = outcome(action, changed, ids.length) +
-      (parts.length > 1 ? ` in ${count(parts.length)} batches. ` : ". ") + AFTER[action];
+      (parts.length > 1 ? ` in ${count(parts.length)} batches. ` : ". ") + whereNow(action);
     text.textContent = message;
     return { ok: true, doneIds, leftIds: [], message, undos, changed };
   } catch (error) {

@@ -2,6 +2,7 @@
 // them (up to a window ahead of what is shown), paged in the page, with a selection that survives
 // sorting, paging, loading and batch actions, and holds only rows of the list shown.
 
+import { ACTION_WORDS, MOVING } from "./action_words.js";
 import { TOKEN_FIELD } from "./api.js";
 import * as fmt from "./format.js";
 
@@ -16,12 +17,24 @@ const WINDOW = 2048;
 // The host's NoDerivatives licenses (its rule L5: never remixable).
 const ND_LICENSES = new Set(["CC-BY-ND-4.0", "CC-BY-NC-ND-4.0"]);
 
-// Actions whose change the page applies to its loaded rows itself (`applied`): the stream's
-// event of this page's own batch then changes nothing shown.
-const APPLIED_HERE = new Set(["hide", "unhide", "delete", "restore", "license", "remixable"]);
+// How the page applies an action's change to a loaded row itself (`applied`), as the server
+// does; a delete or a restore (MOVING) takes the rows out of the list. The stream's event of this
+// page's own batch then changes nothing shown; that of an action not here (tags, which the server
+// normalises) reloads the rows.
+const APPLY = {
+  hide: (p, { asModerator }) => { p[asModerator ? "hidden_by_mod" : "hidden_by_user"] = true; },
+  unhide: (p, { asModerator }) => { p[asModerator ? "hidden_by_mod" : "hidden_by_user"] = false; },
+  license: (p, { license }) => {
+    p.license_identifier = license;
+    // A NoDerivatives license turns remixes off on the server, in the same statement.
+    if (ND_LICENSES.has(license)) p.remixable = false;
+  },
+  remixable: (p, { remixable }) => { p.remixable = remixable; },
+};
+const appliedHere = (action) => MOVING.includes(action) || Object.hasOwn(APPLY, action);
 // Actions that change posts in place: naming only posts that are not loaded, with no filter,
 // they change nothing the list shows (a delete, a restore or an undo may add a post to it).
-const IN_PLACE = new Set(["hide", "unhide", "license", "tags", "remixable"]);
+const inPlace = (action) => Object.hasOwn(ACTION_WORDS, action) && !MOVING.includes(action);
 const OWN_BATCH_MS = 60_000;
 
 const nativeFile = (post) => post.files.find((f) => f.is_native) ?? post.files[0] ?? null;
@@ -279,22 +292,13 @@ export class PostTable {
     const now = Date.now();
     this.own = this.own.filter((b) => now - b.at < OWN_BATCH_MS);
     this.own.push({ action, ids: set, at: now });
-    if (action === "delete" || action === "restore") {
+    if (MOVING.includes(action)) {
       this.posts = this.posts.filter((p) => !set.has(p.id));
       this.total -= ids.length;
       for (const id of ids) this.selected.delete(id);
     }
     for (const p of this.posts) {
-      if (!set.has(p.id)) continue;
-      if (action === "hide" || action === "unhide") {
-        p[asModerator ? "hidden_by_mod" : "hidden_by_user"] = action === "hide";
-      } else if (action === "license") {
-        p.license_identifier = license;
-        // A NoDerivatives license turns remixes off on the server, in the same statement.
-        if (ND_LICENSES.has(license)) p.remixable = false;
-      } else if (action === "remixable") {
-        p.remixable = remixable;
-      }
+      if (set.has(p.id)) APPLY[action]?.(p, { asModerator, license, remixable });
     }
     this.resort();
     this.render();
@@ -307,10 +311,10 @@ export class PostTable {
     const ids = change?.post_ids;
     if (ids) {
       const mine = this.own.find((b) => b.action === change.action &&
-        APPLIED_HERE.has(b.action) && ids.every((id) => b.ids.has(id)));
+        appliedHere(b.action) && ids.every((id) => b.ids.has(id)));
       if (mine) return; // applied already, as the server did
       const unfiltered = Object.keys(this.filter).length === 0;
-      if (unfiltered && IN_PLACE.has(change.action) && !ids.some((id) => this.byId(id))) return;
+      if (unfiltered && inPlace(change.action) && !ids.some((id) => this.byId(id))) return;
     }
     this.refresh();
   }

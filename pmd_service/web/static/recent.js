@@ -2,6 +2,7 @@
 // /api/pmd/actions), from this tab, another tab or device, or a moderator, each with Undo while
 // the person may still undo it. The server decides who may undo what (its `undo` link).
 
+import { ACTION_WORDS } from "./action_words.js";
 import { explain } from "./api.js";
 import { alreadySo } from "./bulk.js";
 import * as fmt from "./format.js";
@@ -10,18 +11,6 @@ import { el, timeEl } from "./ui.js";
 // How many the list shows before "Show older actions" (the API's pages are of 50).
 const FIRST = 5;
 const PAGE = 50;
-
-// What an undo puts back, as its toast says it.
-const WHAT = {
-  hide: "hide", unhide: "unhide", delete: "delete", restore: "restore",
-  license: "license change", tags: "tag change", remixable: "remix permission change",
-};
-
-const DID = {
-  hide: "Hid", unhide: "Unhid", delete: "Deleted", restore: "Restored",
-  license: "Changed the license of", tags: "Retagged",
-  remixable: "Changed the remix permission of",
-};
 
 export class RecentActions {
   // `exclusive(work)`: runs an undo as the page runs a batch (nothing else acts meanwhile) and
@@ -112,7 +101,8 @@ export class RecentActions {
     const button = ev.target.closest("button[data-undo]");
     if (!button || this.busy()) return;
     const link = button.dataset.undo;
-    const what = WHAT[button.closest("li").dataset.action] ?? "action";
+    // What an undo puts back, as its toast says it.
+    const what = ACTION_WORDS[button.closest("li").dataset.action]?.undone ?? "action";
     await this.exclusive(async () => {
       try {
         // The API adds `target_sqid` itself (a moderator's link carries it too).
@@ -173,7 +163,7 @@ export class RecentActions {
     what.id = `recent-${action.id}`;
     const who = this.who(action);
     what.append(
-      `${DID[action.action] ?? action.action} ${fmt.plural(action.changed_count, "post")}` +
+      `${ACTION_WORDS[action.action]?.did ?? action.action} ${fmt.plural(action.changed_count, "post")}` +
         (who ? ` ${who}` : "") + alreadySo(action.action, action.unchanged_count) + " · ",
       timeEl(action.created_at, fmt.ago(action.created_at)),
     );
