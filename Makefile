@@ -50,6 +50,7 @@ lint: $(STAMP)
 	$(PY) -m support.migration_check  # no migration since the last release breaks it (docs/operations.md)
 	$(PY) -m bench.report --check  # the docs/ pages are renders naming only commits their saved outputs record, each a run git knows
 	$(PY) -m pytest -q -p no:cacheprovider --no-cov tests/tooling/test_code_map.py  # every path docs/architecture.md names exists
+	$(PY) -m pytest -q -p no:cacheprovider --no-cov tests/tooling/test_budgets.py  # bench/, runs/, support/, tests/*.py and the docs within their size bounds
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
