@@ -7,7 +7,7 @@ from ...manifest import Feature, Purge, Schedule
 from . import undo
 from .endpoints import ENDPOINTS, POLICY_ENDPOINTS, host_cache_ctx
 from .events import EVENTS
-from .mail import (
+from .policies.mail import (
     POLICY_HOLDS_PAST,
     POLICY_RUNS_PAST,
     SQL_EMAILS_OWED,

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
-from pmd_service.features.posts.mail import send_policy_run_email
+from pmd_service.features.posts.policies.mail import send_policy_run_email
 from pmd_service.features.posts.policies.runs import run_due_policies
 from pmd_service.jobs.context import job_context
 from pmd_service.mail.language import words

@@ -25,8 +25,8 @@ from ..actions import named
 from ..batch_sql import action_values
 from ..host_cache import FeedDrops, create_host_cache
 from ..live import announce
-from ..mail import send_policy_hold_email, send_policy_run_email
 from ..pace import Budget, hold_budget
+from .mail import send_policy_hold_email, send_policy_run_email
 from .service import (
     COLUMNS,
     PERIODS,

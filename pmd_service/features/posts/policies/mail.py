@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ...mail.compose import Block, Button, Email, FeatureEmail, Para, Recipient
-from ...mail.language import Words
-from ...mail.notify import EmailTable, takes
-from .undo import UNDO_HOURS
+from ....mail.compose import Block, Button, Email, FeatureEmail, Para, Recipient
+from ....mail.language import Words
+from ....mail.notify import EmailTable, takes
+from ..undo import UNDO_HOURS
 
 # A run's row is purged this long past its undo window, leaving a day to see its email went out.
 KEPT_PAST_WINDOW_HOURS = 24
