@@ -243,7 +243,7 @@ async def bench(
 ) -> dict[str, Any]:
     changed = owners * matching
     if lifted:
-        # The runs' own cost, the site's budget aside (bench/write_budget.py measures that).
+        # The runs' own cost, the site's budget aside (the write budget's one-off measured that).
         settings = cli.roomy(
             settings,
             bulk_changed_posts_site_per_minute=changed,

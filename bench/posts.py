@@ -33,10 +33,9 @@ from pmd_service.features.posts.actions import HIDE
 from pmd_service.features.posts.batch_sql import statement
 from pmd_service.features.posts.cursor import Cursor
 from pmd_service.web.app import create_app
-from runs.cluster.hosts import CURRENT, Release
-from runs.cluster.upgrade import install
 from support import seeding, stack
 from support.measures import percentile
+from support.release import CURRENT, Release, install
 from support.stack import connected
 
 POSTS, OTHER_POSTS, PAGE, BATCH = 10_000, 20_000, 512, 128

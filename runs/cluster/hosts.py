@@ -19,9 +19,7 @@ from pathlib import Path
 from runs.chaos.procs import open_files
 from runs.cluster.netns import Host, Network
 from support import pgbouncer, redis
-from support.release import CURRENT as CURRENT  # bench/posts.py imports them from here
-from support.release import Release as Release
-from support.release import StartFailed
+from support.release import CURRENT, Release, StartFailed
 from support.seaweed import ACCESS_KEY, REGION, S3_CONFIG, SECRET_KEY, server_argv
 from support.stack import eventually, wait_ready
 

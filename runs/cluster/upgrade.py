@@ -24,7 +24,6 @@ from runs.chaos.seed import SeedUser
 from runs.chaos.workload import TERMINAL, Api
 from runs.cluster.netns import marked, run_tag
 from support.release import Release, StartFailed
-from support.release import install as install  # bench/posts.py imports it from here
 from support.stack import CHECKOUT
 
 # An earlier release's words for an unclassified failure (this one records `unexpected`).
