@@ -1,4 +1,4 @@
-"""The posts' and the cleanup policies' endpoints: parse, call the service, answer JSON."""
+"""The posts' endpoints: parse, call the service, answer JSON."""
 
 from __future__ import annotations
 
@@ -14,25 +14,12 @@ from ...api.responses import json_response
 from ...api.routing import parse_query
 from ...api.validation import path_uuid, read_json
 from ...core.codes import Code
-from ...core.problems import not_found
 from ...host.access import Principal
 from . import batches, history, listing, undo
 from .actions import ACTIONS, LICENSE, named
 from .filters import check_filter
 from .host_cache import FeedDrops, FeedDropsCollector, create_host_cache
 from .pace import Budget, take_turn
-from .policies import runs as policy_runs
-from .policies import service as policies
-from .policies.service import (
-    LastRun,
-    PolicyChange,
-    PolicyCreate,
-    PolicyCreated,
-    PolicyItem,
-    PolicyList,
-    Preview,
-    PreviewRequest,
-)
 from .schemas import (
     ActionList,
     ActionRequest,
@@ -269,156 +256,5 @@ ENDPOINTS = (
         "get", "/api/pmd/licenses", list_licenses, "listLicenses",
         "The licenses a post can carry (for POST /api/pmd/license)", "posts",
         response=LicenseList,
-    ),
-)  # fmt: skip
-
-
-class PolicyRun(msgspec.Struct):
-    policy: PolicyItem
-    run: LastRun
-
-
-async def _policies_on(request: web.Request) -> None:
-    settings = request.app[SETTINGS]
-    if not settings.cleanup_policies:
-        raise not_found(
-            "Cleanup policies are turned off on this site (CLEANUP_POLICIES).",
-            code=Code.POLICIES_OFF,
-        )
-    if not await policies.promotions_seen(request.app[DB_POOL], settings):
-        raise not_found(
-            "Cleanup policies are off on this site until the service can read the host's "
-            "posts.promoted_at (a policy keeps every post the site promoted): the host's "
-            "release of 2026-09-12 adds it, and `python -m pmd_service grants` lets the "
-            "service read it.",
-            code=Code.POLICIES_OFF,
-        )
-
-
-async def preview_policy(request: web.Request) -> web.Response:
-    await _policies_on(request)
-    body = await read_json(request, PreviewRequest)
-    principal = await retarget(request, body.target_sqid)
-    pool = request.app[DB_POOL]
-    return json_response(await policies.preview(pool, principal, body, body.policy_id))
-
-
-async def create_policy(request: web.Request) -> web.Response:
-    await _policies_on(request)
-    body = await read_json(request, PolicyCreate)
-    principal = await retarget(request, body.target_sqid)
-    settings = request.app[SETTINGS]
-    made = await policies.create(request.app[DB_POOL], principal, body, settings.policies_per_user)
-    return json_response(made, status=201, headers={"Location": f"/api/pmd/policies/{made.id}"})
-
-
-async def list_policies(request: web.Request) -> web.Response:
-    await _policies_on(request)
-    most = request.app[SETTINGS].policies_per_user
-    return json_response(
-        await policies.list_policies(request.app[DB_POOL], request[PRINCIPAL], most)
-    )
-
-
-async def get_policy(request: web.Request) -> web.Response:
-    await _policies_on(request)
-    pool, principal = request.app[DB_POOL], request[PRINCIPAL]
-    return json_response(await policies.get(pool, principal, path_uuid(request)))
-
-
-async def change_policy(request: web.Request) -> web.Response:
-    await _policies_on(request)
-    body = await read_json(request, PolicyChange)
-    principal = await retarget(request, body.target_sqid)
-    return json_response(
-        await policies.change(request.app[DB_POOL], principal, path_uuid(request), body)
-    )
-
-
-async def delete_policy(request: web.Request) -> web.Response:
-    await _policies_on(request)
-    await policies.delete(request.app[DB_POOL], request[PRINCIPAL], path_uuid(request))
-    return web.Response(status=204)
-
-
-async def run_policy(request: web.Request) -> web.Response:
-    await _policies_on(request)
-    await _take_turn(request, request[PRINCIPAL])  # paced as the owner's actions are
-    item, last = await policy_runs.run_now(
-        request.app[DB_POOL], request[PRINCIPAL], path_uuid(request), request.app[SETTINGS]
-    )
-    return json_response(PolicyRun(item, last))
-
-
-_POLICY_ID = Param("id", {"type": "string", "format": "uuid"}, "The policy", "path", True)
-_OFF = Code.POLICIES_OFF
-_APPROVAL = (Code.COUNT_CHANGED, Code.SET_CHANGED, Code.POLICY_WIDENS)
-_APPROVAL_NOTE = (
-    "The set a run would change now is not the one approved: `count` and `match_digest` carry "
-    "it (`policy_widens`: the change widens it and `expect_count` is missing)"
-)
-
-POLICY_ENDPOINTS = (
-    Endpoint(
-        "post", "/api/pmd/policies/preview", preview_policy, "previewPolicy",
-        "What a run of this cleanup policy would change now: its count, the oldest 20 and "
-        "the set's digest (nothing is saved)", "policies",
-        request=PreviewRequest, response=Preview,
-        codes=(_OFF, Code.TARGET_MISMATCH, Code.INVALID_FILTER, Code.INVALID_TAGS,
-               Code.POLICY_NOT_FOUND),
-    ),
-    Endpoint(
-        "get", "/api/pmd/policies", list_policies, "listPolicies",
-        "The target's cleanup policies, each with its last and next run", "policies",
-        response=PolicyList, codes=(_OFF,),
-    ),
-    Endpoint(
-        "post", "/api/pmd/policies", create_policy, "createPolicy",
-        "Save a cleanup policy, bound to the count (and set) its preview showed; its first run "
-        "comes within a minute (owner only)", "policies",
-        request=PolicyCreate, response=PolicyCreated, ok_status=201,
-        headers={"Location": "The policy's URL"},
-        codes=(_OFF, Code.TARGET_MISMATCH, Code.INVALID_FILTER, Code.INVALID_TAGS,
-               Code.POLICY_OWNER_ONLY, Code.TOO_MANY_POLICIES, Code.COUNT_CHANGED,
-               Code.SET_CHANGED),
-        problem_notes={409: _APPROVAL_NOTE + "; or the owner has as many policies as allowed"},
-    ),
-    Endpoint(
-        "get", "/api/pmd/policies/{id}", get_policy, "getPolicy", "One cleanup policy",
-        "policies", response=PolicyItem, params=(_POLICY_ID,),
-        codes=(_OFF, Code.INVALID_ID, Code.POLICY_NOT_FOUND),
-    ),
-    Endpoint(
-        "patch", "/api/pmd/policies/{id}", change_policy, "changePolicy",
-        "Change only the fields given: a change that widens what a run would change, turns it "
-        "on or turns `hide` into `delete` needs the new count (and `expect_count` alone "
-        "approves a held run); a moderator may only pause it, which binds until a moderator "
-        "lifts it (`paused_by_moderator: false`); a pause always succeeds", "policies",
-        request=PolicyChange, response=PolicyItem, params=(_POLICY_ID,),
-        codes=(_OFF, Code.INVALID_ID, Code.TARGET_MISMATCH, Code.INVALID_FILTER,
-               Code.INVALID_TAGS, Code.POLICY_NOT_FOUND, Code.POLICY_OWNER_ONLY,
-               Code.POLICY_PAUSED_BY_MODERATOR, *_APPROVAL),
-        problem_notes={409: _APPROVAL_NOTE},
-    ),
-    Endpoint(
-        "delete", "/api/pmd/policies/{id}", delete_policy, "deletePolicy",
-        "Delete a cleanup policy (its runs stay in the history, undoable) (owner only)",
-        "policies", ok_status=204, ok_description="Deleted", params=(_POLICY_ID,),
-        codes=(_OFF, Code.INVALID_ID, Code.POLICY_NOT_FOUND, Code.POLICY_OWNER_ONLY),
-    ),
-    Endpoint(
-        "post", "/api/pmd/policies/{id}/run", run_policy, "runPolicy",
-        "Run a cleanup policy now (owner only, paced as bulk actions are): one bulk action "
-        "recorded as done by the policy, undoable for 24 hours; its schedule is unchanged",
-        "policies",
-        response=PolicyRun, params=(_POLICY_ID,),
-        codes=(_OFF, Code.INVALID_ID, Code.POLICY_NOT_FOUND, Code.POLICY_OWNER_ONLY,
-               Code.POLICY_PAUSED_BY_MODERATOR, Code.RATE_LIMITED, Code.SITE_BUDGET_EXCEEDED,
-               Code.POLICY_RUN_TIMEOUT),
-        problem_notes={429: "Too many actions this minute, or a concurrent write took the last "
-                            "of the policies' share of the site's budget: nothing changed; run "
-                            "it again after Retry-After",
-                       503: "The run was cut off by its time bounds (a post it needed was "
-                            "locked): nothing changed; run it again after Retry-After"},
     ),
 )  # fmt: skip

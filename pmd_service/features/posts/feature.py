@@ -5,8 +5,9 @@ from __future__ import annotations
 from ...jobs.kind import Email
 from ...manifest import Feature, Purge, Schedule
 from . import undo
-from .endpoints import ENDPOINTS, POLICY_ENDPOINTS, host_cache_ctx
+from .endpoints import ENDPOINTS, host_cache_ctx
 from .events import EVENTS
+from .policies.endpoints import ENDPOINTS as POLICY_ENDPOINTS
 from .policies.mail import (
     POLICY_HOLDS_PAST,
     POLICY_RUNS_PAST,
