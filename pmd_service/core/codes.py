@@ -5,12 +5,13 @@ The OpenAPI document and docs/errors.md (`python -m pmd_service.core.codes`) com
 
 from __future__ import annotations
 
-import argparse
 import enum
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from . import generated
 
 
 class HostCode(enum.StrEnum):
@@ -388,25 +389,16 @@ def rendered(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pmd_service.core.codes",
-        description="Writes the codes table into docs/errors.md from core/codes.py.",
-    )
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
-    args = parser.parse_args(argv)
     if not DOC.is_file():
         print(f"{DOC} is not there: run this from a checkout", file=sys.stderr)
         return 2
-    text = DOC.read_text("utf-8")
-    current = rendered(text) == text
-    if args.check:
-        if not current:
-            print(f"{DOC} is stale: run python -m pmd_service.core.codes")
-        return 0 if current else 1
-    if not current:
-        DOC.write_text(rendered(text), "utf-8")
-    print(f"wrote {DOC}" if not current else f"{DOC} is current")
-    return 0
+    return generated.main(
+        "python -m pmd_service.core.codes",
+        "Writes the codes table into docs/errors.md from core/codes.py.",
+        DOC,
+        lambda: rendered(DOC.read_text("utf-8")),
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@ features/posts/actions.py ACTIONS) into `web/static/action_words.js`, which the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from ..core import generated
 from ..features.posts.action_shape import BulkAction
 from ..features.posts.actions import ACTIONS
 
@@ -62,20 +62,8 @@ export const ENDPOINTS = {table({a.name: endpoint(a) for a in ACTIONS}, 2)};
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pmd_service.web.action_words", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
-    args = parser.parse_args(argv)
-    current = MODULE.is_file() and MODULE.read_text("utf-8") == module_text()
-    if args.check:
-        if not current:
-            print(f"{MODULE} is stale: run python -m pmd_service.web.action_words")
-        return 0 if current else 1
-    if not current:
-        MODULE.write_text(module_text(), "utf-8")
-    print(f"wrote {MODULE}" if not current else f"{MODULE} is current")
-    return 0
+    prog = "python -m pmd_service.web.action_words"
+    return generated.main(prog, __doc__.split("\n\n")[0], MODULE, module_text, argv)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ FilterKeys) into `web/static/filter_keys.js`, which the page imports."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 from ..api.routing import query_list, query_scalar
+from ..core import generated
 from ..features.posts.filters import FilterKeys
 
 MODULE = Path(__file__).parent / "static" / "filter_keys.js"
@@ -50,20 +50,8 @@ export const NUMBER_KEYS = {names("number")};
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pmd_service.web.filter_keys", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
-    args = parser.parse_args(argv)
-    current = MODULE.is_file() and MODULE.read_text("utf-8") == module_text()
-    if args.check:
-        if not current:
-            print(f"{MODULE} is stale: run python -m pmd_service.web.filter_keys")
-        return 0 if current else 1
-    if not current:
-        MODULE.write_text(module_text(), "utf-8")
-    print(f"wrote {MODULE}" if not current else f"{MODULE} is current")
-    return 0
+    prog = "python -m pmd_service.web.filter_keys"
+    return generated.main(prog, __doc__.split("\n\n")[0], MODULE, module_text, argv)
 
 
 if __name__ == "__main__":
