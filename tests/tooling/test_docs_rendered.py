@@ -49,14 +49,6 @@ def save(folder: Path, name: str, data: dict[str, Any]) -> None:
     (folder / f"{name}.json").write_text(json.dumps(data))
 
 
-@pytest.fixture
-def figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(runner, "SCRATCH", tmp_path / "scratch")
-    folder = tmp_path / "figures"
-    folder.mkdir()
-    return folder
-
-
 def stale(pages: dict[Path, str]) -> list[str]:
     """The pages that differ from their render, each with the first lines of the difference."""
     found = []

@@ -6,22 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from bench import report, runner
 
 LIFTED = {
     "BULK_CHANGED_POSTS_SITE_PER_MINUTE": {"ran": [2_000_000], "ships": 160_000},
     "SSE_MAX_PER_USER": {"ran": [1000], "ships": 10},
 }
-
-
-@pytest.fixture
-def figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(runner, "SCRATCH", tmp_path / "scratch")
-    folder = tmp_path / "figures"
-    folder.mkdir()
-    return folder
 
 
 def test_a_runs_changed_settings_are_kept_with_its_figures(figures: Path) -> None:
