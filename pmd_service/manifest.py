@@ -13,6 +13,7 @@ from arq.typing import WorkerCoroutine
 from .api.declaration import Endpoint
 from .api.ticket_endpoint import TicketDownload
 from .core.command import Command
+from .core.named_sql import Named
 from .jobs.kind import Email, JobKind
 from .sse.kinds import EventKind
 
@@ -36,12 +37,12 @@ class Schedule:
 @dataclass(frozen=True)
 class Purge:
     """Rows a feature keeps for a while, which the daily cleanup deletes: `past` reads them as of
-    $1 (the plan's clock), a count or an array of ids; `purge` deletes them, given that clock or,
-    for an array, those ids (re-checked), and answers a command tag or the ids deleted."""
+    `:clock` (the plan's), a count or an array of ids; `purge` deletes them, given that clock or,
+    for an array, those `:ids` (re-checked), and answers a command tag or the ids deleted."""
 
     name: str  # its key in the cleanup's plan
-    past: str
-    purge: str
+    past: str  # a scalar subquery of the plan's one statement
+    purge: Named
 
 
 @dataclass(frozen=True)

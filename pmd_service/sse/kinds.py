@@ -34,7 +34,7 @@ class Snapshot:
     """What a stream's opening holds of a kind (without `Last-Event-ID`, or after `reset`).
 
     `sql`: a scalar subquery of the opening's one statement (so it and the watermark see one
-    MVCC snapshot), the JSON array (as text, newest first) of the payloads of user `$1`'s
+    MVCC snapshot), the JSON array (as text, newest first) of the payloads of user `:user`'s
     items, each framed as a live event of the kind is; held by the streams its kind's
     audience reaches."""
 

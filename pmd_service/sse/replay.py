@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
+from ..core.named_sql import Named
 from . import frames
 from .kinds import EventKinds, UnknownKind, reaches
 from .recent import RecentEvents, Row
@@ -19,10 +20,10 @@ log = logging.getLogger(__name__)
 # More missed events than this and a fresh snapshot is the cheaper way to catch up.
 MAX_REPLAY = 2000
 
-# The daily cleanup's (upkeep/cleanup.py): events a day older than its clock, $1.
-_EVENT_PURGE = "created_at < $1::timestamptz - interval '1 day'"
+# The daily cleanup's (upkeep/cleanup.py): events a day older than its `clock`.
+_EVENT_PURGE = "created_at < :clock::timestamptz - interval '1 day'"
 EVENTS_PAST = f"SELECT count(*) FROM stream_events WHERE {_EVENT_PURGE}"
-SQL_PURGE_EVENTS = f"DELETE FROM stream_events WHERE {_EVENT_PURGE}"
+SQL_PURGE_EVENTS = Named(f"DELETE FROM stream_events WHERE {_EVENT_PURGE}")
 
 SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM stream_events WHERE id = $1)"
 SQL_MISSED = """
@@ -32,22 +33,17 @@ WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3
 
 
 @functools.cache
-def snapshot_sql(kinds: EventKinds) -> str:
+def snapshot_sql(kinds: EventKinds) -> Named:
     """One statement, so one MVCC snapshot: every kind's items and the newest event id agree.
     Every event up to `watermark` is reflected in the items; every later one will reach the
-    stream live. $1: the user; $2: whether the stream is the user's own."""
-    # Both parameters named, whichever kinds use them.
-    columns = [
-        "(SELECT coalesce(max(id), 0) FROM stream_events) AS watermark",
-        "$1::int AS user_id",
-        "$2::boolean AS own",
-    ]
+    stream live. `user`: the user; `own`: whether the stream is the user's own."""
+    columns = ["(SELECT coalesce(max(id), 0) FROM stream_events) AS watermark"]
     for i, (kind, snapshot) in enumerate(kinds.snapshots()):
         items = f"({snapshot.sql})"
         if not reaches(kind.audience, own=False):
-            items = f"CASE WHEN $2 THEN {items} END"
+            items = f"CASE WHEN :own::boolean THEN {items} END"
         columns.append(f"{items} AS s{i}")
-    return "SELECT " + ",\n       ".join(columns)
+    return Named("SELECT " + ",\n       ".join(columns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +131,7 @@ async def opening(
             b"reset",
             {"detail": "The last event id is too old or unknown; here is a fresh snapshot."},
         )
-    row = await pool.fetchrow(snapshot_sql(kinds), user_id, owner)
+    row = await pool.fetchrow(*snapshot_sql(kinds).bind({"user": user_id, "own": owner}))
     assert row is not None
     items = []
     for i, (kind, _snapshot) in enumerate(kinds.snapshots()):

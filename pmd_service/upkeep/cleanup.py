@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from ..core.named_sql import Named
 from ..core.objects import Upload, abort_uploads
 from ..features.registry import JOB_KINDS as KINDS
 from ..features.registry import PURGES
@@ -45,9 +46,9 @@ TERMINAL_RETENTION_DAYS = 14
 TEMP_MAX_AGE_SECONDS = 3600
 
 # The purges that are not a job kind's: the stream's events, then each feature's (its
-# manifest's `purges`); $1 the plan's clock.
-SQL_PLAN_COUNTS = f"SELECT ({EVENTS_PAST}) AS events" + "".join(
-    f", ({p.past}) AS {p.name}" for p in PURGES
+# manifest's `purges`), as of the plan's `clock`.
+SQL_PLAN_COUNTS = Named(
+    f"SELECT ({EVENTS_PAST}) AS events" + "".join(f", ({p.past}) AS {p.name}" for p in PURGES)
 )
 
 
@@ -177,7 +178,7 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
     ):
         at: datetime = await conn.fetchval("SELECT now()")
         kinds = {kind.name: await _plan_expiry(conn, kind, at, days, st.settings) for kind in KINDS}
-        row = await conn.fetchrow(SQL_PLAN_COUNTS, at)
+        row = await conn.fetchrow(*SQL_PLAN_COUNTS.bind({"clock": at}))
         assert row is not None
         if st.zips.store is not None:
             assert st.zips.bucket is not None
@@ -280,14 +281,15 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
         )
         for kind in KINDS
     }
-    events = int((await pool.execute(SQL_PURGE_EVENTS, at)).split()[-1])
+    events = int((await pool.execute(*SQL_PURGE_EVENTS.bind({"clock": at}))).split()[-1])
     purged: dict[str, int | frozenset[int]] = {}
     for p in PURGES:
         planned = plan.purges[p.name]
         if isinstance(planned, frozenset):
-            purged[p.name] = frozenset(r[0] for r in await pool.fetch(p.purge, list(planned)))
+            rows = await pool.fetch(*p.purge.bind({"ids": list(planned)}))
+            purged[p.name] = frozenset(r[0] for r in rows)
         else:
-            purged[p.name] = int((await pool.execute(p.purge, at)).split()[-1])
+            purged[p.name] = int((await pool.execute(*p.purge.bind({"clock": at}))).split()[-1])
     done = dataclasses.replace(plan, kinds=kinds, events=events, purges=purged)
     log.info(
         "cleanup: %d old finished requests and %d old events purged; past their window: %s",

@@ -201,5 +201,5 @@ async def test_the_previous_release_reads_purges_and_hears_the_events(
         count = await conn.fetchval("SELECT count(*) FROM stream_events")
         assert count == 12 and await conn.execute(OLD_PURGE, later) == f"DELETE {count}"
         await request_bdr()
-        assert await conn.execute(SQL_PURGE_EVENTS, later) == "DELETE 1"
+        assert await conn.execute(*SQL_PURGE_EVENTS.bind({"clock": later})) == "DELETE 1"
         assert await conn.fetchval("SELECT count(*) FROM stream_events") == 0

@@ -21,7 +21,7 @@ BDR_UPDATE = EventKind(
     snapshot=Snapshot(
         f"""SELECT json_agg(b ORDER BY b.created_at DESC, b.id DESC)::text FROM (
             SELECT {ITEM_COLUMNS} FROM batch_download_requests
-            WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}) AS b"""
+            WHERE user_id = :user ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}) AS b"""
     ),
     repeatable=("bdr_events.sql", event_sql.repeatable_sql),
 )

@@ -14,6 +14,7 @@ from arq.connections import ArqRedis
 from ...core.codes import Code
 from ...core.limits import NEWEST_ITEMS, UTC_DAY_START, seconds_to_next_utc_day
 from ...core.locks import AdvisoryLock
+from ...core.named_sql import Named
 from ...core.problems import ProblemError, bad_request, forbidden, gone, not_found
 from ...host.access import Principal
 from ...host.eligibility import ensure_unique, lock_eligible
@@ -66,9 +67,9 @@ INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)
 VALUES (gen_random_uuid(), $1, $2, 'user', $3, $4)
 """
 # The daily cleanup's (upkeep/cleanup.py): only the current hour's reads still decide anything.
-_READ_PURGE = "hour < $1::timestamptz - interval '1 day'"
+_READ_PURGE = "hour < :clock::timestamptz - interval '1 day'"
 AUDITED_READS_PAST = f"SELECT count(*) FROM audited_reads WHERE {_READ_PURGE}"
-SQL_PURGE_AUDITED_READS = f"DELETE FROM audited_reads WHERE {_READ_PURGE}"
+SQL_PURGE_AUDITED_READS = Named(f"DELETE FROM audited_reads WHERE {_READ_PURGE}")
 
 # A read, audited once per moderator, file and hour: a resumed download's ranges are one row.
 SQL_AUDIT_READ = """

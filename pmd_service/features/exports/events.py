@@ -23,7 +23,7 @@ EXPORT_UPDATE = EventKind(
         f"""SELECT json_agg(export_event_payload(e) ORDER BY e.created_at DESC, e.id DESC)::text
             FROM exports e
             WHERE e.id = ANY(ARRAY(
-                SELECT id FROM exports WHERE user_id = $1
+                SELECT id FROM exports WHERE user_id = :user
                 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}))"""
     ),
     repeatable=("export_events.sql", event_sql.repeatable_sql),

@@ -34,22 +34,22 @@ DROP_HISTORY = (
     "post_ids = NULL, prior_dates = NULL, prior_marks = NULL, prior_licenses = NULL, "
     "prior_remixable = NULL, tag_changes = NULL, tags_after = NULL, history_bytes = 0"
 )
-# The daily cleanup's (upkeep/cleanup.py), $1 its clock: the history past the undo window, and
+# The daily cleanup's (upkeep/cleanup.py), as of its `clock`: the history past the undo window, and
 # moderators' marks of posts no longer deleted (or gone).
-_UNDO_PURGE = f"created_at < $1::timestamptz - interval '{UNDO_HOURS} hours'"
+_UNDO_PURGE = f"created_at < :clock::timestamptz - interval '{UNDO_HOURS} hours'"
 UNDO_ROWS_PAST = f"""SELECT count(*) FROM bulk_action_posts
    WHERE action_id IN (SELECT id FROM bulk_actions WHERE {_UNDO_PURGE})"""
-SQL_PURGE_UNDO_HISTORY = f"""
+SQL_PURGE_UNDO_HISTORY = Named(f"""
 WITH gone AS (DELETE FROM bulk_actions WHERE {_UNDO_PURGE} RETURNING id)
 DELETE FROM bulk_action_posts WHERE action_id IN (SELECT id FROM gone)
-"""
+""")
 _MARK_PURGE = "NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)"
 MARKS_PAST = f"""SELECT coalesce(array_agg(post_id), '{{}}') FROM moderator_deletions m
    WHERE {_MARK_PURGE}"""
-SQL_PURGE_MARKS = f"""
-DELETE FROM moderator_deletions m WHERE post_id = ANY($1::int[]) AND {_MARK_PURGE}
+SQL_PURGE_MARKS = Named(f"""
+DELETE FROM moderator_deletions m WHERE post_id = ANY(:ids::int[]) AND {_MARK_PURGE}
 RETURNING post_id
-"""
+""")
 
 # What makes a `bulk_actions` row undoable, for the undo and the list of actions.
 WITHIN_WINDOW = f"created_at > now() - interval '{UNDO_HOURS} hours'"

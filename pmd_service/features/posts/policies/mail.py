@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from ....core.named_sql import Named
 from ....mail.compose import Block, Button, Email, FeatureEmail, Para, Recipient
 from ....mail.language import Words
 from ....mail.notify import EmailTable, takes
@@ -121,10 +122,12 @@ SQL_TAKE_HOLD_EMAIL, SQL_HOLD_EMAILS_OWED = HOLD_EMAIL.take, HOLD_EMAIL.sql_emai
 send_policy_hold_email = HOLD_EMAIL.send
 
 # The daily cleanup's (upkeep/cleanup.py), $1 its clock.
-_RUN_PURGE = f"ran_at < $1::timestamptz - interval '{UNDO_HOURS + KEPT_PAST_WINDOW_HOURS} hours'"
+_RUN_PURGE = (
+    f"ran_at < :clock::timestamptz - interval '{UNDO_HOURS + KEPT_PAST_WINDOW_HOURS} hours'"
+)
 POLICY_RUNS_PAST = f"SELECT count(*) FROM cleanup_policy_runs WHERE {_RUN_PURGE}"
-SQL_PURGE_POLICY_RUNS = f"DELETE FROM cleanup_policy_runs WHERE {_RUN_PURGE}"
+SQL_PURGE_POLICY_RUNS = Named(f"DELETE FROM cleanup_policy_runs WHERE {_RUN_PURGE}")
 # A hold's row, a week on: its email went out or never will.
-_HOLD_PURGE = "held_at < $1::timestamptz - interval '7 days'"
+_HOLD_PURGE = "held_at < :clock::timestamptz - interval '7 days'"
 POLICY_HOLDS_PAST = f"SELECT count(*) FROM cleanup_policy_holds WHERE {_HOLD_PURGE}"
-SQL_PURGE_POLICY_HOLDS = f"DELETE FROM cleanup_policy_holds WHERE {_HOLD_PURGE}"
+SQL_PURGE_POLICY_HOLDS = Named(f"DELETE FROM cleanup_policy_holds WHERE {_HOLD_PURGE}")
