@@ -22,6 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
+from pmd_service.core.named_sql import Named
 from pmd_service.core.settings import Settings
 from pmd_service.features.bdr.mail import SQL_TAKE_EMAIL, send_bdr_email
 from pmd_service.features.exports.mail import SQL_TAKE_EXPORT_EMAIL, send_export_email
@@ -40,7 +41,7 @@ Send = Callable[[asyncpg.Pool, Settings, uuid.UUID], Coroutine[Any, Any, bool]]
 @dataclass(frozen=True)
 class Kind:
     table: str
-    take: str  # the kind's SQL that takes the email
+    take: Named  # the kind's SQL that takes the email
     send: Send
     message_id: str  # its Message-ID's local part, before the row's id
 

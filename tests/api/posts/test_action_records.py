@@ -26,7 +26,7 @@ def _granted_updates(script: str) -> set[str]:
 
 def _statements(action: BulkAction) -> dict[str, str]:
     """Every statement of `action`: per caller, by ids, by filter, and its undo."""
-    found = {}
+    found: dict[str, str] = {}
     for moderator in (False, True):
         who = "moderator" if moderator else "owner"
         for by_filter in (False, True):

@@ -10,7 +10,13 @@ import pytest
 from pmd_service.features.posts.pace import SQL_BUDGET_USED, SQL_SITE_SPEND, SQL_SITE_SPENDS
 
 # Each statement with a write's parameters: an owner's policy run, a minute and an hour.
-WRITE = {"user": 1, "as_moderator": False, "posts": 3, "background": True, "site": True}
+WRITE: dict[str, object] = {
+    "user": 1,
+    "as_moderator": False,
+    "posts": 3,
+    "background": True,
+    "site": True,
+}
 WINDOWS = {"short": 60.0, "long": 3600.0, "window": 60.0}
 STATEMENTS = {
     "the read": SQL_BUDGET_USED,
