@@ -164,7 +164,7 @@ async def test_once_within_24_hours_by_who_acted(
     assert (await _undo(client, user, "/api/pmd/actions/not-a-uuid/undo")).status == 400
     # The daily cleanup's purge (as of its plan's clock): the history past its window goes,
     # with its posts.
-    await pool.execute(SQL_PURGE_UNDO_HISTORY, datetime.now(UTC))
+    await pool.execute(*SQL_PURGE_UNDO_HISTORY.bind({"clock": datetime.now(UTC)}))
     assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 0
     assert await pool.fetchval("SELECT count(*) FROM bulk_action_posts") == 0
 

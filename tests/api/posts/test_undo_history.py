@@ -323,7 +323,7 @@ async def test_the_purge_keeps_the_last_24_hours(
         "UPDATE bulk_actions SET created_at = now() - interval '25 hours' WHERE id = $1::uuid",
         old["undo"].split("/")[-2],
     )
-    await pool.execute(SQL_PURGE_UNDO_HISTORY, datetime.now(UTC))
+    await pool.execute(*SQL_PURGE_UNDO_HISTORY.bind({"clock": datetime.now(UTC)}))
     assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 1
     assert (await _undo(client, user, fresh["undo"]))["affected_count"] == 1
 
