@@ -169,7 +169,7 @@ async def users_locale_readable(pool: asyncpg.Pool, settings: Settings) -> bool:
 
 @dataclass(frozen=True)
 class EmailTable(Generic[M]):
-    """A row's email, taken from its table (`takes`: $1 the row, $2 the tries, $3 the lease),
+    """A row's email, taken from its table (`takes`: `:row`, `:tries`, `:lease`),
     then composed from the fields of `mail` and sent (send_taken)."""
 
     label: str  # how a log line names a row ("BDR")

@@ -121,7 +121,7 @@ HOLD_EMAIL = _table(
 SQL_TAKE_HOLD_EMAIL, SQL_HOLD_EMAILS_OWED = HOLD_EMAIL.take, HOLD_EMAIL.sql_emails_owed
 send_policy_hold_email = HOLD_EMAIL.send
 
-# The daily cleanup's (upkeep/cleanup.py), $1 its clock.
+# The daily cleanup's (upkeep/cleanup.py), as of its `:clock`.
 _RUN_PURGE = (
     f"ran_at < :clock::timestamptz - interval '{UNDO_HOURS + KEPT_PAST_WINDOW_HOURS} hours'"
 )
