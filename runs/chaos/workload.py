@@ -411,11 +411,19 @@ class Actor:
         if a is not None and a.status == 302:
             self.l.counts[f"downloads redirected to a signed URL ({method})"] += 1
             plain = {k: v for k, v in headers.items() if k != "Authorization"}
-            async with self.api.http.request(method, a.headers["Location"], headers=plain) as r:
-                if r.status >= 500 and self.l.store_was_down():
-                    self.l.counts["signed-URL reads the object store failed while down"] += 1
-                    return None
-                a = Answer(r.status, CIMultiDict(r.headers), await r.read())
+            failed = "signed-URL reads the object store failed while down"
+            try:
+                async with self.api.http.request(method, a.headers["Location"], headers=plain) as r:
+                    if r.status >= 500 and self.l.store_was_down():
+                        self.l.counts[failed] += 1
+                        return None
+                    a = Answer(r.status, CIMultiDict(r.headers), await r.read())
+            except CONNECTION_ERRORS:
+                # A stopped store refuses the browser's connection itself: no server answers.
+                if not self.l.store_was_down():
+                    raise
+                self.l.counts[failed] += 1
+                return None
         if self.break_downloads and a is not None and a.body:
             mid = len(a.body) // 2
             a.body = a.body[:mid] + bytes([a.body[mid] ^ 0xFF]) + a.body[mid + 1 :]
