@@ -304,9 +304,7 @@ async def _sendfile(
     idle_seconds: float,
 ) -> None:
     """The file's bytes [start, stop) by sendfile in steps, so an idle client can be cut off."""
-    transport = request.transport
-    if transport is None:
-        raise ConnectionResetError("the client left before the first byte")
+    transport = _transport(request)
     loop = asyncio.get_running_loop()
     sent, total, step = 0, plan.stop - plan.start, READ_CHUNK
     try:
@@ -330,6 +328,12 @@ async def _sendfile(
     except ConnectionError as exc:
         traceback.clear_frames(exc.__traceback__)  # as in _relay: no cycle holds the frames
         client_went_away(request, f"left after {sent} of {total} bytes")
+
+
+def _transport(request: web.Request) -> Transport:
+    if request.transport is None:
+        raise ConnectionResetError("the client left before the first byte")
+    return request.transport
 
 
 def _cut_off(request: web.Request, transport: Transport, idle_seconds: float, sent: str) -> None:
@@ -383,9 +387,7 @@ async def _relay(
     result: GetResult,
     idle_seconds: float,
 ) -> None:
-    transport = request.transport
-    if transport is None:
-        raise ConnectionResetError("the client left before the first byte")
+    transport = _transport(request)
     # Every write then waits for an empty buffer: a client that stops reading stops the store.
     transport.set_write_buffer_limits(high=0)
     sent = 0
