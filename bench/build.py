@@ -34,7 +34,7 @@ from pmd_service.features.bdr.job_sql import enqueue_bdr
 from pmd_service.sse.hub import CHANNEL
 from pmd_service.storage.zip_files import ZipFiles
 from pmd_service.storage.zip_names import own_zip_path
-from pmd_service.zipbuild.build import Entry, build_zip
+from pmd_service.zipbuild.build import Entry, build, file_sink
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
 from support.release import CURRENT, install
@@ -134,14 +134,14 @@ async def worker_build(paths: list[Path], out: Path) -> float:
     def on_progress(n: int) -> None:  # as process_bdr does: recorded, read by the loop later
         progress[0] = n
 
-    args = (out, entries, trailer, on_progress, threading.Event(), root_manifest)
-    build = asyncio.create_task(asyncio.to_thread(build_zip, *args))
+    args = (file_sink(out), entries, trailer, on_progress, threading.Event())
+    building = asyncio.create_task(asyncio.to_thread(build, *args, closing=root_manifest))
     loop, stall = asyncio.get_running_loop(), 0.0
-    while not build.done():
+    while not building.done():
         before = loop.time()
         await asyncio.sleep(0.001)
         stall = max(stall, loop.time() - before - 0.001)
-    await build
+    await building
     return stall
 
 

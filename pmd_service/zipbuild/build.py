@@ -496,18 +496,6 @@ def object_sink(store: ObjectStore, path: str, attributes: Attributes) -> Sink:
     return upload
 
 
-def build_zip(
-    temp_path: Path,
-    entries: Iterable[Entry],
-    trailer: Trailer,
-    on_progress: Callable[[int], None],
-    cancel: threading.Event,
-    closing: Closing | None = None,
-) -> BuildResult:
-    """The ZIP written to `temp_path` and fsynced (the local folder's build)."""
-    return build(file_sink(temp_path), entries, trailer, on_progress, cancel, closing=closing)
-
-
 def publish(temp_path: Path, final_path: Path) -> None:
     """Atomically move a complete, fsynced ZIP to its final name (and persist the rename)."""
     os.replace(temp_path, final_path)

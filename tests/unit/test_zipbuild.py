@@ -22,7 +22,7 @@ from pmd_service.zipbuild.build import (
     Entry,
     FileDigest,
     build,
-    build_zip,
+    file_sink,
     sha256sum_lines,
 )
 
@@ -51,7 +51,7 @@ def test_the_recorded_size_and_sha256_are_the_files(tmp_path: Path) -> None:
     entries.append(Entry(98, "artworks/98.png", skip_reason="fetch_failed"))
     out = tmp_path / "out.zip"
     before = _threads()
-    result = build_zip(out, entries, _trailer, lambda n: None, threading.Event())
+    result = build(file_sink(out), entries, _trailer, lambda n: None, threading.Event())
     data = out.read_bytes()
     assert result.size == len(data)
     assert result.sha256 == hashlib.sha256(data).hexdigest()
@@ -79,7 +79,9 @@ def test_the_manifest_is_sha256sum_of_the_extracted_files(tmp_path: Path) -> Non
     entries.append(Entry(99, "artworks/99.png", data=os.urandom(CHUNK + 3)))
     out = tmp_path / "out.zip"
     before = _threads()
-    result = build_zip(out, entries, _trailer, lambda n: None, threading.Event(), _manifest)
+    result = build(
+        file_sink(out), entries, _trailer, lambda n: None, threading.Event(), closing=_manifest
+    )
     assert _threads() == before
     with zipfile.ZipFile(out) as archive:
         names = archive.namelist()
@@ -107,7 +109,7 @@ def test_a_full_disk_is_an_oserror_and_leaves_no_thread(tmp_path: Path) -> None:
     entries = _artworks(tmp_path, [2 << 20, 2 << 20])
     before = _threads()
     with pytest.raises(OSError, match="No space left") as caught:
-        build_zip(Path("/dev/full"), entries, _trailer, lambda n: None, threading.Event())
+        build(file_sink(Path("/dev/full")), entries, _trailer, lambda n: None, threading.Event())
     assert caught.value.errno == errno.ENOSPC
     assert _threads() == before
 
@@ -122,7 +124,7 @@ def test_a_cancel_is_buildcancelled_and_leaves_no_thread(tmp_path: Path) -> None
 
     before = _threads()
     with pytest.raises(BuildCancelled):
-        build_zip(tmp_path / "out.zip", entries, _trailer, on_progress, cancel)
+        build(file_sink(tmp_path / "out.zip"), entries, _trailer, on_progress, cancel)
     assert _threads() == before
 
 
@@ -133,7 +135,7 @@ def test_sizes_around_the_buffer_size_come_out_whole(tmp_path: Path) -> None:
     sizes += [3 * CHUNK + 5, 2 * CHUNK, 17, CHUNK // 2 - 1] * 4
     entries = _artworks(tmp_path, sizes)
     out = tmp_path / "out.zip"
-    result = build_zip(out, entries, _trailer, lambda n: None, threading.Event())
+    result = build(file_sink(out), entries, _trailer, lambda n: None, threading.Event())
     data = out.read_bytes()
     assert result.size == len(data) and result.sha256 == hashlib.sha256(data).hexdigest()
     with zipfile.ZipFile(out) as archive:
@@ -176,7 +178,7 @@ def test_a_sink_error_midway_stops_the_build(tmp_path: Path) -> None:
 def test_every_entry_s_crc_matches_its_bytes_across_chunks(tmp_path: Path) -> None:
     entries = _artworks(tmp_path, [CHUNK + 12_345, 777])
     out = tmp_path / "out.zip"
-    build_zip(out, entries, _trailer, lambda n: None, threading.Event())
+    build(file_sink(out), entries, _trailer, lambda n: None, threading.Event())
     with zipfile.ZipFile(out) as archive:
         for info, entry in zip(archive.infolist(), entries, strict=False):
             assert entry.path is not None
