@@ -30,6 +30,13 @@ def dev_env(settings: Settings, data: Path, **extra: str) -> dict[str, str]:
     return service_env(settings, data, **extra)
 
 
+def marked_dev_env(settings: Settings, data: Path, **extra: str) -> dict[str, str]:
+    """dev_env, on servers a dev stack under `data` marked as its own."""
+    env = dev_env(settings, data, **extra)
+    mark_dev_servers(data, *(env[name] for name in SERVER_URLS if env.get(name)))
+    return env
+
+
 def named(line: str) -> set[str]:
     return {name for name in SERVER_URLS if name in line.replace(",", " ").split()}
 
@@ -52,8 +59,7 @@ async def test_one_server_no_dev_stack_marked_is_enough_to_refuse(
 ) -> None:
     """The marked database and Redis, and a direct URL to the same database by another way."""
     data = tmp_path / "data"
-    env = dev_env(settings, data)
-    mark_dev_servers(data, *(env[name] for name in SERVER_URLS if env.get(name)))
+    env = marked_dev_env(settings, data)
     marks = (data / "dev-servers").read_text()
     env["DATABASE_DIRECT_URL"] = on_port(settings.direct_url, free_port())
     code, proc = await run(ENTRY_POINTS["serve"], env, within=30)
@@ -89,8 +95,7 @@ async def test_without_a_secret_the_checkouts_is_never_used_for_a_set_database_u
 ) -> None:
     """Even on servers the dev stack marked: the secret of the checkout signs for none."""
     data = tmp_path / "data"
-    env = dev_env(settings, data)
-    mark_dev_servers(data, *(env[name] for name in SERVER_URLS if env.get(name)))
+    env = marked_dev_env(settings, data)
     del env["JWT_SECRET_KEY"]
     for argv in (ENTRY_POINTS["serve"], [*CLI, "token", "Op1"]):
         code, proc = await run(argv, env, within=30)
@@ -104,8 +109,7 @@ async def test_dev_mode_runs_on_the_servers_its_dev_stack_marked(
 ) -> None:
     data = tmp_path / "data"
     port = free_port()
-    env = dev_env(settings, data, PORT=str(port), STARTUP_WAIT_SECONDS="10")
-    mark_dev_servers(data, *(env[name] for name in SERVER_URLS if env.get(name)))
+    env = marked_dev_env(settings, data, PORT=str(port), STARTUP_WAIT_SECONDS="10")
     with (tmp_path / "server.log").open("ab") as log:
         server = await asyncio.to_thread(start_server, env, port, log, ENTRY_POINTS["serve"])
     try:
