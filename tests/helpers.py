@@ -346,6 +346,25 @@ async def flag(factory: Factory, name: str, post_ids: list[int]) -> list[Any]:
     return [flags[i][name] for i in post_ids]
 
 
+async def mixed_licenses(
+    factory: Factory, by_ids: list[int], sa_ids: list[int]
+) -> tuple[int, int, int]:
+    """CC-BY on `by_ids`, then CC-BY-SA without remixing on `sa_ids`: values of each post's own
+    for an undo to put back. The ids of CC-BY, CC-BY-SA and CC-BY-ND (remixing refused)."""
+    by = await factory.license("CC-BY-4.0")
+    sa = await factory.license("CC-BY-SA-4.0")
+    nd = await factory.license("CC-BY-ND-4.0")
+    await factory.pool.execute(
+        "UPDATE posts SET license_id = $1 WHERE id = ANY($2::int[])", by, by_ids
+    )
+    await factory.pool.execute(
+        "UPDATE posts SET license_id = $1, remixable = false WHERE id = ANY($2::int[])",
+        sa,
+        sa_ids,
+    )
+    return by, sa, nd
+
+
 def succeeded(body: dict[str, Any], message: str, affected: int, changed: int) -> None:
     """`body`, an action's answer without its undo link, is a success of this message and counts."""
     assert body == {

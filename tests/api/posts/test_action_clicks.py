@@ -19,7 +19,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
-from tests.helpers import acted, assert_problem, flag, posted
+from tests.helpers import acted, assert_problem, flag, mixed_licenses, posted
 
 Client = TestClient[Any, Any]
 
@@ -92,15 +92,7 @@ async def test_a_clicks_undo_puts_back_each_posts_own_values_and_leaves_one_chan
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     user, ids = await factory.owner_and_bulk(200)
-    by = await factory.license("CC-BY-4.0")
-    sa = await factory.license("CC-BY-SA-4.0")
-    nd = await factory.license("CC-BY-ND-4.0")
-    await pool.execute("UPDATE posts SET license_id = $1 WHERE id = ANY($2::int[])", by, ids[::2])
-    await pool.execute(
-        "UPDATE posts SET license_id = $1, remixable = false WHERE id = ANY($2::int[])",
-        sa,
-        ids[1::3],
-    )
+    by, _, nd = await mixed_licenses(factory, ids[::2], ids[1::3])
     before = await pool.fetch(
         "SELECT id, license_id, remixable FROM posts WHERE id = ANY($1::int[]) ORDER BY id", ids
     )

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.features.posts.undo import SQL_PURGE_UNDO_HISTORY
 from support.seeding import Factory, UserRow
-from tests.helpers import acted, assert_problem, flag, posted
+from tests.helpers import acted, assert_problem, flag, mixed_licenses, posted
 
 Client = TestClient[Any, Any]
 
@@ -34,13 +34,7 @@ async def test_undo_puts_back_each_posts_own_values(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     user, ids = await factory.owner_and_bulk(3)
-    by = await factory.license("CC-BY-4.0")
-    sa = await factory.license("CC-BY-SA-4.0")
-    nd = await factory.license("CC-BY-ND-4.0")
-    await pool.execute("UPDATE posts SET license_id = $1 WHERE id = $2", by, ids[0])
-    await pool.execute(
-        "UPDATE posts SET license_id = $1, remixable = false WHERE id = $2", sa, ids[1]
-    )
+    _, _, nd = await mixed_licenses(factory, ids[:1], ids[1:2])
     await pool.execute("UPDATE posts SET hashtags = '{a,b}'")
     before = await _state(pool)
 
