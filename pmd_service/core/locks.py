@@ -16,3 +16,7 @@ class AdvisoryLock(IntEnum):
     WRITE_BUDGET_MODERATOR = 5064072
     WRITE_BUDGET_SITE = 5064073  # every owner's writes together (features/posts/pace.py)
     CLEANUP_POLICIES = 5064074  # with the owner's id: one policy saved at a time (a cap of 10)
+
+
+# A transaction's lock on a key and a second one (a user's id, or 0), released at its end.
+SQL_XACT_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"

@@ -13,7 +13,7 @@ from arq.connections import ArqRedis
 
 from ...core.codes import Code
 from ...core.limits import NEWEST_ITEMS, UTC_DAY_START, seconds_to_next_utc_day
-from ...core.locks import AdvisoryLock
+from ...core.locks import SQL_XACT_LOCK, AdvisoryLock
 from ...core.named_sql import Named
 from ...core.problems import ProblemError, bad_request, forbidden, gone, not_found
 from ...host.access import Principal
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SQL_QUOTA_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
 # What a caller asked for today, their own and as a moderator (never the user's quota).
 SQL_USED_TODAY = f"""
 SELECT count(*) AS requests, coalesce(sum(estimated_bytes), 0)::bigint AS bytes
@@ -185,7 +184,7 @@ async def create(
                 code=Code.BDR_TOO_LARGE,
             )
         # Concurrent requests of one requester count and insert one at a time: no quota overrun.
-        await conn.execute(SQL_QUOTA_LOCK, AdvisoryLock.BDR_QUOTA, requester)
+        await conn.execute(SQL_XACT_LOCK, AdvisoryLock.BDR_QUOTA, requester)
         used = await conn.fetchrow(SQL_USED_TODAY, requester)
         assert used is not None  # an aggregate always has its row
         if used["requests"] >= limits.requests_a_day:

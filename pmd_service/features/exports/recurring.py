@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 from arq.connections import ArqRedis
 
-from ...core.locks import AdvisoryLock
+from ...core.locks import SQL_XACT_LOCK, AdvisoryLock
 from ...core.problems import ProblemError
 from ...jobs.context import WorkerState
 from .incremental import changed_count, followed, removed
-from .service import SQL_ARTWORKS, SQL_LOCK, SQL_RUNNING, enqueue
+from .service import SQL_ARTWORKS, SQL_RUNNING, enqueue
 
 if TYPE_CHECKING:
     from ...core.db import Conn
@@ -63,7 +63,7 @@ async def start_due_exports(st: WorkerState, redis: ArqRedis) -> int:
                 await conn.execute(SQL_CANCEL_FOR, user_id, reason)
                 log.info("recurring export of user %d cancelled: %s", user_id, reason)
                 continue
-            await conn.execute(SQL_LOCK, AdvisoryLock.EXPORT_START, user_id)
+            await conn.execute(SQL_XACT_LOCK, AdvisoryLock.EXPORT_START, user_id)
             if await conn.fetchrow(SQL_RUNNING, user_id) is not None:
                 continue  # the next sweep tries again
             export_id = await _start(conn, user_id)

@@ -11,7 +11,7 @@ from arq.connections import ArqRedis
 
 from ...core.codes import Code
 from ...core.limits import NEWEST_ITEMS
-from ...core.locks import AdvisoryLock
+from ...core.locks import SQL_XACT_LOCK, AdvisoryLock
 from ...core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
 from ...core.settings import Settings
 from ...host.access import Principal
@@ -32,7 +32,6 @@ from .schemas import (
 
 log = logging.getLogger(__name__)
 
-SQL_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
 SQL_RUNNING = """
 SELECT id, status, progress_done, artwork_count FROM exports
 WHERE user_id = $1 AND status IN ('pending', 'processing')
@@ -134,7 +133,7 @@ async def create(
     user = principal.target
     async with pool.acquire() as conn, conn.transaction():
         # One request of a user at a time checks and inserts: two cannot both pass the cooldown.
-        await conn.execute(SQL_LOCK, AdvisoryLock.EXPORT_START, user.id)
+        await conn.execute(SQL_XACT_LOCK, AdvisoryLock.EXPORT_START, user.id)
         # What `since` names is part of the request: a bad one is a 400 whatever the state.
         follows = await followed(conn, user.id, since) if since is not None else None
         if repeat is not None:

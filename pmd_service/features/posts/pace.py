@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ...core.codes import Code
-from ...core.locks import AdvisoryLock
+from ...core.locks import SQL_XACT_LOCK, AdvisoryLock
 from ...core.named_sql import Named
 from ...core.problems import ProblemError
 from ...core.settings import Settings
@@ -82,7 +82,6 @@ async def take_turn(redis: Redis, user_id: int, per_minute: int) -> None:
 # --- the budget of changed posts ---------------------------------------------------------------
 
 # One lock per budget, so two writes against one budget never both read it as unspent.
-SQL_BUDGET_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
 
 
 def _since(seconds: str) -> str:
@@ -272,7 +271,7 @@ class Room:
             await self.conn.execute(*SQL_BUDGET_SPEND.bind(values))
             return
         # Locked only now, so owners' writes queue for it only just before commit.
-        await self.conn.execute(SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
+        await self.conn.execute(SQL_XACT_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
         (short, _), (long, _) = self.site.windows()
         # A statement after the lock: its snapshot holds every spend committed before it.
         values |= {"short": float(short), "long": float(long)}
@@ -351,7 +350,7 @@ async def hold_budget(
         user_id, scope, lock = moderator_id, "moderator", AdvisoryLock.WRITE_BUDGET_MODERATOR
     else:
         user_id, scope, lock = owner_id, "owner", AdvisoryLock.WRITE_BUDGET
-    await conn.execute(SQL_BUDGET_LOCK, lock, user_id)
+    await conn.execute(SQL_XACT_LOCK, lock, user_id)
     # A statement after the lock: its snapshot holds every spend committed before it.
     # Moderators skip the site's budget: artists filling it must not hold moderation off.
     as_moderator = scope == "moderator"

@@ -15,9 +15,8 @@ import msgspec
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.core.locks import AdvisoryLock
+from pmd_service.core.locks import SQL_XACT_LOCK, AdvisoryLock
 from pmd_service.core.settings import Settings
-from pmd_service.features.posts import pace
 from pmd_service.features.posts.policies.runs import run_due_policies
 from pmd_service.jobs.context import job_context
 from pmd_service.web.app import create_app
@@ -49,7 +48,7 @@ async def _hide_all_while_others_spend(
     the site's minute, committed after the write read the site's budget and before it spends."""
     body = {"action": "hide", "filter": {}, "expect_count": FILTERED}
     async with pool.acquire() as holder, holder.transaction():
-        await holder.execute(pace.SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
+        await holder.execute(SQL_XACT_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
         await holder.execute(
             "INSERT INTO write_spends (user_id, as_moderator, posts) VALUES ($1, false, $2)",
             others.id,

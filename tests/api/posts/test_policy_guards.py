@@ -18,9 +18,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.core.locks import AdvisoryLock
+from pmd_service.core.locks import SQL_XACT_LOCK, AdvisoryLock
 from pmd_service.core.settings import Settings
-from pmd_service.features.posts import pace
 from pmd_service.features.posts.policies.runs import SQL_TAKE_DUE, run_due_policies
 from pmd_service.features.posts.policies.service import COLUMNS
 from pmd_service.host import columns
@@ -406,7 +405,7 @@ async def test_a_run_refused_at_spend_by_the_sites_budget_stays_due(
     await only_due(factory.pool, made)
     async with factory.pool.acquire() as holder:
         async with holder.transaction():
-            await holder.execute(pace.SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
+            await holder.execute(SQL_XACT_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
             tick = asyncio.ensure_future(run_due_policies(worker_ctx))
             # The run has changed its posts and waits to spend; the policies' share goes meanwhile.
             await batches_waiting(factory.pool, 1)

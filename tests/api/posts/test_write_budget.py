@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.core.locks import AdvisoryLock
+from pmd_service.core.locks import SQL_XACT_LOCK, AdvisoryLock
 from pmd_service.core.settings import ConfigError, Settings
 from pmd_service.features.posts import pace
 from pmd_service.web.app import create_app
@@ -260,7 +260,7 @@ async def test_concurrent_owners_never_pass_on_the_same_site_room(
     # The test holds the site's budget until all eight writes wait on it together, each with its
     # posts changed, none of them committed.
     async with pool.acquire() as holder, holder.transaction():
-        await holder.execute(pace.SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
+        await holder.execute(SQL_XACT_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
         running = asyncio.gather(*(act_all(client, owner, 130) for owner in owners))
         await batches_waiting(pool, 8)
     answers = await asyncio.wait_for(running, timeout=30)

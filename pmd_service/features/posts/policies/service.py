@@ -13,7 +13,7 @@ from msgspec import Meta
 
 from ....core.codes import Code
 from ....core.db import SET_CUSTOM_PLAN
-from ....core.locks import AdvisoryLock
+from ....core.locks import SQL_XACT_LOCK, AdvisoryLock
 from ....core.named_sql import Named
 from ....core.problems import (
     FieldError,
@@ -237,7 +237,6 @@ SQL_LIST = f"SELECT {COLUMNS} FROM cleanup_policies WHERE owner_id = $1 ORDER BY
 SQL_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2"
 SQL_ONE_LOCKED = f"{SQL_ONE} FOR UPDATE"
 SQL_COUNT_OWNED = "SELECT count(*) FROM cleanup_policies WHERE owner_id = $1"
-SQL_LOCK_OWNER = "SELECT pg_advisory_xact_lock($1, $2)"
 SQL_INSERT = f"""
 INSERT INTO cleanup_policies (owner_id, name, action, filter, older_than_days, keep, every,
                               enabled, notify, approved_count, next_run_at)
@@ -460,7 +459,7 @@ async def create(
     fields = msgspec.structs.replace(fields, name=policy_name(fields.name))
     keep_tags(fields.keep.hashtags)
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(SQL_LOCK_OWNER, AdvisoryLock.CLEANUP_POLICIES, owner)
+        await conn.execute(SQL_XACT_LOCK, AdvisoryLock.CLEANUP_POLICIES, owner)
         if await conn.fetchval(SQL_COUNT_OWNED, owner) >= most:
             raise conflict(
                 f"An account may have {most} cleanup policies; delete one to make another.",
