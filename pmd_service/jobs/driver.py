@@ -82,9 +82,9 @@ async def _claim(st: WorkerState, kind: JobKind, raw_id: str) -> Claim | str | N
     error_reports.tag(f"{kind.name}_id", raw_id)  # arq's integration gives each job a scope
     token = uuid.uuid4()
     what = f"{kind.label} {row_id}"
-    stale = float(st.settings.job_stale_seconds)
+    asked = {"id": row_id, "token": token, "stale": float(st.settings.job_stale_seconds)}
     try:
-        row = await st.pool.fetchrow(kind.sql_claim, row_id, token, stale)
+        row = await st.pool.fetchrow(*kind.sql_claim.bind(asked))
     except TRANSIENT as exc:
         # Nothing is the run's yet: escaping, the error would fail the job and leave it to the sweep.
         defer = max(st.settings.job_retry_base_seconds, 1.0)
@@ -126,7 +126,7 @@ async def _attempt(
             defer = min(BACKOFF_CAP_SECONDS, st.settings.job_retry_base_seconds * 4 ** (n - 1))
             log.warning("%s: attempt %d failed (%r); retry in %.0f s", what, n, exc, defer)
             with contextlib.suppress(*TRANSIENT):
-                await st.pool.execute(kind.sql_release, claim.id, claim.token, defer)
+                await st.pool.execute(*kind.sql_release.bind(claim.owned | {"defer": defer}))
             raise Retry(defer=defer) from exc
     except Exception:
         log.exception("%s: unexpected error", what)
@@ -208,7 +208,7 @@ async def publish_archive(
 ) -> None:
     """Marks it ready (after renaming `temp` into place) while the run's claim is locked."""
     async with st.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(kind.sql_lock_owned, claim.id, claim.token) is None:
+        if await conn.fetchval(*kind.sql_lock_owned.bind(claim.owned)) is None:
             raise BuildCancelled
         if temp is not None:
             await asyncio.to_thread(publish, temp, own_zip_path(st.settings.zip_path, file_path))

@@ -11,7 +11,7 @@ import abc
 import contextlib
 import threading
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,12 +34,12 @@ if TYPE_CHECKING:
     from ..core.settings import Settings
     from .context import WorkerState
 
-# Hands row $1 back for a retry in $3 seconds, if the run of token $2 still holds it.
+# Hands row `:id` back for a retry in `:defer` seconds, if the run of `:token` still holds it.
 RELEASE_FOR_RETRY = f"""
-SET claim_token = NULL, heartbeat_at = NULL, retry_at = now() + make_interval(secs => $3)
+SET claim_token = NULL, heartbeat_at = NULL, retry_at = now() + make_interval(secs => :defer)
 WHERE {OWNED}
 """
-SQL_OWNER = "SELECT handle, public_sqid FROM users WHERE id = $1"
+SQL_OWNER = Named("SELECT handle, public_sqid FROM users WHERE id = :user")
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,14 @@ class Claim:
     token: uuid.UUID
     row: asyncpg.Record
 
+    @property
+    def owned(self) -> dict[str, object]:  # OWNED's `:id` and `:token`
+        return {"id": self.id, "token": self.token}
+
 
 async def job_owner(pool: asyncpg.Pool, user_id: int, what: str) -> asyncpg.Record:
     """The handle and public sqid of the user a job's row is for (`what`: "download")."""
-    user = await pool.fetchrow(SQL_OWNER, user_id)
+    user = await pool.fetchrow(*SQL_OWNER.bind({"user": user_id}))
     if user is None:
         raise PermanentError(
             f"The account this {what} belongs to no longer exists.", Code.USER_NOT_FOUND
@@ -141,15 +145,15 @@ class Expiry:
 
 @dataclass(frozen=True)
 class Expiring:
-    """What the daily cleanup expires and purges of a kind: `$1` is the plan's clock; the purges
-    take the retention days as `$2`, then `purge_args`, then the ids."""
+    """What the daily cleanup expires and purges of a kind, as of the plan's `:clock`; the purges
+    take the retention `:days`, the names `purge_args` adds, and `:ids`."""
 
-    sql_plan_expire: str  # $1 → id, files (the stored paths that go with the row)
-    sql_plan_purge: str  # …, the ids the plan expires (they count as expired) → id
-    sql_expire: str  # $1, $2 the planned ids → id, files
-    sql_purge: str  # …, the planned ids → id
+    sql_plan_expire: Named  # :clock → id, files (the stored paths that go with the row)
+    sql_plan_purge: Named  # …, the :ids the plan expires (they count as expired) → id
+    sql_expire: Named  # :clock, the planned :ids → id, files
+    sql_purge: Named  # …, the planned :ids → id
     counted_as: str  # the summary's name for the files expired ("expired")
-    purge_args: Callable[[Settings], tuple[object, ...]] = lambda settings: ()
+    purge_args: Callable[[Settings], Mapping[str, object]] = lambda settings: {}
 
 
 async def _nothing_swept(st: WorkerState, redis: ArqRedis) -> int:
@@ -185,7 +189,7 @@ class JobKind:
     label: str  # "BDR": how a log line names one
     noun: str  # "download": how a message to its user names one
     table: str  # its rows'
-    sql_claim: str  # $1 id, $2 token, $3 stale seconds → the row, or none
+    sql_claim: Named  # :id, :token, :stale seconds → the row, or none
     start: Callable[[WorkerState, Claim], ClaimedRun]  # a claimed row's run
     queue: Queueing
     upkeep: Upkeep
@@ -201,30 +205,30 @@ class JobKind:
         return self.queue.name
 
     @property
-    def sql_release(self) -> str:
-        """$1 id, $2 token, $3 seconds: handed back for a retry."""
-        return f"UPDATE {self.table} {RELEASE_FOR_RETRY}"
+    def sql_release(self) -> Named:
+        """:id, :token, :defer seconds: handed back for a retry."""
+        return Named(f"UPDATE {self.table} {RELEASE_FOR_RETRY}")
 
     @property
-    def sql_lock_owned(self) -> str:
+    def sql_lock_owned(self) -> Named:
         return lock_owned(self.table)
 
     @property
-    def sql_stuck_pending(self) -> str:
-        """For the sweep: $1 grace seconds → id, age of the oldest pending rows."""
-        return f"""
+    def sql_stuck_pending(self) -> Named:
+        """For the sweep: :grace seconds → id, age of the oldest pending rows."""
+        return Named(f"""
 SELECT id, extract(epoch FROM now() - created_at)::float8 AS age FROM {self.table}
-WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+WHERE status = 'pending' AND created_at < now() - make_interval(secs => :grace)
 ORDER BY created_at LIMIT {self.upkeep.sweep_batch}
-"""
+""")
 
     @property
-    def sql_orphaned(self) -> str:
-        """For the sweep: $1 stale seconds, $2 retry grace → id, attempts of orphaned rows."""
-        return f"""
+    def sql_orphaned(self) -> Named:
+        """For the sweep: :stale seconds, :grace past a retry's time → id, attempts of orphans."""
+        return Named(f"""
 SELECT id, attempts FROM {self.table}
 WHERE status = 'processing'
-  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
-       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))
+  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => :stale))
+       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => :grace)))
 ORDER BY created_at LIMIT {self.upkeep.sweep_batch}
-"""
+""")

@@ -8,20 +8,22 @@ from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 
+from ..core.named_sql import Named
+
 MAX_ATTEMPTS = 4  # the first run and three retries
 
 # Which row a run may claim: pending, or processing but held by no run, or by a run whose
-# heartbeat stopped $3 seconds ago.
+# heartbeat stopped `:stale` seconds ago.
 CLAIMABLE = """(status = 'pending'
        OR (status = 'processing'
-           AND (claim_token IS NULL OR heartbeat_at < now() - make_interval(secs => $3))))"""
-# Row $1 still held by the run of claim token $2.
-OWNED = "id = $1 AND claim_token = $2 AND status = 'processing'"
+           AND (claim_token IS NULL OR heartbeat_at < now() - make_interval(secs => :stale))))"""
+# Row `:id` still held by the run of claim token `:token`.
+OWNED = "id = :id AND claim_token = :token AND status = 'processing'"
 
 
-def lock_owned(table: str) -> str:
-    """Row $1 of `table` locked while the run of claim token $2 still holds it."""
-    return f"SELECT 1 FROM {table} WHERE {OWNED} FOR UPDATE"
+def lock_owned(table: str) -> Named:
+    """Row `:id` of `table` locked while the run of claim token `:token` still holds it."""
+    return Named(f"SELECT 1 FROM {table} WHERE {OWNED} FOR UPDATE")
 
 
 @dataclass(frozen=True)

@@ -206,9 +206,10 @@ async def _plan_expiry(
 ) -> Expiry:
     """What the cleanup at `at` expires of `kind`, and purges (finished `days` ago)."""
     sql = kind.upkeep.expiring
-    expire = {r["id"]: tuple(r["files"]) for r in await conn.fetch(sql.sql_plan_expire, at)}
-    args = sql.purge_args(settings)
-    purge = await conn.fetch(sql.sql_plan_purge, at, days, *args, list(expire))
+    asked = {"clock": at, "days": days, **sql.purge_args(settings)}
+    rows = await conn.fetch(*sql.sql_plan_expire.bind(asked))
+    expire = {r["id"]: tuple(r["files"]) for r in rows}
+    purge = await conn.fetch(*sql.sql_plan_purge.bind(asked | {"ids": list(expire)}))
     return Expiry(expire, frozenset(r["id"] for r in purge))
 
 
@@ -216,7 +217,8 @@ async def _expire(
     pool: asyncpg.Pool, kind: JobKind, at: datetime, plan: Expiry
 ) -> dict[uuid.UUID, tuple[str | None, ...]]:
     """The planned expiries, each row's condition checked again: what was expired."""
-    rows = await pool.fetch(kind.upkeep.expiring.sql_expire, at, list(plan.expire))
+    asked = {"clock": at, "ids": list(plan.expire)}
+    rows = await pool.fetch(*kind.upkeep.expiring.sql_expire.bind(asked))
     return {r["id"]: tuple(r["files"]) for r in rows}
 
 
@@ -225,8 +227,8 @@ async def _purge(
 ) -> frozenset[uuid.UUID]:
     """The planned purges, each row's condition checked again: what was purged."""
     sql = kind.upkeep.expiring
-    args = sql.purge_args(settings)
-    rows = await pool.fetch(sql.sql_purge, at, days, *args, list(plan.purge))
+    asked = {"clock": at, "days": days, "ids": list(plan.purge), **sql.purge_args(settings)}
+    rows = await pool.fetch(*sql.sql_purge.bind(asked))
     return frozenset(r["id"] for r in rows)
 
 

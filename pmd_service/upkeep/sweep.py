@@ -32,7 +32,7 @@ async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
     redis: ArqRedis = ctx["redis"]
     requeued = retaken = 0
     grace = float(st.settings.job_pending_grace_seconds)
-    for row in await st.pool.fetch(kind.sql_stuck_pending, grace):
+    for row in await st.pool.fetch(*kind.sql_stuck_pending.bind({"grace": grace})):
         if await kind.queue.enqueue(redis, row["id"], None):
             requeued += 1
         elif await redis.exists(in_progress_key_prefix + kind.queue.job_id(row["id"])):
@@ -42,9 +42,8 @@ async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
         elif row["age"] >= LATE_PENDING_SECONDS:
             late = f"late{int(row['age'] // LATE_PENDING_SECONDS)}"
             requeued += await kind.queue.enqueue(redis, row["id"], late)
-    for row in await st.pool.fetch(
-        kind.sql_orphaned, float(st.settings.job_stale_seconds), float(RETRY_GRACE_SECONDS)
-    ):
+    orphaned = {"stale": float(st.settings.job_stale_seconds), "grace": float(RETRY_GRACE_SECONDS)}
+    for row in await st.pool.fetch(*kind.sql_orphaned.bind(orphaned)):
         retaken += await kind.queue.enqueue(redis, row["id"], f"take{row['attempts']}")
     return requeued, retaken
 

@@ -39,6 +39,7 @@ class ZipRun(Protocol):
     pool: asyncpg.Pool
     bdr_id: uuid.UUID
     token: uuid.UUID
+    owned: dict[str, object]  # the claim's `:id` and `:token`
     claim: asyncpg.Record
 
     @property
@@ -96,13 +97,8 @@ class BdrZip(Archive):
 
     async def report(self, done: int) -> bool:
         run = self.run
-        still_ours = await run.pool.fetchval(
-            job_sql.SQL_PROGRESS,
-            run.bdr_id,
-            run.token,
-            len(self.plan.skipped) + self.artworks_done(done),
-        )
-        return bool(still_ours)
+        progress = {"done": len(self.plan.skipped) + self.artworks_done(done)}
+        return bool(await run.pool.fetchval(*job_sql.SQL_PROGRESS.bind(run.owned | progress)))
 
     def settled(self, built: BuildResult) -> Settled:
         """Raises for a ZIP that must not ship; `skipped` lists what was left out."""
@@ -129,13 +125,6 @@ class BdrZip(Archive):
 
     async def publish(self, conn: Conn, file_path: str, settled: Settled) -> None:
         run, result = self.run, settled.result
-        await conn.execute(
-            job_sql.SQL_READY,
-            run.bdr_id,
-            run.token,
-            file_path,
-            result.size,
-            result.sha256,
-            settled.skipped,
-            run.st.settings.bdr_expiry_days,
-        )
+        ready = {"path": file_path, "size": result.size, "sha256": result.sha256}
+        ready |= {"skipped": settled.skipped, "days": run.st.settings.bdr_expiry_days}
+        await conn.execute(*job_sql.SQL_READY.bind(run.owned | ready))

@@ -30,6 +30,7 @@ class Run:
         self.pool = st.pool
         self.bdr_id = claim.id
         self.token = claim.token
+        self.owned = claim.owned
         self.claim = claim.row
 
     @property
@@ -37,9 +38,8 @@ class Run:
         return int(self.claim["attempts"])
 
     async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
-        row = await self.pool.fetchrow(
-            job_sql.SQL_FAILED, self.bdr_id, self.token, message, skipped, code
-        )
+        failed = {"message": message, "skipped": skipped, "code": code}
+        row = await self.pool.fetchrow(*job_sql.SQL_FAILED.bind(self.owned | failed))
         return row is not None
 
     async def archives(self) -> AsyncGenerator[BdrZip, Settled]:
@@ -77,7 +77,8 @@ class Run:
 
 
 async def _announce_left(st: WorkerState, redis: ArqRedis) -> int:
-    await st.pool.execute(job_sql.SQL_ANNOUNCE_LEFT, float(st.settings.job_pending_grace_seconds))
+    grace = {"grace": float(st.settings.job_pending_grace_seconds)}
+    await st.pool.execute(*job_sql.SQL_ANNOUNCE_LEFT.bind(grace))
     return 0
 
 

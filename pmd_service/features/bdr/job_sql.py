@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...core.named_sql import Named
 from ...jobs.queueing import CLAIMABLE, MAX_ATTEMPTS, OWNED, Queueing
 
 TABLE = "batch_download_requests"
@@ -14,63 +15,63 @@ job_id = QUEUE.job_id
 enqueue_bdr = QUEUE.enqueue
 
 # It leaves `announced` alone: a request may be claimed while its first event is held.
-SQL_CLAIM = f"""
+SQL_CLAIM = Named(f"""
 UPDATE batch_download_requests
-SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL,
+SET status = 'processing', claim_token = :token, heartbeat_at = now(), retry_at = NULL,
     attempts = attempts + 1, started_at = coalesce(started_at, now()),
     progress_done = 0, skipped = '[]'::jsonb
-WHERE id = $1 AND {CLAIMABLE}
+WHERE id = :id AND {CLAIMABLE}
 RETURNING user_id, post_ids, include_comments, include_reactions, send_email, attempts,
           artwork_count, request_id, include_layers
-"""
-SQL_PROGRESS = f"""
-UPDATE batch_download_requests SET progress_done = $3, heartbeat_at = now()
+""")
+SQL_PROGRESS = Named(f"""
+UPDATE batch_download_requests SET progress_done = :done, heartbeat_at = now()
 WHERE {OWNED}
 RETURNING 1
-"""
-SQL_READY = f"""
+""")
+SQL_READY = Named(f"""
 UPDATE batch_download_requests
-SET status = 'ready', file_path = $3, file_size_bytes = $4, file_sha256 = $5, skipped = $6,
-    progress_done = artwork_count, completed_at = now(),
-    expires_at = now() + make_interval(days => $7),
+SET status = 'ready', file_path = :path, file_size_bytes = :size, file_sha256 = :sha256,
+    skipped = :skipped, progress_done = artwork_count, completed_at = now(),
+    expires_at = now() + make_interval(days => :days),
     claim_token = NULL, heartbeat_at = NULL, error_message = NULL, error_code = NULL
 WHERE {OWNED}
-"""
-SQL_FAILED = f"""
+""")
+SQL_FAILED = Named(f"""
 UPDATE batch_download_requests
-SET status = 'failed', error_message = left($3, 500), skipped = $4, error_code = $5,
-    completed_at = now(),
+SET status = 'failed', error_message = left(:message, 500), skipped = :skipped,
+    error_code = :code, completed_at = now(),
     claim_token = NULL, heartbeat_at = NULL, retry_at = NULL
 WHERE {OWNED}
 RETURNING 1
-"""
+""")
 # For the sweep: a server that stopped between committing a request and announcing it.
-SQL_ANNOUNCE_LEFT = """
+SQL_ANNOUNCE_LEFT = Named("""
 UPDATE batch_download_requests SET announced = true
-WHERE NOT announced AND created_at < now() - make_interval(secs => $1)
-"""
+WHERE NOT announced AND created_at < now() - make_interval(secs => :grace)
+""")
 
-# For the daily cleanup: the plan selects rows, the run re-checks them; $1 the plan's clock.
-_DUE = "status = 'ready' AND expires_at <= $1::timestamptz"
+# For the daily cleanup: the plan selects rows, the run re-checks them, as of the plan's `:clock`.
+_DUE = "status = 'ready' AND expires_at <= :clock::timestamptz"
 _TERMINAL = "status IN ('failed', 'expired', 'cancelled')"
-# Finished requests past the retention ($2 days), and those of users the host deleted.
-_PURGE = """(coalesce(completed_at, created_at) < $1::timestamptz - make_interval(days => $2)
+# Finished requests past the retention (`:days`), and those of users the host deleted.
+_PURGE = """(coalesce(completed_at, created_at) < :clock::timestamptz - make_interval(days => :days)
     OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id))"""
-SQL_PLAN_EXPIRE = f"SELECT id, ARRAY[file_path] AS files FROM batch_download_requests WHERE {_DUE}"
-# A request the plan expires ($3) counts as expired, as in the run.
-SQL_PLAN_PURGE = f"""
+SQL_PLAN_EXPIRE = Named(f"SELECT id, ARRAY[file_path] AS files FROM {TABLE} WHERE {_DUE}")
+# A request the plan expires (`:ids`) counts as expired, as in the run.
+SQL_PLAN_PURGE = Named(f"""
 SELECT id FROM batch_download_requests b
-WHERE ({_TERMINAL} OR {_DUE} AND id = ANY($3::uuid[])) AND {_PURGE}
-"""
-SQL_EXPIRE = f"""
+WHERE ({_TERMINAL} OR {_DUE} AND id = ANY(:ids::uuid[])) AND {_PURGE}
+""")
+SQL_EXPIRE = Named(f"""
 UPDATE batch_download_requests SET status = 'expired'
-WHERE id = ANY($2::uuid[]) AND {_DUE}
+WHERE id = ANY(:ids::uuid[]) AND {_DUE}
 RETURNING id, ARRAY[file_path] AS files
-"""
-SQL_PURGE = f"""
+""")
+SQL_PURGE = Named(f"""
 DELETE FROM batch_download_requests b
-WHERE id = ANY($3::uuid[]) AND {_TERMINAL} AND {_PURGE}
+WHERE id = ANY(:ids::uuid[]) AND {_TERMINAL} AND {_PURGE}
 RETURNING id
-"""
+""")
 # The cleanup's statements in the order jobs/kind.py's Expiring takes them.
 EXPIRY = (SQL_PLAN_EXPIRE, SQL_PLAN_PURGE, SQL_EXPIRE, SQL_PURGE)

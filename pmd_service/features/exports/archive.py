@@ -35,6 +35,7 @@ class PartRun(Protocol):
     pool: asyncpg.Pool
     export_id: uuid.UUID
     token: uuid.UUID
+    owned: dict[str, object]  # the claim's `:id` and `:token`
     claim: asyncpg.Record
     done: int  # artworks the published parts went through
 
@@ -42,9 +43,9 @@ class PartRun(Protocol):
 async def start_part(run: PartRun, place: BagPlace, post_ids: list[int]) -> ExportPart:
     """Part `place` of the run's export, marked started, with what it holds read."""
     async with run.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(job_sql.SQL_LOCK_OWNED, run.export_id, run.token) is None:
+        if await conn.fetchval(*job_sql.SQL_LOCK_OWNED.bind(run.owned)) is None:
             raise BuildCancelled
-        await conn.execute(job_sql.SQL_PART_STARTED, run.export_id, place.number)
+        await conn.execute(*job_sql.SQL_PART_STARTED.bind(run.owned | {"number": place.number}))
         await conn.execute(job_sql.SQL_TOUCH, run.export_id)
     # Every part holds the layers files; the upscaled copies when asked for.
     wanted = Wanted(layers=True, upscaled=run.claim["include_upscaled"], folders=BAG_FOLDERS)
@@ -60,7 +61,7 @@ async def start_part(run: PartRun, place: BagPlace, post_ids: list[int]) -> Expo
     removals: bytes | None = None
     if place.follows is not None and place.number == 1:  # said once, in the first part
         removals = removed_json(
-            place, await run.pool.fetchval(job_sql.SQL_REMOVED_LIST, run.export_id)
+            place, await run.pool.fetchval(*job_sql.SQL_REMOVED_LIST.bind(run.owned))
         )
     post_ids = [a.post_id for a in plan.artworks]
     comments = run.claim["include_comments"]
@@ -153,10 +154,8 @@ class ExportPart(Archive):
 
     async def report(self, done: int) -> bool:
         run = self.run
-        progress = self.base + self.pre_skipped + self.artworks_done(done)
-        return bool(
-            await run.pool.fetchval(job_sql.SQL_PROGRESS, run.export_id, run.token, progress)
-        )
+        progress = {"done": self.base + self.pre_skipped + self.artworks_done(done)}
+        return bool(await run.pool.fetchval(*job_sql.SQL_PROGRESS.bind(run.owned | progress)))
 
     def settled(self, built: BuildResult) -> Settled:
         result = sorted_out(built, self.arcnames)[0]
@@ -167,20 +166,12 @@ class ExportPart(Archive):
     async def publish(self, conn: Conn, file_path: str, settled: Settled) -> None:
         """The part ready, and the export's progress (a metadata-only post counts as added)."""
         run, plan, result = self.run, self.plan, settled.result
-        done = run.done + len(plan.artworks) + len(plan.skipped)
-        await conn.execute(
-            job_sql.SQL_PART_READY,
-            run.export_id,
-            self.place.number,
-            file_path,
-            result.size,
-            result.sha256,
-            len(result.added) + len(self.listed_only),
-            settled.skipped,
-        )
-        await conn.execute(
-            job_sql.SQL_AFTER_PART, run.export_id, run.token, done, result.size, settled.skipped
-        )
+        added = len(result.added) + len(self.listed_only)
+        part = {"number": self.place.number, "path": file_path, "size": result.size, "added": added}
+        part |= {"sha256": result.sha256, "skipped": settled.skipped}
+        await conn.execute(*job_sql.SQL_PART_READY.bind(run.owned | part))
+        done = {"done": run.done + len(plan.artworks) + len(plan.skipped)}
+        await conn.execute(*job_sql.SQL_AFTER_PART.bind(run.owned | part | done))
 
 
 def _metadata_only(plan: Plan, post_changes: dict[int, str] | None) -> set[int]:

@@ -37,6 +37,7 @@ class ExportRun:
         self.pool = st.pool
         self.export_id = claim.id
         self.token = claim.token
+        self.owned = claim.owned
         self.claim = claim.row
         self.attempts: int = claim.row["attempts"]
         self.added = 0  # artworks in the parts published so far (this run's and earlier ones')
@@ -45,8 +46,8 @@ class ExportRun:
 
     async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
         """The parts' rows keep what they left out: the export's `skipped` is theirs."""
-        days = self.st.settings.export_expiry_days
-        row = await self.pool.fetchrow(SQL_FAILED, self.export_id, self.token, message, days, code)
+        failed = {"message": message, "days": self.st.settings.export_expiry_days, "code": code}
+        row = await self.pool.fetchrow(*SQL_FAILED.bind(self.owned | failed))
         return row is not None
 
     def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
@@ -55,7 +56,7 @@ class ExportRun:
     async def archives(self) -> AsyncGenerator[ExportPart, Settled]:
         claim = self.claim
         user = await job_owner(self.pool, claim["user_id"], "export")
-        parts = await self.pool.fetch(SQL_PARTS, self.export_id)
+        parts = await self.pool.fetch(*SQL_PARTS.bind(self.owned))
         if not parts:
             parts = await self._plan()
         self.count = count = len(parts)
@@ -104,14 +105,14 @@ class ExportRun:
                 "export was asked for); an export without artworks is not made.",
                 Code.NO_POSTS,
             )
-        days = self.st.settings.export_expiry_days
-        if await self.pool.fetchval(SQL_READY, self.export_id, self.token, days) is None:
+        days = {"days": self.st.settings.export_expiry_days}
+        if await self.pool.fetchval(*SQL_READY.bind(self.owned | days)) is None:
             raise BuildCancelled
         log.info("export %s ready: %d parts, %d artworks", self.export_id, self.count, self.added)
 
     async def _only_removals(self) -> bool:
         """An incremental export whose only news is what is gone: its part has no artwork."""
-        parts = await self.pool.fetch(SQL_PARTS, self.export_id)
+        parts = await self.pool.fetch(*SQL_PARTS.bind(self.owned))
         return self.claim["follows_id"] is not None and all(not p["post_ids"] for p in parts)
 
     async def _plan(self) -> list[asyncpg.Record]:
@@ -153,7 +154,7 @@ class ExportRun:
                 Code.NO_POSTS,
             )
         async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(SQL_LOCK_OWNED, self.export_id, self.token) is None:
+            if await conn.fetchval(*SQL_LOCK_OWNED.bind(self.owned)) is None:
                 raise BuildCancelled
             await conn.executemany(
                 SQL_ADD_PART,
@@ -162,14 +163,15 @@ class ExportRun:
                     for n, p in enumerate(planned, 1)
                 ],
             )
-            await conn.execute(SQL_PLANNED, self.export_id, len(planned_ids), covered, gone)
-            parts: list[asyncpg.Record] = await conn.fetch(SQL_PARTS, self.export_id)
+            planned_row = {"count": len(planned_ids), "covered": covered, "removed": gone}
+            await conn.execute(*SQL_PLANNED.bind(self.owned | planned_row))
+            parts: list[asyncpg.Record] = await conn.fetch(*SQL_PARTS.bind(self.owned))
         log.info("export %s planned: %d parts", self.export_id, len(parts))
         return parts
 
 
-def _cooldown(settings: Settings) -> tuple[object, ...]:
-    return (float(settings.export_cooldown_seconds),)
+def _cooldown(settings: Settings) -> dict[str, object]:
+    return {"cooldown": float(settings.export_cooldown_seconds)}
 
 
 # Each part takes one of the worker's export slots: no attempt scope.

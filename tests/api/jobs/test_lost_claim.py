@@ -31,7 +31,8 @@ SQL_ROW = "SELECT * FROM batch_download_requests WHERE id = $1"
 async def claim(pool: asyncpg.Pool, bdr_id: uuid.UUID) -> Claim:
     """The row claimed by a new run, as the driver claims it."""
     token = uuid.uuid4()
-    row = await pool.fetchrow(BDR.sql_claim, bdr_id, token, STALE_SECONDS)
+    asked = {"id": bdr_id, "token": token, "stale": STALE_SECONDS}
+    row = await pool.fetchrow(*BDR.sql_claim.bind(asked))
     assert row is not None, "the row could not be claimed"
     return Claim(f"BDR {bdr_id}", bdr_id, token, row)
 
@@ -52,7 +53,7 @@ async def step(which: str, worker_ctx: dict[str, Any], stale: Claim) -> None:
     elif which == "fail":
         assert await run.fail("a stale run's failure", Code.INTERNAL, []) is False
     else:
-        await st.pool.execute(BDR.sql_release, stale.id, stale.token, 0.0)
+        await st.pool.execute(*BDR.sql_release.bind(stale.owned | {"defer": 0.0}))
 
 
 @pytest.mark.parametrize("which", ["report", "publish", "fail", "release"])
