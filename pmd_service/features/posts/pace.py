@@ -81,8 +81,6 @@ async def take_turn(redis: Redis, user_id: int, per_minute: int) -> None:
 
 # --- the budget of changed posts ---------------------------------------------------------------
 
-# One lock per budget, so two writes against one budget never both read it as unspent.
-
 
 def _since(seconds: str) -> str:
     """SQL: the start of a window the parameter `seconds` long; evaluated once as a subquery,
@@ -91,19 +89,16 @@ def _since(seconds: str) -> str:
     return f"(SELECT clock_timestamp() - make_interval(secs => :{seconds}::float8))"
 
 
-def _site_sum(seconds: str) -> str:
-    """SQL: the posts all owners changed in the window (moderators' spends are their own)."""
-    return (
-        "(SELECT coalesce(sum(posts), 0) FROM write_spends"
-        f" WHERE NOT as_moderator AND spent_at > {_since(seconds)})"
-    )
+# The site's spends: all owners' (moderators' spends are their own), and of those the policies'
+# runs' share (write_spends_background_idx).
+_SITE, _BACKGROUND = "NOT as_moderator", "background"
 
 
-def _background_sum(seconds: str) -> str:
-    """SQL: the policies' runs' share of it (write_spends_background_idx)."""
+def _sum(whose: str, seconds: str) -> str:
+    """SQL: the posts the spends `whose` names changed in the window."""
     return (
         "(SELECT coalesce(sum(posts), 0) FROM write_spends"
-        f" WHERE background AND spent_at > {_since(seconds)})"
+        f" WHERE {whose} AND spent_at > {_since(seconds)})"
     )
 
 
@@ -128,8 +123,8 @@ SELECT coalesce(sum(posts) FILTER (
        coalesce(sum(posts) FILTER (
            WHERE spent_at > clock_timestamp() - make_interval(secs => :long::float8)), 0) AS long,
        (SELECT count(*) FROM purged) AS purged,
-       CASE WHEN :site::bool THEN {_site_sum("short")} END AS site,
-       CASE WHEN :background::bool THEN {_background_sum("short")} END AS background
+       CASE WHEN :site::bool THEN {_sum(_SITE, "short")} END AS site,
+       CASE WHEN :background::bool THEN {_sum(_BACKGROUND, "short")} END AS background
 FROM write_spends WHERE user_id = :user AND as_moderator = :as_moderator
 """)
 # A refused write's wait: the window's spends, oldest first, with the seconds until each leaves.
@@ -157,22 +152,22 @@ WITH purged AS (
 ), spent AS (
     {_SPEND}
 )
-SELECT {_site_sum("short")} AS site,
-       CASE WHEN :background::bool THEN {_background_sum("short")} END AS background
+SELECT {_sum(_SITE, "short")} AS site,
+       CASE WHEN :background::bool THEN {_sum(_BACKGROUND, "short")} END AS background
 """)
-# The site's spends of the window, as SQL_BUDGET_SPENDS.
-SQL_SITE_SPENDS = Named(f"""
+
+
+def _spends(whose: str) -> Named:
+    """The window's spends `whose` names, as SQL_BUDGET_SPENDS."""
+    return Named(f"""
 SELECT {_leaving("window")}
 FROM write_spends
-WHERE NOT as_moderator AND spent_at > {_since("window")}
+WHERE {whose} AND spent_at > {_since("window")}
 ORDER BY spent_at
 """)
-SQL_BACKGROUND_SPENDS = Named(f"""
-SELECT {_leaving("window")}
-FROM write_spends
-WHERE background AND spent_at > {_since("window")}
-ORDER BY spent_at
-""")
+
+
+SQL_SITE_SPENDS, SQL_BACKGROUND_SPENDS = _spends(_SITE), _spends(_BACKGROUND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +345,7 @@ async def hold_budget(
         user_id, scope, lock = moderator_id, "moderator", AdvisoryLock.WRITE_BUDGET_MODERATOR
     else:
         user_id, scope, lock = owner_id, "owner", AdvisoryLock.WRITE_BUDGET
+    # One lock per budget, so two writes against one budget never both read it as unspent.
     await conn.execute(SQL_XACT_LOCK, lock, user_id)
     # A statement after the lock: its snapshot holds every spend committed before it.
     # Moderators skip the site's budget: artists filling it must not hold moderation off.
