@@ -330,6 +330,13 @@ async def acted(
     return await posted(client, user, "action", {"action": action, "post_ids": post_ids, **extra})
 
 
+async def undone(client: Client, user: UserRow, link: str) -> Any:
+    """The answer of a successful undo by its `undo` link."""
+    resp = await client.post(link, headers=user.auth)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
 async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
     """The answer of a successful action, without its `undo` link (checked here)."""
     body = await acted(client, user, action, post_ids, **extra)

@@ -19,7 +19,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
-from tests.helpers import acted, assert_problem, flag, mixed_licenses, posted
+from tests.helpers import acted, assert_problem, flag, mixed_licenses, posted, undone
 
 Client = TestClient[Any, Any]
 
@@ -47,12 +47,6 @@ async def _entries(client: Client, user: UserRow, **query: Any) -> list[Any]:
     return items
 
 
-async def _undo(client: Client, user: UserRow, link: str) -> Any:
-    resp = await client.post(link, headers=user.auth)
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
-
-
 async def test_one_click_over_many_batches_is_one_entry_with_one_undo_for_all(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
@@ -72,7 +66,7 @@ async def test_one_click_over_many_batches_is_one_entry_with_one_undo_for_all(
     assert entry["undo"] == answers[0]["undo"] and entry["undone_at"] is None
     assert [p["id"] for p in entry["posts"]] == ids[:3]
 
-    body = await _undo(client, user, entry["undo"])
+    body = await undone(client, user, entry["undo"])
     assert body == {
         "success": True,
         "affected_count": 290,
@@ -104,7 +98,7 @@ async def test_a_clicks_undo_puts_back_each_posts_own_values_and_leaves_one_chan
 
     (entry,) = await _entries(client, user)
     assert entry["action"] == "license" and entry["changed_count"] == 200
-    body = await _undo(client, user, entry["undo"])
+    body = await undone(client, user, entry["undo"])
     assert body["affected_count"] == 198 and body["left_post_ids"] == changed
     assert f"posts {changed[0]}, {changed[1]} changed again since" in body["message"]
     after = await pool.fetch(
@@ -155,7 +149,7 @@ async def test_only_one_persons_batches_of_one_action_within_the_window_join_a_c
     assert (await _entries(client, other))[0]["changed_count"] == 1
 
     # Each undo is its own: the owner's click puts back its two batches, nothing else.
-    assert (await _undo(client, user, own[0]["undo"]))["affected_count"] == 2
+    assert (await undone(client, user, own[0]["undo"]))["affected_count"] == 2
     assert await flag(factory, "hidden_by_user", ids[:6]) == [
         False,
         False,

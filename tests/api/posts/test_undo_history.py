@@ -20,7 +20,7 @@ from pmd_service.features.posts.undo import KEPT_HISTORY_BYTES, SQL_PURGE_UNDO_H
 from pmd_service.host.access import Principal, User
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
-from tests.helpers import acted, assert_problem, flag, posted
+from tests.helpers import acted, assert_problem, flag, posted, undone
 
 Client = TestClient[Any, Any]
 
@@ -29,12 +29,6 @@ _HISTORY_BYTES = """
 SELECT coalesce((SELECT sum(pg_column_size(b.*)) FROM bulk_actions b), 0)
      + coalesce((SELECT sum(pg_column_size(p.*)) FROM bulk_action_posts p), 0)
 """
-
-
-async def _undo(client: Client, user: UserRow, link: str) -> Any:
-    resp = await client.post(link, headers=user.auth)
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
 
 
 async def test_history_keeps_only_what_a_hide_changed(
@@ -52,10 +46,10 @@ async def test_history_keeps_only_what_a_hide_changed(
     assert await pool.fetchval(_HISTORY_BYTES) <= 4 * 1024 * 1024
     assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 40
     # The oldest is still there to undo; its posts changed since, so they are named and left.
-    body = await _undo(client, user, hidden["undo"])
+    body = await undone(client, user, hidden["undo"])
     assert body["affected_count"] == 0 and body["left_post_ids"] == ids
     last = await acted(client, user, "hide", ids)
-    assert (await _undo(client, user, last["undo"]))["affected_count"] == 128
+    assert (await undone(client, user, last["undo"]))["affected_count"] == 128
 
 
 # The host's most tags a post: 64 of the artist's own, of 64 characters; 16 of a moderator's.
@@ -142,7 +136,7 @@ async def test_a_persons_history_is_capped_at_its_real_size_and_an_older_undo_sa
     assert newest == [r["id"] for r in kept[: len(newest)]]
     held = sum(sizes[i] for i in newest)
     assert held <= KEPT_HISTORY_BYTES < held + sizes[kept[len(newest)]["id"]]
-    last = await _undo(client, user, _link(newest[0]))
+    last = await undone(client, user, _link(newest[0]))
     assert last["affected_count"] == 128
 
 
@@ -169,12 +163,12 @@ async def test_no_one_drops_anothers_undo(
     await _retags(pool, _as(busy, user), ids, _MOST_MOD_TAGS, 26)
     await _assert_dropped(client, busy, busy_first["undo"])
     # The other moderator's action, the artist's newest and another owner's are all kept.
-    body = await _undo(client, mod, hidden["undo"])
+    body = await undone(client, mod, hidden["undo"])
     assert body["affected_count"] == 1 and body["left_post_ids"] == []
     assert not (await factory.post_flags(ids[:1]))[ids[0]]["hidden_by_mod"]
     # The moderator's retags came and went: the artist's tags are as their newest left them.
-    assert (await _undo(client, user, _link(list(own)[-1])))["affected_count"] == 128
-    assert (await _undo(client, other, kept["undo"]))["affected_count"] == 1
+    assert (await undone(client, user, _link(list(own)[-1])))["affected_count"] == 128
+    assert (await undone(client, other, kept["undo"]))["affected_count"] == 1
 
 
 async def test_actions_are_paced_per_person(
@@ -206,7 +200,7 @@ async def test_undo_keeps_a_tag_a_moderator_took_over(
     added = await acted(client, user, "tags", ids, add=["nsfw"])
     # The host's PUT mod-hashtags claims a tag the artist has: `hashtags` stays as it is.
     await pool.execute("UPDATE posts SET mod_hashtags = '{nsfw}'")
-    await _undo(client, user, added["undo"])
+    await undone(client, user, added["undo"])
     row = await pool.fetchrow("SELECT hashtags, mod_hashtags FROM posts")
     assert row is not None
     assert row["hashtags"] == ["art", "nsfw"] and row["mod_hashtags"] == ["nsfw"]
@@ -227,7 +221,7 @@ async def test_a_moderators_bulk_tags_are_moderator_tags(
     # The artist cannot remove it; the moderator's undo puts back both lists exactly.
     await acted(client, user, "tags", ids, remove=["nsfw"])
     assert await pool.fetchval("SELECT bool_and('nsfw' = ANY(hashtags)) FROM posts")
-    await _undo(client, mod, tagged["undo"])
+    await undone(client, mod, tagged["undo"])
     rows = await pool.fetch("SELECT hashtags, mod_hashtags FROM posts ORDER BY id")
     assert [(r["hashtags"], r["mod_hashtags"]) for r in rows] == [(["a", "b", "c"], [])] * 2
     # More than the host's 16 moderator tags a post is refused, naming why.
@@ -246,7 +240,7 @@ async def test_a_moderators_undo_of_a_restore_puts_back_each_posts_own_mark(
     as_mod = {"target_sqid": user.sqid}
     await acted(client, mod, "delete", [moderated], **as_mod)
     restored = await acted(client, mod, "restore", [own, moderated], **as_mod)
-    assert (await _undo(client, mod, restored["undo"]))["affected_count"] == 2
+    assert (await undone(client, mod, restored["undo"]))["affected_count"] == 2
     marks = await pool.fetch("SELECT post_id, deleted_by FROM moderator_deletions")
     assert [(m["post_id"], m["deleted_by"]) for m in marks] == [(moderated, mod.id)]
     # The owner's own deletion stays the owner's: they may restore it themselves.
@@ -270,7 +264,7 @@ async def test_undo_keeps_rule_l5_and_names_a_license_that_is_gone(
         client, user, "license", {"post_ids": [legacy, gone], "license_id": by}
     )
     await pool.execute("DELETE FROM licenses WHERE id = $1", old)
-    body = await _undo(client, user, relicensed["undo"])
+    body = await undone(client, user, relicensed["undo"])
     assert body["affected_count"] == 1 and body["left_post_ids"] == [gone]
     assert "license that no longer exists" in body["message"]
     row = await pool.fetchrow("SELECT license_id, remixable FROM posts WHERE id = $1", legacy)
@@ -280,7 +274,7 @@ async def test_undo_keeps_rule_l5_and_names_a_license_that_is_gone(
         "UPDATE posts SET license_id = $1, remixable = true WHERE id = $2", nd, cleared
     )
     off = await acted(client, user, "remixable", [cleared], value=False)
-    body = await _undo(client, user, off["undo"])
+    body = await undone(client, user, off["undo"])
     assert body["affected_count"] == 0 and "NoDerivatives" in body["message"]
     assert not await pool.fetchval("SELECT remixable FROM posts WHERE id = $1", cleared)
 
@@ -291,7 +285,7 @@ async def test_undo_touches_only_artworks(
     user, ids = await factory.owner_and_bulk(2)
     hidden = await acted(client, user, "hide", ids)
     await pool.execute("UPDATE posts SET kind = 'playlist' WHERE id = $1", ids[0])
-    body = await _undo(client, user, hidden["undo"])
+    body = await undone(client, user, hidden["undo"])
     assert body["affected_count"] == 1 and body["left_post_ids"] == ids[:1]
     assert "not an artwork" in body["message"]
     assert await flag(factory, "hidden_by_user", ids) == [True, False]
@@ -305,7 +299,7 @@ async def test_undo_bumps_the_hosts_change_times(
     hidden = await acted(client, user, "hide", ids)
     stale = "now() - interval '2 days'"
     await pool.execute(f"UPDATE posts SET metadata_modified_at = {stale}, updated_at = {stale}")
-    await _undo(client, user, hidden["undo"])
+    await undone(client, user, hidden["undo"])
     fresh = await pool.fetchval(
         "SELECT bool_and(metadata_modified_at > now() - interval '1 minute'"
         " AND updated_at > now() - interval '1 minute') FROM posts"
@@ -325,7 +319,7 @@ async def test_the_purge_keeps_the_last_24_hours(
     )
     await pool.execute(*SQL_PURGE_UNDO_HISTORY.bind({"clock": datetime.now(UTC)}))
     assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 1
-    assert (await _undo(client, user, fresh["undo"]))["affected_count"] == 1
+    assert (await undone(client, user, fresh["undo"]))["affected_count"] == 1
 
 
 async def test_the_undo_of_a_delete_keeps_the_hosts_restore_rule(
@@ -354,4 +348,4 @@ async def test_the_undo_of_a_delete_keeps_the_hosts_restore_rule(
     flags = await factory.post_flags([kept, reuploaded])
     assert flags[kept]["deleted_by_user"] and flags[reuploaded]["deleted_by_user"]
     await pool.execute("DELETE FROM posts WHERE id = $1", again.id)
-    assert (await _undo(client, user, deleted["undo"]))["affected_count"] == 2
+    assert (await undone(client, user, deleted["undo"]))["affected_count"] == 2
