@@ -86,6 +86,18 @@ class Seaweed:
         store = {name.lower(): value for name, value in self.env(bucket, prefix).items()}
         return msgspec.structs.replace(settings, **store, **changes)
 
+    def client(self) -> Any:
+        """An S3 client of this server: aiobotocore's, entered with `async with`."""
+        from aiobotocore.session import get_session
+
+        return get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+
     def start(self, timeout: float = 60) -> None:
         log = self.directory / "weed.log"
         with log.open("ab") as out:
@@ -155,17 +167,8 @@ def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
 
 
 async def create_bucket(weed: Seaweed, name: str = "") -> str:
-    from aiobotocore.session import get_session
-
     name = name or f"pmd-test-{secrets.token_hex(4)}"
-
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=weed.endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    ) as client:
+    async with weed.client() as client:
         # A server just started may answer late: the retry then finds the first try's bucket.
         with suppress(client.exceptions.BucketAlreadyOwnedByYou):
             await client.create_bucket(Bucket=name)

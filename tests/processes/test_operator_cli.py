@@ -34,7 +34,7 @@ from pmd_service.upkeep.cleanup import (
     daily_cleanup,
     plan_cleanup,
 )
-from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from support.seaweed import Seaweed
 from support.seeding import Factory
 from support.stack import free_port, service_env
 from tests.cli_env import admin_value, operator_shell
@@ -381,21 +381,13 @@ async def test_the_dry_run_in_a_bucket(
 ) -> None:
     """With ZIP_STORE in a bucket: the uploads it would abort and the ZIPs it would remove are
     only listed."""
-    from aiobotocore.session import get_session
-
     in_bucket = seaweed.settings(settings, s3_bucket, f"{s3_prefix}/zips")
     bucket = in_bucket.zip_bucket
     assert bucket is not None
     store = open_store(bucket, in_bucket.s3_access)
     await obstore.put_async(store, f"someone/pmd-{uuid.uuid4()}.0badc0de.zip", b"orphan")
     await obstore.put_async(store, "someone/notes.txt", b"not the service's")
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=seaweed.endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    ) as s3:
+    async with seaweed.client() as s3:
         await s3.create_multipart_upload(
             Bucket=s3_bucket, Key=bucket.key(f"someone/pmd-{uuid.uuid4()}.deadbeef.zip")
         )
