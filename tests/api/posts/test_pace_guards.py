@@ -41,6 +41,15 @@ async def _client(aiohttp_client: AiohttpClient, settings: Settings, **changes: 
     return await aiohttp_client(create_app(msgspec.structs.replace(settings, **changes)))
 
 
+async def _rechecked(
+    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory
+) -> tuple[Client, UserRow, list[int], UserRow]:
+    """A client under RECHECKED's budgets, an owner of FILTERED posts (ids), and another owner."""
+    client = await _client(aiohttp_client, settings, **RECHECKED)
+    owner, ids = await factory.owner_and_bulk(FILTERED)
+    return client, owner, ids, await factory.user()
+
+
 async def _hide_all_while_others_spend(
     client: Client, pool: asyncpg.Pool, owner: UserRow, others: UserRow, spent: int
 ) -> Any:
@@ -64,9 +73,7 @@ async def _hide_all_while_others_spend(
 async def test_a_filter_write_that_exactly_fills_the_sites_minute_passes_its_recheck(
     aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _client(aiohttp_client, settings, **RECHECKED)
-    owner, ids = await factory.owner_and_bulk(FILTERED)
-    others = await factory.user()
+    client, owner, ids, others = await _rechecked(aiohttp_client, settings, factory)
     resp = await _hide_all_while_others_spend(client, pool, owner, others, SITE - FILTERED)
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["changed_count"] == FILTERED
@@ -78,9 +85,7 @@ async def test_a_filter_write_that_exactly_fills_the_sites_minute_passes_its_rec
 async def test_a_filter_write_one_post_past_the_sites_minute_is_refused_at_its_recheck(
     aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _client(aiohttp_client, settings, **RECHECKED)
-    owner, _ = await factory.owner_and_bulk(FILTERED)
-    others = await factory.user()
+    client, owner, _, others = await _rechecked(aiohttp_client, settings, factory)
     before = await posts_state(pool)
     resp = await _hide_all_while_others_spend(client, pool, owner, others, SITE - FILTERED + 1)
     problem = await assert_problem(resp, 429, "site_budget_exceeded")
