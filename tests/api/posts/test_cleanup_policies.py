@@ -92,6 +92,12 @@ async def gallery_policy(client: Client, factory: Factory) -> tuple[UserRow, dic
     return owner, posts, await create(client, owner, policy())
 
 
+async def moderated_policy(client: Client, factory: Factory) -> tuple[UserRow, Any, str, UserRow]:
+    """A `gallery_policy`'s owner and policy, the policy's URL, and a moderator."""
+    owner, _, made = await gallery_policy(client, factory)
+    return owner, made, f"{POLICIES}/{made['id']}", await factory.user(roles=["user", "moderator"])
+
+
 async def hidden(pool: asyncpg.Pool, posts: dict[str, int]) -> set[str]:
     rows = await pool.fetch(
         "SELECT id FROM posts WHERE id = ANY($1::int[]) AND hidden_by_user", list(posts.values())
@@ -233,9 +239,7 @@ async def test_a_widening_needs_its_count_narrowing_and_pausing_do_not(
 async def test_a_moderator_reads_and_pauses_another_owner_gets_404(
     client: Client, factory: Factory
 ) -> None:
-    owner, _, made = await gallery_policy(client, factory)
-    url = f"{POLICIES}/{made['id']}"
-    mod = await factory.user(roles=["user", "moderator"])
+    owner, made, url, mod = await moderated_policy(client, factory)
     as_mod = f"target_sqid={owner.sqid}"
     listed = await client.get(f"{POLICIES}?{as_mod}", headers=mod.auth)
     assert [p["id"] for p in (await listed.json())["items"]] == [made["id"]]

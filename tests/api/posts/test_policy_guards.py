@@ -34,6 +34,7 @@ from tests.api.posts.test_cleanup_policies import (
     gallery,
     gallery_policy,
     hidden,
+    moderated_policy,
     policy,
     preview,
 )
@@ -190,9 +191,7 @@ async def test_a_moderators_pause_survives_the_owners_concurrent_change(
 async def test_a_moderators_pause_binds_until_a_moderator_lifts_it(
     client: Client, factory: Factory
 ) -> None:
-    owner, _, made = await gallery_policy(client, factory)
-    url = f"{POLICIES}/{made['id']}"
-    mod = await factory.user(roles=["user", "moderator"])
+    owner, _, url, mod = await moderated_policy(client, factory)
     as_mod = f"?target_sqid={owner.sqid}"
     paused = await client.patch(url + as_mod, json={"enabled": False}, headers=mod.auth)
     assert paused.status == 200, await paused.text()
