@@ -49,6 +49,16 @@ class ConfigError(Exception):
     """A setting is missing or malformed; start-up must stop with this message."""
 
 
+# Settings each at most the next one: an action larger than a budget, for one, could never
+# pass, whatever the client waited.
+_AT_MOST = (
+    ("export_repeat_min_days", "export_repeat_max_days"),
+    ("bulk_max_posts", "bulk_changed_posts_per_minute", "bulk_changed_posts_per_hour"),
+    ("bulk_max_posts", "bulk_changed_posts_site_per_minute"),
+    ("policy_lock_timeout_seconds", "policy_run_timeout_seconds"),
+)
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     database_url: Secret
     redis_url: Secret
@@ -246,32 +256,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                 f"EXPORT_MIN_PART_BYTES ({self.export_min_part_bytes}) and EXPORT_MAX_PART_BYTES "
                 f"({self.export_max_part_bytes})."
             )
-        if self.export_repeat_min_days > self.export_repeat_max_days:
-            raise ConfigError(
-                f"EXPORT_REPEAT_MIN_DAYS ({self.export_repeat_min_days}) must not exceed "
-                f"EXPORT_REPEAT_MAX_DAYS ({self.export_repeat_max_days})."
-            )
-        if not (
-            self.bulk_max_posts
-            <= self.bulk_changed_posts_per_minute
-            <= self.bulk_changed_posts_per_hour
-        ):
-            # An action larger than a budget could never pass, whatever the client waited.
-            raise ConfigError(
-                f"BULK_MAX_POSTS ({self.bulk_max_posts}) must not exceed "
-                f"BULK_CHANGED_POSTS_PER_MINUTE ({self.bulk_changed_posts_per_minute}), nor that "
-                f"BULK_CHANGED_POSTS_PER_HOUR ({self.bulk_changed_posts_per_hour})."
-            )
-        if self.bulk_max_posts > self.bulk_changed_posts_site_per_minute:
-            raise ConfigError(
-                f"BULK_MAX_POSTS ({self.bulk_max_posts}) must not exceed "
-                f"BULK_CHANGED_POSTS_SITE_PER_MINUTE ({self.bulk_changed_posts_site_per_minute})."
-            )
-        if self.policy_lock_timeout_seconds > self.policy_run_timeout_seconds:
-            raise ConfigError(
-                f"POLICY_LOCK_TIMEOUT_SECONDS ({self.policy_lock_timeout_seconds:g}) must not "
-                f"exceed POLICY_RUN_TIMEOUT_SECONDS ({self.policy_run_timeout_seconds:g})."
-            )
+        for names in _AT_MOST:
+            values = [getattr(self, name) for name in names]
+            if values != sorted(values):
+                shown = [
+                    f"{name.upper()} ({value if isinstance(value, int) else format(value, 'g')})"
+                    for name, value in zip(names, values, strict=True)
+                ]
+                raise ConfigError(f"{shown[0]} must not exceed {', nor that '.join(shown[1:])}.")
         if self.pmd_schema == self.host_schema:
             raise ConfigError("PMD_SCHEMA must differ from HOST_SCHEMA (the host's tables).")
         if self.jwt_secret_key and len(self.jwt_secret_key) < 32:
