@@ -1,13 +1,15 @@
 """Which posts a filter matches: the keys of `GET /api/pmd/posts` and of an action's `filter`,
 checked into values, and the one SQL predicate both the list and the actions apply.
 
-The predicate is a constant: a key left out is a NULL parameter (an empty array for tags), so
-one prepared statement serves every combination, and a custom plan folds the absent keys away.
+The list's predicate is a constant: a key left out is a NULL parameter (an empty array for
+tags), so one statement serves every combination, and a custom plan folds the absent keys away.
+A policy's run takes it shaped for its keys: kept prepared, one generic plan serves each shape.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Annotated
@@ -157,32 +159,70 @@ class PostFilter:
         return hashlib.sha256(msgspec.json.encode(self.keys)).hexdigest()[:12]
 
 
-def predicate(alias: str = "p", prefix: str = "f_") -> str:
+# A condition on a post by its parameter's name: the parameter's type, None for one never
+# NULL (an array), and the condition's SQL.
+Conditions = dict[str, tuple[str | None, str]]
+
+
+def given(values: Mapping[str, object]) -> frozenset[str]:
+    """The names of `values` that hold something: a shaped statement's shape."""
+    return frozenset(name for name, value in values.items() if value is not None and value != [])
+
+
+def joined(conditions: Conditions, op: str, shape: frozenset[str] | None) -> str:
+    """SQL: the conditions joined by `op` (AND: each one that is given must hold; OR: any one);
+    with a `shape` (`given`), only the ones it names, a statement whose generic plan is as
+    good as a custom one; otherwise each behind a test of its parameter, for every shape."""
+    if shape is not None:
+        named = [sql for name, (_, sql) in conditions.items() if name in shape]
+        return "(" + (f"\n    {op} ".join(named) or ("true" if op == "AND" else "false")) + ")"
+    absent = "IS NULL OR" if op == "AND" else "IS NOT NULL AND"
+    every = [
+        sql if kind is None else f"(:{name}::{kind} {absent} {sql})"
+        for name, (kind, sql) in conditions.items()
+    ]
+    return "(\n    " + f"\n    {op} ".join(every) + "\n)"
+
+
+def predicate(alias: str = "p", prefix: str = "f_", shape: frozenset[str] | None = None) -> str:
     """SQL: the post `alias` matches the filter whose parameters `PostFilter.named(prefix)`
-    names."""
-    n = f":{prefix}"
-    p = alias
-    return f"""(
-    ({n}q::text IS NULL OR strpos(lower({p}.title), lower({n}q::text)) > 0
-        OR strpos(lower({stripped_sql(f"coalesce({p}.description, '')")}), lower({n}q::text)) > 0)
-    AND {p}.hashtags @> {n}hashtags::text[]::varchar[]
-    AND ({n}license::int IS NULL OR {p}.license_id IS NOT DISTINCT FROM nullif({n}license::int, 0))
-    AND ({n}hidden::bool IS NULL OR ({p}.hidden_by_user OR {p}.hidden_by_mod) = {n}hidden::bool)
-    AND ({n}remixable::bool IS NULL OR {p}.remixable = {n}remixable::bool)
-    AND ({n}format::text IS NULL OR EXISTS (SELECT 1 FROM post_files f_native
+    names (with a `shape`: `joined`'s)."""
+    p, n = alias, f":{prefix}"
+    description = stripped_sql(f"coalesce({p}.description, '')")
+    conditions: Conditions = {
+        "q": (
+            "text",
+            f"""(strpos(lower({p}.title), lower({n}q::text)) > 0
+        OR strpos(lower({description}), lower({n}q::text)) > 0)""",
+        ),
+        "hashtags": (None, f"{p}.hashtags @> {n}hashtags::text[]::varchar[]"),
+        "license": ("int", f"{p}.license_id IS NOT DISTINCT FROM nullif({n}license::int, 0)"),
+        "hidden": ("bool", f"({p}.hidden_by_user OR {p}.hidden_by_mod) = {n}hidden::bool"),
+        "remixable": ("bool", f"{p}.remixable = {n}remixable::bool"),
+        "format": (
+            "text",
+            f"""EXISTS (SELECT 1 FROM post_files f_native
         WHERE f_native.post_id = {p}.id AND f_native.is_native
-            AND f_native.format = {n}format::text))
-    AND ({n}has_layers::bool IS NULL OR ({p}.mkpx_file_bytes IS NOT NULL) = {n}has_layers::bool)
-    AND ({n}after::timestamptz IS NULL OR {p}.created_at >= {n}after::timestamptz)
-    AND ({n}before::timestamptz IS NULL OR {p}.created_at < {n}before::timestamptz)
-    AND ({n}min_reactions::int IS NULL OR {n}min_reactions::int <= (SELECT count(*) FROM (
+            AND f_native.format = {n}format::text)""",
+        ),
+        "has_layers": ("bool", f"({p}.mkpx_file_bytes IS NOT NULL) = {n}has_layers::bool"),
+        "after": ("timestamptz", f"{p}.created_at >= {n}after::timestamptz"),
+        "before": ("timestamptz", f"{p}.created_at < {n}before::timestamptz"),
+        "min_reactions": (
+            "int",
+            f"""{n}min_reactions::int <= (SELECT count(*) FROM (
         SELECT FROM reactions r_min WHERE r_min.post_id = {p}.id LIMIT {n}min_reactions::int)
-        AS r_enough))
-    AND ({n}min_comments::int IS NULL OR {n}min_comments::int <= (SELECT count(*) FROM (
+        AS r_enough)""",
+        ),
+        "min_comments": (
+            "int",
+            f"""{n}min_comments::int <= (SELECT count(*) FROM (
         SELECT FROM comments c_min WHERE c_min.post_id = {p}.id AND {visible_comment("c_min")}
-        LIMIT {n}min_comments::int) AS c_enough))
-    AND ({n}min_views::int IS NULL OR {p}.view_count >= {n}min_views::int)
-)"""
+        LIMIT {n}min_comments::int) AS c_enough)""",
+        ),
+        "min_views": ("int", f"{p}.view_count >= {n}min_views::int"),
+    }
+    return joined({f"{prefix}{key}": c for key, c in conditions.items()}, "AND", shape)
 
 
 def match_digest(post_id: str) -> str:

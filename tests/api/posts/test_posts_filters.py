@@ -4,15 +4,25 @@ to their filter (every bad value a 400 naming its parameter: tests/api/posts/tes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
+from pmd_service.core.named_sql import Named
 from pmd_service.features.posts import listing
-from pmd_service.features.posts.filters import EMPTY_DIGEST, FilterKeys, check_filter
+from pmd_service.features.posts.filters import (
+    EMPTY_DIGEST,
+    FilterKeys,
+    check_filter,
+    given,
+    predicate,
+)
+from pmd_service.features.posts.policies.sql import kept
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem, logging_pool
 
@@ -21,6 +31,44 @@ Client = TestClient[Any, Any]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 # What the connection running it keeps prepared.
 SQL_PREPARED = "SELECT statement FROM pg_prepared_statements"
+
+
+# Queries and the fixture's posts they list, newest first.
+EACH_KEY: list[tuple[dict[str, Any], list[str]]] = [
+    ({"q": "cat"}, ["dog", "cat"]),  # title or description, any case
+    ({"q": "  LAZY "}, ["dog"]),
+    ({"q": "100%"}, []),  # no pattern characters: a substring, as typed
+    ({"hashtag": "cats"}, ["layers", "cat"]),
+    ({"hashtag": "#WIP"}, ["wip", "cat"]),  # the site's normalisation
+    ({"hashtag": ["cats", "wip"]}, ["cat"]),  # every one of them
+    ({"license": "CC-BY-ND-4.0"}, ["noremix", "modhid"]),
+    ({"license": "none"}, ["layers", "wip", "dog"]),
+    ({"hidden": True}, ["modhid", "wip"]),  # by the user or a moderator
+    ({"hidden": False}, ["layers", "noremix", "dog", "cat"]),
+    ({"remixable": False}, ["noremix"]),
+    ({"format": "GIF"}, ["layers"]),
+    ({"has_layers": True}, ["layers"]),
+    ({"has_layers": False}, ["noremix", "modhid", "wip", "dog", "cat"]),
+    ({"created_after": "2024-05-05"}, ["layers", "noremix"]),  # on or after
+    ({"created_before": "2024-05-02"}, ["cat"]),
+    ({"created_before": "2024-05-02T12:00:00Z"}, ["cat"]),  # before, not at
+    (
+        {"created_after": "2024-05-02T12:00:00+00:00"},
+        ["layers", "noremix", "modhid", "wip", "dog"],
+    ),
+]
+
+COMBINED: list[tuple[dict[str, Any], list[str]]] = [
+    ({"hashtag": "cats", "has_layers": False}, ["cat"]),
+    ({"hashtag": "wip", "hidden": False, "q": "cat"}, ["cat"]),
+    # Written before rule L5 (the fixture sets no remixable): the filter finds it.
+    ({"license": "CC-BY-ND-4.0", "remixable": True}, ["modhid"]),
+    (
+        {"license": "none", "created_after": "2024-05-02", "created_before": "2024-05-06"},
+        ["wip", "dog"],
+    ),
+    ({"format": "png", "hidden": True, "license": "none"}, ["wip"]),
+]
 
 
 async def _ids(client: Client, user: UserRow, **query: Any) -> list[int]:
@@ -90,47 +138,13 @@ async def test_each_key_alone(client: Client, library: tuple[UserRow, dict[str, 
         p["dog"],
         p["cat"],
     ]
-    cases: list[tuple[dict[str, Any], list[str]]] = [
-        ({"q": "cat"}, ["dog", "cat"]),  # title or description, any case
-        ({"q": "  LAZY "}, ["dog"]),
-        ({"q": "100%"}, []),  # no pattern characters: a substring, as typed
-        ({"hashtag": "cats"}, ["layers", "cat"]),
-        ({"hashtag": "#WIP"}, ["wip", "cat"]),  # the site's normalisation
-        ({"hashtag": ["cats", "wip"]}, ["cat"]),  # every one of them
-        ({"license": "CC-BY-ND-4.0"}, ["noremix", "modhid"]),
-        ({"license": "none"}, ["layers", "wip", "dog"]),
-        ({"hidden": True}, ["modhid", "wip"]),  # by the user or a moderator
-        ({"hidden": False}, ["layers", "noremix", "dog", "cat"]),
-        ({"remixable": False}, ["noremix"]),
-        ({"format": "GIF"}, ["layers"]),
-        ({"has_layers": True}, ["layers"]),
-        ({"has_layers": False}, ["noremix", "modhid", "wip", "dog", "cat"]),
-        ({"created_after": "2024-05-05"}, ["layers", "noremix"]),  # on or after
-        ({"created_before": "2024-05-02"}, ["cat"]),
-        ({"created_before": "2024-05-02T12:00:00Z"}, ["cat"]),  # before, not at
-        (
-            {"created_after": "2024-05-02T12:00:00+00:00"},
-            ["layers", "noremix", "modhid", "wip", "dog"],
-        ),
-    ]
-    for query, names in cases:
+    for query, names in EACH_KEY:
         assert await _ids(client, user, **query) == [p[n] for n in names], query
 
 
 async def test_keys_combined(client: Client, library: tuple[UserRow, dict[str, int]]) -> None:
     user, p = library
-    cases: list[tuple[dict[str, Any], list[str]]] = [
-        ({"hashtag": "cats", "has_layers": False}, ["cat"]),
-        ({"hashtag": "wip", "hidden": False, "q": "cat"}, ["cat"]),
-        # Written before rule L5 (the fixture sets no remixable): the filter finds it.
-        ({"license": "CC-BY-ND-4.0", "remixable": True}, ["modhid"]),
-        (
-            {"license": "none", "created_after": "2024-05-02", "created_before": "2024-05-06"},
-            ["wip", "dog"],
-        ),
-        ({"format": "png", "hidden": True, "license": "none"}, ["wip"]),
-    ]
-    for query, names in cases:
+    for query, names in COMBINED:
         assert await _ids(client, user, **query) == [p[n] for n in names], query
 
 
@@ -225,3 +239,56 @@ async def test_a_filtered_page_is_planned_for_its_keys_and_not_counted_again(
     assert kept.isdisjoint(
         (*filtered, listing.SQL_FILTERED_AFTER, listing.SQL_COUNT_FILTERED_LIVE_AFTER)
     )
+
+
+async def _shaped_and_not(
+    pool: Any, values: dict[str, object], condition: Callable[[frozenset[str] | None], str]
+) -> list[list[int]]:
+    """The ids of the owner's posts `condition` holds for: written for every shape, then
+    shaped for `values`."""
+    found = []
+    for shape in (None, given(values)):
+        sql = Named(
+            "SELECT coalesce(array_agg(p.id ORDER BY p.id), '{}') FROM posts p "
+            f"WHERE p.owner_id = :owner AND p.kind = 'artwork' AND {condition(shape)}"
+        )
+        found.append(await pool.fetchval(*sql.bind(values)))
+    return found
+
+
+async def test_a_statement_shaped_for_its_keys_matches_what_the_one_for_every_key_matches(
+    factory: Factory, library: tuple[UserRow, dict[str, int]]
+) -> None:
+    """A policy's run tests only its filter's keys (`predicate`'s shape): each key alone and
+    combined, it finds the posts the listing's statement for every key finds."""
+    user, p = library
+    extra = [({"min_reactions": 1}, []), ({"min_comments": 0, "min_views": 0}, list(p))]
+    for query, names in [*EACH_KEY, *COMBINED, *extra]:
+        keys = {k: [v] if k == "hashtag" and isinstance(v, str) else v for k, v in query.items()}
+        where = await check_filter(factory.pool, msgspec.convert(keys, FilterKeys))
+        values = where.named() | {"owner": user.id}
+        found = await _shaped_and_not(factory.pool, values, lambda s: predicate(shape=s))
+        assert found[0] == found[1] == sorted(p[n] for n in names), query
+
+
+async def test_a_policy_shaped_for_its_exceptions_keeps_what_the_one_for_every_one_keeps(
+    factory: Factory, library: tuple[UserRow, dict[str, int]]
+) -> None:
+    """A run tests only its policy's `keep` exceptions: alone and together, they keep the posts
+    the statement testing every exception keeps."""
+    user, p = library
+    none = dict.fromkeys(
+        ("keep_min_reactions", "keep_min_comments", "keep_min_views", "keep_remixable"), None
+    )
+    cases: list[tuple[dict[str, object], list[str]]] = [
+        ({}, []),
+        ({"keep_tags": ["cats"]}, ["cat", "layers"]),
+        ({"keep_remixable": False}, ["noremix"]),
+        ({"keep_has_layers": True, "keep_tags": ["dogs"]}, ["dog", "layers"]),
+        ({"keep_min_reactions": 1, "keep_min_comments": 1}, []),
+        ({"keep_min_views": 0}, list(p)),
+    ]
+    for keep, names in cases:
+        values = none | {"keep_tags": [], "keep_has_layers": None, "owner": user.id} | keep
+        found = await _shaped_and_not(factory.pool, values, lambda s: kept("p", shape=s))
+        assert found[0] == found[1] == sorted(p[n] for n in names), keep

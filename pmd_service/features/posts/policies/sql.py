@@ -3,45 +3,56 @@ and the run's statement."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 from ....core.named_sql import Named
 from ....core.visibility import visible_comment
-from ..actions import ACTIONS
+from ..actions import named
 from ..batch_sql import Mode, batch
-from ..filters import predicate
+from ..filters import Conditions, joined, predicate
 
 # What a policy may do: never unhide or restore.
 POLICY_ACTIONS = ("hide", "delete")
 
 
-def kept(alias: str, prefix: str = "") -> str:
-    """SQL: the post `alias` is one the policy's `keep` exceptions name (`:{prefix}keep_*`)."""
+def kept(alias: str, prefix: str = "", shape: frozenset[str] | None = None) -> str:
+    """SQL: the post `alias` is one the policy's `keep` exceptions name (`:{prefix}keep_*`;
+    with a `shape`: `joined`'s)."""
     n, c = f":{prefix}keep_", alias
-    return f"""(
-    {c}.hashtags && {n}tags::text[]::varchar[]
-    OR ({n}min_reactions::int IS NOT NULL AND {n}min_reactions::int <= (SELECT count(*) FROM (
+    exceptions: Conditions = {
+        "tags": (None, f"{c}.hashtags && {n}tags::text[]::varchar[]"),
+        "min_reactions": (
+            "int",
+            f"""{n}min_reactions::int <= (SELECT count(*) FROM (
         SELECT FROM reactions r_keep WHERE r_keep.post_id = {c}.id LIMIT {n}min_reactions::int)
-        AS r_kept))
-    OR ({n}min_comments::int IS NOT NULL AND {n}min_comments::int <= (SELECT count(*) FROM (
+        AS r_kept)""",
+        ),
+        "min_comments": (
+            "int",
+            f"""{n}min_comments::int <= (SELECT count(*) FROM (
         SELECT FROM comments c_keep WHERE c_keep.post_id = {c}.id AND {visible_comment("c_keep")}
-        LIMIT {n}min_comments::int) AS c_kept))
-    OR ({n}min_views::int IS NOT NULL AND {c}.view_count >= {n}min_views::int)
-    OR ({n}remixable::bool IS NOT NULL AND {c}.remixable = {n}remixable::bool)
-    OR ({n}has_layers::bool IS NOT NULL AND ({c}.mkpx_file_bytes IS NOT NULL) = {n}has_layers::bool)
-)"""
+        LIMIT {n}min_comments::int) AS c_kept)""",
+        ),
+        "min_views": ("int", f"{c}.view_count >= {n}min_views::int"),
+        "remixable": ("bool", f"{c}.remixable = {n}remixable::bool"),
+        "has_layers": ("bool", f"({c}.mkpx_file_bytes IS NOT NULL) = {n}has_layers::bool"),
+    }
+    return joined({f"{prefix}keep_{key}": e for key, e in exceptions.items()}, "OR", shape)
 
 
-def candidate(alias: str, prefix: str = "") -> str:
+def candidate(alias: str, prefix: str = "", shape: frozenset[str] | None = None) -> str:
     """SQL: the post `alias` is one a run of the policy would change now (never one the site
     promoted): `:owner`'s, for the policy `:policy`, whose other parameters
-    (`Checked.named(prefix)`) begin with `prefix`."""
+    (`Checked.named(prefix)`) begin with `prefix`; `shape`: `predicate`'s."""
     c, n = alias, f":{prefix}"
     return f"""(
     {c}.owner_id = :owner::int AND {c}.kind = 'artwork' AND NOT {c}.deleted_by_user
     AND NOT {c}.hidden_by_mod AND ({n}action::text <> 'hide' OR NOT {c}.hidden_by_user)
     AND {c}.promoted_at IS NULL
     AND {c}.created_at < {n}cutoff::timestamptz
-    AND {predicate(c, f"{prefix}f_")}
-    AND NOT {kept(c, prefix)}
+    AND {predicate(c, f"{prefix}f_", shape)}
+    AND NOT {kept(c, prefix, shape)}
     AND NOT EXISTS (SELECT 1 FROM cleanup_policy_posts t_taken
                     WHERE t_taken.policy_id = :policy::uuid AND t_taken.post_id = {c}.id)
 )"""
@@ -49,8 +60,7 @@ def candidate(alias: str, prefix: str = "") -> str:
 
 # A cleanup policy's run: `most` is its cap, and `Checked.named`'s its policy's parameters.
 _BY_POLICY = Mode(
-    chosen=f"""p.id = ANY(ARRAY(SELECT c.id FROM posts c WHERE {candidate("c")}
-        ORDER BY c.created_at, c.id LIMIT :most::int))""",
+    chosen="",  # the candidates of the run's shape, below
     missing="SELECT '{}'::int[] AS ids",
     counted="true",
     targets="(SELECT ids FROM eligible_ids)::int[]",
@@ -67,10 +77,24 @@ _BY_POLICY = Mode(
     RETURNING 1
 )""",
 )
+# Shapes a worker keeps statements for: far more than the filters people write.
+SHAPES_KEPT = 256
 
-# A cleanup policy's actions -> its run's statement, as the owner's action by filter.
-SQL_POLICY_RUNS: dict[str, Named] = {
-    action.name: batch(_BY_POLICY, action.owner.part(True))
-    for action in ACTIONS
-    if action.name in POLICY_ACTIONS
-}
+
+@functools.lru_cache(maxsize=SHAPES_KEPT)
+def policy_run(action: str, shape: frozenset[str] | None = None) -> Named:
+    """A policy's run as the owner's action by filter, for the policies of its `shape`."""
+    chosen = f"""p.id = ANY(ARRAY(SELECT c.id FROM posts c WHERE {candidate("c", shape=shape)}
+        ORDER BY c.created_at, c.id LIMIT :most::int))"""
+    return batch(dataclasses.replace(_BY_POLICY, chosen=chosen), named(action).owner.part(True))
+
+
+@functools.lru_cache(maxsize=SHAPES_KEPT)
+def counted(shape: frozenset[str] | None = None) -> Named:
+    """How many posts a run of a policy of this `shape` would change now."""
+    return Named(f"SELECT count(*) FROM posts p WHERE {candidate('p', shape=shape)}")
+
+
+# Every statement of a run, for any shape: what the tests prepare.
+SQL_POLICY_RUNS = {action: policy_run(action) for action in POLICY_ACTIONS}
+SQL_CANDIDATES = counted()
