@@ -23,6 +23,7 @@ from ....jobs.failures import TRANSIENT
 from ....mail.notify import send_seconds
 from ..actions import named
 from ..batch_sql import action_values
+from ..filters import given
 from ..host_cache import FeedDrops, create_host_cache
 from ..live import announce
 from ..pace import Budget, hold_budget
@@ -43,7 +44,7 @@ from .service import (
     paused_by_moderator,
     promotions_seen,
 )
-from .sql import SQL_POLICY_RUNS, candidate
+from .sql import counted, policy_run
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,10 @@ FOR UPDATE SKIP LOCKED
 """
 SQL_TAKE_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2 FOR UPDATE"
 # In one round trip: the run's own bounds ($2, $3), below the pool's command timeout so one
-# slow run fails alone; custom plans for its count and statement (core/db.py's SET_CUSTOM_PLAN
-# says why); and whether the owner ($1) may act at all, as every call of theirs is checked
-# (host/access.py).
+# slow run fails alone, and whether the owner ($1) may act at all, as every call of theirs is
+# checked (host/access.py). Its statements are shaped (sql.py), so their generic plans serve.
 SQL_RUN_START = """
 SELECT set_config('statement_timeout', $2::text, true), set_config('lock_timeout', $3::text, true),
-       set_config('plan_cache_mode', 'force_custom_plan', true),
        u.id IS NOT NULL AS found, coalesce(u.deactivated, false) AS deactivated,
        coalesce(u.banned_until > now(), false) AS banned
 FROM (SELECT 1) AS one LEFT JOIN users u ON u.id = $1
@@ -84,7 +83,6 @@ SET last_run = $2::jsonb, runs = runs + 1,
         ELSE next_run_at END
 WHERE id = $1 AND ($7::timestamptz IS NULL OR next_run_at = $7::timestamptz)
 """
-SQL_CANDIDATES = Named(f"SELECT count(*) FROM posts p WHERE {candidate('p')}")
 # The run's `posts_changed`, written last in its transaction (its statement leaves it out).
 SQL_ANNOUNCE = Named(
     f"SELECT {announce(':owner::int', ':action::text', ':ids::int[]', ':action_id::uuid')}"
@@ -193,7 +191,8 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
     most = settings.bulk_max_posts
     room = await hold_budget(conn, Budget.of(settings), owner, None, background=True)
     # Counted under the budget's lock: what the run leaves is this less what it changes.
-    candidates = int(await conn.fetchval(*SQL_CANDIDATES.bind(values)))
+    shape = given(values)
+    candidates = int(await conn.fetchval(*counted(shape).bind(values)))
     if _held(settings, row["approved_count"], candidates):
         last = LastRun(at, "held", 0, candidates, None)
         await _record(conn, policy_id, last, scheduled, row["every"])
@@ -214,7 +213,7 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
     limit = min(most, room.left)
     changed, action_id, ids = 0, None, []
     if limit > 0 and candidates:
-        sql = SQL_POLICY_RUNS[fields.action]
+        sql = policy_run(fields.action, shape)
         values |= {"actor": None, "most": limit, "room": room.left}
         values |= action_values(named(fields.action).fixed)
         done = await conn.fetchrow(*sql.bind(values))
