@@ -87,15 +87,6 @@ WHERE id = $1 AND ($7::timestamptz IS NULL OR next_run_at = $7::timestamptz)
 SQL_ANNOUNCE = Named(
     f"SELECT {announce(':owner::int', ':action::text', ':ids::int[]', ':action_id::uuid')}"
 )
-# A run that changed something, from its history entry; its email owed when $3.
-SQL_RAN = """
-INSERT INTO cleanup_policy_runs (id, policy_id, owner_id, policy_name, action, changed_count,
-                                 ran_at, request_id, send_email)
-SELECT b.id, b.policy_id, b.owner_id, b.policy_name, b.action, b.changed_count, b.created_at,
-       $2, $3
-FROM bulk_actions b WHERE b.id = $1
-"""
-
 # A run held for its owner's approval, when it was not held already: its email is owed.
 SQL_HELD = """
 INSERT INTO cleanup_policy_holds (policy_id, owner_id, policy_name, action, held_count,
@@ -214,12 +205,10 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings, *, sche
     changed, action_id, ids = 0, None, []
     if limit > 0 and candidates:
         sql = policy_run(fields.action, shape)
-        values |= {"actor": None, "most": limit, "room": room.left}
-        values |= action_values(named(fields.action).fixed)
+        values |= {"actor": None, "most": limit, "room": room.left, "notify": fields.notify}
+        values |= action_values(named(fields.action).fixed) | {"request_id": REQUEST_ID.get()}
         done = await conn.fetchrow(*sql.bind(values))
         changed, action_id, ids = int(done["changed"]), done["action_id"], done["changed_ids"]
-        if action_id is not None:
-            await conn.execute(SQL_RAN, action_id, REQUEST_ID.get(), fields.notify)
     left = max(0, candidates - changed)
     status: RunStatus = "deferred" if left and limit < most else "ok"
     # Held by the site's minute: due again at the next tick rather than a period later.

@@ -58,6 +58,7 @@ def candidate(alias: str, prefix: str = "", shape: frozenset[str] | None = None)
 )"""
 
 
+_NAME = "(SELECT name FROM cleanup_policies WHERE id = :policy::uuid)"
 # A cleanup policy's run: `most` is its cap, and `Checked.named`'s its policy's parameters.
 _BY_POLICY = Mode(
     chosen="",  # the candidates of the run's shape, below
@@ -68,12 +69,20 @@ _BY_POLICY = Mode(
     reported="NULL::text",
     left=":room",
     rule_columns=", policy_id, policy_name",
-    rule_values=", :policy::uuid, (SELECT name FROM cleanup_policies WHERE id = :policy::uuid)",
+    rule_values=f", :policy::uuid, {_NAME}",
     announces=False,
-    rule_ctes=""", remembered AS (
+    # The posts it changed, and the run in its policy's runs (its email owed when `notify`).
+    rule_ctes=f""", remembered AS (
     INSERT INTO cleanup_policy_posts (policy_id, post_id)
     SELECT :policy::uuid, unnest(c.ids) FROM changed_ids c
     ON CONFLICT DO NOTHING
+    RETURNING 1
+), ran AS (
+    INSERT INTO cleanup_policy_runs (id, policy_id, owner_id, policy_name, action, changed_count,
+                                     request_id, send_email)
+    SELECT l.id, :policy::uuid, :owner::int, {_NAME}, :action::text, cardinality(c.ids),
+           :request_id::text, :notify::bool
+    FROM logged l, changed_ids c
     RETURNING 1
 )""",
 )
