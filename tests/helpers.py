@@ -15,7 +15,7 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -35,6 +35,7 @@ from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.features.bdr.job_sql import job_id
+from pmd_service.features.posts.pace import SQL_SITE_SPEND
 from support.mailbox import Mailbox
 from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory, PostRow, UserRow, bdr_row
@@ -43,15 +44,33 @@ from support.stack import CHECKOUT as CHECKOUT  # server.py's folder, and .data'
 from support.stack import create_database, drop_database, free_port
 from support.stack import eventually as eventually  # the tests import it from here
 
+if TYPE_CHECKING:
+    from pmd_service.core.db import Conn
+
 Client = TestClient[Any, Any]
 Captured = subprocess.CompletedProcess[str]
 SECRET = "test-secret-" + "x" * 40
 TABLES = (
     "batch_download_requests, stream_events, exports, export_parts, moderator_deletions, audited_reads"
     ", cleanup_policy_runs, cleanup_policy_posts, cleanup_policies"
-    ", audit_logs, bulk_action_posts, bulk_actions, write_spends, export_schedules, reactions,"
-    " comments, post_files, posts, licenses, users"
+    ", audit_logs, bulk_action_posts, bulk_actions, write_spends, site_spends, export_schedules"
+    ", reactions, comments, post_files, posts, licenses, users"
 )
+
+
+async def age_spends(conn: asyncpg.Pool | Conn, seconds: int) -> None:
+    """Every spend of the write budgets, the site's too, made `seconds` earlier."""
+    earlier = "make_interval(secs => $1)"
+    await conn.execute(f"UPDATE write_spends SET spent_at = spent_at - {earlier}", seconds)
+    await conn.execute(f"UPDATE site_spends SET second = second - {earlier}", seconds)
+
+
+async def site_spent(
+    conn: asyncpg.Pool | Conn, user_id: int, posts: int, *, background: bool = False
+) -> None:
+    """`posts` of the site's minute spent by a write of `user_id` (`background`: a policy's)."""
+    spend = {"user": user_id, "as_moderator": False, "posts": posts, "background": background}
+    await conn.fetchrow(*SQL_SITE_SPEND.bind(spend | {"short": 60.0, "long": 3600.0}))
 
 
 def direct(settings: Settings, url: str, **changes: Any) -> Settings:

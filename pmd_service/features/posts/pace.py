@@ -84,28 +84,22 @@ async def take_turn(redis: Redis, user_id: int, per_minute: int) -> None:
 
 def _since(seconds: str) -> str:
     """SQL: the start of a window the parameter `seconds` long; evaluated once as a subquery,
-    so that it can bound a scan of write_spends_site_idx; clock_timestamp(): the lock may have
-    waited."""
+    so that it can bound an index scan; clock_timestamp(): the lock may have waited."""
     return f"(SELECT clock_timestamp() - make_interval(secs => :{seconds}::float8))"
 
 
-# The site's spends: all owners' (moderators' spends are their own), and of those the policies'
-# runs' share (write_spends_background_idx).
-_SITE, _BACKGROUND = "NOT as_moderator", "background"
-
-
-def _sum(whose: str, seconds: str) -> str:
-    """SQL: the posts the spends `whose` names changed in the window."""
+def _site_sum(background: bool) -> str:
+    """SQL: the posts owners' writes changed in the site's minute, or the policies' runs'."""
+    only = "background AND " if background else ""
     return (
-        "(SELECT coalesce(sum(posts), 0) FROM write_spends"
-        f" WHERE {whose} AND spent_at > {_since(seconds)})"
+        f"(SELECT coalesce(sum(posts), 0) FROM site_spends WHERE {only}second > {_since('short')})"
     )
 
 
-def _leaving(seconds: str) -> str:
-    """SQL: a spend's posts and the seconds until it leaves the window."""
-    return f"""posts, extract(epoch FROM spent_at + make_interval(secs => :{seconds}::float8)
-                                - clock_timestamp())::float8 AS leaves_in"""
+def _leaves_in(at: str) -> str:
+    """SQL: the seconds until a spend made at `at` leaves the window."""
+    return f"""extract(epoch FROM {at} + make_interval(secs => :window::float8)
+                     - clock_timestamp())::float8 AS leaves_in"""
 
 
 # In one statement after the person's lock: their posts changed within each window, the
@@ -123,13 +117,13 @@ SELECT coalesce(sum(posts) FILTER (
        coalesce(sum(posts) FILTER (
            WHERE spent_at > clock_timestamp() - make_interval(secs => :long::float8)), 0) AS long,
        (SELECT count(*) FROM purged) AS purged,
-       CASE WHEN :site::bool THEN {_sum(_SITE, "short")} END AS site,
-       CASE WHEN :background::bool THEN {_sum(_BACKGROUND, "short")} END AS background
+       CASE WHEN :site::bool THEN {_site_sum(False)} END AS site,
+       CASE WHEN :background::bool THEN {_site_sum(True)} END AS background
 FROM write_spends WHERE user_id = :user AND as_moderator = :as_moderator
 """)
 # A refused write's wait: the window's spends, oldest first, with the seconds until each leaves.
 SQL_BUDGET_SPENDS = Named(f"""
-SELECT {_leaving("window")}
+SELECT posts, {_leaves_in("spent_at")}
 FROM write_spends
 WHERE user_id = :user AND as_moderator = :as_moderator
   AND spent_at > clock_timestamp() - make_interval(secs => :window::float8)
@@ -139,10 +133,11 @@ _SPEND = """INSERT INTO write_spends (user_id, as_moderator, posts, background)
     VALUES (:user, :as_moderator, :posts, :background)"""
 # A moderator's spend, which the site's budget does not hold.
 SQL_BUDGET_SPEND = Named(_SPEND)
-# An owner's spend, in one statement after the site's lock: what left the `long` window
-# purged, skipping rows another write holds (waiting on them under the site's lock could
-# deadlock), and the site's spends of the `short` one read as they were before this one (the
-# background share's too for a background write), for the caller to refuse the write.
+# An owner's spend, in one statement after the site's lock: added to its second's row of the
+# site (migrations/0034), what left the `long` window purged, skipping rows another write holds
+# (waiting on them under the site's lock could deadlock), and the site's spends of the `short`
+# one read as they were before this one (the background share's too for a background write),
+# for the caller to refuse the write.
 SQL_SITE_SPEND = Named(f"""
 WITH purged AS (
     DELETE FROM write_spends WHERE ctid = ANY(ARRAY(
@@ -151,23 +146,36 @@ WITH purged AS (
         FOR UPDATE SKIP LOCKED))
 ), spent AS (
     {_SPEND}
+), now_second AS (
+    SELECT date_trunc('second', clock_timestamp()) AS second
+), added AS (
+    UPDATE site_spends s SET posts = s.posts + :posts
+    FROM now_second n WHERE s.second = n.second AND s.background = :background
+    RETURNING 1
+), counted AS (
+    INSERT INTO site_spends (second, background, posts)
+    SELECT second, :background, :posts FROM now_second WHERE NOT EXISTS (SELECT FROM added)
+), swept AS (
+    DELETE FROM site_spends WHERE second <= {_since("short")}
 )
-SELECT {_sum(_SITE, "short")} AS site,
-       CASE WHEN :background::bool THEN {_sum(_BACKGROUND, "short")} END AS background
+SELECT {_site_sum(False)} AS site,
+       CASE WHEN :background::bool THEN {_site_sum(True)} END AS background
 """)
 
 
-def _spends(whose: str) -> Named:
-    """The window's spends `whose` names, as SQL_BUDGET_SPENDS."""
+def _site_spends(background: bool) -> Named:
+    """The site's spends of the window (or its background share's), as SQL_BUDGET_SPENDS."""
+    only = "background AND " if background else ""
     return Named(f"""
-SELECT {_leaving("window")}
-FROM write_spends
-WHERE {whose} AND spent_at > {_since("window")}
-ORDER BY spent_at
+SELECT sum(posts) AS posts, {_leaves_in("second")}
+FROM site_spends
+WHERE {only}second > {_since("window")}
+GROUP BY second
+ORDER BY second
 """)
 
 
-SQL_SITE_SPENDS, SQL_BACKGROUND_SPENDS = _spends(_SITE), _spends(_BACKGROUND)
+SQL_SITE_SPENDS, SQL_BACKGROUND_SPENDS = _site_spends(False), _site_spends(True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from pmd_service.features.posts.policies.runs import run_due_policies, run_locke
 from pmd_service.features.posts.policies.service import COLUMNS
 from pmd_service.jobs.context import job_context
 from support.seeding import Factory, UserRow
-from tests.helpers import assert_problem, ok
+from tests.helpers import age_spends, assert_problem, ok
 
 Client = TestClient[Any, Any]
 POLICIES = "/api/pmd/policies"
@@ -372,7 +372,7 @@ async def test_a_run_the_sites_minute_held_back_stays_due_and_the_tick_stops(
     await factory.pool.execute(
         "UPDATE cleanup_policies SET enabled = false WHERE id <> ALL($1::uuid[])", mine
     )
-    await factory.pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '2 hours'")
+    await age_spends(factory.pool, 7200)
 
     async def second_policy() -> asyncpg.Record:
         row = await factory.pool.fetchrow(
@@ -395,9 +395,7 @@ async def test_a_run_the_sites_minute_held_back_stays_due_and_the_tick_stops(
         # The minute is full: a tick runs it once, changes nothing, and stops there.
         assert await run_due_policies(ctx) == 1
         assert (await second_policy())["due"]
-        await factory.pool.execute(
-            "UPDATE write_spends SET spent_at = spent_at - interval '61 seconds'"
-        )
+        await age_spends(factory.pool, 61)
         assert await run_due_policies(ctx) == 1
     assert await hidden(factory.pool, second_posts) == {"old1", "old2", "old3", "hidden"}
     row = await second_policy()

@@ -23,7 +23,7 @@ from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow, posts_state
 from tests.api.posts.test_cleanup_policies import create, gallery, hidden, policy
 from tests.api.posts.test_posts_concurrency import batches_waiting
-from tests.helpers import acted, assert_problem, ok
+from tests.helpers import acted, age_spends, assert_problem, ok, site_spent
 
 Client = TestClient[Any, Any]
 
@@ -58,11 +58,7 @@ async def _hide_all_while_others_spend(
     body = {"action": "hide", "filter": {}, "expect_count": FILTERED}
     async with pool.acquire() as holder, holder.transaction():
         await holder.execute(SQL_XACT_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
-        await holder.execute(
-            "INSERT INTO write_spends (user_id, as_moderator, posts) VALUES ($1, false, $2)",
-            others.id,
-            spent,
-        )
+        await site_spent(holder, others.id, spent)
         writing = asyncio.ensure_future(
             client.post("/api/pmd/action", json=body, headers=owner.auth)
         )
@@ -103,7 +99,7 @@ async def test_with_nothing_spent_in_its_windows_an_undo_larger_than_the_budget_
     owner, ids = await factory.owner_and_bulk(8)
     done = await acted(await _client(aiohttp_client, settings), owner, "hide", ids)
     # The budgets shrink to 5 posts a minute once the 8-post hide has left both windows.
-    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '2 hours'")
+    await age_spends(pool, 7200)
     shrunk = {"bulk_changed_posts_per_minute": 5, "bulk_changed_posts_per_hour": 50}
     client = await _client(aiohttp_client, settings, bulk_max_posts=5, **shrunk)
     resp = await client.post(done["undo"], headers=owner.auth)

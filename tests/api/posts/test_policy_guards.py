@@ -40,7 +40,7 @@ from tests.api.posts.test_cleanup_policies import (
 )
 from tests.api.posts.test_posts_concurrency import batches_waiting
 from tests.conftest import TestDatabase as ServiceDatabase
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, site_spent
 
 Client = TestClient[Any, Any]
 
@@ -381,12 +381,9 @@ async def test_a_persons_batch_passes_when_the_policies_filled_the_sites_minute(
     owner: UserRow
     owner, posts = await gallery(factory)
     # Others' writes and the policies' runs took the whole minute of the site.
-    await factory.pool.execute(
-        "INSERT INTO write_spends (user_id, as_moderator, posts, background) "
-        "VALUES (0, false, $1, true), (0, false, $2, false)",
-        settings.bulk_changed_posts_site_background_per_minute,
-        settings.bulk_changed_posts_site_per_minute,
-    )
+    background = settings.bulk_changed_posts_site_background_per_minute
+    await site_spent(factory.pool, 0, background, background=True)
+    await site_spent(factory.pool, 0, settings.bulk_changed_posts_site_per_minute - background)
     resp = await client.post(
         "/api/pmd/action", json={"action": "hide", "post_ids": [posts["old1"]]}, headers=owner.auth
     )
@@ -408,11 +405,8 @@ async def test_a_run_refused_at_spend_by_the_sites_budget_stays_due(
             tick = asyncio.ensure_future(run_due_policies(worker_ctx))
             # The run has changed its posts and waits to spend; the policies' share goes meanwhile.
             await batches_waiting(factory.pool, 1)
-            await holder.execute(
-                "INSERT INTO write_spends (user_id, as_moderator, posts, background) "
-                "VALUES (0, false, $1, true)",
-                settings.bulk_changed_posts_site_background_per_minute,
-            )
+            background = settings.bulk_changed_posts_site_background_per_minute
+            await site_spent(holder, 0, background, background=True)
         assert await tick == 1
     assert await hidden(factory.pool, posts) == {"hidden"}
     row = await stored(factory.pool, made)

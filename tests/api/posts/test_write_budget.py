@@ -23,7 +23,7 @@ from pmd_service.features.posts import pace
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow, posts_state
 from tests.api.posts.test_posts_concurrency import batches_waiting
-from tests.helpers import act, assert_problem, ok
+from tests.helpers import act, age_spends, assert_problem, ok
 
 Client = TestClient[Any, Any]
 Made = Callable[..., Awaitable[Client]]
@@ -112,7 +112,7 @@ async def test_an_owner_at_their_budget_never_holds_moderation_off(
     owner, ids = await factory.owner_and_bulk(8)
     # The owner spends their hour's budget: a toggle of five posts, a minute apart.
     await ok(client, owner, "hide", ids[:5])
-    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '61 seconds'")
+    await age_spends(pool, 61)
     await ok(client, owner, "unhide", ids[:5])
     details = await _budget_refusal(await act(client, owner, "hide", ids[:1]), 1)
     assert (details["scope"], details["window_seconds"], details["used"]) == ("owner", 3600, 10)
@@ -155,11 +155,11 @@ async def test_the_windows_slide_and_the_hour_counts_what_the_minute_forgot(
     user, ids = await factory.owner_and_bulk(8)
     await ok(client, user, "hide", ids[:4])
     # 50 s ago is still within the last minute.
-    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '50 seconds'")
+    await age_spends(pool, 50)
     details = await _budget_refusal(await act(client, user, "hide", ids[4:5]), 1)
     assert details["window_seconds"] == 60 and details["retry_after_seconds"] <= 10
     # 70 s ago is not; the hour still counts it.
-    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '20 seconds'")
+    await age_spends(pool, 20)
     await ok(client, user, "hide", ids[4:6])
     details = await _budget_refusal(await act(client, user, "hide", ids[6:7]), 1)
     assert details["window_seconds"] == 3600 and details["used"] == 6
@@ -230,10 +230,10 @@ async def test_every_owners_writes_together_are_held_to_the_sites_budget(
     # A person's batch is never refused for what others spent: past the site's minute too.
     assert (await ok(client, second, "hide", seconds[:128]))["changed_count"] == 128
     # The site's minute slides: 50 s on, the wait is what is left of the oldest spend's minute.
-    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '50 seconds'")
+    await age_spends(pool, 50)
     details = await _site_refusal(await act_all(client, third, 200), 200)
     assert details["used"] == 328 and details["retry_after_seconds"] <= 10
-    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '11 seconds'")
+    await age_spends(pool, 11)
     assert (await (await act_all(client, third, 200)).json())["changed_count"] == 200
 
 
