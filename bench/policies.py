@@ -201,12 +201,8 @@ def beside(
         figures[name] = {"samples": [len(without), len(within)]}
         if without and within:  # a short run (--ci) may end between two turns
             base, now = pair(without), pair(within)
-            figures[name] |= {
-                "without": base,
-                "running": now,
-                "p50_ratio": now["p50_ms"] / base["p50_ms"],
-                "p99_ratio": now["p99_ms"] / base["p99_ms"],
-            }
+            ratios = {f"{p}_ratio": now[f"{p}_ms"] / base[f"{p}_ms"] for p in ("p50", "p99")}
+            figures[name] |= {"without": base, "running": now, **ratios}
     return figures
 
 
