@@ -182,11 +182,15 @@ async def test_last_event_id_resumes_with_exactly_the_missed_events(
         seen = await stream.updates(3)
     last = ids(seen)[-1]
 
-    # While disconnected: more of this user's events, and another user's.
+    # While disconnected: more of this user's events, and another user's, which the server has
+    # read (its other tab has them) before the client resumes.
     other_bdr = await insert_bdr(factory.pool, other)
-    for _ in range(4):
-        await step(factory.pool, bdr)
-        await step(factory.pool, other_bdr)
+    async with open_stream(session, url, user.auth) as other_tab:
+        await other_tab.opening()
+        for _ in range(4):
+            await step(factory.pool, bdr)
+            await step(factory.pool, other_bdr)
+        await other_tab.updates(4)
     missed = await event_ids(factory.pool, user, after=last)
     assert len(missed) == 4
 
