@@ -11,11 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.db import create_pool
 from pmd_service.features.posts.policies.runs import run_due_policies, run_locked
 from pmd_service.features.posts.policies.service import COLUMNS
+from pmd_service.host import columns
 from pmd_service.jobs.context import job_context
 from support.seeding import Factory, UserRow
 from tests.helpers import age_spends, assert_problem, ok
@@ -402,12 +404,20 @@ async def test_a_run_the_sites_minute_held_back_stays_due_and_the_tick_stops(
     assert not row["due"] and row["last_run"]["status"] == "ok"
 
 
+@pytest.mark.parametrize("column_checked", [True, False], ids=["column-known", "column-due"])
 async def test_a_tick_out_of_reach_of_its_database_says_so_and_leaves_the_policy_due(
-    client: Client, factory: Factory, settings: Any, caplog: Any
+    client: Client,
+    factory: Factory,
+    settings: Any,
+    caplog: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    column_checked: bool,
 ) -> None:
     from pmd_service.jobs.context import state
 
     _, posts, made = await gallery_policy(client, factory)
+    if not column_checked:  # the host's promoted_at is due to be checked again at this tick
+        monkeypatch.setattr(columns, "_known", {})
     async with job_context(settings) as ctx:
         await state(ctx).pool.close()  # as a worker cut off from its database finds it
         assert await run_due_policies(ctx) == 0

@@ -324,11 +324,14 @@ def _lost(exc: BaseException) -> bool:
 async def run_due_policies(ctx: dict[str, Any]) -> int:
     """The worker's tick (a scheduled job of the posts feature): every due policy, once."""
     st = state(ctx)
-    if not st.settings.cleanup_policies or not await promotions_seen(st.pool, st.settings):
+    if not st.settings.cleanup_policies:
         return 0
     ran = changed = 0
     until = time.monotonic() + TICK_SECONDS
     try:
+        # Checked again every few minutes, so the database may be out of reach here too.
+        if not await promotions_seen(st.pool, st.settings):
+            return 0
         while time.monotonic() < until:
             one = await _one_due(st.pool, st.settings)
             if one is None:
