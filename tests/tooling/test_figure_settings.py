@@ -25,11 +25,13 @@ def test_a_runs_changed_settings_are_kept_with_its_figures(figures: Path) -> Non
     assert runner.saved("stub", figures).settings is None
 
 
-def policies(figures: Path, **settings: object) -> None:
-    """The saved policies figures, with `settings` as their record (none given: unrecorded)."""
+def policies(figures: Path, **settings: object) -> str:
+    """The saved policies figures, with `settings` as their record (none given: unrecorded):
+    the command of their run."""
     saved = json.loads((runner.FIGURES / "policies.json").read_text())
     saved.pop("settings", None)
     (figures / "policies.json").write_text(json.dumps(saved | settings))
+    return str(saved["run"]["command"])
 
 
 def lines_of(page: str, command: str) -> list[str]:
@@ -43,9 +45,9 @@ def lines_of(page: str, command: str) -> list[str]:
 
 
 def test_the_pages_show_each_changed_setting_beside_its_figures(figures: Path) -> None:
-    policies(figures, settings=LIFTED)
+    command = policies(figures, settings=LIFTED)
     for page in (report.benchmarks(figures), report.details(figures)):
-        beside = lines_of(page, "python -m bench.policies")
+        beside = lines_of(page, command)
         assert beside
         for line in beside:
             assert "BULK_CHANGED_POSTS_SITE_PER_MINUTE" in line and "2,000,000" in line
@@ -53,11 +55,9 @@ def test_the_pages_show_each_changed_setting_beside_its_figures(figures: Path) -
 
 
 def test_an_unrecorded_run_is_not_shown_as_shipped(figures: Path) -> None:
-    policies(figures)
+    command = policies(figures)
     unrecorded = report.benchmarks(figures), report.details(figures)
     policies(figures, settings={})
     shipped = report.benchmarks(figures), report.details(figures)
     for before, after in zip(unrecorded, shipped, strict=True):
-        assert lines_of(before, "python -m bench.policies") != lines_of(
-            after, "python -m bench.policies"
-        )
+        assert lines_of(before, command) != lines_of(after, command)
