@@ -177,6 +177,7 @@ def record_machine() -> None:
         "python": f"Python {platform.python_version()}",
         "postgres": pg,
         "redis": redis,
+        "settings": {},  # the machine's record changes no setting; each run's file says its own
     }
     FIGURES.mkdir(parents=True, exist_ok=True)
     MACHINE.write_text(json.dumps(info, indent=2) + "\n")

@@ -1,8 +1,8 @@
 -- The site's budget of changed posts a minute (features/posts/pace.py) as one row a second,
 -- and of those the policies' runs' share (`background`): an owner's write adds its posts to
 -- its second's row under the site's advisory lock, so reading the site's minute sums at most
--- 120 rows, where summing write_spends read every write of the minute at each write (18,000
--- rows a read with 300 policy runs a second). `second`: the second the posts were changed in
+-- 120 rows, where summing write_spends read every write of the minute at each write.
+-- `second`: the second the posts were changed in
 -- (its start: a spend leaves the minute up to a second early). No unique key: the lock
 -- serializes the writers, and the tests move a row to another second to age it.
 -- write_spends keeps each person's spends; its site index stays for purging the hour's end.
