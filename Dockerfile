@@ -18,7 +18,7 @@ ARG VERSION=0.2.0
 FROM ${BASE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY requirements/build.txt requirements/runtime.txt requirements/run.txt requirements/
+COPY requirements/build.txt requirements/runtime.txt requirements/
 # --require-hashes: every package, transitive ones included, must be in the lock with its hash;
 # --only-binary: wheels only (no compiler in this image, and none needed).
 RUN --mount=type=secret,id=pip_cert \
@@ -28,17 +28,6 @@ RUN --mount=type=secret,id=pip_cert \
     && python -m venv --without-pip /venv \
     && /tools/bin/pip --python /venv/bin/python install --quiet --require-hashes \
         --only-binary :all: -r requirements/runtime.txt
-# DEMO=true (docker-compose.yml's `demo` service, never production) adds Pillow, as pinned and
-# hashed in requirements/run.txt, for `python -m pmd_service demo`, which draws the demo's art.
-ARG DEMO=false
-RUN --mount=type=secret,id=pip_cert \
-    if [ "$DEMO" = true ]; then \
-        if [ -f /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
-        python -c "import pathlib, re; lock = pathlib.Path('requirements/run.txt').read_text(); \
-pathlib.Path('/tmp/demo.txt').write_text(re.search(r'^pillow==.*?(?=^\S|\Z)', lock, re.M | re.S)[0])" \
-        && /tools/bin/pip --python /venv/bin/python install --quiet --require-hashes \
-            --only-binary :all: --no-deps -r /tmp/demo.txt; \
-    fi
 COPY pyproject.toml README.md ./
 COPY pmd_service ./pmd_service
 COPY migrations ./migrations
