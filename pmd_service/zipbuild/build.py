@@ -48,6 +48,10 @@ class Entry:
     skip_reason: str | None = None
 
 
+class Stored(bytes):
+    """A trailing file's bytes added as they are: already compressed (an image)."""
+
+
 # A trailing JSON file: whole, or streamed as chunks (comments.json).
 Trailing = bytes | Iterable[bytes]
 # (added, skipped) -> the JSON files, made once the artworks are known.
@@ -399,7 +403,8 @@ def _zip_chunks(
         raise BuildCancelled
     for name, blob in trailer(result.added, result.skipped):
         if isinstance(blob, bytes):
-            yield from _add(stream, hashes, name, (blob,), len(blob), ZIP_DEFLATED)
+            packing = ZIP_STORED if isinstance(blob, Stored) else ZIP_DEFLATED
+            yield from _add(stream, hashes, name, (blob,), len(blob), packing)
         else:
             yield from _add(stream, hashes, name, blob, compress_type=ZIP_DEFLATED)
     if closing is not None:

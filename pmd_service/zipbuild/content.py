@@ -57,6 +57,7 @@ class Artwork:
     hidden_by_mod: bool = False
     license: str | None = None
     working: tuple[WorkingFile, ...] = ()  # its working files to add after its image
+    folder: str = "artworks"  # where its image goes (an archive part: a folder a post)
 
     @property
     def ext(self) -> str:
@@ -110,6 +111,7 @@ async def plan_artworks(
                     hashtags=list(row["hashtags"] or []),
                     fmt=row["native_format"],
                     working=wanted.for_post(sqids[post_id], row["mkpx_file_bytes"] is not None),
+                    folder="artworks",
                 )
             )
     return Plan(artworks, skipped, sqids)

@@ -35,7 +35,7 @@ FETCH_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10, sock_read=30)
 
 
 def _arcname(artwork: Artwork) -> str:
-    return f"artworks/{artwork.filename}"
+    return f"{artwork.folder}/{artwork.filename}"
 
 
 def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
@@ -145,16 +145,27 @@ async def _fetch_file(
 
 # An artwork's entries: its image, then its working files.
 Fetch = Callable[[Artwork], Awaitable[list[Entry]]]
+# One file by its path relative to the vault -> its entry (entry id, arcname, path).
+Read = Callable[[int, str, str], Awaitable[Entry]]
+
+
+def http_reader(session: aiohttp.ClientSession, base_url: str) -> Read:
+    return partial(_fetch_file, session, Origin.parse(base_url))
+
+
+def object_reader(store: ObjectStore) -> Read:
+    """Files from ARTWORK_STORE at `{prefix}/{relative path}` (the vault's layout)."""
+    return partial(_get_file, store)
 
 
 def http_fetcher(session: aiohttp.ClientSession, base_url: str) -> Fetch:
-    read = partial(_fetch_file, session, Origin.parse(base_url))
+    read = http_reader(session, base_url)
     return lambda artwork: _entries(artwork, read)
 
 
 def object_fetcher(store: ObjectStore) -> Fetch:
     """Artworks from ARTWORK_STORE at `{prefix}/{shard}/{key}.{ext}` (the vault's layout)."""
-    read = partial(_get_file, store)
+    read = object_reader(store)
     return lambda artwork: _entries(artwork, read)
 
 
