@@ -21,6 +21,7 @@ SET search_path FROM CURRENT AS $$
         'include_reactions', r.include_reactions,
         'send_email', r.send_email,
         'include_upscaled', r.include_upscaled,
+        'layout', r.layout,
         'follows_export_id', r.follows_id,
         'changed_since', r.follows_started_at,
         'removed_count', CASE jsonb_typeof(r.removed) WHEN 'array' THEN jsonb_array_length(r.removed) ELSE 0 END,
@@ -62,6 +63,7 @@ SET search_path FROM CURRENT AS $$
         'include_reactions', r.include_reactions,
         'send_email', r.send_email,
         'include_upscaled', r.include_upscaled,
+        'layout', r.layout,
         'follows_export_id', r.follows_id,
         'changed_since', r.follows_started_at,
         'removed_count', CASE jsonb_typeof(r.removed) WHEN 'array' THEN jsonb_array_length(r.removed) ELSE 0 END,
@@ -108,6 +110,7 @@ BEGIN
            OR OLD.include_reactions IS DISTINCT FROM NEW.include_reactions
            OR OLD.send_email IS DISTINCT FROM NEW.send_email
            OR OLD.include_upscaled IS DISTINCT FROM NEW.include_upscaled
+           OR OLD.layout IS DISTINCT FROM NEW.layout
            OR OLD.follows_id IS DISTINCT FROM NEW.follows_id
            OR OLD.follows_started_at IS DISTINCT FROM NEW.follows_started_at
            OR OLD.removed IS DISTINCT FROM NEW.removed

@@ -101,7 +101,7 @@ class ExportPart(Archive):
         # BDRs go first: while one is built here, this part waits between two artworks.
         self.gate: threading.Event | None = run.st.bdrs_idle
         export_id, run_name = run.export_id, run.token.hex[:8]
-        download = part_filename(export_id, place.number, place.count)
+        download = part_filename(export_id, place.number, place.count, run.claim["layout"])
         self.names = export_part_names(export_id, place.number, run_name, download)
         self.header: dict[str, Any] = {
             "export_id": str(export_id),

@@ -98,7 +98,7 @@ _OWNER_ONLY = {
 
 def _part_answers() -> dict[str, Any]:
     answers = zip_answers(
-        "makapix-export-…-part-N-of-M.zip",
+        "makapix-export-…-part-N-of-M.zip (an archive: makapix-archive-…)",
         "part",
         (_OWNER_CODE, Code.EXPORT_NOT_FOUND, Code.PART_NOT_FOUND, Code.PART_NOT_READY,
          Code.PART_NO_FILE, Code.EXPORT_EXPIRED),
@@ -112,7 +112,8 @@ def _part_answers() -> dict[str, Any]:
 ENDPOINTS = (
     Endpoint(
         "post", "/api/pmd/exports", create_export, "createExport",
-        "Export every artwork (hidden ones included) in parts, each a BagIt bag in a ZIP",
+        "Export every artwork (hidden ones included) in parts, each a BagIt bag or an "
+        "account archive other sites import, in a ZIP",
         "exports", ok_status=202, ok_description="Accepted: the export is queued",
         request=ExportRequest, response=ExportItem, problems=(403, 409, 422, 429, 503),
         codes=(Code.TARGET_MISMATCH, _OWNER_CODE, Code.INVALID_PART_SIZE, Code.INVALID_SINCE,
@@ -124,7 +125,8 @@ ENDPOINTS = (
                  "export of yours that reached ready (one cancelled, failed or still running "
                  "is refused: `since_status` says which, `followable_export_id` names the "
                  "newest you can follow), `repeat_every_days` or `repeat_times` out of "
-                 "bounds or one without the other (or with `since`), or an invalid body",
+                 "bounds or one without the other (or with `since`), a `layout` other than "
+                 "`bagit` or `activitypub`, or an invalid body",
             409: "An export of this user is already pending or processing: `export_id` and "
                  "`progress` name it; or, with `repeat_every_days`, a schedule already runs",
             422: "The user has no artwork to export",

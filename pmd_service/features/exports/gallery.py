@@ -14,7 +14,7 @@ from ...core.visibility import visible_comment
 from ...host.mentions import Mentions
 from ...zipbuild.content import Artwork
 from .bag import BagPlace
-from .schemas import part_filename
+from .schemas import BAGIT, part_filename
 
 COMMENTS_SHOWN = 10  # per artwork, newest first
 
@@ -171,7 +171,7 @@ def gallery(
     def render(files: set[str]) -> bytes:
         shown = [a for a in artworks if f"data/artworks/{a.filename}" in files]
         others = [
-            part_filename(place.export_id, n, place.count)
+            part_filename(place.export_id, n, place.count, BAGIT)
             for n in range(1, place.count + 1)
             if n != place.number
         ]

@@ -31,11 +31,11 @@ def followable(e: str) -> str:
 
 # `since` by id, followable or not, so a refusal can say what it is; `last`: the user's own.
 SQL_NAMED = f"""
-SELECT id, status, started_at, covered_post_ids, {followable("e")} AS followable
+SELECT id, status, started_at, covered_post_ids, layout, {followable("e")} AS followable
 FROM exports e WHERE user_id = $1 AND id = $2
 """
 SQL_LAST = f"""
-SELECT id, status, started_at, covered_post_ids, true AS followable FROM exports e
+SELECT id, status, started_at, covered_post_ids, layout, true AS followable FROM exports e
 WHERE user_id = $1 AND {followable("e")} AND NOT by_operator
 ORDER BY created_at DESC, id DESC LIMIT 1
 """
@@ -107,6 +107,7 @@ class Follows:
     export_id: uuid.UUID
     started_at: datetime
     post_ids: list[int]
+    layout: str  # what a follower asking for none keeps
 
 
 def parse_since(value: str | None) -> uuid.UUID | str | None:
@@ -151,7 +152,7 @@ async def followed(conn: Conn, user_id: int, since: uuid.UUID | str) -> Follows:
     else:
         row = await conn.fetchrow(SQL_LAST, user_id)
     if row is not None and row["followable"]:
-        return Follows(row["id"], row["started_at"], list(row["covered_post_ids"]))
+        return Follows(row["id"], row["started_at"], list(row["covered_post_ids"]), row["layout"])
     last = await conn.fetchrow(SQL_LAST, user_id)
     followable_id = None if last is None else last["id"]
     instead = (

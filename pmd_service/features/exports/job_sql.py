@@ -26,7 +26,8 @@ SET status = 'processing', claim_token = :token, heartbeat_at = now(), retry_at 
     attempts = attempts + 1, started_at = coalesce(started_at, now())
 WHERE id = :id AND {CLAIMABLE}
 RETURNING user_id, user_sqid, part_bytes, include_comments, include_reactions, send_email,
-          attempts, request_id, include_upscaled, follows_id, follows_started_at, base_post_ids
+          attempts, request_id, include_upscaled, follows_id, follows_started_at, base_post_ids,
+          layout
 """)
 SQL_PARTS = Named("""
 SELECT number, status, post_ids, artwork_count, skipped, file_size_bytes

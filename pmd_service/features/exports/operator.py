@@ -14,7 +14,7 @@ from typing import Any
 
 from ...core.command import CliError, Command, arg
 from ...core.settings import Settings
-from .schemas import part_filename
+from .schemas import BAGIT, part_filename
 from .service import SQL_ARTWORKS, SQL_RUNNING
 
 SQL_USER = """
@@ -110,7 +110,7 @@ async def operator_export(
         parts = await st.pool.fetch(SQL_PARTS, export_id)
         found = []
         for part in parts:
-            name = part_filename(export_id, part["number"], len(parts))
+            name = part_filename(export_id, part["number"], len(parts), BAGIT)  # its rows' default
             stored = await st.zips.locate(part["file_path"], part["file_size_bytes"])
             where = str(stored.path) if stored.path is not None else f"object {stored.key}"
             if to is not None:

@@ -33,13 +33,15 @@ FOR UPDATE OF s SKIP LOCKED
 SQL_CANCEL_FOR = """
 UPDATE export_schedules SET cancelled_at = now(), cancel_reason = $2 WHERE user_id = $1
 """
+# Each keeps the layout of the schedule's export before it: the first one's, as asked.
 SQL_START = """
 INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,
                      send_email, artwork_count, include_upscaled, follows_id,
-                     follows_started_at, base_post_ids, scheduled)
-SELECT $1, user_sqid, part_bytes, include_comments, include_reactions, send_email, $2,
-       include_upscaled, $3, $4, $5, true
-FROM export_schedules WHERE user_id = $1
+                     follows_started_at, base_post_ids, scheduled, layout)
+SELECT $1, s.user_sqid, s.part_bytes, s.include_comments, s.include_reactions, s.send_email, $2,
+       s.include_upscaled, $3, $4, $5, true,
+       coalesce((SELECT e.layout FROM exports e WHERE e.id = s.last_export_id), 'bagit')
+FROM export_schedules s WHERE s.user_id = $1
 RETURNING id
 """
 # The next date from the one due, so a schedule keeps its rhythm, unless it is far behind.

@@ -22,6 +22,11 @@ from ...zipbuild.outcome import (
 )
 
 PartStatus = Literal["pending", "processing", "ready", "expired", "cancelled", "failed"]
+# How a part is laid out: a BagIt bag, or the account archive other sites import.
+Layout = Literal["bagit", "activitypub"]
+BAGIT: Layout = "bagit"
+ACTIVITYPUB: Layout = "activitypub"
+LAYOUTS: tuple[Layout, ...] = (BAGIT, ACTIVITYPUB)
 
 
 class ExportRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -74,6 +79,17 @@ class ExportRequest(msgspec.Struct, forbid_unknown_fields=True):
             "EXPORT_REPEAT_MAX_TIMES). With `repeat_every_days`"
         ),
     ] = None
+    # A string, so that a bad one is a 400 naming the layouts (service.py), not a 422.
+    layout: Annotated[
+        str | None,
+        Meta(
+            description="How each part is laid out: `bagit` (the default), a BagIt bag with an "
+            "offline gallery, or `activitypub`, an account archive in the layout Mastodon's "
+            "backup writes (`outbox.json`, `actor.json`, `media_attachments/`), which other "
+            "sites import. Left out with `since`: the layout of the export it follows; a "
+            "recurring export keeps the layout of the one before"
+        ),
+    ] = None
 
 
 class PartRow(msgspec.Struct):
@@ -113,6 +129,7 @@ class ExportFields(msgspec.Struct):
     include_reactions: bool
     send_email: bool
     include_upscaled: bool
+    layout: Annotated[Layout, Meta(description="How each part is laid out (see the request)")]
     follows_export_id: Annotated[
         uuid.UUID | None,
         Meta(description="An incremental export: the export it follows (null: a full one)"),
@@ -300,6 +317,7 @@ _OLD_EVENT_DEFAULTS: dict[str, Any] = {
     "changed_since": None,
     "removed_count": 0,
     "error_code": None,  # migration 0019
+    "layout": BAGIT,  # migration 0035
 }
 
 
@@ -311,8 +329,9 @@ def part_download_url(export_id: uuid.UUID, number: int) -> str:
     return f"{export_base_url(export_id)}/parts/{number}/download"
 
 
-def part_filename(export_id: uuid.UUID, number: int, count: int) -> str:
-    return f"makapix-export-{str(export_id)[:8]}-part-{number}-of-{count}.zip"
+def part_filename(export_id: uuid.UUID, number: int, count: int, layout: str) -> str:
+    kind = "archive" if layout == ACTIVITYPUB else "export"
+    return f"makapix-{kind}-{str(export_id)[:8]}-part-{number}-of-{count}.zip"
 
 
 def _decoded(payload: Any) -> Payload:

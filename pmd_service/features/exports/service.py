@@ -12,7 +12,15 @@ from arq.connections import ArqRedis
 from ...core.codes import Code
 from ...core.limits import NEWEST_ITEMS
 from ...core.locks import SQL_XACT_LOCK, AdvisoryLock
-from ...core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
+from ...core.problems import (
+    FieldError,
+    ProblemError,
+    bad_request,
+    conflict,
+    forbidden,
+    gone,
+    not_found,
+)
 from ...core.settings import Settings
 from ...host.access import Principal
 from ...storage.budget import human_bytes
@@ -21,10 +29,13 @@ from .incremental import added_count, changed_count, followed, parse_since, remo
 from .job_sql import COUNTS_FOR_COOLDOWN, SQL_TOUCH, enqueue_export
 from .schedule import active, cancel, checked_repeat, refuse_if_scheduled, schedule
 from .schemas import (
+    BAGIT,
+    LAYOUTS,
     ExportItem,
     ExportLimits,
     ExportList,
     ExportRequest,
+    Layout,
     NothingChanged,
     export_item,
     part_filename,
@@ -47,8 +58,8 @@ SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT dele
 SQL_INSERT = """
 INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,
                      send_email, request_id, artwork_count, include_upscaled, follows_id,
-                     follows_started_at, base_post_ids)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                     follows_started_at, base_post_ids, layout)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 RETURNING export_payload(exports)::text
 """
 SQL_NEWEST = f"""
@@ -77,14 +88,15 @@ WHERE id = $1
 """
 SQL_PART = """
 SELECT p.status, p.file_path, p.file_size_bytes, p.sha256, e.status AS export_status,
-       e.expires_at,
+       e.expires_at, e.layout,
        (SELECT count(*) FROM export_parts q WHERE q.export_id = e.id) AS part_count
 FROM exports e JOIN export_parts p ON p.export_id = e.id
 WHERE e.id = $1 AND e.user_id = $2 AND p.number = $3
 """
 SQL_PART_GONE = "UPDATE export_parts SET status = 'expired' WHERE export_id = $1 AND number = $2"
 SQL_READY_PARTS = """
-SELECT p.number, p.sha256, (SELECT count(*) FROM export_parts q WHERE q.export_id = e.id) AS n
+SELECT p.number, p.sha256, e.layout,
+       (SELECT count(*) FROM export_parts q WHERE q.export_id = e.id) AS n
 FROM exports e JOIN export_parts p ON p.export_id = e.id
 WHERE e.id = $1 AND e.user_id = $2 AND p.status = 'ready'
 ORDER BY p.number
@@ -118,6 +130,22 @@ def _part_bytes(body: ExportRequest, settings: Settings) -> int:
     return size
 
 
+def _layout(body: ExportRequest) -> Layout | None:
+    """The layout asked for, None when left out, or a 400 naming the layouts."""
+    for layout in LAYOUTS:
+        if body.layout == layout:
+            return layout
+    if body.layout is None:
+        return None
+    names = " or ".join(f"`{name}`" for name in LAYOUTS)
+    raise bad_request(
+        f"`layout` must be {names}; got {body.layout[:40]!r}. Leave it out for a BagIt bag.",
+        slug="invalid-layout",
+        errors=[FieldError(field="layout", message=f"must be {names}")],
+        code=Code.BAD_REQUEST,
+    )
+
+
 async def create(
     pool: asyncpg.Pool,
     principal: Principal,
@@ -128,6 +156,7 @@ async def create(
     owner_only(principal)
     # The request itself first: a bad one is a 400 naming it, whatever the state (409, 429).
     part_bytes = _part_bytes(body, settings)
+    asked_layout = _layout(body)
     since = parse_since(body.since)
     repeat = checked_repeat(body, settings)
     user = principal.target
@@ -180,10 +209,13 @@ async def create(
                 "There is no artwork to export: post an artwork first (deleted posts and "
                 "playlists are not exported).", code=Code.NOTHING_TO_EXPORT,
             )  # fmt: skip
+        # A follower asking for no layout keeps the one of what it follows.
+        layout = asked_layout or (follows.layout if follows is not None else BAGIT)
         payload = await conn.fetchval(
             SQL_INSERT, user.id, user.public_sqid, part_bytes, body.include_comments,
             body.include_reactions, body.send_email, request_id, count, body.include_upscaled,
             *((follows.export_id, follows.started_at, follows.post_ids) if follows else (None,) * 3),
+            layout,
         )  # fmt: skip
         item = export_item(payload)
         if repeat is not None:
@@ -320,7 +352,8 @@ async def part_download(
             "request a new export.",
             code=Code.EXPORT_EXPIRED,
         ) from None
-    return stored, part_filename(export_id, number, row["part_count"]), row["sha256"]
+    name = part_filename(export_id, number, row["part_count"], row["layout"])
+    return stored, name, row["sha256"]
 
 
 async def sha256sums(pool: asyncpg.Pool, export_id: uuid.UUID, principal: Principal) -> str:
@@ -330,5 +363,6 @@ async def sha256sums(pool: asyncpg.Pool, export_id: uuid.UUID, principal: Princi
         raise not_found(f"There is no export {export_id} for this user.", code=NO_EXPORT)
     rows = await pool.fetch(SQL_READY_PARTS, export_id, principal.target.id)
     return "".join(
-        f"{r['sha256']}  {part_filename(export_id, r['number'], r['n'])}\n" for r in rows
+        f"{r['sha256']}  {part_filename(export_id, r['number'], r['n'], r['layout'])}\n"
+        for r in rows
     )
