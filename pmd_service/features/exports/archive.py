@@ -40,13 +40,18 @@ class PartRun(Protocol):
     done: int  # artworks the published parts went through
 
 
-async def start_part(run: PartRun, place: BagPlace, post_ids: list[int]) -> ExportPart:
-    """Part `place` of the run's export, marked started, with what it holds read."""
+async def mark_started(run: PartRun, place: BagPlace) -> None:
+    """Part `place` of the run's export marked started (any layout's)."""
     async with run.pool.acquire() as conn, conn.transaction():
         if await conn.fetchval(*job_sql.SQL_LOCK_OWNED.bind(run.owned)) is None:
             raise BuildCancelled
         await conn.execute(*job_sql.SQL_PART_STARTED.bind(run.owned | {"number": place.number}))
         await conn.execute(job_sql.SQL_TOUCH, run.export_id)
+
+
+async def start_part(run: PartRun, place: BagPlace, post_ids: list[int]) -> ExportPart:
+    """Part `place` of the run's export, marked started, with what it holds read."""
+    await mark_started(run, place)
     # Every part holds the layers files; the upscaled copies when asked for.
     wanted = Wanted(layers=True, upscaled=run.claim["include_upscaled"], folders=BAG_FOLDERS)
     plan = await plan_artworks(run.pool, run.claim["user_id"], post_ids, run.st.public_ids, wanted)

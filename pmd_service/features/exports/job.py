@@ -17,6 +17,7 @@ from ...jobs.kind import Claim, Email, Expiring, JobKind, Settled, Skipped, Upke
 from ...zipbuild.build import BuildCancelled
 from ...zipbuild.entry_names import post_sqid
 from . import job_sql
+from .activitypub import start_archive_part
 from .archive import ExportPart, start_part
 from .bag import BagPlace
 from .incremental import removed
@@ -25,6 +26,7 @@ from .mail import SQL_EXPORT_EMAILS_OWED, send_export_email
 from .plan import PER_PART, PlannedPart, plan_parts
 from .recurring import start_due_exports
 from .restore_checks import RESTORE_CHECKS
+from .schemas import ACTIVITYPUB
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class ExportRun:
             if part["status"] == "ready":
                 self.added += part["artwork_count"]
                 self.done += part["artwork_count"] + len(part["skipped"])
+        start = start_archive_part if claim["layout"] == ACTIVITYPUB else start_part
         for part in parts:
             if part["status"] != "ready":
                 place = BagPlace(
@@ -75,7 +78,7 @@ class ExportRun:
                     claim["follows_started_at"],
                 )
                 async with self.st.export_slots:
-                    archive = await start_part(self, place, part["post_ids"])
+                    archive = await start(self, place, part["post_ids"])
                     try:
                         settled = yield archive
                     finally:

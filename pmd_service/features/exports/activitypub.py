@@ -1,0 +1,324 @@
+"""An export's part as an account archive, in the layout Mastodon's backup writes (its zip
+version), which other sites import: `outbox.json` (a `Create` of a `Note` a post), `actor.json`,
+`likes.json`, `bookmarks.json`, the avatar, and each post's files under `media_attachments/`.
+The part's rows, progress, byte bound and publishing are a bag part's (archive.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import html
+import re
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import msgspec
+
+from ...host.mentions import Mentions, resolve_ahead
+from ...host.vault import VaultPathError, vault_file_in
+from ...jobs.context import WorkerState
+from ...zipbuild.build import FileDigest, Stored, Trailing
+from ...zipbuild.content import Artwork, Plan, plan_artworks
+from ...zipbuild.json_files import Extras
+from ...zipbuild.sources import MAX_ARTWORK_BYTES, http_reader, object_reader
+from ...zipbuild.working_files import BAG_FOLDERS, Wanted, WorkingFile, split
+from .archive import ExportPart, PartRun, mark_started
+from .bag import BagPlace
+from .gallery import Social
+
+# The full context once, at the top of outbox.json and actor.json, as Mastodon writes it.
+CONTEXT: list[Any] = [
+    "https://www.w3.org/ns/activitystreams",
+    {"sensitive": "as:sensitive", "Hashtag": "as:Hashtag"},
+]
+PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
+MEDIA = "media_attachments/files"
+MEDIA_TYPES = {
+    "png": "image/png",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "jpg": "image/jpeg",
+}
+LAYERS_TYPE = "application/octet-stream"  # no registered type: an importer keeps it as a file
+
+SQL_PROFILE = "SELECT handle, public_sqid, avatar_url FROM users WHERE id = $1"
+# A Note's `updated`: the later of the post's metadata and artwork changes.
+SQL_UPDATED = """
+SELECT id, greatest(metadata_modified_at, artwork_modified_at) AS updated
+FROM posts WHERE id = ANY($1::int[])
+"""
+
+# The host keeps an uploaded avatar at `{vault}/avatar/{shard}/{uuid}.{ext}` and stores its
+# public URL; any other URL (a GitHub picture) is not in the vault.
+_AVATAR = re.compile(
+    r"/avatar/((?:[0-9a-f]{2}/){2,3})([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})\.(png|gif|webp|jpg)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """What actor.json says of the artist, and their avatar's bytes when the vault has them."""
+
+    handle: str
+    actor: str  # the artist's public address on the host: the actor's id
+    avatar: tuple[str, bytes] | None  # (its name at the root, its bytes)
+
+
+def avatar_path(url: str | None) -> tuple[str, str] | None:
+    """An avatar URL the host made -> (its path in the vault, its extension), else None."""
+    if not url:
+        return None
+    found = _AVATAR.fullmatch(urlsplit(url).path)
+    if found is None:
+        return None
+    return f"avatar/{found[1]}{found[2]}.{found[3]}", found[3]
+
+
+def _vault_bytes(vault: Path, relative: str) -> bytes | None:
+    try:
+        path = vault_file_in(vault.resolve(), relative)
+        with path.open("rb") as handle:
+            data = handle.read(MAX_ARTWORK_BYTES + 1)
+    except (VaultPathError, OSError):
+        return None
+    return data if len(data) <= MAX_ARTWORK_BYTES else None
+
+
+async def _read_avatar(st: WorkerState, relative: str) -> bytes | None:
+    """From wherever the artworks come from; None when it cannot be read."""
+    if st.artwork_store is not None:
+        read = object_reader(st.artwork_store)
+    elif st.settings.artwork_base_url and st.http is not None:
+        read = http_reader(st.http, st.settings.artwork_base_url)
+    else:
+        return await asyncio.to_thread(_vault_bytes, st.settings.vault_path, relative)
+    return (await read(0, "avatar", relative)).data
+
+
+def media_folder(artwork: Artwork) -> str:
+    """Where a post's files go: a folder a post, its name the post's safe public id."""
+    return f"{MEDIA}/{artwork.filename.rpartition('.')[0]}/original"
+
+
+def _in_media(plan: Plan) -> Plan:
+    """The plan with each post's image and layers file under its media folder."""
+    moved = []
+    for a in plan.artworks:
+        folder = media_folder(a)
+        working = tuple(
+            WorkingFile(w.kind, f"{folder}/{w.arcname.rpartition('/')[2]}") for w in a.working
+        )
+        moved.append(dataclasses.replace(a, folder=folder, working=working))
+    return Plan(moved, plan.skipped, plan.sqids)
+
+
+async def start_archive_part(run: PartRun, place: BagPlace, post_ids: list[int]) -> ArchivePart:
+    """Part `place` of an archive export, marked started, with what it holds read."""
+    await mark_started(run, place)
+    user_id = run.claim["user_id"]
+    # The layers file goes beside each image; an upscaled copy is the site's, not the artist's.
+    wanted = Wanted(layers=True, folders=BAG_FOLDERS)
+    plan = _in_media(await plan_artworks(run.pool, user_id, post_ids, run.st.public_ids, wanted))
+    ids = [a.post_id for a in plan.artworks]
+    updated = {r["id"]: r["updated"] for r in await run.pool.fetch(SQL_UPDATED, ids)}
+    user = await run.pool.fetchrow(SQL_PROFILE, user_id)
+    handle = place.handle if user is None else user["handle"]
+    sqid = (user and user["public_sqid"]) or run.st.public_ids.encode(user_id)
+    actor = f"{run.st.settings.base_url.rstrip('/')}/u/{quote(sqid, safe='')}"
+    avatar = None
+    found = avatar_path(None if user is None else user["avatar_url"])
+    if found is not None:
+        data = await _read_avatar(run.st, found[0])
+        avatar = None if data is None else (f"avatar.{found[1]}", data)
+    mentions = resolve_ahead(run.pool, [a.description for a in plan.artworks], [])
+    return ArchivePart(run, place, plan, mentions, Profile(handle, actor, avatar), updated)
+
+
+class ArchivePart(ExportPart):
+    """One part of an archive export: the archive's files at the ZIP's root."""
+
+    def __init__(
+        self,
+        run: PartRun,
+        place: BagPlace,
+        plan: Plan,
+        mentions: concurrent.futures.Future[Mentions],
+        profile: Profile,
+        updated: dict[int, datetime],
+    ) -> None:
+        # Each post carries its files, an incremental export's too: an importer reads one part.
+        super().__init__(run, place, plan, None, None, Social(), mentions)
+        self.prefix = ""
+        # Comments by others are not the artist's to carry to another site.
+        self.comments = self.reactions = False
+        self.profile = profile
+        self.updated = updated
+
+    def trailing(
+        self, extras: Extras, added: list[int], skipped: list[tuple[int, str]]
+    ) -> list[tuple[str, Trailing]]:
+        posts, _, working = split(added, skipped, self.arcnames)
+        by_id = {a.post_id: a for a in self.plan.artworks}
+        notes = Notes(self.profile.actor, self.run.st.settings.base_url, self.mentions.result())
+        creates = (
+            notes.create(by_id[p], working.added.get(p, {}).get("layers"), self.updated.get(p))
+            for p in posts
+        )
+        files: list[tuple[str, Trailing]] = [
+            ("outbox.json", outbox(creates, len(posts))),
+            ("actor.json", actor_json(self.profile)),
+            ("likes.json", _empty_collection("likes.json")),
+            ("bookmarks.json", _empty_collection("bookmarks.json")),
+        ]
+        if self.profile.avatar is not None:
+            name, data = self.profile.avatar
+            files.append((name, Stored(data)))
+        return files
+
+    def closing(self, files: list[FileDigest]) -> Iterable[tuple[str, bytes]]:
+        return ()
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _content(title: str, description: str | None) -> str:
+    """The title, then the description, as HTML paragraphs, every text escaped."""
+    paragraphs = [title, *(description or "").split("\n\n")]
+    return "".join(
+        f"<p>{html.escape(p.strip()).replace(chr(10), '<br>')}</p>" for p in paragraphs if p.strip()
+    )
+
+
+class Notes:
+    """Each post a `Create` of a `Note`, on the host's public addresses."""
+
+    def __init__(self, actor: str, base_url: str, mentions: Mentions) -> None:
+        self.actor = actor
+        self.followers = f"{actor}/followers"
+        self.base = base_url.rstrip("/")
+        self.mentions = mentions
+
+    def create(self, a: Artwork, layers: str | None, updated: datetime | None) -> dict[str, Any]:
+        url = f"{self.base}/p/{quote(a.sqid, safe='')}"
+        hidden = a.hidden_by_user or a.hidden_by_mod
+        # A hidden post is not public: its followers only, so no importer shows it to all.
+        to, cc = ([self.followers], []) if hidden else ([PUBLIC], [self.followers])
+        image = f"{a.folder}/{a.filename}"
+        attachment: list[dict[str, Any]] = [
+            {
+                "type": "Document",
+                "mediaType": MEDIA_TYPES.get(a.ext, "application/octet-stream"),
+                "url": image,
+                "name": a.title,
+                "width": a.width,
+                "height": a.height,
+            }
+        ]
+        if layers is not None:
+            attachment.append(
+                {
+                    "type": "Document",
+                    "mediaType": LAYERS_TYPE,
+                    "url": layers,
+                    "name": f"{a.title} (layers, .mkpx)",
+                }
+            )
+        note = {
+            "id": url,
+            "type": "Note",
+            "summary": None,
+            "inReplyTo": None,
+            "published": _when(a.created_at),
+            "updated": _when(updated or a.created_at),
+            "url": url,
+            "attributedTo": self.actor,
+            "to": to,
+            "cc": cc,
+            "sensitive": False,
+            "content": _content(a.title, self.mentions.plain(a.description)),
+            "attachment": attachment,
+            "tag": [
+                {
+                    "type": "Hashtag",
+                    "href": f"{self.base}/hashtags/{quote(tag, safe='')}",
+                    "name": f"#{tag}",
+                }
+                for tag in a.hashtags
+            ],
+        }
+        return {
+            "id": f"{url}/activity",
+            "type": "Create",
+            "actor": self.actor,
+            "published": note["published"],
+            "to": to,
+            "cc": cc,
+            "object": note,
+        }
+
+
+CHUNK = 256 << 10  # outbox.json is written in pieces of about this many bytes
+
+
+def outbox(creates: Iterable[dict[str, Any]], total: int) -> Iterator[bytes]:
+    """outbox.json, streamed: its context once, then each activity without one."""
+    head = msgspec.json.encode(
+        {
+            "@context": CONTEXT,
+            "id": "outbox.json",
+            "type": "OrderedCollection",
+            "totalItems": total,
+            "orderedItems": [],
+        }
+    )
+    pending = [head[: -len(b"]}")]]
+    size, separator = 0, b""
+    for create in creates:
+        piece = separator + msgspec.json.encode(create)
+        separator = b","
+        pending.append(piece)
+        size += len(piece)
+        if size >= CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    pending.append(b"]}")
+    yield b"".join(pending)
+
+
+def actor_json(profile: Profile) -> bytes:
+    actor: dict[str, Any] = {
+        "@context": CONTEXT,
+        "id": profile.actor,
+        "type": "Person",
+        "url": profile.actor,
+        "preferredUsername": profile.handle,
+        "name": profile.handle,
+        # No `summary`: users.bio is not among the host's columns the service may read.
+        "followers": f"{profile.actor}/followers",
+        "outbox": "outbox.json",
+        "likes": "likes.json",
+        "bookmarks": "bookmarks.json",
+    }
+    if profile.avatar is not None:
+        name = profile.avatar[0]
+        kind = MEDIA_TYPES.get(name.rpartition(".")[2], "application/octet-stream")
+        actor["icon"] = {"type": "Image", "mediaType": kind, "url": name}
+    return msgspec.json.format(msgspec.json.encode(actor), indent=2) + b"\n"
+
+
+def _empty_collection(name: str) -> bytes:
+    """likes.json and bookmarks.json: what the site keeps of them is not the artist's work."""
+    document = {
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": name,
+        "type": "OrderedCollection",
+        "orderedItems": [],
+    }
+    return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
