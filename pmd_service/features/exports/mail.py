@@ -9,6 +9,7 @@ from ...mail.compose import Block, Button, Email, FeatureEmail, Line, Para, Reci
 from ...mail.language import Words
 from ...mail.notify import EmailTable, takes
 from .incremental import added_count
+from .schemas import ACTIVITYPUB
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class ExportMail(Recipient):
     added_count: int | None = None
     changed_count: int | None = None
     removed_count: int = 0
+    layout: str = "bagit"
 
 
 def _write(words: Words, mail: ExportMail) -> Email:
@@ -49,10 +51,12 @@ def _write(words: Words, mail: ExportMail) -> Email:
         subject = words.text("export_subject", count=count)
         opening = [("export_ready", {"count": count}), ("export_count", {"count": count})]
     body = [Para(*opening, ("export_parts", parts)), Button("export_button")]
+    # How to check a bag: an account archive is no bag, and has no README to say it.
+    check: list[Line] = [("export_check", {})] if mail.layout != ACTIVITYPUB else []
     if mail.expires_at is not None:
-        body.append(Para(("export_expiry", {"expires": mail.expires_at}), ("export_check", {})))
-    else:
-        body.append(Para(("export_check", {})))
+        body.append(Para(("export_expiry", {"expires": mail.expires_at}), *check))
+    elif check:
+        body.append(Para(*check))
     return Email(subject, body, "export_why")
 
 
@@ -73,7 +77,7 @@ RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS about, t.stat
            WHERE p.export_id = t.id AND p.status = 'ready') AS artwork_count,
           t.follows_id IS NOT NULL AS incremental, t.follows_started_at AS changes_since,
           {added} AS added_count, t.artwork_count - {added} AS changed_count,
-          jsonb_array_length(t.removed) AS removed_count
+          jsonb_array_length(t.removed) AS removed_count, t.layout
 """
 SQL_TAKE_EXPORT_EMAIL, SQL_TAKE_EXPORT_EMAIL_IN_ENGLISH = takes(
     _TAKE_EXPORT_EMAIL, "owner", added=added_count("t")

@@ -20,10 +20,11 @@ import pytest
 from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
+from support.mailbox import Mailbox
 from support.seeding import Factory, UserRow
 from tests.api.exports.test_recurring_exports import new_worker_options
 from tests.exports import NASTY, post_export, ready_export, seeded
-from tests.helpers import Client, assert_problem, run_worker
+from tests.helpers import Client, assert_problem, eventually, run_worker
 
 AS = "https://www.w3.org/ns/activitystreams"
 PUBLIC = AS + "#Public"
@@ -298,3 +299,21 @@ async def test_incremental_and_recurring_exports_keep_the_layout_they_follow(
     assert newest is not None
     assert newest["follows_id"] is not None and newest["layout"] == "activitypub"
     assert newest["status"] == "ready"
+
+
+async def test_an_archive_email_says_nothing_of_checking_a_bag(
+    mail_client: tuple[Settings, Client], factory: Factory, smtp: Mailbox
+) -> None:
+    mailed, client = mail_client
+    owner = await factory.user()
+    await factory.post(owner, title="Work")
+    await ready_export(client, mailed, owner, layout="activitypub", send_email=True)
+
+    async def sent() -> bool:
+        return len(smtp.messages) >= 1
+
+    await eventually(sent, what="the ready email")
+    plain = smtp.messages[0].get_body(("plain",))
+    assert plain is not None
+    text = plain.get_content()
+    assert "is ready" in text and "BagIt" not in text and "README" not in text
