@@ -98,6 +98,13 @@ export class Exports {
     for (const id of ["export-since", "export-repeat"]) {
       $(id).addEventListener("change", () => this.showStart());
     }
+    // An archive carries the artist's own work: others' comments and reactions stay behind.
+    $("export-layout").addEventListener("change", () => {
+      const archive = $("export-layout").value === "activitypub";
+      for (const id of ["export-comments", "export-reactions", "export-upscaled"]) {
+        $(id).disabled = archive;
+      }
+    });
     this.defaultSize = DEFAULT_SIZE; // the server's, once GET /api/pmd/exports said it
     this.fillSizes(DEFAULT_SIZE);
     this.form.addEventListener("submit", (ev) => {
@@ -285,6 +292,7 @@ export class Exports {
       include_reactions: $("export-reactions").checked,
       include_upscaled: $("export-upscaled").checked,
       send_email: $("export-email").checked,
+      layout: $("export-layout").value,
     };
     if ($("export-repeat").value) {
       const [every, times] = $("export-repeat").value.split(":").map(Number);
@@ -513,14 +521,16 @@ export class Exports {
     );
     li.append(head);
 
-    const extras = [
+    const archive = item.layout === "activitypub";
+    const extras = archive ? [] : [
       item.include_comments && "comments", item.include_reactions && "reactions",
     ].filter(Boolean);
     const opts = [
+      archive ? "an archive other sites import" : "checked bags",
       extras.length ? `with ${extras.join(" and ")}` : "artworks only",
       `parts of at most ${sizeLabel(item.part_bytes)}`,
     ];
-    if (item.include_upscaled) opts.push("upscaled copies");
+    if (item.include_upscaled && !archive) opts.push("upscaled copies");
     if (item.send_email) opts.push("email when done");
     if (item.changed_since) li.append(el("p", "export-changes", changesSince(item)));
     li.append(el("p", "export-opts", opts.join(" · ")));
