@@ -149,6 +149,7 @@ async def test_an_archive_reads_as_each_importer_reads_it(
             deflated = info.compress_type == zipfile.ZIP_DEFLATED
             assert deflated == info.filename.endswith(".json"), info.filename
 
+        assert item["parts"][number - 1]["file_size_bytes"] <= item["part_bytes"]
         outbox = outbox_of(archive)
         assert list(outbox)[:3] == ["@context", "id", "type"]
         assert outbox["@context"] == [AS, EXTENSION]
