@@ -1,0 +1,94 @@
+"""An artwork's palette: its distinct colours, read from its decoded pixels, as the two files
+pixel art editors import, Lospec's `.hex` and GIMP's `.gpl` (Aseprite, Pixelorama, Krita).
+
+Images can be hostile: only the host's artwork formats are opened, a frame's pixels and all
+frames' together are capped before anything is decoded, and whatever goes wrong while decoding
+is a `PaletteError`. Called on the build thread, never the event loop."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+MAX_COLOURS = 256
+# Beyond these the image is refused unread: a frame's RGBA copies stay within tens of MB.
+MAX_FRAME_PIXELS = 2048 * 2048
+MAX_PIXELS = 16 * MAX_FRAME_PIXELS  # every frame of an animation together
+# The host's artwork formats (host/vault.py), as Pillow names its decoders.
+FORMATS = ("PNG", "GIF", "WEBP", "BMP")
+GPL_COLUMNS = 16
+# Fully transparent -> 0, any other alpha -> 255: a pixel either shows its colour or nothing.
+_SHOWN = [0] + [255] * 255
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class PaletteError(ValueError):
+    """The image could not be decoded within the limits above (not an image, damaged, too big)."""
+
+
+def colours(image: bytes) -> tuple[str, ...] | None:
+    """The image's distinct colours as lowercase `rrggbb`, in the order they first appear (row
+    by row, frame by frame), fully transparent pixels left out and any other alpha ignored;
+    None when there are more than MAX_COLOURS."""
+    try:
+        with Image.open(io.BytesIO(image), formats=FORMATS) as img:
+            return _colours(img)
+    except PaletteError:
+        raise
+    except Exception as exc:  # Pillow raises many kinds for a damaged or hostile file
+        raise PaletteError(f"undecodable image ({type(exc).__name__})") from exc
+
+
+def _colours(img: Any) -> tuple[str, ...] | None:
+    width, height = img.size
+    frames = getattr(img, "n_frames", 1)
+    if width * height > MAX_FRAME_PIXELS or width * height * frames > MAX_PIXELS:
+        raise PaletteError(f"{width}x{height} pixels, {frames} frame(s): over the limit")
+    seen: dict[int, None] = {}  # RGBA as one native int, in first-appearance order
+    for index in range(frames):
+        img.seek(index)
+        frame = _shown(img)
+        # Counted in C first: an image of many colours is never scanned pixel by pixel.
+        counted = frame.getcolors(MAX_COLOURS + 1)  # one more: the transparent pixel
+        if counted is None:
+            return None
+        if len(seen.keys() | {_packed(rgba) for _, rgba in counted if rgba[3]}) > MAX_COLOURS:
+            return None
+        for value in dict.fromkeys(memoryview(frame.tobytes()).cast("I")):
+            seen.setdefault(value)
+    shown = (value.to_bytes(4, sys.byteorder) for value in seen)
+    return tuple(rgba[:3].hex() for rgba in shown if rgba[3])
+
+
+def _shown(frame: Any) -> Any:
+    """The frame as RGBA, each pixel either opaque or (0, 0, 0, 0)."""
+    rgba = frame.convert("RGBA")
+    alpha = rgba.getchannel("A").point(_SHOWN)
+    rgba.putalpha(alpha)
+    hidden = alpha.point(lambda value: 255 - value)
+    rgba.paste((0, 0, 0, 0), (0, 0, *rgba.size), hidden)
+    return rgba
+
+
+def _packed(rgba: tuple[int, int, int, int]) -> int:
+    return int.from_bytes(bytes(rgba), sys.byteorder)
+
+
+def hex_file(colours: Sequence[str]) -> bytes:
+    """Lospec's `.hex`: one `rrggbb` a line."""
+    return "".join(f"{colour}\n" for colour in colours).encode()
+
+
+def gpl_file(name: str, colours: Sequence[str]) -> bytes:
+    """A GIMP palette (format version 2): its header, then `R G B<TAB>name` a colour."""
+    title = _CONTROL.sub(" ", name).strip()[:200] or "Palette"
+    lines = ["GIMP Palette", f"Name: {title}", f"Columns: {GPL_COLUMNS}", "#"]
+    for colour in colours:
+        red, green, blue = bytes.fromhex(colour)
+        lines.append(f"{red:3d} {green:3d} {blue:3d}\t{colour}")
+    return ("\n".join(lines) + "\n").encode()

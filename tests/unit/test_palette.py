@@ -1,0 +1,162 @@
+"""An artwork's palette against the pixels Pillow decodes, and its two files as their readers
+parse them."""
+
+from __future__ import annotations
+
+import io
+import random
+import zlib
+
+import pytest
+from PIL import GimpPaletteFile, Image
+
+from pmd_service.zipbuild.palette import (
+    MAX_COLOURS,
+    MAX_FRAME_PIXELS,
+    PaletteError,
+    colours,
+    gpl_file,
+    hex_file,
+)
+
+RGBA = tuple[int, int, int, int]
+
+
+def _encoded(frames: list[Image.Image], fmt: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    first, *more = frames
+    if more:
+        first.save(out, fmt, save_all=True, append_images=more, duration=100, loop=0)
+    else:
+        first.save(out, fmt)
+    return out.getvalue()
+
+
+def _decoded(image: bytes) -> list[RGBA]:
+    """Every pixel of every frame, row by row, as Pillow decodes it."""
+    pixels: list[RGBA] = []
+    with Image.open(io.BytesIO(image)) as img:
+        for index in range(getattr(img, "n_frames", 1)):
+            img.seek(index)
+            data = img.convert("RGBA").tobytes()
+            pixels += [
+                (data[i], data[i + 1], data[i + 2], data[i + 3]) for i in range(0, len(data), 4)
+            ]
+    return pixels
+
+
+def _shown(pixels: list[RGBA]) -> tuple[str, ...]:
+    """The colours of the pixels that show, in first-appearance order."""
+    return tuple(dict.fromkeys(bytes(p[:3]).hex() for p in pixels if p[3]))
+
+
+def _painted(size: tuple[int, int], rng: random.Random, palette: list[RGBA]) -> Image.Image:
+    img = Image.new("RGBA", size)
+    img.putdata([rng.choice(palette) for _ in range(size[0] * size[1])])
+    return img
+
+
+def test_colours_are_the_decoded_pixels_in_first_appearance_order() -> None:
+    rng = random.Random(7)
+    palette = [(rng.randrange(256), rng.randrange(256), rng.randrange(256), 255) for _ in range(40)]
+    image = _encoded([_painted((37, 23), rng, palette)])
+    found = colours(image)
+    assert found == _shown(_decoded(image))
+    assert found is not None and set(found) == {bytes(c[:3]).hex() for c in palette}
+    assert all(len(c) == 6 and c == c.lower() for c in found)
+
+
+def test_transparent_pixels_are_left_out_and_alpha_is_ignored() -> None:
+    img = Image.new("RGBA", (4, 2), (0, 0, 0, 0))
+    img.putpixel((0, 0), (12, 34, 56, 0))  # hidden: its colour is not the artwork's
+    img.putpixel((1, 0), (255, 0, 0, 255))
+    img.putpixel((0, 1), (0, 128, 255, 128))  # half shown: its colour counts
+    img.putpixel((3, 1), (255, 0, 0, 1))  # the same colour, barely shown
+    assert colours(_encoded([img])) == ("ff0000", "0080ff")
+    # An indexed image whose transparent index is a colour of its palette: left out too.
+    indexed = Image.new("P", (3, 1))
+    indexed.putpalette([9, 9, 9, 200, 100, 50, 1, 2, 3])
+    indexed.putdata([0, 1, 2])
+    out = io.BytesIO()
+    indexed.save(out, "PNG", transparency=0)
+    assert colours(out.getvalue()) == ("c86432", "010203")
+    # Nothing shown: a palette of no colour.
+    assert colours(_encoded([Image.new("RGBA", (5, 5))])) == ()
+
+
+def test_an_animation_is_read_frame_by_frame() -> None:
+    frames = [Image.new("RGB", (6, 4), (10, 20, 30)) for _ in range(3)]
+    frames[1].putpixel((5, 3), (200, 0, 0))
+    frames[2].putpixel((0, 0), (0, 200, 0))
+    for fmt in ("GIF", "WEBP", "PNG"):  # animated GIF, WebP and APNG
+        image = _encoded(frames, fmt)
+        if fmt != "WEBP":  # lossless below: the same colours back
+            assert colours(image) == ("0a141e", "c80000", "00c800")
+        assert colours(image) == _shown(_decoded(image)), fmt
+    lossless = io.BytesIO()
+    frames[0].save(lossless, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    assert colours(lossless.getvalue()) == ("0a141e", "c80000", "00c800")
+
+
+def test_more_than_256_colours_have_no_palette() -> None:
+    exactly = Image.new("RGB", (MAX_COLOURS, 1))
+    exactly.putdata([(i, 255 - i, 7) for i in range(MAX_COLOURS)])
+    found = colours(_encoded([exactly]))
+    assert found is not None and len(found) == MAX_COLOURS
+    one_more = Image.new("RGBA", (MAX_COLOURS + 2, 1))  # and a transparent pixel
+    one_more.putdata([(i % 256, i // 256, 7, 255) for i in range(MAX_COLOURS + 1)] + [(0,) * 4])
+    assert colours(_encoded([one_more])) is None
+    # Over 256 only with every frame together.
+    halves = [Image.new("RGB", (200, 1)), Image.new("RGB", (200, 1))]
+    halves[0].putdata([(i, 0, 0) for i in range(200)])
+    halves[1].putdata([(i, 1, 0) for i in range(200)])
+    assert colours(_encoded(halves, "PNG")) is None
+    # Many colours under alpha 0 are no colour at all.
+    hidden = Image.new("RGBA", (600, 1))
+    hidden.putdata([(i % 256, i // 256, 1, 0) for i in range(599)] + [(1, 2, 3, 255)])
+    assert colours(_encoded([hidden])) == ("010203",)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        b"",
+        b"PIXELS:1:not an image at all",
+        _encoded([Image.frombytes("RGB", (64, 64), random.Random(1).randbytes(64 * 64 * 3))])[
+            :4000
+        ],  # cut short
+        _encoded([Image.new("RGB", (8, 8), (1, 2, 3))], "JPEG"),  # not an artwork format
+        b"%PDF-1.4\n",
+    ],
+)
+def test_an_undecodable_image_raises(image: bytes) -> None:
+    with pytest.raises(PaletteError):
+        colours(image)
+
+
+def test_a_huge_image_is_refused_before_it_is_decoded() -> None:
+    # One frame past the limit, in a few hundred bytes: never decoded.
+    side = int(MAX_FRAME_PIXELS**0.5) + 1
+    big = _encoded([Image.new("1", (side, side))])
+    assert len(big) < 64 << 10
+    with pytest.raises(PaletteError, match="over the limit"):
+        colours(big)
+    # A header claiming billions of pixels: Pillow's own bomb check, as a PaletteError.
+    png = bytearray(_encoded([Image.new("1", (1, 1))]))
+    png[16:24] = (50_000).to_bytes(4, "big") * 2
+    png[29:33] = zlib.crc32(bytes(png[12:29])).to_bytes(4, "big")
+    with pytest.raises(PaletteError):
+        colours(bytes(png))
+
+
+def test_the_hex_and_gpl_files_read_back() -> None:
+    found = ("ff0000", "00ff80", "0a0b0c")
+    assert hex_file(found) == b"ff0000\n00ff80\n0a0b0c\n"
+    gpl = gpl_file("Sprite\n<1>\x00", found)
+    lines = gpl.decode().split("\n")
+    assert lines[:4] == ["GIMP Palette", "Name: Sprite <1>", "Columns: 16", "#"]
+    assert lines[4] == "255   0   0\tff0000"
+    read = GimpPaletteFile.GimpPaletteFile(io.BytesIO(gpl))
+    data, mode = read.getpalette()
+    assert mode == "RGB" and data[:9] == bytes.fromhex("".join(found))
+    assert gpl_file("", ()) == b"GIMP Palette\nName: Palette\nColumns: 16\n#\n"
