@@ -11,6 +11,7 @@ import errno
 import hashlib
 import io
 import os
+import posixpath
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -46,6 +47,17 @@ class Entry:
     path: Path | None = None
     data: bytes | None = None
     skip_reason: str | None = None
+    derived: Deriving | None = None  # files made from its bytes, added right after it
+
+
+@dataclass(frozen=True)
+class Deriving:
+    """Files made from an entry's bytes (an artwork's palette): `make` is handed them, or None
+    past `max_bytes` (never held), and returns entries of `data` or `skip_reason`, each named
+    relative to the entry's folder (`../palettes/x.hex`), as the builder adds them."""
+
+    make: Callable[[bytes | None], list[Entry]]
+    max_bytes: int
 
 
 class Stored(bytes):
@@ -366,6 +378,43 @@ def _add(
     yield from stream.all_files()
 
 
+class _Kept:
+    """An entry's bytes copied as they stream past, up to `max_bytes` (None past them)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._data: bytearray | None = bytearray()
+
+    def tap(self, chunks: Iterable[Chunk]) -> Iterator[Chunk]:
+        for chunk in chunks:
+            if self._data is not None:
+                if len(self._data) + len(chunk) > self._max:
+                    self._data = None
+                else:
+                    self._data += chunk  # copied now: a read buffer is reused once passed on
+            yield chunk
+
+    @property
+    def data(self) -> bytes | None:
+        return None if self._data is None else bytes(self._data)
+
+
+def _derived(
+    stream: ZipStream, hashes: _EntryHashes, result: BuildResult, entry: Entry, data: bytes | None
+) -> Iterator[Chunk]:
+    """The files `entry.derived` makes of its bytes, added (or skipped) right after it."""
+    assert entry.derived is not None
+    folder = posixpath.dirname(entry.arcname)
+    for made in entry.derived.make(data):
+        if made.skip_reason is not None:
+            result.skipped.append((made.post_id, made.skip_reason))
+            continue
+        name = posixpath.normpath(posixpath.join(folder, made.arcname))
+        blob = made.data or b""
+        yield from _add(stream, hashes, name, (blob,), len(blob), ZIP_DEFLATED)
+        result.added.append(made.post_id)
+
+
 def _zip_chunks(
     entries: Iterable[Entry],
     trailer: Trailer,
@@ -388,15 +437,22 @@ def _zip_chunks(
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 result.skipped.append((entry.post_id, "file_missing"))
             else:
+                kept = None if entry.derived is None else _Kept(entry.derived.max_bytes)
                 with handle:
                     size = os.fstat(handle.fileno()).st_size
                     chunks = _read_chunks(handle, buffers)
-                    yield from _add(stream, hashes, entry.arcname, chunks, size)
+                    read = chunks if kept is None else kept.tap(chunks)
+                    yield from _add(stream, hashes, entry.arcname, read, size)
                 result.added.append(entry.post_id)
+                if kept is not None:
+                    yield from _derived(stream, hashes, result, entry, kept.data)
         else:
             data = entry.data or b""
             yield from _add(stream, hashes, entry.arcname, (data,), len(data))
             result.added.append(entry.post_id)
+            if entry.derived is not None:
+                held = data if len(data) <= entry.derived.max_bytes else None
+                yield from _derived(stream, hashes, result, entry, held)
         on_progress(done)
 
     if cancel.is_set():

@@ -56,6 +56,7 @@ class Artwork:
     hidden_by_user: bool = False
     hidden_by_mod: bool = False
     license: str | None = None
+    palette: str | None = None  # where its palette goes (`.hex`, `.gpl`), when one is asked for
     working: tuple[WorkingFile, ...] = ()  # its working files to add after its image
     folder: str = "artworks"  # where its image goes (an archive part: a folder a post)
 
@@ -77,7 +78,8 @@ class Plan:
     sqids: dict[int, str]
 
     def working_arcnames(self) -> dict[tuple[int, Kind], str]:
-        return {(a.post_id, w.kind): w.arcname for a in self.artworks for w in a.working}
+        names = {(a.post_id, w.kind): w.arcname for a in self.artworks for w in a.working}
+        return names | {(a.post_id, "palette"): a.palette for a in self.artworks if a.palette}
 
     def artworks_done(self) -> Callable[[int], int]:
         """The builder's entries done -> artworks done (working files are entries of their own)."""
@@ -111,6 +113,7 @@ async def plan_artworks(
                     hashtags=list(row["hashtags"] or []),
                     fmt=row["native_format"],
                     working=wanted.for_post(sqids[post_id], row["mkpx_file_bytes"] is not None),
+                    palette=wanted.palette_for(sqids[post_id]),
                     folder="artworks",
                 )
             )
@@ -136,7 +139,7 @@ def skipped_file_entries(working: Outcome | None, sqids: dict[int, str]) -> list
 def _entry(
     a: Artwork,
     full: bool,
-    working: dict[Kind, str],
+    working: dict[str, str],
     mentions: MentionSlots,
     change: str | None = None,
 ) -> dict[str, Any]:

@@ -12,9 +12,19 @@ from ..core.codes import ItemError, item_error
 
 Status = Literal["pending", "processing", "ready", "failed", "expired", "cancelled"]
 
-SkipReason = Literal["deleted", "not_owner", "playlist", "file_missing", "fetch_failed"]
+SkipReason = Literal[
+    "deleted",
+    "not_owner",
+    "playlist",
+    "file_missing",
+    "fetch_failed",
+    # An artwork's palette (zipbuild/palette.py): more colours than a palette holds, or an
+    # image that could not be decoded within the limits.
+    "too_many_colours",
+    "undecodable",
+]
 # An artwork's working files beside its image (zipbuild/working_files.py).
-Kind = Literal["layers", "upscaled"]
+Kind = Literal["layers", "upscaled", "palette"]
 
 
 class Progress(msgspec.Struct):
@@ -30,8 +40,9 @@ class Skipped(msgspec.Struct, omit_defaults=True):
         Kind | None,
         Meta(
             description="Set when only this file of the artwork was left out (`layers`: its "
-            "`.mkpx` layers file, declared by the site but not found); the artwork itself is "
-            "in the ZIP. Absent when the artwork was left out"
+            "`.mkpx` layers file, declared by the site but not found; `palette`: its palette "
+            "files, for an artwork of more than 256 colours, `too_many_colours`); the artwork "
+            "itself is in the ZIP. Absent when the artwork was left out"
         ),
     ] = None
 

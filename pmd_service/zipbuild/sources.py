@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
@@ -19,9 +20,9 @@ import yarl
 
 from ..host.vault import VaultPathError, artwork_path_in, relative_artwork_path, vault_file_in
 from ..storage.zip_files import OBJECT_MISSING
-from .build import Entry
+from .build import Deriving, Entry
 from .content import Artwork
-from .working_files import WorkingFile, entry_id, relative_path
+from .working_files import WorkingFile, entry_id, palette_of, relative_path
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -48,9 +49,17 @@ def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
             log.warning("post %s has storage parts that leave the vault; skipped", a.post_id)
             yield Entry(a.post_id, _arcname(a), skip_reason="file_missing")
             continue
-        yield Entry(a.post_id, _arcname(a), path=path)
+        yield Entry(a.post_id, _arcname(a), path=path, derived=_palette(a))
         for working in a.working:
             yield _working_entry(root, a, working)
+
+
+def _palette(a: Artwork) -> Deriving | None:
+    """Its palette, made from the image's bytes as they are written, when one is asked for."""
+    if a.palette is None:
+        return None
+    name = f"{a.title} ({a.sqid})" if a.title.strip() else a.sqid
+    return palette_of(a.post_id, _arcname(a), a.palette, name)
 
 
 def _working_entry(root: Path, a: Artwork, working: WorkingFile) -> Entry:
@@ -109,7 +118,11 @@ async def _entries(
         path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
     except VaultPathError:
         return [Entry(artwork.post_id, arcname, skip_reason="file_missing")]
-    entries = [await read(artwork.post_id, arcname, path)]
+    image = await read(artwork.post_id, arcname, path)
+    palette = _palette(artwork)
+    if palette is not None and image.data is not None:
+        image = dataclasses.replace(image, derived=palette)
+    entries = [image]
     for working in artwork.working:
         try:
             rel = relative_path(working.kind, artwork.storage_shard, artwork.storage_key)

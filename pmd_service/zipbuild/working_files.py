@@ -1,4 +1,5 @@
-"""An artwork's working files beside its image: its `.mkpx` layers file and its upscaled copy.
+"""An artwork's working files beside its image: its `.mkpx` layers file, its upscaled copy and
+its palette, made from the image's bytes as they are written.
 
 Each is an entry of its own under an id no post has (negative, the kind in its low bits):
 `split` sorts the builder's lists back, `artworks_done` turns entries done into artworks done."""
@@ -7,19 +8,26 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import logging
+import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
 from ..host.vault import relative_layers_path, relative_upscaled_path
-from .build import BuildResult
-from .outcome import Kind
+from .build import BuildResult, Deriving, Entry
+from .outcome import Kind, SkipReason
+from .palette import PaletteError, colours, gpl_file, hex_file
 
-_KINDS: tuple[Kind, ...] = ("layers", "upscaled")
+log = logging.getLogger(__name__)
+
+_KINDS: tuple[Kind, ...] = ("layers", "upscaled", "palette")
 _SLOTS = 4  # room for the kinds in an entry id's low bits
 # Where a working file goes: a BDR keeps the layers beside the image, a bag a folder a kind.
-BDR_FOLDERS: dict[Kind, str] = {"layers": "artworks", "upscaled": "upscaled"}
-BAG_FOLDERS: dict[Kind, str] = {"layers": "layers", "upscaled": "upscaled"}
+BDR_FOLDERS: dict[Kind, str] = {"layers": "artworks", "upscaled": "upscaled", "palette": "palettes"}
+BAG_FOLDERS: dict[Kind, str] = {"layers": "layers", "upscaled": "upscaled", "palette": "palettes"}
+# An artwork file larger than this is not held to read its palette (it has none: `undecodable`).
+PALETTE_MAX_BYTES = 16 << 20
 _SUFFIXES: dict[Kind, str] = {"layers": "mkpx", "upscaled": "webp"}
 # Not a failure: most posts have no upscaled copy; an absent one is left out, not listed.
 _OPTIONAL: frozenset[Kind] = frozenset({"upscaled"})
@@ -37,6 +45,7 @@ class Wanted:
 
     layers: bool = False
     upscaled: bool = False
+    palettes: bool = False
     folders: dict[Kind, str] | None = None
 
     def for_post(self, sqid: str, has_layers: bool) -> tuple[WorkingFile, ...]:
@@ -47,6 +56,10 @@ class Wanted:
         if self.upscaled:
             kinds.append("upscaled")
         return tuple(WorkingFile(k, f"{folders[k]}/{sqid}.{_SUFFIXES[k]}") for k in kinds)
+
+    def palette_for(self, sqid: str) -> str | None:
+        """Where the post's palette goes (`{it}.hex`, `{it}.gpl`), when one is asked for."""
+        return f"{(self.folders or BDR_FOLDERS)['palette']}/{sqid}" if self.palettes else None
 
 
 NONE = Wanted()
@@ -70,11 +83,46 @@ def _decode(entry: int) -> tuple[int, Kind] | None:
     return post_id, _KINDS[slot - 1]
 
 
+def palette_of(post_id: int, artwork_arcname: str, palette: str, name: str) -> Deriving:
+    """The artwork's palette, made from its bytes as they are written: `{palette}.hex` and
+    `.gpl`, or one skipped entry saying why there is none (never a failed build)."""
+    entry = entry_id(post_id, "palette")
+    stem = posixpath.relpath(palette, posixpath.dirname(artwork_arcname))
+
+    def none(why: SkipReason) -> list[Entry]:
+        return [Entry(entry, f"{stem}.hex", skip_reason=why)]
+
+    def make(data: bytes | None) -> list[Entry]:
+        if data is None:
+            log.info("post %s: no palette: its file is over %d bytes", post_id, PALETTE_MAX_BYTES)
+            return none("undecodable")
+        try:
+            found = colours(data)
+        except PaletteError as exc:
+            log.info("post %s: no palette: %s", post_id, exc)
+            return none("undecodable")
+        if found is None:
+            return none("too_many_colours")
+        return [
+            Entry(entry, f"{stem}.hex", data=hex_file(found)),
+            Entry(entry, f"{stem}.gpl", data=gpl_file(name, found)),
+        ]
+
+    return Deriving(make, PALETTE_MAX_BYTES)
+
+
+def _files(kind: Kind, arcname: str) -> dict[str, str]:
+    """A working file's roles in metadata.json's `files`: a palette is its two files."""
+    if kind == "palette":
+        return {"palette": f"{arcname}.hex", "gimp_palette": f"{arcname}.gpl"}
+    return {kind: arcname}
+
+
 @dataclass
 class Outcome:
-    """The working files of a build: added (post id -> {kind: arcname}) and skipped ones."""
+    """The working files of a build: added (post id -> {role: arcname}) and skipped ones."""
 
-    added: dict[int, dict[Kind, str]]
+    added: dict[int, dict[str, str]]
     skipped: list[tuple[int, Kind, str]]  # (post id, kind, reason)
 
 
@@ -91,7 +139,7 @@ def split(
         if decoded is None:
             posts.append(entry)
         else:
-            outcome.added.setdefault(decoded[0], {})[decoded[1]] = arcnames[decoded]
+            outcome.added.setdefault(decoded[0], {}).update(_files(decoded[1], arcnames[decoded]))
     post_skips: list[tuple[int, str]] = []
     for entry, reason in skipped:
         decoded = _decode(entry)

@@ -1,15 +1,20 @@
-"""An artwork's palette against the pixels Pillow decodes, and its two files as their readers
-parse them."""
+"""An artwork's palette against the pixels Pillow decodes, its two files as their readers parse
+them, and the builder adding the files made from an entry's bytes right after it."""
 
 from __future__ import annotations
 
 import io
+import os
 import random
+import threading
+import zipfile
 import zlib
+from pathlib import Path
 
 import pytest
 from PIL import GimpPaletteFile, Image
 
+from pmd_service.zipbuild.build import CHUNK, Deriving, Entry, build, file_sink
 from pmd_service.zipbuild.palette import (
     MAX_COLOURS,
     MAX_FRAME_PIXELS,
@@ -18,6 +23,7 @@ from pmd_service.zipbuild.palette import (
     gpl_file,
     hex_file,
 )
+from pmd_service.zipbuild.working_files import entry_id, palette_of
 
 RGBA = tuple[int, int, int, int]
 
@@ -160,3 +166,93 @@ def test_the_hex_and_gpl_files_read_back() -> None:
     data, mode = read.getpalette()
     assert mode == "RGB" and data[:9] == bytes.fromhex("".join(found))
     assert gpl_file("", ()) == b"GIMP Palette\nName: Palette\nColumns: 16\n#\n"
+
+
+def _zip(
+    tmp_path: Path, entries: list[Entry]
+) -> tuple[dict[str, bytes], list[int], list[tuple[int, str]]]:
+    out = tmp_path / "out.zip"
+    result = build(
+        file_sink(out), entries, lambda added, skipped: [], lambda n: None, threading.Event()
+    )
+    with zipfile.ZipFile(out) as archive:
+        assert archive.testzip() is None
+        return {n: archive.read(n) for n in archive.namelist()}, result.added, result.skipped
+
+
+def test_the_builder_adds_what_is_made_of_an_entrys_bytes_after_it(tmp_path: Path) -> None:
+    seen: list[bytes | None] = []
+
+    def made(data: bytes | None) -> list[Entry]:
+        seen.append(data)
+        if data is None:
+            return [Entry(-1, "../sums/x", skip_reason="too_big")]
+        return [Entry(-2, f"../sums/{len(seen)}.txt", data=str(len(data)).encode())]
+
+    big = os.urandom(3 * CHUNK + 5)  # read in several reused buffers
+    (tmp_path / "big.png").write_bytes(big)
+    (tmp_path / "over.png").write_bytes(big)
+    deriving = Deriving(made, max_bytes=4 * CHUNK)
+    names, added, skipped = _zip(
+        tmp_path,
+        [
+            Entry(1, "bag/data/artworks/big.png", path=tmp_path / "big.png", derived=deriving),
+            Entry(2, "bag/data/artworks/fetched.png", data=b"fetched", derived=deriving),
+            Entry(
+                3,
+                "bag/data/artworks/over.png",
+                path=tmp_path / "over.png",
+                derived=Deriving(made, CHUNK),
+            ),
+            Entry(4, "bag/data/artworks/gone.png", path=tmp_path / "gone.png", derived=deriving),
+        ],
+    )
+    assert seen == [big, b"fetched", None]  # the missing file: nothing to make anything of
+    assert list(names) == [
+        "bag/data/artworks/big.png",
+        "bag/data/sums/1.txt",
+        "bag/data/artworks/fetched.png",
+        "bag/data/sums/2.txt",
+        "bag/data/artworks/over.png",
+    ]
+    assert names["bag/data/sums/1.txt"] == str(len(big)).encode()
+    assert added == [1, -2, 2, -2, 3]
+    assert skipped == [(-1, "too_big"), (4, "file_missing")]
+
+
+def test_a_palette_is_made_of_the_artwork_written(tmp_path: Path) -> None:
+    img = Image.new("RGBA", (3, 1))
+    img.putdata([(1, 2, 3, 255), (0, 0, 0, 0), (250, 251, 252, 255)])
+    many = Image.new("RGB", (300, 1))
+    many.putdata([(i % 256, i // 256, 0) for i in range(300)])
+    (tmp_path / "a.png").write_bytes(_encoded([img]))
+    entries = [
+        Entry(
+            5,
+            "p/data/artworks/a.png",
+            path=tmp_path / "a.png",
+            derived=palette_of(5, "artworks/a.png", "palettes/a", "Sprite (a)"),
+        ),
+        Entry(
+            6,
+            "p/data/artworks/b.png",
+            data=_encoded([many]),
+            derived=palette_of(6, "artworks/b.png", "palettes/b", "b"),
+        ),
+        Entry(
+            7,
+            "p/data/artworks/c.png",
+            data=b"not an image",
+            derived=palette_of(7, "artworks/c.png", "palettes/c", "c"),
+        ),
+    ]
+    names, added, skipped = _zip(tmp_path, entries)
+    assert names["p/data/palettes/a.hex"] == b"010203\nfafbfc\n"
+    assert names["p/data/palettes/a.gpl"].startswith(b"GIMP Palette\nName: Sprite (a)\n")
+    assert not any(n.startswith(("p/data/palettes/b", "p/data/palettes/c")) for n in names)
+    palette = entry_id(5, "palette")
+    assert added == [5, palette, palette, 6, 7]
+    assert skipped == [
+        (entry_id(6, "palette"), "too_many_colours"),
+        (entry_id(7, "palette"), "undecodable"),
+    ]
