@@ -69,7 +69,7 @@ async def site_spent(
     conn: asyncpg.Pool | Conn, user_id: int, posts: int, *, background: bool = False
 ) -> None:
     """`posts` of the site's minute spent by a write of `user_id` (`background`: a policy's)."""
-    spend = {"user": user_id, "as_moderator": False, "posts": posts, "background": background}
+    spend = {"users": [user_id], "as_moderator": False, "posts": [posts], "background": background}
     await conn.fetchrow(*SQL_SITE_SPEND.bind(spend | {"short": 60.0, "long": 3600.0}))
 
 

@@ -20,3 +20,5 @@ class AdvisoryLock(IntEnum):
 
 # A transaction's lock on a key and a second one (a user's id, or 0), released at its end.
 SQL_XACT_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
+# The same on each of the keys $2 (an int[]) with the key $1, in the order given.
+SQL_XACT_LOCKS = "SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int[]) AS k"

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ...core.codes import Code
-from ...core.locks import SQL_XACT_LOCK, AdvisoryLock
+from ...core.locks import SQL_XACT_LOCK, SQL_XACT_LOCKS, AdvisoryLock
 from ...core.named_sql import Named
 from ...core.problems import ProblemError
 from ...core.settings import Settings
@@ -102,24 +104,27 @@ def _leaves_in(at: str) -> str:
                      - clock_timestamp())::float8 AS leaves_in"""
 
 
-# In one statement after the person's lock: their posts changed within each window, the
+# In one statement after the people's locks: each one's posts changed within each window, the
 # site's within the first when `site`, the background share's when `background`.
 SQL_BUDGET_USED = Named(f"""
 WITH purged AS (
     DELETE FROM write_spends
-    WHERE user_id = :user AND as_moderator = :as_moderator
+    WHERE user_id = ANY(:users::int[]) AND as_moderator = :as_moderator
       AND spent_at <= clock_timestamp() - make_interval(secs => greatest(:short::float8,
                                                                       :long::float8))
-    RETURNING 1
 )
-SELECT coalesce(sum(posts) FILTER (
-           WHERE spent_at > clock_timestamp() - make_interval(secs => :short::float8)), 0) AS short,
-       coalesce(sum(posts) FILTER (
-           WHERE spent_at > clock_timestamp() - make_interval(secs => :long::float8)), 0) AS long,
-       (SELECT count(*) FROM purged) AS purged,
+SELECT u.id AS user_id,
+       coalesce(sum(w.posts) FILTER (
+           WHERE w.spent_at > clock_timestamp() - make_interval(secs => :short::float8)), 0)
+           AS short,
+       coalesce(sum(w.posts) FILTER (
+           WHERE w.spent_at > clock_timestamp() - make_interval(secs => :long::float8)), 0)
+           AS long,
        CASE WHEN :site::bool THEN {_site_sum(False)} END AS site,
        CASE WHEN :background::bool THEN {_site_sum(True)} END AS background
-FROM write_spends WHERE user_id = :user AND as_moderator = :as_moderator
+FROM unnest(:users::int[]) AS u(id)
+LEFT JOIN write_spends w ON w.user_id = u.id AND w.as_moderator = :as_moderator
+GROUP BY u.id
 """)
 # A refused write's wait: the window's spends, oldest first, with the seconds until each leaves.
 SQL_BUDGET_SPENDS = Named(f"""
@@ -129,14 +134,16 @@ WHERE user_id = :user AND as_moderator = :as_moderator
   AND spent_at > clock_timestamp() - make_interval(secs => :window::float8)
 ORDER BY spent_at
 """)
+# Each of `users` spent the posts of `posts` at its place.
 _SPEND = """INSERT INTO write_spends (user_id, as_moderator, posts, background)
-    VALUES (:user, :as_moderator, :posts, :background)"""
+    SELECT s.user_id, :as_moderator, s.posts, :background
+    FROM unnest(:users::int[], :posts::int[]) AS s(user_id, posts)"""
 # A moderator's spend, which the site's budget does not hold.
 SQL_BUDGET_SPEND = Named(_SPEND)
-# An owner's spend, in one statement after the site's lock: added to its second's row of the
+# Owners' spends, in one statement after the site's lock: added to its second's row of the
 # site (migrations/0034), what left the `long` window purged, skipping rows another write holds
 # (waiting on them under the site's lock could deadlock), and the site's spends of the `short`
-# one read as they were before this one (the background share's too for a background write),
+# one read as they were before these (the background share's too for a background write),
 # for the caller to refuse the write.
 SQL_SITE_SPEND = Named(f"""
 WITH purged AS (
@@ -146,15 +153,18 @@ WITH purged AS (
         FOR UPDATE SKIP LOCKED))
 ), spent AS (
     {_SPEND}
+), total AS (
+    SELECT sum(p)::int AS posts FROM unnest(:posts::int[]) AS p
 ), now_second AS (
     SELECT date_trunc('second', clock_timestamp()) AS second
 ), added AS (
-    UPDATE site_spends s SET posts = s.posts + :posts
-    FROM now_second n WHERE s.second = n.second AND s.background = :background
+    UPDATE site_spends s SET posts = s.posts + t.posts
+    FROM now_second n, total t WHERE s.second = n.second AND s.background = :background
     RETURNING 1
 ), counted AS (
     INSERT INTO site_spends (second, background, posts)
-    SELECT second, :background, :posts FROM now_second WHERE NOT EXISTS (SELECT FROM added)
+    SELECT n.second, :background, t.posts FROM now_second n, total t
+    WHERE NOT EXISTS (SELECT FROM added)
 ), swept AS (
     DELETE FROM site_spends WHERE second <= {_since("short")}
 )
@@ -219,6 +229,10 @@ class _Used:
         # Nothing spent: any one action passes, so an undo recorded under larger budgets does.
         return max(self.floor, self.limit - self.used) if self.used else 2**31 - 1
 
+    def after(self, spent: int) -> _Used:
+        """The budget once `spent` more posts are counted."""
+        return dataclasses.replace(self, used=self.used + spent)
+
     async def spends(self, conn: Conn) -> list[asyncpg.Record]:
         """The window's spends, oldest first, with the seconds until each leaves it."""
         values: dict[str, object] = {"window": float(self.window_seconds), "user": self.user_id}
@@ -265,29 +279,67 @@ class Room:
 
     async def spend(self, changed: int) -> None:
         """Count `changed` posts, or raise the refusal when the site's budget has no room."""
-        if not changed:
-            return
-        user, as_moderator = self.subject
-        values: dict[str, object] = {"user": user, "as_moderator": as_moderator}
-        values |= {"posts": changed, "background": self.background}
-        if self.site is None:
-            await self.conn.execute(*SQL_BUDGET_SPEND.bind(values))
-            return
-        # Locked only now, so owners' writes queue for it only just before commit.
-        await self.conn.execute(SQL_XACT_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
-        (short, _), (long, _) = self.site.windows()
-        # A statement after the lock: its snapshot holds every spend committed before it.
-        values |= {"short": float(short), "long": float(long)}
-        row = await self.conn.fetchrow(*SQL_SITE_SPEND.bind(values))
-        assert row is not None  # a SELECT without FROM has its row
-        site = _site_used(self.site, row["site"], row["background"])
-        if any(changed > b.left for b in site):
-            # Its spend goes with the transaction this refusal rolls back.
-            raise await _refusal(self.conn, site, changed)
+        if changed:
+            user, as_moderator = self.subject
+            await _spend(self.conn, self.site, {user: changed}, as_moderator, self.background)
 
     async def refusal(self, requested: int) -> ProblemError:
         """429 for `requested` posts, waiting for the budget that frees up last."""
         return await _refusal(self.conn, self.budgets, requested)
+
+
+@dataclass(slots=True)
+class Rooms:
+    """Owners' budgets held together in one transaction (a tick's policy runs): each run has
+    the room the runs before it left, and all of them are spent together at its end."""
+
+    conn: Conn
+    site: Budget
+    rooms: dict[int, Room]
+    spent: dict[int, int] = field(default_factory=dict)
+
+    def room(self, owner: int) -> Room:
+        """The room of `owner`'s next run."""
+        room, site = self.rooms[owner], sum(self.spent.values())
+        own = self.spent.get(owner, 0)
+        budgets = tuple(b.after(site if b.user_id is None else own) for b in room.budgets)
+        return dataclasses.replace(room, budgets=budgets)
+
+    def take(self, owner: int, changed: int) -> None:
+        self.spent[owner] = self.spent.get(owner, 0) + changed
+
+    async def spend(self) -> None:
+        """Every run's posts counted, or the refusal of the site's budget (see `Room.spend`)."""
+        if any(self.spent.values()):
+            await _spend(self.conn, self.site, self.spent, False, True)
+
+
+async def _spend(
+    conn: Conn,
+    site: Budget | None,
+    spends: dict[int, int],
+    as_moderator: bool,
+    background: bool,
+) -> None:
+    """Count each user's posts `spends`, or raise the refusal when the site's budget (an
+    owner's write: `site`) has no room for them all."""
+    values: dict[str, object] = {"as_moderator": as_moderator, "background": background}
+    values |= {"users": list(spends), "posts": list(spends.values())}
+    if site is None:
+        await conn.execute(*SQL_BUDGET_SPEND.bind(values))
+        return
+    # Locked only now, so owners' writes queue for it only just before commit.
+    await conn.execute(SQL_XACT_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
+    (short, _), (long, _) = site.windows()
+    # A statement after the lock: its snapshot holds every spend committed before it.
+    values |= {"short": float(short), "long": float(long)}
+    row = await conn.fetchrow(*SQL_SITE_SPEND.bind(values))
+    assert row is not None  # a SELECT without FROM has its row
+    used = _site_used(site, row["site"], row["background"])
+    total = sum(spends.values())
+    if any(total > b.left for b in used):
+        # Its spend goes with the transaction this refusal rolls back.
+        raise await _refusal(conn, used, total)
 
 
 async def _refusal(conn: Conn, budgets: tuple[_Used, ...], requested: int) -> ProblemError:
@@ -342,32 +394,43 @@ async def hold_budget(
     budget: Budget,
     owner_id: int,
     moderator_id: int | None,
-    *,
-    background: bool = False,
 ) -> Room:
-    """Lock and read the write's budgets, in its transaction before it locks any post;
-    `background`: a policy's run, held to the site's background share."""
+    """Lock and read the write's budgets, in its transaction before it locks any post."""
+    if moderator_id is None:
+        return (await _hold(conn, budget, [owner_id], False, False))[owner_id]
+    return (await _hold(conn, budget, [moderator_id], True, False))[moderator_id]
+
+
+async def hold_budgets(conn: Conn, budget: Budget, owners: Collection[int]) -> Rooms:
+    """`hold_budget` for policies' runs of `owners` in one transaction, held to the site's
+    background share."""
+    return Rooms(conn, budget, await _hold(conn, budget, owners, False, True))
+
+
+async def _hold(
+    conn: Conn, budget: Budget, users: Collection[int], as_moderator: bool, background: bool
+) -> dict[int, Room]:
     (short, short_limit), (long, long_limit) = budget.windows()
-    scope: Scope
-    if moderator_id is not None:
-        user_id, scope, lock = moderator_id, "moderator", AdvisoryLock.WRITE_BUDGET_MODERATOR
-    else:
-        user_id, scope, lock = owner_id, "owner", AdvisoryLock.WRITE_BUDGET
-    # One lock per budget, so two writes against one budget never both read it as unspent.
-    await conn.execute(SQL_XACT_LOCK, lock, user_id)
-    # A statement after the lock: its snapshot holds every spend committed before it.
+    scope: Scope = "moderator" if as_moderator else "owner"
+    lock = AdvisoryLock.WRITE_BUDGET_MODERATOR if as_moderator else AdvisoryLock.WRITE_BUDGET
+    # One lock per budget, so two writes against one budget never both read it as unspent;
+    # taken in one order, so two transactions of several never wait on each other in a cycle.
+    await conn.execute(SQL_XACT_LOCKS, lock, sorted(set(users)))
+    # A statement after the locks: its snapshot holds every spend committed before it.
     # Moderators skip the site's budget: artists filling it must not hold moderation off.
-    as_moderator = scope == "moderator"
-    values: dict[str, object] = {"user": user_id, "as_moderator": as_moderator}
+    values: dict[str, object] = {"users": list(users), "as_moderator": as_moderator}
     values |= {"short": float(short), "long": float(long), "site": not as_moderator}
-    values["background"] = background and not as_moderator
-    row = await conn.fetchrow(*SQL_BUDGET_USED.bind(values))
-    assert row is not None  # an aggregate always has its row
-    used = [
-        _Used(scope, user_id, short, short_limit, row["short"]),
-        _Used(scope, user_id, long, long_limit, row["long"]),
-    ]
-    if as_moderator:
-        return Room(conn, tuple(used), (user_id, True), None)
-    used.extend(_site_used(budget, row["site"], row["background"]))
-    return Room(conn, tuple(used), (user_id, False), budget, background)
+    values["background"] = background
+    rooms: dict[int, Room] = {}
+    for row in await conn.fetch(*SQL_BUDGET_USED.bind(values)):
+        user_id = row["user_id"]
+        used = (
+            _Used(scope, user_id, short, short_limit, row["short"]),
+            _Used(scope, user_id, long, long_limit, row["long"]),
+        )
+        if as_moderator:
+            rooms[user_id] = Room(conn, used, (user_id, True), None)
+        else:
+            site = _site_used(budget, row["site"], row["background"])
+            rooms[user_id] = Room(conn, used + site, (user_id, False), budget, background)
+    return rooms

@@ -283,7 +283,8 @@ async def test_a_run_killed_before_it_committed_runs_once_on_the_next_tick(
                 uuid.UUID(made["id"]),
             )
             assert row is not None
-            assert (await run_locked(conn, row, settings, scheduled=True)).last.changed_count == 3
+            (ran,) = await run_locked(conn, [row], settings, scheduled=True)
+            assert ran.last.changed_count == 3
             # Meanwhile another tick skips the policy its run holds.
             await run_due_policies(worker_ctx)
             assert await runs(factory.pool, made["id"]) == 0
@@ -428,3 +429,70 @@ async def test_a_tick_out_of_reach_of_its_database_says_so_and_leaves_the_policy
     assert await factory.pool.fetchval(
         "SELECT next_run_at <= now() FROM cleanup_policies WHERE id = $1", uuid.UUID(made["id"])
     )
+
+
+async def test_policies_due_together_run_in_one_tick_each_its_own_run(
+    aiohttp_client: Any, settings: Any, factory: Factory
+) -> None:
+    import msgspec
+
+    from pmd_service.web.app import create_app
+
+    # An owner's minute holds 4 posts: their two policies, run together, share it.
+    small = msgspec.structs.replace(
+        settings,
+        bulk_max_posts=4,
+        bulk_changed_posts_per_minute=4,
+        bulk_changed_posts_per_hour=100,
+    )
+    client = await aiohttp_client(create_app(small))
+    galleries = [await gallery(factory) for _ in range(3)]
+    made = [await create(client, owner, policy()) for owner, _ in galleries]
+    (first, first_posts), *_ = galleries
+    also = await create(client, first, policy(name="Also old", keep={"hashtags": ["none"]}))
+    await factory.pool.execute(
+        "UPDATE cleanup_policies SET enabled = false WHERE id <> ALL($1::uuid[])",
+        [uuid.UUID(m["id"]) for m in [*made, also]],
+    )
+    await age_spends(factory.pool, 7200)
+    async with job_context(small) as ctx:
+        assert await run_due_policies(ctx) == 4
+    # The first owner's second run had the one post of the minute the first left.
+    assert await hidden(factory.pool, first_posts) == {"old1", "old2", "old3", "kept", "hidden"}
+    for _, posts in galleries[1:]:
+        assert await hidden(factory.pool, posts) == {"old1", "old2", "old3", "hidden"}
+    runs_of = await factory.pool.fetch(
+        "SELECT id, last_run FROM cleanup_policies WHERE id = ANY($1::uuid[])",
+        [uuid.UUID(m["id"]) for m in [*made, also]],
+    )
+    lasts = {str(r["id"]): r["last_run"] for r in runs_of}
+    assert [(lasts[m["id"]]["status"], lasts[m["id"]]["changed_count"]) for m in made] == [
+        ("ok", 3)
+    ] * 3
+    assert (lasts[also["id"]]["status"], lasts[also["id"]]["left_count"]) == ("deferred", 1)
+    # Each run its own entry and its own event, with its own posts, in the order they ran.
+    for (owner, posts), m in zip(galleries, made, strict=True):
+        actions = (await (await client.get("/api/pmd/actions", headers=owner.auth)).json())["items"]
+        events = await factory.pool.fetch(
+            "SELECT subject_id, payload FROM stream_events "
+            "WHERE user_id = $1 AND kind = 'posts' ORDER BY id",
+            owner.id,
+        )
+        mine = [a for a in actions if a["policy_id"] == m["id"]]
+        assert [(a["changed_count"], a["undo"] is not None) for a in mine] == [(3, True)]
+        old = sorted(posts[k] for k in ("old1", "old2", "old3"))
+        if owner is first:
+            (second,) = [a for a in actions if a["policy_id"] == also["id"]]
+            assert second["changed_count"] == 1
+            assert [(str(e["subject_id"]), e["payload"]["post_ids"]) for e in events] == [
+                (mine[0]["id"], old),
+                (second["id"], [posts["kept"]]),
+            ]
+        else:
+            assert [(str(e["subject_id"]), e["payload"]["post_ids"]) for e in events] == [
+                (mine[0]["id"], old)
+            ]
+    spent = await factory.pool.fetchval(
+        "SELECT sum(posts) FROM write_spends WHERE user_id = $1", first.id
+    )
+    assert spent == 4

@@ -348,7 +348,7 @@ async def test_two_ticks_never_both_run_one_policy_even_one_that_changes_nothing
     made = await create(client, owner, policy(older_than_days=3650))  # changes nothing
     await only_due(factory.pool, made)
     async with factory.pool.acquire() as conn, conn.transaction():
-        taken = await conn.fetchrow(SQL_TAKE_DUE)
+        taken = await conn.fetchrow(SQL_TAKE_DUE, 1)
         assert taken is not None and str(taken["id"]) == made["id"]
         # Another tick while this one holds it: it finds nothing due.
         assert await asyncio.wait_for(run_due_policies(worker_ctx), 30) == 0

@@ -16,7 +16,7 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.db import SET_CUSTOM_PLAN
-from pmd_service.core.locks import SQL_XACT_LOCK
+from pmd_service.core.locks import SQL_XACT_LOCK, SQL_XACT_LOCKS
 from pmd_service.core.settings import Settings
 from pmd_service.features.posts import batch_sql, batches, pace
 from pmd_service.features.posts.actions import HIDE
@@ -332,7 +332,7 @@ async def test_an_action_by_filter_is_planned_for_its_keys(
         if q.strip() not in ("BEGIN;", "COMMIT;") and "jit" not in q and "typeinfo" not in q
     ]
     assert sent == [
-        SQL_XACT_LOCK,
+        SQL_XACT_LOCKS,
         pace.SQL_BUDGET_USED,
         SET_CUSTOM_PLAN,
         batch_sql.statement(HIDE, moderator=False, by_filter=True),

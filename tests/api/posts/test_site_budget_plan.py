@@ -11,9 +11,9 @@ from pmd_service.features.posts.pace import SQL_BUDGET_USED, SQL_SITE_SPEND, SQL
 
 # Each statement with a write's parameters: an owner's policy run, a minute and an hour.
 WRITE: dict[str, object] = {
-    "user": 1,
+    "users": [1],
     "as_moderator": False,
-    "posts": 3,
+    "posts": [3],
     "background": True,
     "site": True,
 }
