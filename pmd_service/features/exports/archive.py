@@ -15,7 +15,14 @@ from ...jobs.context import WorkerState
 from ...jobs.kind import Archive, Settled
 from ...storage.zip_names import export_part_names
 from ...zipbuild.build import BuildCancelled, BuildResult, FileDigest, Trailing
-from ...zipbuild.content import METADATA_ONLY, Plan, json_files, plan_artworks, skipped_entries
+from ...zipbuild.content import (
+    METADATA_ONLY,
+    Plan,
+    json_files,
+    plan_artworks,
+    skipped_entries,
+    skipped_file_entries,
+)
 from ...zipbuild.json_files import Extras
 from ...zipbuild.working_files import BAG_FOLDERS, Wanted, sorted_out, split
 from . import job_sql
@@ -53,7 +60,9 @@ async def start_part(run: PartRun, place: BagPlace, post_ids: list[int]) -> Expo
     """Part `place` of the run's export, marked started, with what it holds read."""
     await mark_started(run, place)
     # Every part holds the layers files; the upscaled copies when asked for.
-    wanted = Wanted(layers=True, upscaled=run.claim["include_upscaled"], folders=BAG_FOLDERS)
+    wanted = Wanted(
+        layers=True, upscaled=run.claim["include_upscaled"], palettes=True, folders=BAG_FOLDERS
+    )
     plan = await plan_artworks(run.pool, run.claim["user_id"], post_ids, run.st.public_ids, wanted)
     # Decided now, not when planned: a post whose artwork was replaced since carries it.
     post_changes = (
@@ -163,10 +172,17 @@ class ExportPart(Archive):
         return bool(await run.pool.fetchval(*job_sql.SQL_PROGRESS.bind(run.owned | progress)))
 
     def settled(self, built: BuildResult) -> Settled:
-        result = sorted_out(built, self.arcnames)[0]
+        result, working = sorted_out(built, self.arcnames)
         plan, order = self.plan, self.order
         found = sorted(result.skipped, key=lambda s: order.get(s[0], -1))
-        return Settled(result, skipped_entries(plan.skipped + found, plan.sqids))
+        # A palette left out for its colours is named here too; any other file, in metadata.json.
+        palettes = [
+            s
+            for s in skipped_file_entries(working, plan.sqids)
+            if s["file"] == "palette" and s["reason"] == "too_many_colours"
+        ]
+        palettes.sort(key=lambda s: order.get(s["post_id"], -1))
+        return Settled(result, skipped_entries(plan.skipped + found, plan.sqids) + palettes)
 
     async def publish(self, conn: Conn, file_path: str, settled: Settled) -> None:
         """The part ready, and the export's progress (a metadata-only post counts as added)."""

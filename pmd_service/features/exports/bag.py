@@ -59,6 +59,9 @@ This folder is a BagIt bag (RFC 8493). Its payload is under data/:
                     its address on the site) and its format
   data/layers/      each artwork's .mkpx layers file (its editable source), when it has one
   data/upscaled/    the site's upscaled copies, when they were asked for
+  data/palettes/    each artwork's colours, when it has 256 or fewer: <id>.hex, one rrggbb a
+                    line (Lospec's format), and <id>.gpl, a GIMP palette (Aseprite, Pixelorama
+                    and Krita import both)
   data/metadata.json   every artwork of this part: title, description, dates, size, hashtags,
                        whether it is hidden, its license; and what was skipped, and why
   data/comments.json, data/reactions.json   when they were asked for

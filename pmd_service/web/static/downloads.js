@@ -19,11 +19,15 @@ const STATUS = {
 export const REASON = {
   deleted: "deleted since the request", not_owner: "no longer yours", playlist: "now a playlist",
   file_missing: "file missing", fetch_failed: "file could not be fetched",
+  too_many_colours: "no palette: more than 256 colours", undecodable: "no palette: unreadable image",
 };
 // An entry naming a `file` left only that file out (a layers file the site declares but does
-// not have): its artwork is in the ZIP.
-const FILE = { layers: "layers file (.mkpx)", upscaled: "upscaled copy" };
-const FILE_REASON = { file_missing: "missing", fetch_failed: "could not be fetched" };
+// not have, a palette of too many colours): its artwork is in the ZIP.
+const FILE = { layers: "layers file (.mkpx)", upscaled: "upscaled copy", palette: "palette" };
+const FILE_REASON = {
+  file_missing: "missing", fetch_failed: "could not be fetched",
+  too_many_colours: "left out: more than 256 colours", undecodable: "left out: unreadable image",
+};
 export const skipWhy = (s) => (s.file
   ? `${FILE[s.file] ?? s.file} ${FILE_REASON[s.reason] ?? s.reason}`
   : REASON[s.reason] ?? s.reason);

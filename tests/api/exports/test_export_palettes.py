@@ -1,0 +1,146 @@
+"""Each artwork's palette in every export part: `data/palettes/{sqid}.hex` and `.gpl`, made of
+the artwork's own decoded pixels, listed by the bag's manifest and metadata.json; an artwork of
+more than 256 colours keeps its place in the part and has no palette, which the item says."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import asyncpg
+from PIL import Image
+
+from pmd_service.core.settings import Settings
+from support.seeding import Factory, PostRow
+from tests.exports import ready_export, unpacked
+from tests.helpers import Client
+
+
+def _encoded(frames: list[Image.Image], fmt: str) -> bytes:
+    out = io.BytesIO()
+    first, *more = frames
+    if more:
+        first.save(out, fmt, save_all=True, append_images=more, duration=100, loop=0)
+    else:
+        first.save(out, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    return out.getvalue()
+
+
+def _pixel_colours(image: bytes) -> list[str]:
+    """The colours of every shown pixel of every frame, as Pillow decodes them, in order."""
+    found: list[str] = []
+    with Image.open(io.BytesIO(image)) as img:
+        for index in range(getattr(img, "n_frames", 1)):
+            img.seek(index)
+            data = img.convert("RGBA").tobytes()
+            found += [data[i : i + 3].hex() for i in range(0, len(data), 4) if data[i + 3]]
+    return found
+
+
+def _sprite() -> bytes:
+    """A sprite with a see-through background (whose hidden colour is no colour of its)."""
+    img = Image.new("RGBA", (8, 8), (90, 90, 90, 0))
+    for x in range(8):
+        img.putpixel((x, x), (255, 0, 64, 255))
+        img.putpixel((7 - x, x), (20, 200, 20, 180))
+    img.putpixel((4, 0), (0, 0, 0, 255))
+    return _encoded([img], "PNG")
+
+
+def _animation() -> bytes:
+    frames = [Image.new("RGB", (6, 6), (30, 30, 120)) for _ in range(3)]
+    frames[1].putpixel((1, 1), (250, 250, 0))
+    frames[2].putpixel((5, 5), (250, 0, 250))
+    return _encoded(frames, "GIF")
+
+
+def _many_colours() -> bytes:
+    img = Image.new("RGB", (20, 15))
+    img.putdata([(i, 255 - i, i // 2) for i in range(300)])  # 257 distinct at least
+    return _encoded([img], "PNG")
+
+
+def _copies(folders: list[Path], post: PostRow) -> list[bytes]:
+    return [p.read_bytes() for f in folders for p in f.glob(f"data/artworks/{post.sqid}.*")]
+
+
+async def test_each_part_holds_each_artworks_palette(
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    owner = await factory.user("palettes")
+    sprite = await factory.post(owner, title="Sprite", data=_sprite())
+    animation = await factory.post(owner, title="Blink", fmt="gif", data=_animation())
+    webp = await factory.post(
+        owner, title="Web", fmt="webp", data=_encoded([Image.new("RGB", (4, 4), (1, 2, 3))], "WEBP")
+    )
+    many = await factory.post(owner, title="Gradient", data=_many_colours())
+    broken = await factory.post(owner, title="Broken", data=b"PIXELS:not an image")
+    with_palettes: dict[str, PostRow] = {p.sqid: p for p in (sprite, animation, webp)}
+
+    item = await ready_export(ex_client, small, owner)
+    # The artwork of too many colours is in its part; only its palette is left out, and said.
+    assert item["skipped"] == [
+        {
+            "post_id": many.id,
+            "public_sqid": many.sqid,
+            "reason": "too_many_colours",
+            "file": "palette",
+        }
+    ]
+    assert item["skipped_count"] == 1
+    folders = await unpacked(ex_client, owner, item, tmp_path)  # bagit validates each bag
+
+    palettes: dict[str, Path] = {}
+    skipped_files = []
+    for folder in folders:
+        data = folder / "data"
+        meta = json.loads((data / "metadata.json").read_text())
+        skipped_files += meta["skipped_files"]
+        lines = (folder / "manifest-sha256.txt").read_text().splitlines()
+        manifest = {name: digest for digest, name in (line.split("  ", 1) for line in lines)}
+        for artwork in meta["artworks"]:
+            sqid = artwork["sqid"]
+            assert (data / artwork["files"]["artwork"]).is_file()
+            if sqid not in with_palettes:
+                assert "palette" not in artwork["files"]
+                assert not list(data.glob(f"palettes/{sqid}.*"))
+                continue
+            assert artwork["files"]["palette"] == f"palettes/{sqid}.hex"
+            assert artwork["files"]["gimp_palette"] == f"palettes/{sqid}.gpl"
+            for name in (f"palettes/{sqid}.hex", f"palettes/{sqid}.gpl"):
+                blob = (data / name).read_bytes()
+                assert manifest[f"data/{name}"] == hashlib.sha256(blob).hexdigest()
+            palettes[sqid] = data / "palettes"
+
+    assert set(palettes) == set(with_palettes)
+    for sqid, post in with_palettes.items():
+        assert post.data is not None
+        pixels = _pixel_colours(post.data)
+        hex_lines = (palettes[sqid] / f"{sqid}.hex").read_text().splitlines()
+        # Every colour of the pixels once, in the order they first appear.
+        assert hex_lines == list(dict.fromkeys(pixels)), sqid
+        gpl = (palettes[sqid] / f"{sqid}.gpl").read_text().splitlines()
+        assert gpl[0] == "GIMP Palette" and gpl[1].startswith("Name: ") and gpl[3] == "#"
+        rows = [line.split("\t")[0].split() for line in gpl[4:]]
+        assert [bytes(int(v) for v in row).hex() for row in rows] == hex_lines
+    assert set(_pixel_colours(sprite.data or b"")) == {"ff0040", "14c814", "000000"}
+
+    # metadata.json names both left-out palettes; an undecodable file is not the item's.
+    assert sorted((s["post_id"], s["file"], s["reason"]) for s in skipped_files) == sorted(
+        [(many.id, "palette", "too_many_colours"), (broken.id, "palette", "undecodable")]
+    )
+    # The artworks themselves, byte for byte; each palette right after its artwork.
+    for post in (sprite, animation, webp, many, broken):
+        assert _copies(folders, post) == [post.data]
+    for part in item["parts"]:
+        resp = await ex_client.get(part["download_url"], headers=owner.auth)
+        assert resp.status == 200
+        with zipfile.ZipFile(io.BytesIO(await resp.read())) as archive:
+            names = [n.split("/data/", 1)[-1] for n in archive.namelist()]
+        for sqid in set(with_palettes) & {n.rpartition("/")[2].split(".")[0] for n in names}:
+            at = names.index(f"palettes/{sqid}.hex")
+            assert names[at - 1].startswith(f"artworks/{sqid}.")
+            assert names[at + 1] == f"palettes/{sqid}.gpl"
