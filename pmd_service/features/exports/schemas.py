@@ -164,7 +164,9 @@ class _ExportFields(ExportFields):
 
 class ExportItem(_ExportFields):
     skipped: list[Skipped]
-    skipped_count: Annotated[int, Meta(description="How many artworks `skipped` lists")]
+    skipped_count: Annotated[
+        int, Meta(description="How many entries `skipped` lists (an artwork, or its palette)")
+    ]
     parts: list[ExportPart]
     # Read with the item, not carried by events (a page keeps the item's).
     added_count: Annotated[
@@ -195,7 +197,8 @@ class ExportUpdate(_ExportFields):
     item (`GET /api/pmd/exports/{id}`) when it needs the rest."""
 
     skipped_count: Annotated[
-        int, Meta(description="Artworks left out so far (the list: GET the export)")
+        int,
+        Meta(description="Artworks (or their palettes) left out so far (the list: GET the export)"),
     ]
     parts: Annotated[
         list[ExportPart],
