@@ -7,14 +7,19 @@ import io
 import os
 import random
 import threading
+import uuid
 import zipfile
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from obstore.store import LocalStore
 from PIL import GimpPaletteFile, Image
 
+from pmd_service.host.vault import host_shard
 from pmd_service.zipbuild.build import CHUNK, Deriving, Entry, build, file_sink
+from pmd_service.zipbuild.content import Artwork
 from pmd_service.zipbuild.palette import (
     MAX_COLOURS,
     MAX_FRAME_PIXELS,
@@ -23,6 +28,7 @@ from pmd_service.zipbuild.palette import (
     gpl_file,
     hex_file,
 )
+from pmd_service.zipbuild.sources import object_fetcher
 from pmd_service.zipbuild.working_files import entry_id, palette_of
 
 RGBA = tuple[int, int, int, int]
@@ -256,3 +262,35 @@ def test_a_palette_is_made_of_the_artwork_written(tmp_path: Path) -> None:
         (entry_id(6, "palette"), "too_many_colours"),
         (entry_id(7, "palette"), "undecodable"),
     ]
+
+
+async def test_a_fetched_artwork_gets_its_palette_from_the_bytes_fetched(tmp_path: Path) -> None:
+    key = uuid.uuid4()
+    shard = host_shard(key)
+    image = _encoded([Image.new("RGB", (2, 2), (7, 8, 9))])
+    stored = tmp_path / "store" / shard / f"{key}.png"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(image)
+    artwork = Artwork(
+        post_id=9,
+        sqid="k9",
+        title="Nine",
+        description=None,
+        created_at=datetime.now(UTC),
+        width=2,
+        height=2,
+        frame_count=1,
+        hashtags=[],
+        storage_shard=shard,
+        storage_key=key,
+        fmt="png",
+        palette="palettes/k9",
+    )
+    fetch = object_fetcher(LocalStore(tmp_path / "store"))
+    names, added, skipped = _zip(tmp_path, await fetch(artwork))
+    assert names == {
+        "artworks/k9.png": image,
+        "palettes/k9.hex": b"070809\n",
+        "palettes/k9.gpl": b"GIMP Palette\nName: Nine (k9)\nColumns: 16\n#\n  7   8   9\t070809\n",
+    }
+    assert added == [9, entry_id(9, "palette"), entry_id(9, "palette")] and skipped == []
