@@ -44,7 +44,12 @@ MEDIA_TYPES = {
     "bmp": "image/bmp",
     "jpg": "image/jpeg",
 }
-LAYERS_TYPE = "application/octet-stream"  # no registered type: an importer keeps it as a file
+# A post's files beside its image, by their role in a build's outcome: (media type, what it is).
+BESIDE = {
+    "layers": ("application/octet-stream", "layers, .mkpx"),  # no registered type
+    "palette": ("text/plain", "palette, .hex"),
+    "gimp_palette": ("application/x-gimp-palette", "GIMP palette, .gpl"),
+}
 
 SQL_PROFILE = "SELECT handle, public_sqid, avatar_url FROM users WHERE id = $1"
 # A Note's `updated`: the later of the post's metadata and artwork changes.
@@ -106,14 +111,15 @@ def media_folder(artwork: Artwork) -> str:
 
 
 def _in_media(plan: Plan) -> Plan:
-    """The plan with each post's image and layers file under its media folder."""
+    """The plan with each post's image, layers file and palette under its media folder."""
     moved = []
     for a in plan.artworks:
         folder = media_folder(a)
         working = tuple(
             WorkingFile(w.kind, f"{folder}/{w.arcname.rpartition('/')[2]}") for w in a.working
         )
-        moved.append(dataclasses.replace(a, folder=folder, working=working))
+        palette = a.palette and f"{folder}/{a.palette.rpartition('/')[2]}"
+        moved.append(dataclasses.replace(a, folder=folder, working=working, palette=palette))
     return Plan(moved, plan.skipped, plan.sqids)
 
 
@@ -121,8 +127,8 @@ async def start_archive_part(run: PartRun, place: BagPlace, post_ids: list[int])
     """Part `place` of an archive export, marked started, with what it holds read."""
     await mark_started(run, place)
     user_id = run.claim["user_id"]
-    # The layers file goes beside each image; an upscaled copy is the site's, not the artist's.
-    wanted = Wanted(layers=True, folders=BAG_FOLDERS)
+    # The layers file and palette go beside each image; an upscaled copy is the site's.
+    wanted = Wanted(layers=True, palettes=True, folders=BAG_FOLDERS)
     plan = _in_media(await plan_artworks(run.pool, user_id, post_ids, run.st.public_ids, wanted))
     ids = [a.post_id for a in plan.artworks]
     updated = {r["id"]: r["updated"] for r in await run.pool.fetch(SQL_UPDATED, ids)}
@@ -166,8 +172,7 @@ class ArchivePart(ExportPart):
         by_id = {a.post_id: a for a in self.plan.artworks}
         notes = Notes(self.profile.actor, self.run.st.settings.base_url, self.mentions.result())
         creates = (
-            notes.create(by_id[p], working.added.get(p, {}).get("layers"), self.updated.get(p))
-            for p in posts
+            notes.create(by_id[p], working.added.get(p, {}), self.updated.get(p)) for p in posts
         )
         files: list[tuple[str, Trailing]] = [
             ("outbox.json", outbox(creates, len(posts))),
@@ -205,7 +210,10 @@ class Notes:
         self.base = base_url.rstrip("/")
         self.mentions = mentions
 
-    def create(self, a: Artwork, layers: str | None, updated: datetime | None) -> dict[str, Any]:
+    def create(
+        self, a: Artwork, beside: dict[str, str], updated: datetime | None
+    ) -> dict[str, Any]:
+        """`beside`: the post's other files in the part, by role (layers, palettes)."""
         url = f"{self.base}/p/{quote(a.sqid, safe='')}"
         hidden = a.hidden_by_user or a.hidden_by_mod
         # A hidden post is not public: its followers only, so no importer shows it to all.
@@ -221,15 +229,16 @@ class Notes:
                 "height": a.height,
             }
         ]
-        if layers is not None:
-            attachment.append(
-                {
-                    "type": "Document",
-                    "mediaType": LAYERS_TYPE,
-                    "url": layers,
-                    "name": f"{a.title} (layers, .mkpx)",
-                }
-            )
+        for role, (media_type, what) in BESIDE.items():
+            if role in beside:
+                attachment.append(
+                    {
+                        "type": "Document",
+                        "mediaType": media_type,
+                        "url": beside[role],
+                        "name": f"{a.title} ({what})",
+                    }
+                )
         note = {
             "id": url,
             "type": "Note",

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 from msgspec.structs import replace
+from PIL import Image
 
 from pmd_service.core.settings import Settings
 from support.mailbox import Mailbox
@@ -103,6 +104,13 @@ def postybirb(folder: Path) -> list[dict[str, Any]]:
     return taken
 
 
+def image_colours(data: bytes) -> set[str]:
+    """The decoded pixels' colours, the fully transparent left out."""
+    with Image.open(io.BytesIO(data)) as image:
+        pixels = image.convert("RGBA").tobytes()
+    return {pixels[i : i + 3].hex() for i in range(0, len(pixels), 4) if pixels[i + 3]}
+
+
 def neodb_visibility(note: dict[str, Any], followers: str) -> str:
     """NeoDB's (and Mastodon's) reading of `to`/`cc`."""
     if PUBLIC in note["to"]:
@@ -145,9 +153,9 @@ async def test_an_archive_reads_as_each_importer_reads_it(
         assert len(names) == len(set(names))
         for root in ("outbox.json", "actor.json", "likes.json", "bookmarks.json", "avatar.png"):
             assert root in names  # at the zip's root: Sharkey's and NeoDB's reading
-        for info in archive.infolist():  # only the JSON files are deflated
+        for info in archive.infolist():  # the text deflated, the media stored
             deflated = info.compress_type == zipfile.ZIP_DEFLATED
-            assert deflated == info.filename.endswith(".json"), info.filename
+            assert deflated == info.filename.endswith((".json", ".hex", ".gpl")), info.filename
 
         assert item["parts"][number - 1]["file_size_bytes"] <= item["part_bytes"]
         outbox = outbox_of(archive)
@@ -221,12 +229,18 @@ async def test_an_archive_reads_as_each_importer_reads_it(
         assert note["sensitive"] is False
         hidden = i in (1, 3)  # hidden by the artist, by a moderator
         assert neodb_visibility(note, followers) == ("followers_only" if hidden else "public")
-        if i == 5:  # the layers file, a further Document beside the image
-            assert len(note["attachment"]) == 2
-            assert note["attachment"][1]["url"].endswith(f"/{post.sqid}.mkpx")
-            assert taken["files"][1].read_bytes() == b"MKPX\x01layers"
-        else:
-            assert len(note["attachment"]) == 1
+        # Then the layers file (the sixth post has one) and the palettes, further Documents.
+        suffixes = [".png", *([".mkpx"] if i == 5 else []), ".hex", ".gpl"]
+        assert [PurePosixPath(a["url"]).name for a in note["attachment"]] == [
+            post.sqid + suffix for suffix in suffixes
+        ]
+        assert all(a["type"] == "Document" for a in note["attachment"])
+        files = dict(zip(suffixes, taken["files"], strict=True))
+        if i == 5:
+            assert files[".mkpx"].read_bytes() == b"MKPX\x01layers"
+        palette = files[".hex"].read_text().splitlines()
+        assert set(palette) == image_colours(files[".png"].read_bytes()) and len(palette) <= 256
+        assert f"{post.sqid}" in files[".gpl"].read_text()
     assert "&lt;script&gt;" in seen[f"{base}/p/{exported[2].sqid}"]["note"]["content"]
     content = seen[f"{base}/p/{exported[4].sqid}"]["note"]["content"]
     assert content == f"<p>Sprite 4</p><p>With @{fan['handle']}</p><p>&lt;b&gt;bold&lt;/b&gt;</p>"
@@ -318,3 +332,28 @@ async def test_an_archive_email_says_nothing_of_checking_a_bag(
     assert plain is not None
     text = plain.get_content()
     assert "is ready" in text and "BagIt" not in text and "README" not in text
+
+
+async def test_an_artwork_of_many_colours_goes_in_without_a_palette(
+    ex_client: Client, factory: Factory, small: Settings
+) -> None:
+    owner = await factory.user()
+    image = Image.new("RGB", (20, 20))
+    image.putdata([(n, n // 2, 255 - n) for n in range(256)] + [(1, 2, 3 + n) for n in range(144)])
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    post = await factory.post(owner, title="Gradient", data=out.getvalue(), width=20, height=20)
+    item = await ready_export(ex_client, small, owner, layout="activitypub")
+    assert item["skipped"] == [
+        {
+            "post_id": post.id,
+            "public_sqid": post.sqid,
+            "file": "palette",
+            "reason": "too_many_colours",
+        }
+    ]
+    (archive,) = await parts_of(ex_client, owner, item)
+    (note,) = notes_of(archive)
+    assert [a["url"] for a in note["attachment"]] == [
+        f"media_attachments/files/{post.sqid}/original/{post.sqid}.png"
+    ]
