@@ -17,8 +17,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 from msgspec.structs import replace
 from PIL import Image
+from pytest_aiohttp import AiohttpServer
 
 from pmd_service.core.settings import Settings
 from support.mailbox import Mailbox
@@ -357,3 +359,47 @@ async def test_an_artwork_of_many_colours_goes_in_without_a_palette(
     assert [a["url"] for a in note["attachment"]] == [
         f"media_attachments/files/{post.sqid}/original/{post.sqid}.png"
     ]
+
+
+async def test_an_archive_fetches_its_media_and_avatar_from_artwork_base_url(
+    ex_client: Client,
+    factory: Factory,
+    small: Settings,
+    pool: asyncpg.Pool,
+    aiohttp_server: AiohttpServer,
+) -> None:
+    """A worker without the vault fetches the avatar as it fetches the artworks."""
+    served: dict[str, bytes] = {}
+
+    async def vault(request: web.Request) -> web.Response:
+        data = served.get(request.match_info["path"])
+        return web.Response(status=404) if data is None else web.Response(body=data)
+
+    app = web.Application()
+    app.router.add_get("/vault/{path:.+}", vault)
+    origin = await aiohttp_server(app)
+    owner = await factory.user()
+    post = await factory.post(owner, title="Far away")
+    assert post.data is not None
+    served[f"{post.shard}/{post.storage_key}.png"] = post.data
+    avatar = f"avatar/3f/00/{uuid.uuid4()}.gif"
+    served[avatar] = b"GIF89a avatar"
+    await pool.execute(
+        "UPDATE users SET avatar_url = $2 WHERE id = $1",
+        owner.id,
+        f"https://vault.example/{avatar}",
+    )
+    far = replace(
+        small, artwork_base_url=str(origin.make_url("/vault")), vault_path=Path("/nonexistent")
+    )
+    status, item = await post_export(ex_client, owner, layout="activitypub")
+    assert status == 202, item
+    await run_worker(far)
+    ready = await (await ex_client.get(f"/api/pmd/exports/{item['id']}", headers=owner.auth)).json()
+    assert ready["status"] == "ready", ready
+    (archive,) = await parts_of(ex_client, owner, ready)
+    assert archive.read("avatar.gif") == b"GIF89a avatar"
+    actor = json.loads(archive.read("actor.json"))
+    assert actor["icon"] == {"type": "Image", "mediaType": "image/gif", "url": "avatar.gif"}
+    (note,) = notes_of(archive)
+    assert archive.read(note["attachment"][0]["url"]) == post.data
