@@ -210,7 +210,8 @@ async def test_export_parts_hold_layers_and_upscaled_copies_and_stay_valid_bags(
     assert found[posts[0].sqid]["upscaled"] == f"upscaled/{posts[0].sqid}.webp"
     assert "upscaled" not in found[posts[2].sqid]  # none made by the host: left out, not skipped
     assert "layers" not in found[missing.sqid]
-    assert skipped_files == [
+    # Random bytes decode to no image: their palettes are skipped too, not asserted here.
+    assert [s for s in skipped_files if s["file"] == "layers"] == [
         {
             "post_id": missing.id,
             "public_sqid": missing.sqid,
