@@ -496,3 +496,36 @@ async def test_policies_due_together_run_in_one_tick_each_its_own_run(
         "SELECT sum(posts) FROM write_spends WHERE user_id = $1", first.id
     )
     assert spent == 4
+
+
+@pytest.mark.parametrize("share", [1.0, 0.25])
+async def test_the_tick_rests_between_batches_for_its_busy_share(
+    client: Client,
+    factory: Factory,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    share: float,
+) -> None:
+    from types import SimpleNamespace
+
+    import msgspec
+
+    from pmd_service.features.posts.policies import runs as runs_module
+
+    made = [(await gallery_policy(client, factory))[2] for _ in range(3)]
+    await factory.pool.execute(
+        "UPDATE cleanup_policies SET enabled = false WHERE id <> ALL($1::uuid[])",
+        [uuid.UUID(m["id"]) for m in made],
+    )
+    rests: list[float] = []
+
+    async def rest(seconds: float) -> None:
+        rests.append(seconds)
+
+    monkeypatch.setattr(runs_module, "BATCH_RUNS", 2)
+    monkeypatch.setattr(runs_module, "asyncio", SimpleNamespace(sleep=rest))
+    async with job_context(msgspec.structs.replace(settings, policy_busy_share=share)) as ctx:
+        assert await run_due_policies(ctx) == 3
+    # A rest after each batch that ran (two and one), none once nothing is due.
+    assert len(rests) == 2
+    assert all(r > 0 for r in rests) if share < 1 else rests == [0.0, 0.0]

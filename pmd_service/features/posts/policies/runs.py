@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -441,7 +442,9 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
         if not await promotions_seen(st.pool, st.settings):
             return 0
         while time.monotonic() < until:
+            began = time.monotonic()
             some = await _some_due(st.pool, st.settings)
+            busy = time.monotonic() - began
             for one in some:
                 ran += 1
                 changed += one.last.changed_count
@@ -455,6 +458,7 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
             # None due, or the site's minute is full: the next tick carries on.
             if not some or some[-1].site_held:
                 break
+            await asyncio.sleep(busy * (1 / st.settings.policy_busy_share - 1))
     except TRANSIENT as exc:
         # What this tick could not run stays due (a run commits whole or not at all).
         log.warning(
