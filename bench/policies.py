@@ -236,8 +236,11 @@ async def bench(
     workers: int,
     quiet: float,
     lifted: bool = False,
+    busy_share: float | None = None,
 ) -> dict[str, Any]:
     changed = owners * matching
+    if busy_share is not None:
+        settings = cli.replace(settings, policy_busy_share=busy_share)
     if lifted:
         # The runs' own cost, the site's budget aside (the write budget's one-off measured that).
         settings = cli.roomy(
@@ -304,11 +307,8 @@ if __name__ == "__main__":
     parser.add_argument("--matching", type=int, default=MATCHING, help="of them, older than a year")
     parser.add_argument("--workers", type=int, default=WORKERS, help="workers' ticks at once")
     parser.add_argument("--ci", action="store_true", help="200 owners of 20 posts, nothing saved")
-    parser.add_argument(
-        "--lifted",
-        action="store_true",
-        help="lift the site's budgets to the run's posts (recorded with its figures)",
-    )
+    parser.add_argument("--lifted", action="store_true", help="lift the site's budgets (recorded)")
+    parser.add_argument("--busy-share", type=float, help="its POLICY_BUSY_SHARE (recorded)")
     parser.add_argument(
         "--save", action="store_true", help="run it as bench/runner does and keep its figures"
     )
@@ -324,7 +324,5 @@ if __name__ == "__main__":
         CI if args.ci else {"owners": args.owners, "posts": args.posts, "matching": args.matching}
     )
     quiet = CI_QUIET if args.ci else QUIET
-    figures = cli.in_stack(
-        bench, size["owners"], size["posts"], size["matching"], args.workers, quiet, args.lifted
-    )
+    figures = cli.in_stack(bench, *size.values(), args.workers, quiet, args.lifted, args.busy_share)
     cli.save(args.json, figures)
