@@ -68,7 +68,8 @@ SET progress_done = :done, total_bytes = total_bytes + :size, skipped = skipped 
     parts_version = parts_version + 1, attempts = 1, heartbeat_at = now()
 WHERE id = :id AND claim_token = :token
 """)
-# The posts it holds, for the next incremental export, and `ready_at`, which makes it followable.
+# The posts it holds, for the next incremental export, and `ready_at`, which makes it followable;
+# an entry naming a `file` (a palette) left out only that file, so its post stays covered.
 SQL_READY = Named(f"""
 UPDATE exports
 SET status = 'ready', completed_at = now(), expires_at = now() + make_interval(days => :days),
@@ -77,7 +78,9 @@ SET status = 'ready', completed_at = now(), expires_at = now() + make_interval(d
     progress_done = artwork_count,
     covered_post_ids = ARRAY(
         SELECT c FROM unnest(covered_post_ids) AS c
-        WHERE NOT skipped @> jsonb_build_array(jsonb_build_object('post_id', c)))
+        WHERE NOT EXISTS (
+            SELECT 1 FROM jsonb_array_elements(skipped) AS s
+            WHERE (s->>'post_id')::int = c AND s->'file' IS NULL))
 WHERE {OWNED}
 RETURNING 1
 """)

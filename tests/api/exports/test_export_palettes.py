@@ -11,12 +11,20 @@ import zipfile
 from pathlib import Path
 
 import asyncpg
+import pytest
+from msgspec.structs import replace
 from PIL import Image
 
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, PostRow
-from tests.exports import ready_export, unpacked
+from tests.exports import post_export, ready_export, unpacked
 from tests.helpers import Client
+
+
+@pytest.fixture
+def small(small: Settings) -> Settings:
+    """An incremental export may follow a full one at once."""
+    return replace(small, export_incremental_cooldown_seconds=0)
 
 
 def _encoded(frames: list[Image.Image], fmt: str) -> bytes:
@@ -144,3 +152,17 @@ async def test_each_part_holds_each_artworks_palette(
             at = names.index(f"palettes/{sqid}.hex")
             assert names[at - 1].startswith(f"artworks/{sqid}.")
             assert names[at + 1] == f"palettes/{sqid}.gpl"
+
+
+async def test_a_palette_left_out_does_not_make_its_artwork_new_again(
+    ex_client: Client, factory: Factory, small: Settings
+) -> None:
+    """The artwork of too many colours is in the export: the next incremental one has nothing
+    new to hold, rather than the same artwork again each time."""
+    owner = await factory.user()
+    many = await factory.post(owner, title="Gradient", data=_many_colours())
+    first = await ready_export(ex_client, small, owner)
+    assert [s["post_id"] for s in first["skipped"]] == [many.id]
+    status, answer = await post_export(ex_client, owner, since="last")
+    assert status == 200, answer
+    assert answer["nothing_changed"] is True and answer["since_export_id"] == first["id"]
