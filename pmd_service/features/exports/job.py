@@ -65,7 +65,9 @@ class ExportRun:
         for part in parts:
             if part["status"] == "ready":
                 self.added += part["artwork_count"]
-                self.done += part["artwork_count"] + len(part["skipped"])
+                # An entry naming a `file` (a palette) is of an artwork already counted.
+                left_out = [s for s in part["skipped"] if "file" not in s]
+                self.done += part["artwork_count"] + len(left_out)
         start = start_archive_part if claim["layout"] == ACTIVITYPUB else start_part
         for part in parts:
             if part["status"] != "ready":

@@ -7,8 +7,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import uuid
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -25,6 +28,9 @@ from tests.helpers import Client
 def small(small: Settings) -> Settings:
     """An incremental export may follow a full one at once."""
     return replace(small, export_incremental_cooldown_seconds=0)
+
+
+Ctx = dict[str, Any]  # arq's context, as the `worker_ctx` fixture gives it
 
 
 def _encoded(frames: list[Image.Image], fmt: str) -> bytes:
@@ -166,3 +172,40 @@ async def test_a_palette_left_out_does_not_make_its_artwork_new_again(
     status, answer = await post_export(ex_client, owner, since="last")
     assert status == 200, answer
     assert answer["nothing_changed"] is True and answer["since_export_id"] == first["id"]
+
+
+async def test_a_resumed_run_counts_artworks_not_their_palettes(
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, worker_ctx: Ctx
+) -> None:
+    """A run that takes over after a part was published counts that part's artworks once:
+    its progress never passes its total for a palette the part left out."""
+    from pmd_service.features.exports.job import process_export
+
+    owner = await factory.user()
+    await factory.post(owner, title="Gradient", data=_many_colours())
+    for i in range(2):  # each fills a part of 64 KiB alone
+        await factory.post(owner, title=f"Noise {i}", data=os.urandom(40 * 1024))
+    item = await ready_export(ex_client, small, owner)
+    export_id = uuid.UUID(item["id"])
+    assert len(item["parts"]) >= 2 and item["skipped_count"] == 1
+    # The run died before publishing a part that left nothing out; another takes it over.
+    await pool.execute(
+        "UPDATE export_parts SET status = 'pending', file_path = NULL, file_size_bytes = NULL,"
+        " sha256 = NULL, completed_at = NULL WHERE export_id = $1 AND number = ("
+        " SELECT max(number) FROM export_parts WHERE export_id = $1 AND skipped = '[]')",
+        export_id,
+    )
+    since = await pool.fetchval("SELECT coalesce(max(id), 0) FROM stream_events")
+    await pool.execute(
+        "UPDATE exports SET status = 'processing', claim_token = NULL, completed_at = NULL,"
+        " ready_at = NULL, expires_at = NULL, progress_done = 0 WHERE id = $1",
+        export_id,
+    )
+    assert await process_export(worker_ctx, str(export_id)) == "ready"
+    rows = await pool.fetch(
+        "SELECT payload FROM stream_events WHERE subject_id = $1 AND id > $2 ORDER BY id",
+        export_id,
+        since,
+    )
+    done = [r["payload"]["progress_done"] for r in rows]
+    assert done and max(done) == item["artwork_count"] == 3, done
