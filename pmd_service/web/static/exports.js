@@ -5,7 +5,7 @@
 // else's posts, and a 403 on the list keeps it hidden.
 
 import { explain } from "./api.js";
-import { REASON, saveThroughTicket } from "./downloads.js";
+import { saveThroughTicket, skipWhy } from "./downloads.js";
 import * as fmt from "./format.js";
 import { el, timeEl } from "./ui.js";
 
@@ -578,10 +578,17 @@ export class Exports {
     if (item.skipped.length) {
       const details = el("details", "bdr-skipped");
       details.open = skippedOpen;
-      details.append(el("summary", "", `${fmt.plural(item.skipped.length, "artwork")} left out`));
+      // An entry naming a `file` (a palette) left that file out: its artwork is in the export.
+      const artworks = item.skipped.filter((s) => !s.file).length;
+      const palettes = item.skipped.length - artworks;
+      const summary = [
+        artworks && `${fmt.plural(artworks, "artwork")} left out`,
+        palettes && `${fmt.plural(palettes, "palette")} left out`,
+      ].filter(Boolean).join(", ");
+      details.append(el("summary", "", summary));
       const ul = el("ul", "");
       for (const s of item.skipped) {
-        ul.append(el("li", "", `${s.public_sqid ?? `#${s.post_id}`}: ${REASON[s.reason] ?? s.reason}`));
+        ul.append(el("li", "", `${s.public_sqid ?? `#${s.post_id}`}: ${skipWhy(s)}`));
       }
       details.append(ul);
       li.append(details);
