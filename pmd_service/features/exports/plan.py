@@ -24,6 +24,8 @@ from .incremental import carries_files, changed
 # ZIP headers, the manifest's line and metadata.json's entry: measured ~900 bytes, rounded up.
 PER_ARTWORK = 1536
 PER_WORKING_FILE = 1024  # the same for a layers file or an upscaled copy beside it
+# An artwork's .hex and .gpl of 256 colours, compressed and listed: measured ~4.3 KB, rounded up.
+PER_PALETTE = 5 * 1024
 PER_COMMENT = 320  # its JSON around the body (ids, author, dates, indentation)
 PER_REACTION_KIND = 64
 # The tag files, the JSON files' heads and the ZIP's end, whatever the artworks.
@@ -138,4 +140,5 @@ def _files_estimate(row: asyncpg.Record, actual: dict[int, int], upscaled: bool)
     if not row["carries"]:
         return 0
     files: int = actual.get(row["id"], row["file_bytes"] + (row["layers_bytes"] or 0))
-    return files + PER_WORKING_FILE * ((row["layers_bytes"] is not None) + upscaled)
+    beside = PER_WORKING_FILE * ((row["layers_bytes"] is not None) + upscaled)
+    return files + beside + PER_PALETTE

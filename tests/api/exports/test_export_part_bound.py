@@ -1,0 +1,46 @@
+"""A part stays within its byte bound when every artwork brings a palette of 256 colours, the
+largest a palette is: the plan counts each artwork's .hex and .gpl beside its image."""
+
+from __future__ import annotations
+
+import io
+import random
+import zipfile
+
+from PIL import Image
+
+from pmd_service.core.settings import Settings
+from pmd_service.zipbuild.palette import MAX_COLOURS
+from support.seeding import Factory
+from tests.exports import ready_export
+from tests.helpers import Client
+
+KIB = 1024
+
+
+def _full_palette(seed: int) -> bytes:
+    """16x16 pixels, each its own colour: a small image with the largest palette."""
+    picked = random.Random(seed).sample(range(1 << 24), MAX_COLOURS)
+    img = Image.new("RGB", (16, 16))
+    img.putdata([(c >> 16, (c >> 8) & 255, c & 255) for c in picked])
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+async def test_parts_of_small_artworks_with_full_palettes_stay_within_the_bound(
+    ex_client: Client, factory: Factory, small: Settings
+) -> None:
+    owner = await factory.user()
+    for i in range(30):
+        await factory.post(owner, title=f"Tile {i}", data=_full_palette(i))
+    part_bytes = 128 * KIB
+    item = await ready_export(ex_client, small, owner, part_bytes=part_bytes)
+    assert item["artwork_count"] == 30 and item["skipped"] == []
+    for part in item["parts"]:
+        assert part["file_size_bytes"] <= part_bytes, part
+        resp = await ex_client.get(part["download_url"], headers=owner.auth)
+        with zipfile.ZipFile(io.BytesIO(await resp.read())) as archive:
+            hexes = [n for n in archive.namelist() if n.endswith(".hex")]
+            assert len(hexes) == part["artwork_count"]
+            assert all(len(archive.read(n).splitlines()) == MAX_COLOURS for n in hexes)
