@@ -147,7 +147,8 @@ def pip_cert() -> Path | None:
 
 
 def service_image(podman: Podman, *, demo: bool = False) -> str:
-    """The tag of the Dockerfile's image (`demo`: DEMO=true), built unless it is there."""
+    """The tag of the Dockerfile's image (`demo`: under a repository of its own), built unless
+    it is there."""
     base = base_image()
     if not podman.exists(base):
         debian_image(podman, base, PYTHON_PACKAGES, ["ENV LANG=C.UTF-8", 'CMD ["python3"]'])
@@ -156,6 +157,5 @@ def service_image(podman: Podman, *, demo: bool = False) -> str:
     if not podman.exists(tag):
         cert = pip_cert()
         secret = ["--secret", f"id=pip_cert,src={cert}"] if cert else []
-        args = ["--build-arg", "DEMO=true"] if demo else []
-        podman.build(tag, CHECKOUT, "--network=host", *secret, *args, replacing=f"{repo}:")
+        podman.build(tag, CHECKOUT, "--network=host", *secret, replacing=f"{repo}:")
     return tag
