@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,9 +31,9 @@ class PaletteError(ValueError):
 
 
 def colours(image: bytes) -> tuple[str, ...] | None:
-    """The image's distinct colours as lowercase `rrggbb`, in the order they first appear (row
-    by row, frame by frame), fully transparent pixels left out and any other alpha ignored;
-    None when there are more than MAX_COLOURS."""
+    """The image's distinct colours as lowercase `rrggbb`, the most used first (pixels of every
+    frame together; a tie by the colour), fully transparent pixels left out and any other alpha
+    ignored; None when there are more than MAX_COLOURS."""
     try:
         with Image.open(io.BytesIO(image), formats=FORMATS) as img:
             return _colours(img)
@@ -49,34 +48,32 @@ def _colours(img: Any) -> tuple[str, ...] | None:
     frames = getattr(img, "n_frames", 1)
     if width * height > MAX_FRAME_PIXELS or width * height * frames > MAX_PIXELS:
         raise PaletteError(f"{width}x{height} pixels, {frames} frame(s): over the limit")
-    seen: dict[int, None] = {}  # RGBA as one native int, in first-appearance order
+    used: dict[bytes, int] = {}  # pixels of each colour shown
     for index in range(frames):
         img.seek(index)
-        frame = _shown(img)
-        # Counted in C first: an image of many colours is never scanned pixel by pixel.
-        counted = frame.getcolors(MAX_COLOURS + 1)  # one more: the transparent pixel
+        # Counted in C: no pixel is ever visited in Python, whatever the image's size.
+        counted = _shown(img).getcolors(MAX_COLOURS + 1)  # one more: the transparent pixel
         if counted is None:
             return None
-        if len(seen.keys() | {_packed(rgba) for _, rgba in counted if rgba[3]}) > MAX_COLOURS:
+        for n, colour in counted:
+            if len(colour) == 3 or colour[3]:
+                used[bytes(colour[:3])] = used.get(bytes(colour[:3]), 0) + n
+        if len(used) > MAX_COLOURS:
             return None
-        for value in dict.fromkeys(memoryview(frame.tobytes()).cast("I")):
-            seen.setdefault(value)
-    shown = (value.to_bytes(4, sys.byteorder) for value in seen)
-    return tuple(rgba[:3].hex() for rgba in shown if rgba[3])
+    return tuple(c.hex() for c in sorted(used, key=lambda c: (-used[c], c)))
 
 
 def _shown(frame: Any) -> Any:
-    """The frame as RGBA, each pixel either opaque or (0, 0, 0, 0)."""
+    """The frame as RGB, or, when it has transparency, as RGBA with each pixel either opaque
+    or (0, 0, 0, 0)."""
+    if frame.mode not in ("RGBA", "LA", "PA", "La") and "transparency" not in frame.info:
+        return frame.convert("RGB")
     rgba = frame.convert("RGBA")
     alpha = rgba.getchannel("A").point(_SHOWN)
     rgba.putalpha(alpha)
     hidden = alpha.point(lambda value: 255 - value)
     rgba.paste((0, 0, 0, 0), (0, 0, *rgba.size), hidden)
     return rgba
-
-
-def _packed(rgba: tuple[int, int, int, int]) -> int:
-    return int.from_bytes(bytes(rgba), sys.byteorder)
 
 
 def hex_file(colours: Sequence[str]) -> bytes:

@@ -10,6 +10,7 @@ import json
 import os
 import uuid
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -134,8 +135,9 @@ async def test_each_part_holds_each_artworks_palette(
         assert post.data is not None
         pixels = _pixel_colours(post.data)
         hex_lines = (palettes[sqid] / f"{sqid}.hex").read_text().splitlines()
-        # Every colour of the pixels once, in the order they first appear.
-        assert hex_lines == list(dict.fromkeys(pixels)), sqid
+        # Every colour of the pixels once, the most used first (a tie by the colour).
+        used = Counter(pixels)
+        assert hex_lines == sorted(used, key=lambda c: (-used[c], c)), sqid
         gpl = (palettes[sqid] / f"{sqid}.gpl").read_text().splitlines()
         assert gpl[0] == "GIMP Palette" and gpl[1].startswith("Name: ") and gpl[3] == "#"
         rows = [line.split("\t")[0].split() for line in gpl[4:]]
@@ -156,8 +158,9 @@ async def test_each_part_holds_each_artworks_palette(
             names = [n.split("/data/", 1)[-1] for n in archive.namelist()]
         for sqid in set(with_palettes) & {n.rpartition("/")[2].split(".")[0] for n in names}:
             at = names.index(f"palettes/{sqid}.hex")
-            assert names[at - 1].startswith(f"artworks/{sqid}.")
-            assert names[at + 1] == f"palettes/{sqid}.gpl"
+            # Made beside the build, after their artwork: the .gpl after the .hex.
+            artwork = next(i for i, n in enumerate(names) if n.startswith(f"artworks/{sqid}."))
+            assert at > artwork and names[at + 1] == f"palettes/{sqid}.gpl"
 
 
 async def test_a_palette_left_out_does_not_make_its_artwork_new_again(
