@@ -6,8 +6,11 @@ reused buffers, so a build's memory never grows with the ZIP. Artworks are store
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import os
@@ -399,20 +402,58 @@ class _Kept:
         return None if self._data is None else bytes(self._data)
 
 
+# Derived files are made on threads of their own while the build goes on (decoding an image
+# lets go of the GIL), each added this many entries after its own, or sooner when the entries'
+# bytes held meanwhile pass the bound: the same place in every build of the same entries.
+DERIVING_AHEAD = 4
+DERIVING_HELD_BYTES = 32 << 20
+
+
+@functools.cache
+def _derivers() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="pmd-derive")
+
+
+_Deriving = tuple["Entry", concurrent.futures.Future[list["Entry"]], int]
+
+
+class _Derivations:
+    """The entries whose derived files are being made, in their order, with the bytes held."""
+
+    def __init__(self) -> None:
+        self.pending: collections.deque[_Deriving] = collections.deque()
+        self.held = 0
+
+    def start(self, entry: Entry, data: bytes | None) -> None:
+        assert entry.derived is not None
+        size = len(data or b"")
+        self.pending.append((entry, _derivers().submit(entry.derived.make, data), size))
+        self.held += size
+
+    def ready(self, every: bool = False) -> Iterator[tuple[Entry, list[Entry]]]:
+        """The made files, in their entries' order, of those DERIVING_AHEAD entries back (or
+        of as many as hold more than DERIVING_HELD_BYTES), and (`every`) all of them."""
+        while self.pending and (
+            every or len(self.pending) > DERIVING_AHEAD or self.held > DERIVING_HELD_BYTES
+        ):
+            entry, future, size = self.pending.popleft()
+            self.held -= size
+            yield entry, future.result()
+
+
 def _derived(
-    stream: ZipStream, hashes: _EntryHashes, result: BuildResult, entry: Entry, data: bytes | None
+    stream: ZipStream, hashes: _EntryHashes, result: BuildResult, entry: Entry, made: list[Entry]
 ) -> Iterator[Chunk]:
-    """The files `entry.derived` makes of its bytes, added (or skipped) right after it."""
-    assert entry.derived is not None
+    """The files made of `entry`'s bytes, added (or skipped) in its folder."""
     folder = posixpath.dirname(entry.arcname)
-    for made in entry.derived.make(data):
-        if made.skip_reason is not None:
-            result.skipped.append((made.post_id, made.skip_reason))
+    for file in made:
+        if file.skip_reason is not None:
+            result.skipped.append((file.post_id, file.skip_reason))
             continue
-        name = posixpath.normpath(posixpath.join(folder, made.arcname))
-        blob = made.data or b""
+        name = posixpath.normpath(posixpath.join(folder, file.arcname))
+        blob = file.data or b""
         yield from _add(stream, hashes, name, (blob,), len(blob), ZIP_DEFLATED)
-        result.added.append(made.post_id)
+        result.added.append(file.post_id)
 
 
 def _zip_chunks(
@@ -426,6 +467,7 @@ def _zip_chunks(
     closing: Closing | None = None,
 ) -> Generator[Chunk, None, None]:
     stream = ZipStream(compress_type=ZIP_STORED)
+    deriving = _Derivations()
     for done, entry in enumerate(entries, start=1):
         if cancel.is_set():
             raise BuildCancelled
@@ -445,16 +487,18 @@ def _zip_chunks(
                     yield from _add(stream, hashes, entry.arcname, read, size)
                 result.added.append(entry.post_id)
                 if kept is not None:
-                    yield from _derived(stream, hashes, result, entry, kept.data)
+                    deriving.start(entry, kept.data)
         else:
             data = entry.data or b""
             yield from _add(stream, hashes, entry.arcname, (data,), len(data))
             result.added.append(entry.post_id)
             if entry.derived is not None:
-                held = data if len(data) <= entry.derived.max_bytes else None
-                yield from _derived(stream, hashes, result, entry, held)
+                deriving.start(entry, data if len(data) <= entry.derived.max_bytes else None)
+        for derived, made in deriving.ready():
+            yield from _derived(stream, hashes, result, derived, made)
         on_progress(done)
-
+    for derived, made in deriving.ready(every=True):
+        yield from _derived(stream, hashes, result, derived, made)
     if cancel.is_set():
         raise BuildCancelled
     for name, blob in trailer(result.added, result.skipped):
@@ -465,8 +509,8 @@ def _zip_chunks(
             yield from _add(stream, hashes, name, blob, compress_type=ZIP_DEFLATED)
     if closing is not None:
         hashes.flush()
-        for name, made in closing(list(result.files)):
-            yield from _add(stream, hashes, name, (made,), len(made), ZIP_DEFLATED)
+        for name, closed in closing(list(result.files)):
+            yield from _add(stream, hashes, name, (closed,), len(closed), ZIP_DEFLATED)
     yield from stream.finalize()
 
 
