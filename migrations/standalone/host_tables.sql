@@ -16,6 +16,7 @@ CREATE TABLE users (
     user_key     uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
     public_sqid  varchar(16) UNIQUE,
     handle       varchar(50) NOT NULL UNIQUE,
+    bio          text,
     avatar_url   varchar(500),
     email        varchar(255) NOT NULL UNIQUE,
     roles        json NOT NULL DEFAULT '[]'::json,

@@ -166,6 +166,7 @@ NEEDED_COLUMNS = (
         _col("public_sqid", TEXT),
         _col("handle", TEXT, "set"),
         _col("avatar_url", TEXT, "any", "a mention carries its account's avatar"),
+        _col("bio", TEXT, why="an archive's actor.json carries it as the summary"),
         _col("email", TEXT, "set", "BDR emails go to it"),
         _col("roles", JSON),
         _col("deactivated", BOOL),

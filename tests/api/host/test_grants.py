@@ -163,8 +163,8 @@ async def test_check_host_reports_what_a_role_holds_beyond_need(
             "  UNSAFE   posts: DELETE; TRUNCATE; UPDATE on title (the service needs none of these)",
             f"  to fix:  {FIX.format(role=role)}",
             "  MISSING  posts.license_id: no UPDATE privilege",
-            "  beyond need  users: SELECT on bio, tagline, website, email_normalized, "
-            "email_verified, welcome_completed (+13 more)",
+            "  beyond need  users: SELECT on tagline, website, email_normalized, "
+            "email_verified, welcome_completed, reputation (+12 more)",
         ]
         assert not _privileges_fit(report)
         await admin.execute(f"GRANT UPDATE (license_id) ON posts TO {role}")
