@@ -51,7 +51,7 @@ BESIDE = {
     "gimp_palette": ("application/x-gimp-palette", "GIMP palette, .gpl"),
 }
 
-SQL_PROFILE = "SELECT handle, public_sqid, avatar_url FROM users WHERE id = $1"
+SQL_PROFILE = "SELECT handle, public_sqid, avatar_url, bio FROM users WHERE id = $1"
 # A Note's `updated`: the later of the post's metadata and artwork changes.
 SQL_UPDATED = """
 SELECT id, greatest(metadata_modified_at, artwork_modified_at) AS updated
@@ -72,6 +72,7 @@ class Profile:
     handle: str
     actor: str  # the artist's public address on the host: the actor's id
     avatar: tuple[str, bytes] | None  # (its name at the root, its bytes)
+    bio: str | None  # as stored: its mentions are served plain
 
 
 def avatar_path(url: str | None) -> tuple[str, str] | None:
@@ -141,8 +142,10 @@ async def start_archive_part(run: PartRun, place: BagPlace, post_ids: list[int])
     if found is not None:
         data = await _read_avatar(run.st, found[0])
         avatar = None if data is None else (f"avatar.{found[1]}", data)
-    mentions = resolve_ahead(run.pool, [a.description for a in plan.artworks], [])
-    return ArchivePart(run, place, plan, mentions, Profile(handle, actor, avatar), updated)
+    bio = None if user is None else user["bio"]
+    mentions = resolve_ahead(run.pool, [bio, *(a.description for a in plan.artworks)], [])
+    profile = Profile(handle, actor, avatar, bio)
+    return ArchivePart(run, place, plan, mentions, profile, updated)
 
 
 class ArchivePart(ExportPart):
@@ -170,13 +173,14 @@ class ArchivePart(ExportPart):
     ) -> list[tuple[str, Trailing]]:
         posts, _, working = split(added, skipped, self.arcnames)
         by_id = {a.post_id: a for a in self.plan.artworks}
-        notes = Notes(self.profile.actor, self.run.st.settings.base_url, self.mentions.result())
+        mentions = self.mentions.result()
+        notes = Notes(self.profile.actor, self.run.st.settings.base_url, mentions)
         creates = (
             notes.create(by_id[p], working.added.get(p, {}), self.updated.get(p)) for p in posts
         )
         files: list[tuple[str, Trailing]] = [
             ("outbox.json", outbox(creates, len(posts))),
-            ("actor.json", actor_json(self.profile)),
+            ("actor.json", actor_json(self.profile, mentions)),
             ("likes.json", _empty_collection("likes.json")),
             ("bookmarks.json", _empty_collection("bookmarks.json")),
         ]
@@ -195,9 +199,13 @@ def _when(moment: datetime) -> str:
 
 def _content(title: str, description: str | None) -> str:
     """The title, then the description, as HTML paragraphs, every text escaped."""
-    paragraphs = [title, *(description or "").split("\n\n")]
+    return _paragraphs([title, *(description or "").split("\n\n")])
+
+
+def _paragraphs(texts: Iterable[str]) -> str:
+    """Each text not blank an HTML paragraph, escaped, its line breaks kept."""
     return "".join(
-        f"<p>{html.escape(p.strip()).replace(chr(10), '<br>')}</p>" for p in paragraphs if p.strip()
+        f"<p>{html.escape(p.strip()).replace(chr(10), '<br>')}</p>" for p in texts if p.strip()
     )
 
 
@@ -301,7 +309,8 @@ def outbox(creates: Iterable[dict[str, Any]], total: int) -> Iterator[bytes]:
     yield b"".join(pending)
 
 
-def actor_json(profile: Profile) -> bytes:
+def actor_json(profile: Profile, mentions: Mentions) -> bytes:
+    bio = mentions.plain(profile.bio) or ""
     actor: dict[str, Any] = {
         "@context": CONTEXT,
         "id": profile.actor,
@@ -309,7 +318,7 @@ def actor_json(profile: Profile) -> bytes:
         "url": profile.actor,
         "preferredUsername": profile.handle,
         "name": profile.handle,
-        # No `summary`: users.bio is not among the host's columns the service may read.
+        "summary": _paragraphs(bio.split("\n\n")),
         "followers": f"{profile.actor}/followers",
         "outbox": "outbox.json",
         "likes": "likes.json",
