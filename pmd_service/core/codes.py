@@ -154,6 +154,7 @@ class Code(enum.StrEnum):
     INVALID_PART_SIZE = "invalid_part_size"
     INVALID_SINCE = "invalid_since"
     INVALID_SCHEDULE = "invalid_schedule"
+    INVALID_LAYOUT = "invalid_layout"
     EXPORT_RUNNING = "export_running"
     EXPORT_SCHEDULED = "export_scheduled"
     EXPORT_COOLDOWN = "export_cooldown"
@@ -300,6 +301,7 @@ TABLE: dict[Code, Entry] = {
     Code.INVALID_PART_SIZE: Entry(400, "`part_bytes` is outside the allowed range", {"min_part_bytes": "integer", "max_part_bytes": "integer"}),
     Code.INVALID_SINCE: Entry(400, "`since` names no ready export of the caller's to follow"),
     Code.INVALID_SCHEDULE: Entry(400, "`repeat_every_days`/`repeat_times` are not valid together"),
+    Code.INVALID_LAYOUT: Entry(400, "`layout` is neither `bagit` nor `activitypub`"),
     Code.EXPORT_RUNNING: Entry(409, "An export is already running", {"export_id": "string", "progress": "object"}),
     Code.EXPORT_SCHEDULED: Entry(409, "A recurring export is already scheduled"),
     Code.EXPORT_COOLDOWN: Entry(429, "The next export can be asked for later; see Retry-After", _RETRY),

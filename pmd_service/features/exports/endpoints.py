@@ -117,8 +117,9 @@ ENDPOINTS = (
         "exports", ok_status=202, ok_description="Accepted: the export is queued",
         request=ExportRequest, response=ExportItem, problems=(403, 409, 422, 429, 503),
         codes=(Code.TARGET_MISMATCH, _OWNER_CODE, Code.INVALID_PART_SIZE, Code.INVALID_SINCE,
-               Code.INVALID_SCHEDULE, Code.EXPORT_RUNNING, Code.EXPORT_SCHEDULED,
-               Code.EXPORT_COOLDOWN, Code.NOTHING_TO_EXPORT, Code.LOW_DISK_SPACE),
+               Code.INVALID_SCHEDULE, Code.INVALID_LAYOUT, Code.EXPORT_RUNNING,
+               Code.EXPORT_SCHEDULED, Code.EXPORT_COOLDOWN, Code.NOTHING_TO_EXPORT,
+               Code.LOW_DISK_SPACE),
         problem_notes={
             400: "`part_bytes` outside [EXPORT_MIN_PART_BYTES, EXPORT_MAX_PART_BYTES] (the "
                  "bounds are in the answer), a `since` that is neither `last` nor the id of an "

@@ -142,7 +142,7 @@ def _layout(body: ExportRequest) -> Layout | None:
         f"`layout` must be {names}; got {body.layout[:40]!r}. Leave it out for a BagIt bag.",
         slug="invalid-layout",
         errors=[FieldError(field="layout", message=f"must be {names}")],
-        code=Code.BAD_REQUEST,
+        code=Code.INVALID_LAYOUT,
     )
 
 

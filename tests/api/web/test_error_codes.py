@@ -598,6 +598,9 @@ def _own(
         ("post", "/api/pmd/exports", Code.INVALID_SCHEDULE): lambda: now(
             post("/api/pmd/exports", {"repeat_every_days": 7})
         ),
+        ("post", "/api/pmd/exports", Code.INVALID_LAYOUT): lambda: now(
+            post("/api/pmd/exports", {"layout": "mastodon"})
+        ),
         ("post", "/api/pmd/exports", Code.EXPORT_RUNNING): running_export,
         ("post", "/api/pmd/exports", Code.EXPORT_COOLDOWN): lambda: now(
             post("/api/pmd/exports", {})
