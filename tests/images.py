@@ -146,13 +146,12 @@ def pip_cert() -> Path | None:
     return next((path for path in paths if path.is_file()), None)
 
 
-def service_image(podman: Podman, *, demo: bool = False) -> str:
-    """The tag of the Dockerfile's image (`demo`: under a repository of its own), built unless
-    it is there."""
+def service_image(podman: Podman) -> str:
+    """The tag of the Dockerfile's image, built unless it is there."""
     base = base_image()
     if not podman.exists(base):
         debian_image(podman, base, PYTHON_PACKAGES, ["ENV LANG=C.UTF-8", 'CMD ["python3"]'])
-    repo = IMAGE_REPO + ("-demo" if demo else "")
+    repo = IMAGE_REPO
     tag = f"{repo}:{context_digest()}"
     if not podman.exists(tag):
         cert = pip_cert()

@@ -287,7 +287,6 @@ def test_the_published_port_and_base_url_agree(tmp_path: Path) -> None:
 async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothing(
     podman: Podman, docker: Engine, image: str, tmp_path: Path
 ) -> None:
-    demo_image = service_image(podman, demo=True)
     standins.build(podman, STANDALONE_STANDINS)
     port, mail_port, s3_port = free_port(), free_port(), free_port()
     secret = "compose-up-test-secret-" + uuid.uuid4().hex
@@ -299,7 +298,6 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
         | {
             "JWT_SECRET_KEY": secret,
             "PMD_IMAGE": image,
-            "PMD_DEMO_IMAGE": demo_image,
             "PMD_PORT": str(port),
             "PMD_MAIL_PORT": str(mail_port),
             "PMD_S3_PORT": str(s3_port),
