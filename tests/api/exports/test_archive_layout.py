@@ -31,14 +31,6 @@ from tests.helpers import Client, assert_problem, eventually, run_worker
 
 AS = "https://www.w3.org/ns/activitystreams"
 PUBLIC = AS + "#Public"
-# The ActivityStreams 2.0 context's terms an activity of ours may use (www.w3.org/ns/
-# activitystreams, vendored), and the two Mastodon defines beside it (as:sensitive, as:Hashtag).
-AS_TERMS = {
-    "id", "type", "actor", "attachment", "attributedTo", "cc", "content", "height", "href",
-    "inReplyTo", "mediaType", "name", "object", "published", "summary", "tag", "to", "updated",
-    "url", "width",
-}  # fmt: skip
-AS_TYPES = {"Create", "Note", "Document"}
 EXTENSION = {"sensitive": "as:sensitive", "Hashtag": "as:Hashtag"}
 MEDIA = re.compile(r"media_attachments/files/[^/]+/original/[^/]+")
 AVATAR = b"\x89PNG\r\n\x1a\n avatar"
@@ -69,20 +61,6 @@ def outbox_of(archive: zipfile.ZipFile) -> dict[str, Any]:
 
 def notes_of(archive: zipfile.ZipFile) -> list[dict[str, Any]]:
     return [item["object"] for item in outbox_of(archive)["orderedItems"]]
-
-
-def check_terms(value: Any) -> None:
-    """Every key a term of the context and every type one of its classes: none is dropped
-    when a JSON-LD processor expands the activity."""
-    if isinstance(value, list):
-        for item in value:
-            check_terms(item)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            assert key in AS_TERMS or key in EXTENSION, key
-            if key == "type":
-                assert item in AS_TYPES or item in EXTENSION, item
-            check_terms(item)
 
 
 def postybirb(folder: Path) -> list[dict[str, Any]]:
@@ -171,7 +149,6 @@ async def test_an_archive_reads_as_each_importer_reads_it(
         for activity in items:
             assert "@context" not in activity and activity["type"] == "Create"
             assert activity["object"]["type"] == "Note"
-            check_terms(activity)
 
         actor = json.loads(archive.read("actor.json"))
         assert actor["type"] == "Person" and actor["preferredUsername"] == owner.handle
