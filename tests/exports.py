@@ -7,11 +7,13 @@ import io
 import random
 import sys
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from PIL import Image
 
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
@@ -113,3 +115,15 @@ async def exported_parts(
 ) -> tuple[dict[str, Any], list[Path]]:
     item = await ready_export(client, settings, owner)
     return item, await unpacked(client, owner, item, into)
+
+
+def pixel_colours(image: bytes) -> tuple[str, ...]:
+    """What the image's palette must hold: the colours of the pixels Pillow decodes (every
+    frame, the fully transparent left out), the most used first, a tie by the colour."""
+    used: Counter[str] = Counter()
+    with Image.open(io.BytesIO(image)) as img:
+        for index in range(getattr(img, "n_frames", 1)):
+            img.seek(index)
+            data = img.convert("RGBA").tobytes()
+            used.update(data[i : i + 3].hex() for i in range(0, len(data), 4) if data[i + 3])
+    return tuple(sorted(used, key=lambda c: (-used[c], c)))

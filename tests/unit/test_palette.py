@@ -10,7 +10,6 @@ import threading
 import uuid
 import zipfile
 import zlib
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from pmd_service.zipbuild.palette import (
 )
 from pmd_service.zipbuild.sources import object_fetcher
 from pmd_service.zipbuild.working_files import entry_id, palette_of
+from tests.exports import pixel_colours
 
 RGBA = tuple[int, int, int, int]
 
@@ -45,25 +45,6 @@ def _encoded(frames: list[Image.Image], fmt: str = "PNG") -> bytes:
     return out.getvalue()
 
 
-def _decoded(image: bytes) -> list[RGBA]:
-    """Every pixel of every frame, row by row, as Pillow decodes it."""
-    pixels: list[RGBA] = []
-    with Image.open(io.BytesIO(image)) as img:
-        for index in range(getattr(img, "n_frames", 1)):
-            img.seek(index)
-            data = img.convert("RGBA").tobytes()
-            pixels += [
-                (data[i], data[i + 1], data[i + 2], data[i + 3]) for i in range(0, len(data), 4)
-            ]
-    return pixels
-
-
-def _shown(pixels: list[RGBA]) -> tuple[str, ...]:
-    """The colours of the pixels that show, the most used first (a tie by the colour)."""
-    used = Counter(bytes(p[:3]).hex() for p in pixels if p[3])
-    return tuple(sorted(used, key=lambda c: (-used[c], c)))
-
-
 def _painted(size: tuple[int, int], rng: random.Random, palette: list[RGBA]) -> Image.Image:
     img = Image.new("RGBA", size)
     img.putdata([rng.choice(palette) for _ in range(size[0] * size[1])])
@@ -75,7 +56,7 @@ def test_colours_are_the_decoded_pixels_the_most_used_first() -> None:
     palette = [(rng.randrange(256), rng.randrange(256), rng.randrange(256), 255) for _ in range(40)]
     image = _encoded([_painted((37, 23), rng, palette)])
     found = colours(image)
-    assert found == _shown(_decoded(image))
+    assert found == pixel_colours(image)
     assert found is not None and set(found) == {bytes(c[:3]).hex() for c in palette}
     assert all(len(c) == 6 and c == c.lower() for c in found)
 
@@ -106,7 +87,7 @@ def test_an_animation_is_read_frame_by_frame() -> None:
         image = _encoded(frames, fmt)
         if fmt != "WEBP":  # lossless below: the same colours back
             assert colours(image) == ("0a141e", "00c800", "c80000")
-        assert colours(image) == _shown(_decoded(image)), fmt
+        assert colours(image) == pixel_colours(image), fmt
     lossless = io.BytesIO()
     frames[0].save(lossless, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
     assert colours(lossless.getvalue()) == ("0a141e", "00c800", "c80000")

@@ -26,7 +26,7 @@ from pmd_service.core.settings import Settings
 from support.mailbox import Mailbox
 from support.seeding import Factory, UserRow
 from tests.api.exports.test_recurring_exports import new_worker_options
-from tests.exports import NASTY, post_export, ready_export, seeded
+from tests.exports import NASTY, pixel_colours, post_export, ready_export, seeded
 from tests.helpers import Client, assert_problem, eventually, run_worker
 
 AS = "https://www.w3.org/ns/activitystreams"
@@ -82,13 +82,6 @@ def postybirb(folder: Path) -> list[dict[str, Any]]:
         alt = note["attachment"][0]["name"]
         taken.append({"files": files, "tags": tags, "alt": alt, "url": note["url"]})
     return taken
-
-
-def image_colours(data: bytes) -> set[str]:
-    """The decoded pixels' colours, the fully transparent left out."""
-    with Image.open(io.BytesIO(data)) as image:
-        pixels = image.convert("RGBA").tobytes()
-    return {pixels[i : i + 3].hex() for i in range(0, len(pixels), 4) if pixels[i + 3]}
 
 
 def neodb_visibility(note: dict[str, Any], followers: str) -> str:
@@ -218,7 +211,9 @@ async def test_an_archive_reads_as_each_importer_reads_it(
         if i == 5:
             assert files[".mkpx"].read_bytes() == b"MKPX\x01layers"
         palette = files[".hex"].read_text().splitlines()
-        assert set(palette) == image_colours(files[".png"].read_bytes()) and len(palette) <= 256
+        assert (
+            set(palette) == set(pixel_colours(files[".png"].read_bytes())) and len(palette) <= 256
+        )
         assert f"{post.sqid}" in files[".gpl"].read_text()
     assert "&lt;script&gt;" in seen[f"{base}/p/{exported[2].sqid}"]["note"]["content"]
     content = seen[f"{base}/p/{exported[4].sqid}"]["note"]["content"]

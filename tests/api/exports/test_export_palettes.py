@@ -10,7 +10,6 @@ import json
 import os
 import uuid
 import zipfile
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from PIL import Image
 
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, PostRow
-from tests.exports import post_export, ready_export, unpacked
+from tests.exports import pixel_colours, post_export, ready_export, unpacked
 from tests.helpers import Client
 
 
@@ -42,17 +41,6 @@ def _encoded(frames: list[Image.Image], fmt: str) -> bytes:
     else:
         first.save(out, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
     return out.getvalue()
-
-
-def _pixel_colours(image: bytes) -> list[str]:
-    """The colours of every shown pixel of every frame, as Pillow decodes them, in order."""
-    found: list[str] = []
-    with Image.open(io.BytesIO(image)) as img:
-        for index in range(getattr(img, "n_frames", 1)):
-            img.seek(index)
-            data = img.convert("RGBA").tobytes()
-            found += [data[i : i + 3].hex() for i in range(0, len(data), 4) if data[i + 3]]
-    return found
 
 
 def _sprite() -> bytes:
@@ -133,16 +121,14 @@ async def test_each_part_holds_each_artworks_palette(
     assert set(palettes) == set(with_palettes)
     for sqid, post in with_palettes.items():
         assert post.data is not None
-        pixels = _pixel_colours(post.data)
         hex_lines = (palettes[sqid] / f"{sqid}.hex").read_text().splitlines()
         # Every colour of the pixels once, the most used first (a tie by the colour).
-        used = Counter(pixels)
-        assert hex_lines == sorted(used, key=lambda c: (-used[c], c)), sqid
+        assert hex_lines == list(pixel_colours(post.data)), sqid
         gpl = (palettes[sqid] / f"{sqid}.gpl").read_text().splitlines()
         assert gpl[0] == "GIMP Palette" and gpl[1].startswith("Name: ") and gpl[3] == "#"
         rows = [line.split("\t")[0].split() for line in gpl[4:]]
         assert [bytes(int(v) for v in row).hex() for row in rows] == hex_lines
-    assert set(_pixel_colours(sprite.data or b"")) == {"ff0040", "14c814", "000000"}
+    assert set(pixel_colours(sprite.data or b"")) == {"ff0040", "14c814", "000000"}
 
     # metadata.json names both left-out palettes; an undecodable file is not the item's.
     assert sorted((s["post_id"], s["file"], s["reason"]) for s in skipped_files) == sorted(
