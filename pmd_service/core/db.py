@@ -72,10 +72,27 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """The pool's reset on release: asyncpg's default query is a round trip with nothing to undo."""
 
 
-def _server_settings(application_name: str, search_path: str | None) -> dict[str, str]:
+# A session idle this long inside a transaction is ended by the database: a client cut off
+# mid-transaction (its network, its host) would otherwise hold its locks, the events' order
+# lock among them, until TCP gives up on it hours later. Below the 30 s command timeout, so a
+# request waiting behind such a client is served.
+IDLE_IN_TRANSACTION_SECONDS = 15
+
+# A read-only transaction that waits on other things between its statements (a build's rows
+# while the store takes the ZIP, the checks' store look-ups) takes no lock a writer waits for.
+SET_NO_IDLE_BOUND = "SET LOCAL idle_in_transaction_session_timeout = 0"
+
+
+def _server_settings(
+    application_name: str, search_path: str | None, *, pooled: bool
+) -> dict[str, str]:
+    """A pooler passes on only `application_name`: the rest is then the role's (grants.py)."""
     found = {"application_name": application_name}
+    if pooled:
+        return found
     if search_path is not None:
         found["search_path"] = search_path
+    found["idle_in_transaction_session_timeout"] = f"{IDLE_IN_TRANSACTION_SECONDS}s"
     return found
 
 
@@ -127,7 +144,7 @@ async def create_pool(
         reset=_keep_session,
         connect=_connect_resolving,
         command_timeout=30,
-        server_settings=_server_settings(application_name, None if pooler else search_path),
+        server_settings=_server_settings(application_name, search_path, pooled=pooler),
         **extra,
     )
     await pool
@@ -150,12 +167,16 @@ async def settings_pool(
 
 
 async def connect(
-    dsn: str, application_name: str, *, search_path: str | None = None, **kwargs: Any
+    dsn: str,
+    application_name: str,
+    *,
+    search_path: str | None = None,
+    pooled: bool = False,
+    **kwargs: Any,
 ) -> asyncpg.Connection:
     quiet_orphaned_cancels()
-    conn = await _connect_resolving(
-        dsn, server_settings=_server_settings(application_name, search_path), **kwargs
-    )
+    settings = _server_settings(application_name, search_path, pooled=pooled)
+    conn = await _connect_resolving(dsn, server_settings=settings, **kwargs)
     await _init_connection(conn)
     return conn
 

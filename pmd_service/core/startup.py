@@ -188,7 +188,10 @@ async def services_reachable(
 
 async def _postgres_problem(settings: Settings, process: str, seconds: float) -> str | None:
     try:
-        conn = await connect(settings.database_url, f"{process}-startup", timeout=seconds)
+        pooled = settings.database_pooler != "none"
+        conn = await connect(
+            settings.database_url, f"{process}-startup", pooled=pooled, timeout=seconds
+        )
     except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as exc:
         # CannotConnectNow: the server is starting up or shutting down.
         return f"PostgreSQL is unreachable ({_reason(exc)})"

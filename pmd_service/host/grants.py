@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from ..core.db import IDLE_IN_TRANSACTION_SECONDS
 from .hostcheck import CUTOVER_READS, NEEDED_COLUMNS
 from .hostcheck import UPDATES as UPDATES
 
@@ -130,6 +131,10 @@ def grants_sql(
         ),
         f"  IF fix <> '' THEN EXECUTE 'ALTER ROLE {role}' || fix; END IF;",
         "END$$;",
+        "-- A session cut off mid-transaction gives its locks back after this long idle; the",
+        "-- service asks it of direct connections itself, a pooler's take the role's.",
+        f"ALTER ROLE {role} SET idle_in_transaction_session_timeout = "
+        f"'{IDLE_IN_TRANSACTION_SECONDS}s';",
         "-- No membership of any role: a member may SET ROLE to it (NOINHERIT or not).",
         "DO $$DECLARE m record; BEGIN",
         "  FOR m IN SELECT g.rolname AS granted, w.rolname AS grantor FROM pg_auth_members a",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from ..core.db import SET_NO_IDLE_BOUND
 from ..core.named_sql import Named
 from ..core.objects import Upload, abort_uploads
 from ..features.registry import JOB_KINDS as KINDS
@@ -176,6 +177,7 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
         st.pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
+        await conn.execute(SET_NO_IDLE_BOUND)  # the store is listed between the statements
         at: datetime = await conn.fetchval("SELECT now()")
         kinds = {kind.name: await _plan_expiry(conn, kind, at, days, st.settings) for kind in KINDS}
         row = await conn.fetchrow(*SQL_PLAN_COUNTS.bind({"clock": at}))

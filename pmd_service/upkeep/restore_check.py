@@ -16,6 +16,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, in_progress_key_prefix
 
+from ..core.db import SET_NO_IDLE_BOUND
 from ..core.problems import ProblemError
 from ..features.registry import JOB_KINDS as KINDS
 from ..jobs.context import WorkerState, state
@@ -103,6 +104,7 @@ async def _check(ctx: dict[str, Any]) -> RestoreReport:
         st.pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
+        await conn.execute(SET_NO_IDLE_BOUND)  # the store is asked between the statements
         for kind in KINDS:
             for check in kind.upkeep.restore_checks:
                 rows = [dict(r) for r in await conn.fetch(check.sql, *check.args)]

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from ..core.db import SET_NO_IDLE_BOUND
 from .build import BuildCancelled
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class RowFeed:
             conn = await self._held.enter_async_context(self._pool.acquire())
             # A cursor lives only inside a transaction; read-only, it locks nothing.
             await self._held.enter_async_context(conn.transaction(readonly=True))
+            await conn.execute(SET_NO_IDLE_BOUND)  # the build thread may take its time
             await conn.execute(
                 f"DECLARE {self._cursor} NO SCROLL CURSOR FOR {self._sql}", *self._args
             )

@@ -9,6 +9,7 @@ import logging
 import uuid
 
 from ...core.command import CliError, Command, arg
+from ...core.db import SET_NO_IDLE_BOUND
 from ...core.opening import checked_connection
 from ...core.settings import Settings
 from ...jobs.context import job_context, state
@@ -31,6 +32,7 @@ async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
             checked_connection(settings, "pmd-cli") as reader,
             reader.transaction(readonly=True),
         ):
+            await reader.execute(SET_NO_IDLE_BOUND)  # the vault is read between the statements
             summary = await import_host_bdrs(
                 reader, None, *where, apply=False, own_schema=settings.pmd_schema
             )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from pmd_service.core.db import connect
+from pmd_service.core.db import IDLE_IN_TRANSACTION_SECONDS, connect
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.features.bdr.cutover import _IMPORTED, _SQL_HOST_ROWS
 from pmd_service.host.grants import INSERTS, NEWER_READS, READS, UPDATES, GrantsError, grants_sql
@@ -472,6 +472,18 @@ async def test_grants_refuses_a_superuser_until_it_is_one_no_more(fresh_role: Fr
     assert after.privileges.lines() == [
         f"  ok       role {role} holds exactly what the service needs"
     ]
+
+
+async def test_a_pooler_s_sessions_of_the_role_bound_an_idle_transaction(
+    fresh_role: FreshRole,
+) -> None:
+    """A transaction-mode pooler passes no session setting on: the role's own default holds."""
+    bare = await asyncpg.connect(fresh_role.url)
+    try:
+        shown = await bare.fetchval("SHOW idle_in_transaction_session_timeout")
+    finally:
+        await bare.close()
+    assert shown == f"{IDLE_IN_TRANSACTION_SECONDS}s"
 
 
 def test_the_cli_prints_the_script() -> None:

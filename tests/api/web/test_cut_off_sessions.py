@@ -1,0 +1,57 @@
+"""A client cut off from the database mid-transaction, as a cut network or a lost host leaves it:
+the database ends its session after IDLE_IN_TRANSACTION_SECONDS, so the locks it held (the
+events' order lock among them) do not stall every other writer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+import pmd_service.core.db as db
+from pmd_service.core.db import SET_NO_IDLE_BOUND, create_pool
+from pmd_service.core.locks import AdvisoryLock
+
+SQL_TAKE = "SELECT pg_advisory_xact_lock($1)"
+SQL_TRY = "SELECT pg_try_advisory_xact_lock($1)"
+
+
+@pytest.fixture
+async def short_bound(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> AsyncIterator[asyncpg.Pool]:
+    monkeypatch.setattr(db, "IDLE_IN_TRANSACTION_SECONDS", 1)
+    made = await create_pool(database_url, "pmd-test-cut", min_size=1, max_size=2)
+    yield made
+    await made.close()
+
+
+async def test_a_transaction_left_idle_gives_its_locks_back(
+    short_bound: asyncpg.Pool, database_url: str
+) -> None:
+    other = await asyncpg.connect(database_url)
+    try:
+        async with short_bound.acquire() as cut_off:
+            stuck = cut_off.transaction()
+            await stuck.start()
+            await cut_off.fetchval(SQL_TAKE, AdvisoryLock.EVENT_ORDER)
+            async with other.transaction():
+                assert await other.fetchval(SQL_TRY, AdvisoryLock.EVENT_ORDER) is False
+            # Nothing more comes from the cut-off client: the database ends its session.
+            async with other.transaction():
+                await asyncio.wait_for(other.fetchval(SQL_TAKE, AdvisoryLock.EVENT_ORDER), 10)
+        # The pool serves again with a connection of its own.
+        assert await short_bound.fetchval("SELECT 1") == 1
+    finally:
+        await other.close()
+
+
+async def test_a_read_only_transaction_that_waits_on_other_things_is_left_alone(
+    short_bound: asyncpg.Pool,
+) -> None:
+    async with short_bound.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(SET_NO_IDLE_BOUND)
+        await asyncio.sleep(2.5)
+        assert await conn.fetchval("SELECT 1") == 1
