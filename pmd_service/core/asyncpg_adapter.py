@@ -1,5 +1,6 @@
 """The one place that leans on asyncpg beyond its documented API (as of ASYNCPG_VERSION; its test
-fails the day asyncpg changes): `GatedPool`, and `is_orphaned_cancel` (asyncpg#1310).
+fails the day asyncpg changes): `GatedPool`, `is_orphaned_cancel` (asyncpg#1310) and
+`is_driver_timeout`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ def is_orphaned_cancel(context: Mapping[str, Any]) -> bool:
         and isinstance(exc, ConnectionError)
         and str(exc) == _ORPHANED_CANCEL
     )
+
+
+def is_driver_timeout(exc: BaseException) -> bool:
+    """Whether `exc` is asyncpg's own timeout (a query past its command_timeout, a connect past
+    its timeout), which asyncpg raises as a bare TimeoutError."""
+    if not isinstance(exc, TimeoutError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("asyncpg.")
 
 
 class PoolTimeout(TimeoutError):

@@ -244,7 +244,7 @@ TABLE: dict[Code, Entry] = {
     Code.NOT_FOUND: Entry(404, "Nothing is at this URL"),
     Code.METHOD_NOT_ALLOWED: Entry(405, "The method is not one this URL takes (`Allow` lists them)"),
     Code.INTERNAL_ERROR: Entry(500, "The server failed; it has been logged"),
-    Code.DATABASE_UNAVAILABLE: Entry(503, "The database is not taking connections; see Retry-After", _RETRY),
+    Code.DATABASE_UNAVAILABLE: Entry(503, "The database is not taking connections or not answering; see Retry-After", _RETRY),
     Code.REDIS_UNAVAILABLE: Entry(503, "Redis is not taking connections; see Retry-After", _RETRY),
     Code.TICKETS_UNAVAILABLE: Entry(503, "Tickets cannot be minted or redeemed now (Redis); see Retry-After", _RETRY),
     Code.STORE_UNAVAILABLE: Entry(503, "The object store holding the ZIPs does not answer; see Retry-After", _RETRY),

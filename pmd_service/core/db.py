@@ -17,7 +17,7 @@ import msgspec
 
 from .asyncpg_adapter import DatabaseRefusing as DatabaseRefusing
 from .asyncpg_adapter import PoolTimeout as PoolTimeout
-from .asyncpg_adapter import gated_pool, is_orphaned_cancel
+from .asyncpg_adapter import gated_pool, is_driver_timeout, is_orphaned_cancel
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -317,8 +317,9 @@ _REFUSALS: tuple[type[BaseException], ...] = (
 
 
 def database_refusal(exc: BaseException) -> bool:
-    """Whether `exc` says the database is unreachable or full, not that a query is wrong."""
-    return isinstance(exc, _REFUSALS)
+    """Whether `exc` says the database is unreachable, full or not answering, not that a query
+    is wrong."""
+    return isinstance(exc, _REFUSALS) or is_driver_timeout(exc)
 
 
 # A generic plan cannot drop a filter's absent keys (NULL parameters); not named SQL_, since

@@ -1,6 +1,7 @@
 """A client cut off from the database mid-transaction, as a cut network or a lost host leaves it:
 the database ends its session after IDLE_IN_TRANSACTION_SECONDS, so the locks it held (the
-events' order lock among them) do not stall every other writer."""
+events' order lock among them) do not stall every other writer; and a query the database does
+not answer in time is an outage (503), not a failure of the service."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncpg
 import pytest
 
 import pmd_service.core.db as db
-from pmd_service.core.db import SET_NO_IDLE_BOUND, create_pool
+from pmd_service.core.db import SET_NO_IDLE_BOUND, create_pool, database_refusal
 from pmd_service.core.locks import AdvisoryLock
 
 SQL_TAKE = "SELECT pg_advisory_xact_lock($1)"
@@ -55,3 +56,19 @@ async def test_a_read_only_transaction_that_waits_on_other_things_is_left_alone(
         await conn.execute(SET_NO_IDLE_BOUND)
         await asyncio.sleep(2.5)
         assert await conn.fetchval("SELECT 1") == 1
+
+
+async def test_a_query_past_its_command_timeout_is_the_database_not_answering(
+    database_url: str,
+) -> None:
+    conn = await asyncpg.connect(database_url, command_timeout=0.2)
+    try:
+        with pytest.raises(TimeoutError) as raised:
+            await conn.execute("SELECT pg_sleep(2)")
+    finally:
+        conn.terminate()
+    assert database_refusal(raised.value)
+    # A timeout of anything else (the store, a client) is not the database's.
+    with pytest.raises(TimeoutError) as elsewhere:
+        await asyncio.wait_for(asyncio.sleep(1), 0.01)
+    assert not database_refusal(elsewhere.value)
