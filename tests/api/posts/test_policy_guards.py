@@ -119,6 +119,26 @@ async def test_a_run_held_up_by_a_locked_post_fails_alone_and_backs_off(
     assert row["last_run"]["status"] == "ok" and row["failures"] == 0
 
 
+async def test_a_lone_due_run_held_up_by_a_locked_post_fails_and_backs_off(
+    aiohttp_client: AiohttpClient, quick: Settings, factory: Factory
+) -> None:
+    """Taken alone, it runs in the transaction that took it; its failure is recorded all the
+    same."""
+    client = await aiohttp_client(create_app(quick))
+    owner, posts = await gallery(factory)
+    stuck = await create(client, owner, policy())
+    await only_due(factory.pool, stuck)
+    async with job_context(quick) as ctx, locked(factory.pool, posts["old2"]):
+        assert await run_due_policies(ctx) == 1
+        row = await stored(factory.pool, stuck)
+        assert (row["last_run"]["error_code"], row["failures"], row["due"]) == (
+            "policy_run_timeout",
+            1,
+            False,
+        )
+    assert await hidden(factory.pool, posts) == {"hidden"}
+
+
 async def test_run_now_held_up_by_a_locked_post_answers_503_and_says_so(
     aiohttp_client: AiohttpClient, quick: Settings, factory: Factory
 ) -> None:

@@ -371,11 +371,12 @@ async def _some_due(pool: asyncpg.Pool, settings: Settings) -> list[Ran]:
     try:
         async with pool.acquire() as conn, conn.transaction():
             taken = await conn.fetch(SQL_TAKE_DUE, BATCH_RUNS)
-            if len(taken) > 1:
-                return await run_locked(conn, taken, settings, scheduled=True)
+            return await run_locked(conn, taken, settings, scheduled=True) if taken else []
     except Exception as exc:
         if _lost(exc):
             raise
+        if len(taken) == 1:
+            return [await _failed_run(pool, taken[0], exc)]
         log.info("cleanup policies: %d runs together did not go through (%r)", len(taken), exc)
     ran: list[Ran] = []
     for _ in taken:
@@ -389,9 +390,7 @@ async def _some_due(pool: asyncpg.Pool, settings: Settings) -> list[Ran]:
 
 
 async def _one_due(pool: asyncpg.Pool, settings: Settings) -> Ran | None:
-    """Runs the longest overdue policy, if any is due. A run that fails for any reason is
-    recorded on its policy, which backs off, and the tick goes on; only losing the database
-    itself stops the tick."""
+    """Runs the longest overdue policy, if any is due; a run that fails is `_failed_run`."""
     taken: asyncpg.Record | None = None
     try:
         async with pool.acquire() as conn, conn.transaction():
@@ -403,8 +402,13 @@ async def _one_due(pool: asyncpg.Pool, settings: Settings) -> Ran | None:
     except Exception as exc:
         if taken is None or _lost(exc):
             raise
-        failure = exc
-    # Rolled back (its connection may be gone): recorded in a transaction of its own.
+        return await _failed_run(pool, taken, exc)
+
+
+async def _failed_run(pool: asyncpg.Pool, taken: asyncpg.Record, failure: Exception) -> Ran:
+    """A run that failed for any reason but losing the database, recorded on its policy, which
+    backs off, so the tick goes on; rolled back (its connection may be gone), it is recorded
+    in a transaction of its own."""
     log.warning("cleanup policy %s: its run did not go through (%r)", taken["id"], failure)
     site_held = isinstance(failure, ProblemError) and failure.reason == Code.SITE_BUDGET_EXCEEDED
     backoff = False
