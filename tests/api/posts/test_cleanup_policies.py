@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.core.db import create_pool
+from pmd_service.core.db import settings_pool
 from pmd_service.features.posts.policies.runs import run_due_policies, run_locked
 from pmd_service.features.posts.policies.service import COLUMNS
 from pmd_service.host import columns
@@ -274,7 +274,7 @@ async def test_a_run_killed_before_it_committed_runs_once_on_the_next_tick(
 ) -> None:
     _, posts, made = await gallery_policy(client, factory)
     # A worker that took the policy and ran it, then died before its commit.
-    dying = await create_pool(settings.database_url, "pmd-worker", min_size=1, max_size=1)
+    dying = await settings_pool(settings, "pmd-worker", min_size=1, max_size=1)
     try:
         async with dying.acquire() as conn:
             await conn.execute("BEGIN")
