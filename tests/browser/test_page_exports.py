@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import re
 import zipfile
 from collections.abc import AsyncIterator
@@ -190,6 +191,40 @@ async def test_an_export_goes_live_to_ready_in_parts_and_a_part_downloads(
     await shot(page, "export-cooldown")
     assert await serious_violations(page) == []
     assert watch.errors == []
+
+
+async def test_an_archive_is_chosen_by_its_layout_and_its_part_unzips_for_importers(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner, _, page, _ = await loaded_page(browser, stack, factory, 3)
+    layout = page.get_by_label("Layout")
+    await expect(layout.locator("option:checked")).to_have_text(
+        "To keep: checked bags with a gallery"
+    )
+    await layout.select_option("activitypub")
+    # Others' comments and reactions are not the artist's to carry; nor the site's copies.
+    for name in ("With comments", "With reactions", "With the site's upscaled copies"):
+        await expect(page.get_by_role("checkbox", name=name)).to_be_disabled()
+    await page.get_by_role("button", name="Start export").click()
+    card = page.locator("#export-list > li").first
+    await expect(card).to_have_attribute("data-status", "ready", timeout=90_000)
+    await expect(card.locator(".export-opts")).to_contain_text("an archive other sites import")
+    export_id = await card.get_attribute("data-id")
+    status, item = await api(stack, owner, "GET", f"/api/pmd/exports/{export_id}")
+    assert status == 200 and item["layout"] == "activitypub"
+    count = len(item["parts"])
+    async with page.expect_download() as info:
+        await card.get_by_role("button", name=f"Download part 1 of {count}").click()
+    data = await asyncio.to_thread(Path(await (await info.value).path()).read_bytes)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = set(archive.namelist())
+        outbox = json.loads(archive.read("outbox.json"))
+    # The folder importers read: the files at the root, each attachment an entry of its own.
+    assert {"outbox.json", "actor.json", "likes.json", "bookmarks.json"} <= names
+    assert outbox["type"] == "OrderedCollection" and outbox["orderedItems"]
+    for activity in outbox["orderedItems"]:
+        assert activity["type"] == "Create" and activity["object"]["type"] == "Note"
+        assert all(a["url"] in names for a in activity["object"]["attachment"])
 
 
 @pytest.fixture
