@@ -61,7 +61,10 @@ _HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     # `bytes 0-1023/4096` (a 206), or `bytes */4096` (a 416: the size, no range).
     "Content-Range": {"type": "string", "pattern": r"^bytes ([0-9]+-[0-9]+|\*)/[0-9]+$"},
 }
-DATABASE_REFUSES = "the database is not taking connections (overloaded, restarting or unreachable)"
+DATABASE_REFUSES = (
+    "the database is not taking connections or not answering (overloaded, restarting or "
+    "unreachable)"
+)
 
 
 def _query_params(struct: type[msgspec.Struct]) -> list[Param]:

@@ -28,8 +28,8 @@ def _unavailable(request: web.Request, service: str, exc: Exception) -> web.Resp
             503,
             f"{service}-unavailable",
             "Service Unavailable",
-            f"The {service} is not taking connections right now (overloaded or restarting); "
-            f"retry in {RETRY_AFTER_SECONDS} seconds.",
+            f"The {service} is not taking connections or not answering right now (overloaded, "
+            f"restarting or cut off); retry in {RETRY_AFTER_SECONDS} seconds.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             code=_UNAVAILABLE[service],
             details={"retry_after_seconds": RETRY_AFTER_SECONDS},
