@@ -186,6 +186,17 @@ ORDER BY second
 
 
 SQL_SITE_SPENDS, SQL_BACKGROUND_SPENDS = _site_spends(False), _site_spends(True)
+# The seconds until the oldest second of the site's minute leaves it (NULL: none spent).
+SQL_SITE_ROOM_IN = Named(f"""
+SELECT {_leaves_in("min(second)")} FROM site_spends WHERE second > {_since("window")}
+""")
+
+
+async def site_room_in(conn: Conn) -> float:
+    """Seconds until some of the site's minute (the policies' share's, or everyone's) frees up:
+    its oldest spends leave the window then."""
+    seconds = await conn.fetchval(*SQL_SITE_ROOM_IN.bind({"window": float(_WINDOW_SECONDS)}))
+    return max(0.0, seconds or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +219,7 @@ class Budget:
         )
 
     def windows(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        return (60, self.per_minute), (3600, self.per_hour)
+        return (_WINDOW_SECONDS, self.per_minute), (3600, self.per_hour)
 
 
 Scope = Literal["owner", "moderator", "site", "background"]

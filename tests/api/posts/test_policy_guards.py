@@ -434,6 +434,26 @@ async def test_a_run_refused_at_spend_by_the_sites_budget_stays_due(
     assert row["last_run"]["status"] == "deferred" and row["due"] and row["failures"] == 0
 
 
+async def test_a_tick_the_sites_minute_holds_waits_for_room_and_runs_the_rest(
+    client: Client, factory: Factory, worker_ctx: dict[str, Any], settings: Settings
+) -> None:
+    made = [await gallery_policy(client, factory) for _ in range(2)]
+    await only_due(factory.pool, *(m for _, _, m in made))
+    # The policies' share of the minute, spent 59 s ago: it leaves the minute within a second.
+    background = settings.bulk_changed_posts_site_background_per_minute
+    await factory.pool.execute(
+        "INSERT INTO site_spends (second, background, posts)"
+        " VALUES (date_trunc('second', now()) - interval '59 seconds', true, $1)",
+        background,
+    )
+    # The first run is held (deferred), then the tick waits and both run in the same tick.
+    assert await run_due_policies(worker_ctx) == 3
+    for _, posts, policy_made in made:
+        assert await hidden(factory.pool, posts) == {"old1", "old2", "old3", "hidden"}
+        row = await stored(factory.pool, policy_made)
+        assert row["last_run"]["status"] == "ok" and not row["due"]
+
+
 async def test_without_the_hosts_promoted_at_no_policy_runs_nor_is_written(
     client: Client,
     factory: Factory,

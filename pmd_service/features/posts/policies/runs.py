@@ -28,7 +28,7 @@ from ..batch_sql import action_values
 from ..filters import given
 from ..host_cache import FeedDrops, create_host_cache
 from ..live import announce
-from ..pace import Budget, Rooms, hold_budgets
+from ..pace import Budget, Rooms, hold_budgets, site_room_in
 from .mail import send_policy_hold_email, send_policy_run_email
 from .service import (
     COLUMNS,
@@ -125,6 +125,8 @@ BACKOFF_SECONDS = 60.0
 RUN_AGAIN_SECONDS = 30
 # A tick stops taking due policies after this long; the next tick carries on.
 TICK_SECONDS = 50.0
+# The least a tick held by the site's minute waits before it takes due policies again.
+SITE_ROOM_PAUSE = 0.25
 # How long the tick waits for the host's cached feeds to be dropped after its runs.
 FEED_DROP_SECONDS = 30.0
 
@@ -134,7 +136,7 @@ class Ran:
     last: LastRun
     owner_id: int
     notify: bool = False  # its policy's: an email to its owner after a run that changed posts
-    # What it left, it left for the site's budget (a minute's): the tick stops until the next.
+    # What it left, it left for the site's budget (a minute's): the tick waits for room.
     site_held: bool = False
     hold_id: uuid.UUID | None = None  # held for its owner's approval: the email owed
 
@@ -459,9 +461,16 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
                     await _email(st.pool, st.settings, one.email_owed, send_policy_run_email)
                 if one.hold_id and time.monotonic() + send_seconds(st.settings) < until:
                     await _email(st.pool, st.settings, one.hold_id, send_policy_hold_email)
-            # None due, or the site's minute is full: the next tick carries on.
-            if not some or some[-1].site_held:
+            if not some:
                 break
+            if some[-1].site_held:
+                # The site's minute is full: its oldest spends leave it within the minute, so
+                # the tick waits for them when it can, rather than leave it to the next tick.
+                wait = max(SITE_ROOM_PAUSE, await site_room_in(st.pool))
+                if time.monotonic() + wait >= until:
+                    break
+                await asyncio.sleep(wait)
+                continue
             await asyncio.sleep(busy * (1 / st.settings.policy_busy_share - 1))
     except TRANSIENT as exc:
         # What this tick could not run stays due (a run commits whole or not at all).
