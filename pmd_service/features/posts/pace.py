@@ -192,7 +192,7 @@ SELECT {_leaves_in("min(second)")} FROM site_spends WHERE second > {_since("wind
 """)
 
 
-async def site_room_in(conn: Conn) -> float:
+async def site_room_in(conn: asyncpg.Pool | Conn) -> float:
     """Seconds until some of the site's minute (the policies' share's, or everyone's) frees up:
     its oldest spends leave the window then."""
     seconds = await conn.fetchval(*SQL_SITE_ROOM_IN.bind({"window": float(_WINDOW_SECONDS)}))
