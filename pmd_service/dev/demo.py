@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from ..core.db import SET_NO_IDLE_BOUND
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
 from ..features.posts.live import announce_new
@@ -378,6 +379,7 @@ async def load_demo(
         return None
     rng = random.Random(20261120)
     async with conn.transaction():
+        await conn.execute(SET_NO_IDLE_BOUND)  # artworks are drawn and written in between
         license_ids = await _licenses(conn)
         owner_id, owner_sqid = await _insert_user(conn, ids, DEMO_HANDLE, ["user"])
         users = {f: await _insert_user(conn, ids, f, ["user"]) for f in FANS}
@@ -503,6 +505,7 @@ async def add_posts(conn: asyncpg.Connection, vault: Path, ids: PublicIds, count
     tiny = [draw(rng, n, tiny=True) for n in range(first, first + min(count, _TINY_ARTS))]
     arts = [tiny[i % len(tiny)] for i in range(count)]
     async with conn.transaction():
+        await conn.execute(SET_NO_IDLE_BOUND)  # artworks are written in between
         seeded = Seeded(row["id"], await _licenses(conn), list(row["fans"]))
         added = await insert_posts(conn, vault, ids, seeded, first, arts, rng, datetime.now(UTC))
         # The demo user's open pages show the new posts at once, as they would a host upload's.
