@@ -78,15 +78,17 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 # request waiting behind such a client is served.
 IDLE_IN_TRANSACTION_SECONDS = 15
 
-# A read-only transaction that waits on other things between its statements (a build's rows
-# while the store takes the ZIP, the checks' store look-ups) takes no lock a writer waits for.
+# For a transaction that waits on other things between its statements (a build's rows while
+# the store takes the ZIP, the checks' store look-ups, the dev demo's drawing) and holds no
+# lock a server's writer waits for.
 SET_NO_IDLE_BOUND = "SET LOCAL idle_in_transaction_session_timeout = 0"
 
 
 def _server_settings(
     application_name: str, search_path: str | None, *, pooled: bool
 ) -> dict[str, str]:
-    """A pooler passes on only `application_name`: the rest is then the role's (grants.py)."""
+    """A pooler passes on only `application_name`: the rest is then the role's (its
+    search_path, set by the operator; the idle bound, set by grants.py)."""
     found = {"application_name": application_name}
     if pooled:
         return found
