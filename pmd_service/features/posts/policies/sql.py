@@ -95,7 +95,8 @@ def policy_run(action: str, shape: frozenset[str] | None = None) -> Named:
     """A policy's run as the owner's action by filter, for the policies of its `shape`."""
     chosen = f"""p.id = ANY(ARRAY(SELECT c.id FROM posts c WHERE {candidate("c", shape=shape)}
         ORDER BY c.created_at, c.id LIMIT :most::int))"""
-    return batch(dataclasses.replace(_BY_POLICY, chosen=chosen), named(action).owner.part(True))
+    mode = dataclasses.replace(_BY_POLICY, chosen=chosen)
+    return batch(mode, named(action).owner.part(True), audited=False)
 
 
 @functools.lru_cache(maxsize=SHAPES_KEPT)
