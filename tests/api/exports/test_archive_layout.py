@@ -126,9 +126,9 @@ async def test_an_archive_reads_as_each_importer_reads_it(
         assert len(names) == len(set(names))
         for root in ("outbox.json", "actor.json", "likes.json", "bookmarks.json", "avatar.png"):
             assert root in names  # at the zip's root: Sharkey's and NeoDB's reading
-        for info in archive.infolist():  # the text deflated, the media stored
+        for info in archive.infolist():  # the JSON deflated, the media and palettes stored
             deflated = info.compress_type == zipfile.ZIP_DEFLATED
-            assert deflated == info.filename.endswith((".json", ".hex", ".gpl")), info.filename
+            assert deflated == info.filename.endswith(".json"), info.filename
 
         assert item["parts"][number - 1]["file_size_bytes"] <= item["part_bytes"]
         outbox = outbox_of(archive)
