@@ -18,7 +18,7 @@ import aiohttp
 import obstore
 import yarl
 
-from ..host.vault import VaultPathError, artwork_path_in, relative_artwork_path, vault_file_in
+from ..host.vault import VaultFiles, VaultPathError, relative_artwork_path
 from ..storage.zip_files import OBJECT_MISSING
 from .build import Deriving, Entry
 from .content import Artwork
@@ -41,17 +41,17 @@ def _arcname(artwork: Artwork) -> str:
 
 def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
     """Paths only, resolved lazily on the build thread (the checks stat the filesystem)."""
-    root = vault.resolve()
+    files = VaultFiles(vault.resolve())
     for a in artworks:
         try:
-            path = artwork_path_in(root, a.storage_shard, a.storage_key, a.fmt)
+            path = files.artwork(a.storage_shard, a.storage_key, a.fmt)
         except VaultPathError:
             log.warning("post %s has storage parts that leave the vault; skipped", a.post_id)
             yield Entry(a.post_id, _arcname(a), skip_reason="file_missing")
             continue
         yield Entry(a.post_id, _arcname(a), path=path, derived=_palette(a))
         for working in a.working:
-            yield _working_entry(root, a, working)
+            yield _working_entry(files, a, working)
 
 
 def _palette(a: Artwork) -> Deriving | None:
@@ -62,11 +62,11 @@ def _palette(a: Artwork) -> Deriving | None:
     return palette_of(a.post_id, _arcname(a), a.palette, name)
 
 
-def _working_entry(root: Path, a: Artwork, working: WorkingFile) -> Entry:
+def _working_entry(files: VaultFiles, a: Artwork, working: WorkingFile) -> Entry:
     """A working file from the vault: a missing one is skipped by the builder (file_missing)."""
     entry = entry_id(a.post_id, working.kind)
     try:
-        path = vault_file_in(root, relative_path(working.kind, a.storage_shard, a.storage_key))
+        path = files.file(relative_path(working.kind, a.storage_shard, a.storage_key))
     except VaultPathError:
         return Entry(entry, working.arcname, skip_reason="file_missing")
     return Entry(entry, working.arcname, path=path)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pmd_service.host.vault import (
+    VaultFiles,
     VaultPathError,
     artwork_path,
     contained,
@@ -75,6 +76,30 @@ def test_refuses_symlinks_out_of_the_vault(tmp_path: Path) -> None:
     os.symlink(outside, vault / "ab")
     with pytest.raises(VaultPathError):
         artwork_path(vault, "ab", KEY, "png")
+
+
+def test_one_pass_over_many_files_refuses_every_link_out(tmp_path: Path) -> None:
+    vault, outside = tmp_path / "vault", tmp_path / "outside"
+    (vault / "ab").mkdir(parents=True)
+    (vault / "cd").mkdir()
+    outside.mkdir()
+    (outside / "stolen.png").write_bytes(b"x")
+    os.symlink(outside, vault / "out")
+    linked = uuid.uuid4()
+    os.symlink(outside / "stolen.png", vault / "ab" / f"{linked}.png")
+    os.symlink(vault / "cd", vault / "in")
+    files = VaultFiles(vault.resolve())
+    real = vault.resolve()
+    # A file beside one already found, and a link inside the vault, are followed to the vault.
+    assert files.artwork("ab", KEY, "png") == real / "ab" / f"{KEY}.png"
+    assert files.artwork("in", KEY, "gif") == real / "cd" / f"{KEY}.gif"
+    # A file linking out, in a folder already resolved, and a folder linking out: refused.
+    with pytest.raises(VaultPathError):
+        files.artwork("ab", linked, "png")
+    with pytest.raises(VaultPathError):
+        files.artwork("out", KEY, "png")
+    with pytest.raises(VaultPathError):
+        files.artwork("out", KEY, "png")  # the folder's answer kept: refused again
 
 
 def test_contained_refuses_escapes(tmp_path: Path) -> None:

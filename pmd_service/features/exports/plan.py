@@ -12,13 +12,7 @@ import asyncpg
 
 from ...core.named_sql import Named
 from ...core.visibility import visible_comment
-from ...host.vault import (
-    VaultPathError,
-    artwork_path_in,
-    relative_layers_path,
-    relative_upscaled_path,
-    vault_file_in,
-)
+from ...host.vault import VaultFiles, VaultPathError, relative_layers_path, relative_upscaled_path
 from .incremental import carries_files, changed
 
 # ZIP headers, the manifest's line and metadata.json's entry: measured ~900 bytes, rounded up.
@@ -59,30 +53,30 @@ class PlannedPart:
     estimated_bytes: int
 
 
-def _stat(root: Path, relative: str) -> int | None:
+def _stat(files: VaultFiles, relative: str) -> int | None:
     try:
-        return os.stat(vault_file_in(root, relative)).st_size
+        return os.stat(files.file(relative)).st_size
     except (VaultPathError, OSError):
         return None  # skipped at build time, with its reason
 
 
 def _file_sizes(vault: Path, rows: list[asyncpg.Record], upscaled: bool) -> dict[int, int]:
     """The vault's sizes of each artwork's files (missing ones as the host declared)."""
-    root = vault.resolve()
+    files = VaultFiles(vault.resolve())
     sizes: dict[int, int] = {}
     for row in rows:
         if row["format"] is None or not row["carries"]:
             continue
         try:
-            path = artwork_path_in(root, row["storage_shard"], row["storage_key"], row["format"])
+            path = files.artwork(row["storage_shard"], row["storage_key"], row["format"])
             size = os.stat(path).st_size
         except (VaultPathError, OSError):
             continue  # skipped at build time, with its reason
         shard, key = row["storage_shard"], row["storage_key"]
         if row["layers_bytes"] is not None:
-            size += _stat(root, relative_layers_path(shard, key)) or row["layers_bytes"]
+            size += _stat(files, relative_layers_path(shard, key)) or row["layers_bytes"]
         if upscaled:
-            size += _stat(root, relative_upscaled_path(shard, key)) or 0
+            size += _stat(files, relative_upscaled_path(shard, key)) or 0
         sizes[row["id"]] = size
     return sizes
 
