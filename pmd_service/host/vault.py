@@ -68,7 +68,7 @@ def artwork_path_in(
     root: Path, storage_shard: str | None, storage_key: uuid.UUID | str, fmt: str
 ) -> Path:
     """artwork_path under a vault `root` already resolved (a build resolves it once)."""
-    return vault_file_in(root, relative_artwork_path(storage_shard, storage_key, fmt))
+    return VaultFiles(root).artwork(storage_shard, storage_key, fmt)
 
 
 def vault_file_in(root: Path, relative: str) -> Path:
