@@ -29,6 +29,17 @@ async def short_bound(
     await made.close()
 
 
+async def _closed(conn: asyncpg.Connection) -> None:
+    """Until `conn` (a pool's) is closed, or given back to its pool for being closed."""
+    while True:
+        try:
+            if conn.is_closed():
+                return
+        except asyncpg.InterfaceError:  # released: the pool saw it close
+            return
+        await asyncio.sleep(0.01)
+
+
 async def test_a_transaction_left_idle_gives_its_locks_back(
     short_bound: asyncpg.Pool, database_url: str
 ) -> None:
@@ -43,6 +54,9 @@ async def test_a_transaction_left_idle_gives_its_locks_back(
             # Nothing more comes from the cut-off client: the database ends its session.
             async with other.transaction():
                 await asyncio.wait_for(other.fetchval(SQL_TAKE, AdvisoryLock.EVENT_ORDER), 10)
+            # The client sees its connection closed once the database's goodbye reaches it (a
+            # client back before that is answered "another operation is in progress").
+            await asyncio.wait_for(_closed(cut_off), 10)
         # The pool serves again with a connection of its own.
         assert await short_bound.fetchval("SELECT 1") == 1
     finally:
