@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from asyncpg.pool import PoolConnectionProxy
 
 import pmd_service.core.db as db
 from pmd_service.core.db import SET_NO_IDLE_BOUND, create_pool, database_refusal
@@ -29,7 +30,7 @@ async def short_bound(
     await made.close()
 
 
-async def _closed(conn: asyncpg.Connection) -> None:
+async def _closed(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
     """Until `conn` (a pool's) is closed, or given back to its pool for being closed."""
     while True:
         try:
