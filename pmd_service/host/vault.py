@@ -78,8 +78,7 @@ def vault_file_in(root: Path, relative: str) -> Path:
 
 class VaultFiles:
     """Files under a vault `root` already resolved, for one pass over many (a build, a plan):
-    each folder's symlinks are resolved once, as realpath walks every level of every path with
-    a system call each, which took a sixth of a bag's build."""
+    each folder's symlinks are resolved once, as realpath makes a system call a level a path."""
 
     def __init__(self, root: Path) -> None:
         self._base = str(root)

@@ -452,8 +452,7 @@ def _derived(
             continue
         name = posixpath.normpath(posixpath.join(folder, file.arcname))
         blob = file.data or b""
-        # Stored: each deflate stream costs more to set up than a few KB of text save (a palette
-        # deflated took a third of a bag's build; stored, its two files add 1.2 KB an artwork).
+        # Stored: a deflate stream costs more to set up than the few KB of text it would save.
         yield from _add(stream, hashes, name, (blob,), len(blob), ZIP_STORED)
         result.added.append(file.post_id)
 

@@ -88,8 +88,8 @@ FROM gate g, missing m, refused r, eligible_ids e, changed_ids c
 """
 
 
-# A moderator's batch, and only theirs, leaves a row in the host's audit log (left in the others,
-# idle, it still cost each of them its planning: a tenth of a policy's run).
+# A moderator's batch, and only theirs, leaves a row in the host's audit log; the others leave
+# the CTE out, since an idle one is still planned on every run.
 _AUDITED = """, audited AS (
     -- The host's audit_logs.id has no default (it sets uuid4 in code): name it here too.
     INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)

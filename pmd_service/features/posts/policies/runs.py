@@ -60,10 +60,9 @@ FOR UPDATE SKIP LOCKED
 """
 SQL_TAKE_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2 FOR UPDATE"
 # In one round trip: the runs' own bounds ($2, $3), below the pool's command timeout so one
-# slow run fails alone, custom plans (a run's generic plan, blind to its cutoff and limit, took
-# 4.8 ms where a custom one takes 1.3, and even PostgreSQL's choice between them cost 0.3 ms
-# more), and whether each owner ($1) may act at all, as every call of theirs is checked
-# (host/access.py).
+# slow run fails alone; custom plans, as a generic one is blind to a run's cutoff and limit and
+# to how many posts its policy already took; and whether each owner ($1) may act at all, as
+# every call of theirs is checked (host/access.py).
 SQL_RUN_START = """
 SELECT o.id AS owner_id,
        set_config('statement_timeout', $2::text, true), set_config('lock_timeout', $3::text, true),
