@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import io
 import pkgutil
+import re
 import shutil
 import subprocess
 import sys
@@ -180,17 +181,34 @@ async def admin_and_role(
         await admin.close()
 
 
+async def _refusal(conn: asyncpg.Connection, sql: str) -> str | None:
+    """Why this role may not run `sql`, if so: EXPLAIN checks privileges, runs nothing."""
+    try:
+        async with conn.transaction():
+            explain = await conn.prepare("EXPLAIN " + sql)
+            await explain.fetch(*[None] * len(explain.get_parameters()))
+    except asyncpg.InsufficientPrivilegeError as exc:
+        return str(exc)
+    return None
+
+
 async def refused(conn: asyncpg.Connection, statements: dict[str, str]) -> dict[str, str]:
-    """The statements this role may not run, with why: EXPLAIN checks privileges, runs nothing."""
+    """The statements this role may not run, with why."""
     found: dict[str, str] = {}
     for name, sql in statements.items():
-        try:
-            async with conn.transaction():
-                explain = await conn.prepare("EXPLAIN " + sql)
-                await explain.fetch(*[None] * len(explain.get_parameters()))
-        except asyncpg.InsufficientPrivilegeError as exc:
-            found[name] = str(exc)
+        if (why := await _refusal(conn, sql)) is not None:
+            found[name] = why
     return found
+
+
+async def any_refused(conn: asyncpg.Connection, statements: dict[str, str], column: str) -> bool:
+    """Whether this role may not run one of the statements, those naming `column` tried first
+    (the likely ones: the answer comes after a few EXPLAINs, not hundreds)."""
+    naming = re.compile(rf"\b{re.escape(column)}\b")
+    for sql in sorted(statements.values(), key=lambda sql: naming.search(sql) is None):
+        if await _refusal(conn, sql) is not None:
+            return True
+    return False
 
 
 def scratch_database(prefix: str, search_path: bool = True) -> Any:
