@@ -11,7 +11,7 @@ variable (and no traceback). The environment is otherwise complete and valid, wi
 and Redis URLs where nothing listens and STARTUP_WAIT_SECONDS=0: a mistake that went unnoticed
 would end in a line about an unreachable server (or a traceback), not in the expected line.
 
-Coverage (the runs go in parallel; about 120 processes):
+Coverage (the runs go in parallel; about 70 processes):
 
 - every entry point: `python server.py`, `python -m pmd_service serve`, `… worker`, `arq
   worker.WorkerSettings`, `… dev`, and every other CLI command (`migrate`, `grants`, `token`,
@@ -24,13 +24,14 @@ Coverage (the runs go in parallel; about 120 processes):
   and requires nothing; `dev` is dev mode, where unset URLs start embedded servers;
 - every entry point that signs or checks tokens (the server, the worker, `token`) gets
   JWT_SECRET_KEY unset;
-- every setting (each field of `Settings`, checked below) gets a bad value, of its kind (a URL
-  without its scheme, a number out of its bounds or not a number, a boolean or a choice that is
-  neither, a file where a folder belongs, a pair that does not go together), and these cases are
-  dealt out over the entry points in turn, so each entry point meets several kinds. All entry
-  points read the settings through one function (`Settings.from_env`, or `check_env` for
-  `grants`), which tests/unit/test_settings.py runs in-process for every setting too. The settings in
-  FREE_TEXT accept any text: nothing to refuse.
+- every kind of bad value (a URL without its scheme, a number out of its bounds or not a
+  number, a boolean or a choice that is neither, a file where a folder belongs, a pair that
+  does not go together: each field's type, and for a number whether the value is one) is dealt
+  out over the entry points in turn, a setting of that kind each time, so each entry point
+  meets several kinds. All entry points read the settings through one function
+  (`Settings.from_env`, or `check_env` for `grants`), which tests/unit/test_settings.py runs
+  in-process with a bad value for every setting (tests/bad_settings.py, checked below to name
+  them all). The settings in FREE_TEXT accept any text: nothing to refuse.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ FREE_TEXT = {
     "SENTRY_RELEASE",
 }
 UNSET = None
+DEALT = 2  # kinds of bad value each entry point meets beyond the ones above
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,39 @@ def _cases() -> list[Case]:
     # A command that never touches Redis needs no REDIS_URL; it still needs the database.
     cases += [Case(entry, "DATABASE_URL", UNSET) for entry in DATABASE_ONLY]
     cases += [Case(entry, "JWT_SECRET_KEY", UNSET) for entry in NEEDS_SECRET]
-    entries = list(ENTRY_POINTS)
-    dealt = sorted(set(BAD) - {"REDIS_URL", "HOST"})
-    cases += [Case(entries[i % len(entries)], v, BAD[v]) for i, v in enumerate(dealt)]
+    # Each entry point meets DEALT kinds; each kind's settings take turns.
+    kinds: dict[str, list[str]] = {}
+    for variable in sorted(set(BAD) - {"REDIS_URL", "HOST"}):
+        kinds.setdefault(_kind(variable), []).append(variable)
+    turns = sorted(kinds)
+    for i in range(max(DEALT * len(ENTRY_POINTS), len(turns))):
+        kind = kinds[turns[i % len(turns)]]
+        variable = kind[(i // len(turns)) % len(kind)]
+        cases.append(Case(list(ENTRY_POINTS)[i % len(ENTRY_POINTS)], variable, BAD[variable]))
     return cases
+
+
+def _kind(variable: str) -> str:
+    """The kind of mistake BAD's value for `variable` is: its field's type, and for a number
+    whether the value is one."""
+    (field,) = (f for f in _fields() if f.encode_name == variable)
+    shape = field.type
+    if isinstance(shape, msgspec.inspect.UnionType):
+        (shape,) = (t for t in shape.types if not isinstance(t, msgspec.inspect.NoneType))
+    kind = type(shape).__name__
+    if isinstance(shape, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        try:
+            float(BAD[variable])
+        except ValueError:
+            return f"{kind}, not a number"
+        return f"{kind}, out of bounds"
+    return kind
+
+
+def _fields() -> tuple[msgspec.inspect.Field, ...]:
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return info.fields
 
 
 CASES = _cases()
@@ -206,8 +237,10 @@ def test_every_setting_and_every_entry_point_is_covered() -> None:
     variables = {f.encode_name for f in info.fields}
     assert set(BAD) | FREE_TEXT == variables, "give each new setting a bad value, or say why not"
     assert not set(BAD) & FREE_TEXT
-    assert {case.variable for case in CASES} >= set(BAD)
+    kinds = {_kind(variable) for variable in set(BAD) - {"REDIS_URL", "HOST"}}
+    assert len(kinds) >= 8
+    assert {_kind(c.variable) for c in CASES if c.variable in BAD} >= kinds
     assert {case.entry for case in CASES} == set(ENTRY_POINTS)
     # Each entry point meets mistakes of several kinds, not only the two of the issue.
     for entry in ENTRY_POINTS:
-        assert len({c.variable for c in CASES if c.entry == entry}) >= 5, entry
+        assert len({c.variable for c in CASES if c.entry == entry}) >= 4, entry
