@@ -65,11 +65,29 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> GroupSchedul
     return None
 
 
+def spread(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The groups first (xdist hands them out first anyway), then the other tests with each
+    folder's spread evenly over the run: the browsers' CPU, the processes' waits and the
+    database's queries overlap, rather than eight browsers at once and then none."""
+    grouped = [item for item in items if group_of(item) is not None]
+    folders: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        if group_of(item) is None:
+            folders.setdefault(item.nodeid.split("/")[1], []).append(item)
+    placed = [
+        ((n + 0.5) / len(folder), item)
+        for folder in folders.values()
+        for n, item in enumerate(folder)
+    ]
+    return grouped + [item for _, item in sorted(placed, key=lambda placed: placed[0])]
+
+
 @pytest.hookimpl(trylast=True)  # after every other plugin has settled the items and their ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     name = getattr(config, "workerinput", {}).get(GROUPS)
     if name is None:
         return
+    items[:] = spread(items)
     groups = {item.nodeid: group for item in items if (group := group_of(item)) is not None}
     path = Path(name)
     partial = path.with_name(f"{path.name}.{os.getpid()}")
