@@ -201,11 +201,16 @@ async def refused(conn: asyncpg.Connection, statements: dict[str, str]) -> dict[
     return found
 
 
-async def any_refused(conn: asyncpg.Connection, statements: dict[str, str], column: str) -> bool:
-    """Whether this role may not run one of the statements, those naming `column` tried first
-    (the likely ones: the answer comes after a few EXPLAINs, not hundreds)."""
+def naming_first(statements: dict[str, str], column: str) -> list[str]:
+    """The statements, those naming `column` first: the likely ones to need it, so that a check
+    stopping at the first that does tries a few, not hundreds."""
     naming = re.compile(rf"\b{re.escape(column)}\b")
-    for sql in sorted(statements.values(), key=lambda sql: naming.search(sql) is None):
+    return sorted(statements.values(), key=lambda sql: naming.search(sql) is None)
+
+
+async def any_refused(conn: asyncpg.Connection, statements: dict[str, str], column: str) -> bool:
+    """Whether this role may not run one of the statements (`naming_first`'s order)."""
+    for sql in naming_first(statements, column):
         if await _refusal(conn, sql) is not None:
             return True
     return False

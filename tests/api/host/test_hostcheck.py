@@ -29,7 +29,7 @@ from pmd_service.host.hostcheck import (
 )
 from pmd_service.web.app import create_app
 from support.stack import connected
-from tests.helpers import SECRET, direct, run_python, service_statements
+from tests.helpers import SECRET, direct, naming_first, run_python, service_statements
 
 # A name that needs quoting: the printed statements must quote the schema they name.
 COPY = "host copy"
@@ -280,10 +280,8 @@ async def _unpreparable(conn: asyncpg.Connection, statements: dict[str, str]) ->
 
 
 async def _needs(conn: asyncpg.Connection, statements: dict[str, str], column: str) -> bool:
-    """Whether some statement no longer prepares for want of a column, those naming `column`
-    tried first (the likely ones: the answer comes after a few, not hundreds)."""
-    naming = re.compile(rf"\b{re.escape(column)}\b")
-    for sql in sorted(statements.values(), key=lambda sql: naming.search(sql) is None):
+    """Whether some statement no longer prepares for want of a column (`naming_first`'s order)."""
+    for sql in naming_first(statements, column):
         try:
             async with conn.transaction():
                 await conn.prepare(sql)
