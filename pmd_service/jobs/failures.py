@@ -44,6 +44,9 @@ TRANSIENT = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # PostgreSQL's "retry the transaction": one side of a deadlock, a serialization failure.
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
     redis.exceptions.RedisError,
     aiohttp.ClientError,
     obstore.exceptions.BaseError,  # the bucket unreachable, a part refused, a timeout

@@ -318,6 +318,44 @@ async def _has(box: Mailbox, n: int) -> bool:
     return len(box.messages) >= n
 
 
+# The first part an attempt records ends its transaction as PostgreSQL ends one side of a
+# deadlock (SQLSTATE 40P01, "retry the transaction"); later ones pass.
+SQL_DEADLOCK_ONCE = """
+CREATE SEQUENCE deadlock_once;
+CREATE FUNCTION deadlock_once() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+    IF nextval('deadlock_once') = 1 THEN
+        RAISE EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER deadlock_once BEFORE INSERT ON export_parts
+FOR EACH ROW EXECUTE FUNCTION deadlock_once()
+"""
+SQL_NO_DEADLOCK = """
+DROP TRIGGER deadlock_once ON export_parts;
+DROP FUNCTION deadlock_once();
+DROP SEQUENCE deadlock_once
+"""
+
+
+async def test_a_deadlock_mid_export_is_retried_not_failed(
+    client: Client, factory: Factory, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    owner = await factory.user()
+    await artworks(factory, owner, [2 * KIB] * 3)
+    await pool.execute(SQL_DEADLOCK_ONCE)
+    try:
+        item = await request_export(client, owner)
+        await run_worker(settings)
+        # The refused part, then the retry's.
+        assert await pool.fetchval("SELECT last_value FROM deadlock_once") == 2
+    finally:
+        await pool.execute(SQL_NO_DEADLOCK)
+    done = await get_export(client, owner, item["id"])
+    assert (done["status"], len(done["parts"])) == ("ready", 1)
+
+
 async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
     await eventually(check, within=30, what=what, interval=0.02)
 
