@@ -69,10 +69,12 @@ def spread(items: list[pytest.Item]) -> list[pytest.Item]:
     """The groups first (xdist hands them out first anyway), then the other tests with each
     folder's spread evenly over the run: the browsers' CPU, the processes' waits and the
     database's queries overlap, rather than eight browsers at once and then none."""
-    grouped = [item for item in items if group_of(item) is not None]
+    grouped: list[pytest.Item] = []
     folders: dict[str, list[pytest.Item]] = {}
     for item in items:
-        if group_of(item) is None:
+        if group_of(item) is not None:
+            grouped.append(item)
+        else:
             folders.setdefault(item.nodeid.split("/")[1], []).append(item)
     placed = [
         ((n + 0.5) / len(folder), item)

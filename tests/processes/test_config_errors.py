@@ -89,6 +89,17 @@ FREE_TEXT = {
 }
 UNSET = None
 DEALT = 2  # kinds of bad value each entry point meets beyond the ones above
+# The bad values dealt out by kind: all but the two every entry point gets.
+DEALT_OUT = sorted(set(BAD) - {"REDIS_URL", "HOST"})
+
+
+def _fields() -> dict[str, msgspec.inspect.Field]:
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return {f.encode_name: f for f in info.fields}
+
+
+FIELDS = _fields()  # Settings' fields by variable name
 
 
 @dataclass(frozen=True)
@@ -111,21 +122,20 @@ def _cases() -> list[Case]:
     cases += [Case(entry, "JWT_SECRET_KEY", UNSET) for entry in NEEDS_SECRET]
     # Each entry point meets DEALT kinds; each kind's settings take turns.
     kinds: dict[str, list[str]] = {}
-    for variable in sorted(set(BAD) - {"REDIS_URL", "HOST"}):
+    for variable in DEALT_OUT:
         kinds.setdefault(_kind(variable), []).append(variable)
-    turns = sorted(kinds)
-    for i in range(max(DEALT * len(ENTRY_POINTS), len(turns))):
+    turns, entries = sorted(kinds), list(ENTRY_POINTS)
+    for i in range(max(DEALT * len(entries), len(turns))):
         kind = kinds[turns[i % len(turns)]]
         variable = kind[(i // len(turns)) % len(kind)]
-        cases.append(Case(list(ENTRY_POINTS)[i % len(ENTRY_POINTS)], variable, BAD[variable]))
+        cases.append(Case(entries[i % len(entries)], variable, BAD[variable]))
     return cases
 
 
 def _kind(variable: str) -> str:
     """The kind of mistake BAD's value for `variable` is: its field's type, and for a number
     whether the value is one."""
-    (field,) = (f for f in _fields() if f.encode_name == variable)
-    shape = field.type
+    shape = FIELDS[variable].type
     if isinstance(shape, msgspec.inspect.UnionType):
         (shape,) = (t for t in shape.types if not isinstance(t, msgspec.inspect.NoneType))
     kind = type(shape).__name__
@@ -136,12 +146,6 @@ def _kind(variable: str) -> str:
             return f"{kind}, not a number"
         return f"{kind}, out of bounds"
     return kind
-
-
-def _fields() -> tuple[msgspec.inspect.Field, ...]:
-    info = msgspec.inspect.type_info(Settings)
-    assert isinstance(info, msgspec.inspect.StructType)
-    return info.fields
 
 
 CASES = _cases()
@@ -157,11 +161,8 @@ class Outcome:
 
 
 def _env(data: Path, case: Case) -> dict[str, str]:
-    fields = msgspec.inspect.type_info(Settings)
-    assert isinstance(fields, msgspec.inspect.StructType)
-    names = {f.encode_name for f in fields.fields}
     # Nothing of the developer's own environment that names a setting.
-    env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("PMD_")}
+    env = {k: v for k, v in os.environ.items() if k not in FIELDS and not k.startswith("PMD_")}
     env |= {
         "DATABASE_URL": f"postgresql://pmd@127.0.0.1:{CLOSED_PORT}/pmd",
         "REDIS_URL": f"redis://127.0.0.1:{CLOSED_PORT}/0",
@@ -232,12 +233,9 @@ def test_one_line_naming_the_variable(case: Case, outcomes: dict[Case, Outcome])
 
 
 def test_every_setting_and_every_entry_point_is_covered() -> None:
-    info = msgspec.inspect.type_info(Settings)
-    assert isinstance(info, msgspec.inspect.StructType)
-    variables = {f.encode_name for f in info.fields}
-    assert set(BAD) | FREE_TEXT == variables, "give each new setting a bad value, or say why not"
+    assert set(BAD) | FREE_TEXT == set(FIELDS), "give each new setting a bad value, or say why not"
     assert not set(BAD) & FREE_TEXT
-    kinds = {_kind(variable) for variable in set(BAD) - {"REDIS_URL", "HOST"}}
+    kinds = {_kind(variable) for variable in DEALT_OUT}
     assert len(kinds) >= 8
     assert {_kind(c.variable) for c in CASES if c.variable in BAD} >= kinds
     assert {case.entry for case in CASES} == set(ENTRY_POINTS)
