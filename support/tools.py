@@ -24,7 +24,7 @@ PACKAGES: dict[str, str] = {
     "caddy": "caddy",
     "nginx": "nginx-light",
     "promtool": "prometheus",
-    "chromium": "chromium",
+    "chromium-headless-shell": "chromium-headless-shell",
     "openssl": "openssl",  # the SMTP tests' self-signed certificate
 }
 # What `python -m runs.cluster` runs: its hosts and their HAProxy, PgBouncer and Redis.
