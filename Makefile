@@ -30,6 +30,10 @@ $(STAMP): requirements/dev.txt pyproject.toml | $(PY)
 run: $(RUN_STAMP)
 	PMD_DEV=1 $(PY) -m pmd_service dev $(if $(DEMO_LOCALE),--locale '$(DEMO_LOCALE)')
 
+# The suite and the benchmarks start hundreds of Python processes of this code: each reads the
+# bytecode cache the first wrote, even where the environment turned writing it off.
+test bench screenshots: export PYTHONDONTWRITEBYTECODE :=
+
 # The suite in TEST_WORKERS pytest-xdist workers (tests/conftest.py says what each has of its
 # own); eight, since its tests wait on processes and timeouts more than they compute;
 # TEST_WORKERS=0 runs it in this one process.
