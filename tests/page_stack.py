@@ -30,7 +30,7 @@ from tests.helpers import CHECKOUT
 from tests.procs import ARQ_WORKER
 
 if TYPE_CHECKING:  # Playwright may be missing here: the page tests then skip
-    from playwright.async_api import Browser, Page, ViewportSize
+    from playwright.async_api import Browser, Page, Playwright, ViewportSize
 
 # Debian's headless shell, the build Playwright itself runs headless: far lighter than the full
 # browser's headless mode, on a machine where the page tests share two cores with the suite.
@@ -285,18 +285,40 @@ def browser_args() -> list[str]:
     return CHROMIUM_ARGS
 
 
-@pytest.fixture
-async def browser(browser_args: list[str]) -> AsyncIterator[Browser]:
+class Browsers:
+    """One Playwright driver, and one Chromium for each set of arguments, kept for the run."""
+
+    def __init__(self, playwright: Playwright) -> None:
+        self.playwright = playwright
+        self.launched: dict[tuple[str, ...], Browser] = {}
+
+    async def with_args(self, args: list[str]) -> Browser:
+        browser = self.launched.get(tuple(args))
+        if browser is None or not browser.is_connected():
+            browser = await self.playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=args
+            )
+            self.launched[tuple(args)] = browser
+        return browser
+
+
+@pytest.fixture(scope="session")
+async def browsers() -> AsyncIterator[Browsers]:
     from playwright.async_api import async_playwright, expect
 
     # A shared 2-core machine: generous, and never a timing assertion.
     expect.set_options(timeout=30_000)
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=browser_args
-        )
-        yield browser
-        await browser.close()
+        yield Browsers(p)
+
+
+@pytest.fixture
+async def browser(browsers: Browsers, browser_args: list[str]) -> AsyncIterator[Browser]:
+    """The run's Chromium: each test has contexts of its own, closed after it."""
+    browser = await browsers.with_args(browser_args)
+    yield browser
+    for context in browser.contexts:
+        await context.close()
 
 
 @pytest.fixture
