@@ -37,8 +37,8 @@ test bench screenshots: export PYTHONDONTWRITEBYTECODE :=
 # The suite in TEST_WORKERS pytest-xdist workers (tests/conftest.py says what each has of its
 # own); eight, since its tests wait on processes and timeouts more than they compute;
 # TEST_WORKERS=0 runs it in this one process.
-# COVERAGE=1 adds a branch-coverage report of the package at the end (CI asks for it): Python
-# 3.11's tracer about doubles the CPU of the tests that run the app in process.
+# COVERAGE=1 adds a branch-coverage report of the package at the end (CI asks for it): off by
+# default, as Python 3.11's tracer weighs on every test that runs the app in process.
 TEST_WORKERS ?= 8
 COVERAGE ?=
 test: $(STAMP)
