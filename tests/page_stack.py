@@ -293,12 +293,13 @@ class Browsers:
         self.launched: dict[tuple[str, ...], Browser] = {}
 
     async def with_args(self, args: list[str]) -> Browser:
-        browser = self.launched.get(tuple(args))
+        key = tuple(args)
+        browser = self.launched.get(key)
         if browser is None or not browser.is_connected():
             browser = await self.playwright.chromium.launch(
                 executable_path=str(CHROMIUM), headless=True, args=args
             )
-            self.launched[tuple(args)] = browser
+            self.launched[key] = browser
         return browser
 
 
