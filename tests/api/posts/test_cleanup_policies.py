@@ -214,6 +214,17 @@ async def test_a_post_its_owner_unhid_after_a_run_is_left_by_the_next(
     assert {r["id"]: r["hidden_by_user"] for r in rows} == {posts["old1"]: False, extra: True}
 
 
+async def test_a_deleted_policy_forgets_the_posts_it_took(client: Client, factory: Factory) -> None:
+    owner, _, made = await gallery_policy(client, factory)
+    url, policy_id = f"{POLICIES}/{made['id']}", uuid.UUID(made["id"])
+    run = await client.post(f"{url}/run", headers=owner.auth)
+    assert run.status == 200, await run.text()
+    sql = "SELECT count(*) FROM cleanup_policy_posts WHERE policy_id = $1"
+    assert await factory.pool.fetchval(sql, policy_id) == 3
+    assert (await client.delete(url, headers=owner.auth)).status == 204
+    assert await factory.pool.fetchval(sql, policy_id) == 0
+
+
 async def test_a_widening_needs_its_count_narrowing_and_pausing_do_not(
     client: Client, factory: Factory
 ) -> None:
