@@ -12,21 +12,21 @@ UV_VERSION := 0.13.9
 .PHONY: run test lint format bench screenshots lock clean
 
 # The locks go in with uv, which installs them several times faster than pip, or with pip where
-# uv cannot be had (no wheel of it for the platform, no route to its index).
+# uv cannot be had (no wheel for the platform) or cannot install them (it reads no pip.conf).
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet uv==$(UV_VERSION) || $(PY) -m pip install --quiet --upgrade pip
-PIP_INSTALL = $(shell [ -x $(VENV)/bin/uv ] && echo $(VENV)/bin/uv pip install --python $(PY) \
-	|| echo $(PY) -m pip install)
+	$(PY) -m pip install --quiet --upgrade pip uv==$(UV_VERSION) || $(PY) -m pip install --quiet --upgrade pip
+INSTALL = $(VENV)/bin/uv pip install --quiet --python $(PY) $(1) 2>/dev/null \
+	|| $(PY) -m pip install --quiet $(1)
 
 $(RUN_STAMP): requirements/run.txt pyproject.toml | $(PY)
-	$(PIP_INSTALL) --quiet --require-hashes -r requirements/run.txt
-	$(PIP_INSTALL) --quiet --no-deps -e .
+	$(call INSTALL,--require-hashes -r requirements/run.txt)
+	$(call INSTALL,--no-deps -e .)
 	touch $(RUN_STAMP)
 
 $(STAMP): requirements/dev.txt pyproject.toml | $(PY)
-	$(PIP_INSTALL) --quiet --require-hashes -r requirements/dev.txt
-	$(PIP_INSTALL) --quiet --no-deps -e .
+	$(call INSTALL,--require-hashes -r requirements/dev.txt)
+	$(call INSTALL,--no-deps -e .)
 	touch $(STAMP)
 
 # Dev mode, asked for explicitly: embedded PostgreSQL and Redis, a per-checkout JWT secret.
