@@ -240,6 +240,11 @@ class PmdWorker(Worker):
         self._closing = True
         super().handle_sig(signum)
 
+    def handle_sig_wait_for_completion(self, signum: Signals) -> None:
+        # Its wait ends by cancelling the jobs still running, without handle_sig.
+        self._closing = True
+        super().handle_sig_wait_for_completion(signum)
+
     async def run_job(self, job_id: str, score: int) -> None:
         try:
             await super().run_job(job_id, score)

@@ -258,3 +258,37 @@ async def test_a_job_cancelled_at_shutdown_before_it_ran_is_left_queued_for_the_
     assert await redis.zscore(default_queue_name, job) is not None
     await run_worker(settings)
     assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
+
+
+async def test_a_job_still_reading_when_the_shutdown_wait_ends_ends_quietly(
+    settings: Settings,
+) -> None:
+    """SIGTERM's handler lets running jobs finish for `job_completion_wait`, then cancels them:
+    a job still waiting on its first read of Redis (here a Redis that never answers) ends
+    quietly too, as after `handle_sig`, instead of ending arq's close() with its error."""
+
+    heard: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = ArqRedis(host="127.0.0.1", port=port, socket_timeout=0.5)
+    options = worker_options(settings) | {"cron_jobs": [], "redis_pool": redis}
+    worker = PmdWorker(handle_signals=False, **options | {"job_completion_wait": 0.05})
+    try:
+        task = asyncio.create_task(worker.run_job("stuck", _now_ms()))
+        worker.tasks["stuck"] = task
+        worker.handle_sig_wait_for_completion(signal.SIGTERM)
+
+        await asyncio.gather(*worker.tasks.values())  # as arq's close() waits for them
+
+        assert task.done() and not task.cancelled()
+    finally:
+        await redis.aclose()
+        for writer in heard:
+            writer.close()
+        server.close()
+        await server.wait_closed()
