@@ -121,13 +121,16 @@ BROWSER_REFUSED_PORTS = frozenset(
 
 
 def free_port(gap: int = 0) -> int:
-    """A free port (and the one `gap` above) below the ephemeral range, neither browser-refused."""
+    """A free port (and the one `gap` above) below the ephemeral range, neither browser-refused;
+    from this xdist worker's share of it, as a port found free is bound only later."""
     try:
         ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral = 32768  # Linux's default
+    share = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    span = max(1, (ephemeral - gap - 10000) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))
     for _ in range(200):
-        port = random.randrange(10000, max(10001, ephemeral - gap))
+        port = 10000 + share * span + random.randrange(span)
         pair = (port, port + gap)
         if BROWSER_REFUSED_PORTS.isdisjoint(pair) and all(map(_bindable, pair)):
             return port
