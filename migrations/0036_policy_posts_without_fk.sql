@@ -2,7 +2,7 @@
 -- once for every post a run remembered, while the run already holds its policy's row locked,
 -- so the policy cannot be gone. What the key's cascade did on a policy's deletion, this
 -- statement-level trigger does, for any deleter.
--- Expand only: the previous release neither reads nor writes these tables.
+-- Not a contract step: the previous release neither reads nor writes these tables.
 ALTER TABLE cleanup_policy_posts DROP CONSTRAINT cleanup_policy_posts_policy_id_fkey;
 
 CREATE FUNCTION cleanup_policy_posts_forget() RETURNS trigger LANGUAGE plpgsql
