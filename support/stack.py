@@ -127,10 +127,10 @@ def free_port(gap: int = 0) -> int:
         ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral = 32768  # Linux's default
-    share = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
     span = max(1, (ephemeral - gap - 10000) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))
+    low = 10000 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) * span
     for _ in range(200):
-        port = 10000 + share * span + random.randrange(span)
+        port = random.randrange(low, low + span)
         pair = (port, port + gap)
         if BROWSER_REFUSED_PORTS.isdisjoint(pair) and all(map(_bindable, pair)):
             return port

@@ -33,3 +33,13 @@ def test_a_port_whose_partner_is_refused_is_passed_over(monkeypatch: pytest.Monk
 def test_real_draws_are_never_refused() -> None:
     drawn = {free_port() for _ in range(200)} | {free_port(gap=10000) for _ in range(50)}
     assert drawn.isdisjoint(BROWSER_REFUSED_PORTS)
+
+
+def test_each_xdist_worker_draws_from_its_own_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    shares = []
+    for worker in ("gw0", "gw1", "gw2"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+        drawn = [free_port() for _ in range(100)]
+        shares.append((min(drawn), max(drawn)))
+    assert shares[0][1] < shares[1][0] and shares[1][1] < shares[2][0], shares
