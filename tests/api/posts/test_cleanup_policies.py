@@ -311,6 +311,38 @@ async def test_a_run_killed_before_it_committed_runs_once_on_the_next_tick(
     assert await runs(factory.pool, made["id"]) == 1
 
 
+@pytest.mark.parametrize(
+    ("from_rows", "plans"), [(0, "force_generic_plan"), (10**12, "force_custom_plan")]
+)
+async def test_a_runs_plans_are_generic_only_on_tables_with_statistics(
+    client: Client,
+    factory: Factory,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    from_rows: int,
+    plans: str,
+) -> None:
+    from pmd_service.features.posts.policies import runs as runs_module
+
+    _, posts, made = await gallery_policy(client, factory)
+    await factory.pool.execute("ANALYZE posts; ANALYZE bulk_actions; ANALYZE cleanup_policy_posts")
+    monkeypatch.setattr(runs_module, "GENERIC_PLANS_FROM_ROWS", from_rows)
+    pool = await settings_pool(settings, "pmd-worker", min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 FOR UPDATE",
+                uuid.UUID(made["id"]),
+            )
+            assert row is not None
+            (ran,) = await run_locked(conn, [row], settings, scheduled=True)
+            assert await conn.fetchval("SELECT current_setting('plan_cache_mode')") == plans
+    finally:
+        await pool.close()
+    assert (ran.last.status, ran.last.changed_count) == ("ok", 3)
+    assert await hidden(factory.pool, posts) == {"old1", "old2", "old3", "hidden"}
+
+
 async def test_a_run_spends_the_owners_budget_and_says_what_it_left(
     aiohttp_client: Any, settings: Any, factory: Factory, worker_ctx: dict[str, Any]
 ) -> None:

@@ -60,13 +60,16 @@ FOR UPDATE SKIP LOCKED
 """
 SQL_TAKE_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2 FOR UPDATE"
 # In one round trip: the runs' own bounds ($2, $3), below the pool's command timeout so one
-# slow run fails alone; custom plans, as a generic one is blind to a run's cutoff and limit and
-# to how many posts its policy already took; and whether each owner ($1) may act at all, as
-# every call of theirs is checked (host/access.py).
+# slow run fails alone; their plans ($4); and whether each owner ($1) may act at all, as every
+# call of theirs is checked (host/access.py).
 SQL_RUN_START = """
 SELECT o.id AS owner_id,
        set_config('statement_timeout', $2::text, true), set_config('lock_timeout', $3::text, true),
-       set_config('plan_cache_mode', 'force_custom_plan', true),
+       set_config('plan_cache_mode', CASE WHEN (
+           SELECT min(c.reltuples) FROM pg_class c
+           WHERE c.oid IN (to_regclass('posts'), to_regclass('bulk_actions'),
+                           to_regclass('cleanup_policy_posts'))) >= $4
+       THEN 'force_generic_plan' ELSE 'force_custom_plan' END, true),
        u.id IS NOT NULL AS found, coalesce(u.deactivated, false) AS deactivated,
        coalesce(u.banned_until > now(), false) AS banned
 FROM unnest($1::int[]) AS o(id) LEFT JOIN users u ON u.id = o.id
@@ -121,6 +124,10 @@ TIMED_OUT = (
 # (the site's budget, the stream's order) are paid once for them all, and an owner's write
 # waits on a batch's lock for a few milliseconds.
 BATCH_RUNS = 32
+# Runs keep one plan a connection (generic) once the tables they read and grow hold this many
+# rows by their statistics, as planning is a third of a run; a plan made while one of them
+# looked empty would read it whole at every run until its next analyze.
+GENERIC_PLANS_FROM_ROWS = 10_000
 # A failing policy's first wait, doubled at each failure in a row up to its period.
 BACKOFF_SECONDS = 60.0
 # Run-now's Retry-After once its run was cut off: the lock it waited on is likely still held.
@@ -187,6 +194,7 @@ async def _refusals(conn: Any, owners: list[int], settings: Settings) -> dict[in
         owners,
         f"{round(settings.policy_run_timeout_seconds * 1000)}ms",
         f"{round(settings.policy_lock_timeout_seconds * 1000)}ms",
+        GENERIC_PLANS_FROM_ROWS,
     )
     refusals: dict[int, Code | None] = {}
     for row in rows:
