@@ -13,7 +13,7 @@ import pytest
 
 from pmd_service.core.settings import Settings
 from support.stack import connected, database_env
-from tests.helpers import TABLES
+from tests.helpers import EMPTY_TABLES
 
 
 def operator_shell(
@@ -33,7 +33,7 @@ def operator_shell(
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    admin_value(admin_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    admin_value(admin_url, EMPTY_TABLES)
     keep_process_logging(monkeypatch)
     return settings
 

@@ -30,8 +30,8 @@ from support.seeding import Factory
 from support.stack import connected, create_database, drop_database, with_database
 from tests.helpers import (
     CHECKOUT,
+    EMPTY_TABLES,
     SECRET,
-    TABLES,
     Serve,
     Served,
     ServedLikeServerPy,
@@ -195,7 +195,7 @@ def settings(database_url: str, pooler_url: str | None, redis_url: str, tmp_path
 @pytest.fixture
 async def pool(admin_database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(admin_database_url, "pmd-test", min_size=1, max_size=10)
-    await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    await pool.execute(EMPTY_TABLES)
     yield pool
     await pool.close()
 

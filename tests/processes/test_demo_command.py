@@ -34,7 +34,7 @@ from pmd_service.web.app import create_app
 from support.seeding import UserRow
 from support.stack import connected
 from tests.cli_env import admin_value, keep_process_logging
-from tests.helpers import SECRET, TABLES, download_zip, fetch_item, request_bdr, run_worker
+from tests.helpers import EMPTY_TABLES, SECRET, download_zip, fetch_item, request_bdr, run_worker
 
 SQL_ARTWORKS = """
 SELECT p.id, p.public_sqid, p.title, p.storage_shard, p.storage_key, p.hashtags::text[],
@@ -81,7 +81,7 @@ def env(
     monkeypatch.setenv("AUTO_MIGRATE", "false")
     monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
     monkeypatch.setenv("BASE_URL", "http://localhost:8123")
-    admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    admin_value(admin_database_url, EMPTY_TABLES)
     keep_process_logging(monkeypatch)
     return settings
 
