@@ -58,8 +58,8 @@ TABLES = (
     ", reactions, comments, post_files, posts, licenses, users"
 )
 # TABLES and those whose keys point at them emptied, and the sequences they own restarted, as
-# `TRUNCATE … RESTART IDENTITY CASCADE` would, at a fiftieth of its cost (it makes every table's
-# and index's files anew); a superuser's, as it turns the keys' triggers off to delete.
+# `TRUNCATE … RESTART IDENTITY CASCADE` would without making every table's and index's files
+# anew at each test; a superuser's, as it turns the keys' triggers off to delete.
 EMPTY_TABLES = f"""
 DO $$
 DECLARE

@@ -124,9 +124,9 @@ TIMED_OUT = (
 # (the site's budget, the stream's order) are paid once for them all, and an owner's write
 # waits on a batch's lock for a few milliseconds.
 BATCH_RUNS = 32
-# Runs keep one plan a connection (generic) once the tables they read and grow hold this many
-# rows by their statistics, as planning is a third of a run; a plan made while one of them
-# looked empty would read it whole at every run until its next analyze.
+# Runs keep one plan a connection (generic), not planning each run anew, once the tables they
+# read and grow hold this many rows by their statistics; a plan made while one of them looked
+# empty would read it whole at every run until its next analyze.
 GENERIC_PLANS_FROM_ROWS = 10_000
 # A failing policy's first wait, doubled at each failure in a row up to its period.
 BACKOFF_SECONDS = 60.0
