@@ -108,15 +108,13 @@ async def _connect_resolving(*args: Any, **kwargs: Any) -> asyncpg.Connection:
     """asyncpg.connect, asking again while the resolver says to (pools connect through it too)."""
     for pause in RESOLVER_PAUSES:
         try:
-            conn: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
-            return conn
+            return await asyncpg.connect(*args, **kwargs)
         except socket.gaierror as exc:
             if exc.errno != socket.EAI_AGAIN:
                 raise
             log.info("the database's host name did not resolve (%s): trying again", exc)
             await asyncio.sleep(pause)
-    final: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
-    return final
+    return await asyncpg.connect(*args, **kwargs)
 
 
 async def create_pool(
@@ -333,8 +331,7 @@ async def fetch_planned(pool: asyncpg.Pool, sql: str, *args: object) -> list[asy
     """`pool.fetch` as the unnamed statement, which is planned for its parameters each time."""
     async with pool.acquire() as conn:
         statement = await conn.prepare(sql, name="")
-        rows: list[asyncpg.Record] = await statement.fetch(*args)
-        return rows
+        return await statement.fetch(*args)
 
 
 @functools.cache

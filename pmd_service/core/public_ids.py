@@ -11,8 +11,7 @@ class PublicIds:
         self._alphabet = frozenset(alphabet)
 
     def encode(self, numeric_id: int) -> str:
-        value: str = self._sqids.encode([numeric_id])
-        return value
+        return self._sqids.encode([numeric_id])
 
     def in_alphabet(self, value: str) -> bool:
         """Whether `value` is non-empty and of the alphabet alone, fit to be part of a file name."""

@@ -84,13 +84,11 @@ def valid_sqid(sqid: str) -> bool:
 async def load_user(pool: asyncpg.Pool, sqid: str) -> asyncpg.Record | None:
     if not valid_sqid(sqid):
         return None
-    row: asyncpg.Record | None = await pool.fetchrow(SQL_USER_BY_SQID, sqid)
-    return row
+    return await pool.fetchrow(SQL_USER_BY_SQID, sqid)
 
 
 async def load_user_by_id(pool: asyncpg.Pool, user_id: int) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await pool.fetchrow(SQL_USER_BY_ID, user_id)
-    return row
+    return await pool.fetchrow(SQL_USER_BY_ID, user_id)
 
 
 async def caller_from_token(
