@@ -62,13 +62,6 @@ def marked(text: str | None) -> bool:
     return text is not None and MARK in text
 
 
-def sqids_in(text: str | None) -> list[str]:
-    """The sqids `text` mentions, distinct, in order of first appearance."""
-    if text is None or MARK not in text:
-        return []
-    return list(dict.fromkeys(m.group(1) for m in MENTION.finditer(text)))
-
-
 class Mentions:
     """The accounts some texts mention, by sqid, as of one read: renders those texts."""
 
@@ -110,7 +103,8 @@ NONE = Mentions()
 
 
 def _wanted(texts: Iterable[str | None]) -> list[str]:
-    return list(dict.fromkeys(s for text in texts for s in sqids_in(text)))
+    """The sqids `texts` mention, distinct, in order of first appearance."""
+    return list(dict.fromkeys(m[1] for t in texts if t and MARK in t for m in MENTION.finditer(t)))
 
 
 async def resolve(conn: asyncpg.Pool | asyncpg.Connection, texts: Iterable[str | None]) -> Mentions:
