@@ -58,10 +58,6 @@ FALLBACK: dict[int, HostCode] = {
 }
 
 
-def fallback(status: int) -> HostCode:
-    return FALLBACK.get(status, HostCode.INTERNAL_ERROR)
-
-
 class Code(enum.StrEnum):
     """This service's name for each situation (`details.reason`)."""
 
@@ -200,7 +196,7 @@ class Entry:
             return self.host
         if self.status is None:
             raise ValueError("a failed item's row names its host code")
-        return fallback(self.status)
+        return FALLBACK.get(self.status, HostCode.INTERNAL_ERROR)
 
     def details_schema(self, reason: Code) -> dict[str, Any]:
         return {

@@ -62,10 +62,10 @@ def load_settings(
             needs_redis=needs_redis,
             serving=serving,
         )
+        logs.configure(settings.log_format)
+        error_reports.configure(settings, process)  # Sentry, once settings and logging are set
     except ConfigError as exc:
         stop(f"{process}: configuration error: {exc}", status=2)
-    logs.configure(settings.log_format)
-    configure_error_reporting(settings, process)
     warn_unknown_settings(process)
     return settings
 
@@ -88,14 +88,6 @@ def check_env(process: str) -> None:
     except ConfigError as exc:
         stop(f"{process}: configuration error: {exc}", status=2)
     warn_unknown_settings(process)
-
-
-def configure_error_reporting(settings: Settings, process: str) -> None:
-    """Error reporting to Sentry (core/error_reports.py), once settings and logging are set."""
-    try:
-        error_reports.configure(settings, process)
-    except ConfigError as exc:
-        stop(f"{process}: configuration error: {exc}", status=2)
 
 
 def stop(line: str, *, status: int = 1) -> NoReturn:
