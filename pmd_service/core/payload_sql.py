@@ -36,24 +36,17 @@ def _declared(struct: type[msgspec.Struct]) -> list[tuple[str, str, Sql | None]]
     return out
 
 
-def expressions(
-    struct: type[msgspec.Struct], *, event: bool = False, alias: str = ROW
-) -> list[tuple[str, str]]:
-    """(key, SQL expression) for each field of `struct`; `event`: an event's form."""
-    out: list[tuple[str, str]] = []
-    for key, name, sql in _declared(struct):
-        if sql is None:
-            out.append((key, f"{alias}.{name}"))
-        else:
-            out.append((key, sql.event if event and sql.event is not None else sql.item))
-    return out
-
-
 def build_object(
     struct: type[msgspec.Struct], *, event: bool = False, alias: str = ROW, indent: str = "    "
 ) -> str:
-    """`jsonb_build_object('key', expression, ...)` of every field of `struct`."""
-    pairs = [f"'{key}', {expr}" for key, expr in expressions(struct, event=event, alias=alias)]
+    """`jsonb_build_object('key', expression, ...)` of every field of `struct`; `event`: an
+    event's form."""
+    pairs = []
+    for key, name, sql in _declared(struct):
+        if sql is None:
+            pairs.append(f"'{key}', {alias}.{name}")
+        else:
+            pairs.append(f"'{key}', {sql.event if event and sql.event is not None else sql.item}")
     calls = [
         "jsonb_build_object(\n"
         + ",\n".join(indent + "    " + p for p in pairs[i : i + _PAIRS_A_CALL])

@@ -23,8 +23,8 @@ from ..core.public_ids import PublicIds
 from ..core.settings import Settings
 from ..features.posts.live import announce_new
 from ..host.vault import (
-    artwork_path_in,
     host_shard,
+    relative_artwork_path,
     relative_layers_path,
     relative_upscaled_path,
     vault_file_in,
@@ -303,7 +303,7 @@ def _write_files(vault: Path, files: list[tuple[int, uuid.UUID, str, Art, bytes 
     """Each post's image, its layers file when it has one, its upscaled copy every third post."""
     root = vault.resolve()
     for n, key, shard, art, layers in files:
-        _write(artwork_path_in(root, shard, key, art.fmt), art.data)
+        _write(vault_file_in(root, relative_artwork_path(shard, key, art.fmt)), art.data)
         if layers is not None:
             _write(vault_file_in(root, relative_layers_path(shard, key)), layers)
         if n % 3 == 2:

@@ -61,14 +61,7 @@ def relative_upscaled_path(storage_shard: str | None, storage_key: uuid.UUID | s
 def artwork_path(
     vault: Path, storage_shard: str | None, storage_key: uuid.UUID | str, fmt: str
 ) -> Path:
-    return artwork_path_in(vault.resolve(), storage_shard, storage_key, fmt)
-
-
-def artwork_path_in(
-    root: Path, storage_shard: str | None, storage_key: uuid.UUID | str, fmt: str
-) -> Path:
-    """artwork_path under a vault `root` already resolved (a build resolves it once)."""
-    return VaultFiles(root).artwork(storage_shard, storage_key, fmt)
+    return VaultFiles(vault.resolve()).artwork(storage_shard, storage_key, fmt)
 
 
 def vault_file_in(root: Path, relative: str) -> Path:
