@@ -637,13 +637,12 @@ async def read_privileges(
 ) -> Privileges:
     """`absent`: the newer columns the host lacks (no privilege on them is needed)."""
     roles = await conn.fetch(SQL_ROLES)
-    name = roles[0]["name"]  # the connected role comes first
+    me = roles[0]  # the connected role comes first
+    name = me["name"]
     # A superuser is a member of every role: only its own line.
-    supers = [r["name"] for r in roles[:1] if r["rolsuper"]] or [
-        r["name"] for r in roles if r["rolsuper"]
-    ]
+    supers = [name] if me["rolsuper"] else [r["name"] for r in roles if r["rolsuper"]]
     found = Privileges(name, bool(supers))
-    if roles[0]["rolsuper"]:
+    if me["rolsuper"]:
         found.not_a_service_role = "is a superuser"
     found.unsafe += [
         f"{_as(name, other)} is a superuser: it may alter, drop or empty any host table"
