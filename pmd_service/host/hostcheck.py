@@ -351,7 +351,6 @@ HOST_REVISIONS = (
 HOST_HEAD = HOST_REVISIONS[-1]
 # Columns an older host lacks: a NEEDED_COLUMNS entry among them missing is no column problem.
 NEWER_COLUMNS = frozenset(column for rev in HOST_REVISIONS for column in rev.adds)
-_MARKER_TABLES = sorted({column.split(".")[0] for column in NEWER_COLUMNS})
 
 
 @dataclass(frozen=True)
@@ -897,14 +896,14 @@ async def check_host(
         standins=await conn.fetchval(SQL_STANDINS, host_schema, HOST_TABLES, STANDIN_COMMENT),
         dev_database=dev_database,
         privileges=await read_privileges(conn, host_schema, absent) if privileges else None,
-        head=await read_head(conn, host_schema),
+        head=await read_head(conn, host_schema, {f"{t}.{c}" for t, c in found}),
     )
 
 
-async def read_head(conn: Conn, host_schema: str) -> HostHead:
-    """The host's revision: alembic_version's rows when readable, and what the columns show."""
-    columns = await conn.fetch(SQL_COLUMNS, host_schema, _MARKER_TABLES)
-    at, lacking = head_from_columns({f"{r['table']}.{r['column']}" for r in columns})
+async def read_head(conn: Conn, host_schema: str, present: set[str]) -> HostHead:
+    """The host's revision: alembic_version's rows when readable, and what the columns
+    `present` ("table.column" of the host tables) show."""
+    at, lacking = head_from_columns(present)
     table = await conn.fetchrow(SQL_ALEMBIC, host_schema)
     assert table is not None
     recorded = None
