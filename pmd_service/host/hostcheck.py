@@ -632,7 +632,7 @@ def _as(role: str, other: str) -> str:
 
 
 async def read_privileges(
-    conn: Conn, host_schema: str, absent: frozenset[tuple[str, str]] = frozenset()
+    conn: Conn, host_schema: str, absent: frozenset[tuple[str, str]]
 ) -> Privileges:
     """`absent`: the newer columns the host lacks (no privilege on them is needed)."""
     roles = await conn.fetch(SQL_ROLES)
@@ -747,9 +747,7 @@ async def _read_tables(
             found.beyond.append(f"sequence {row['sequence']}: {', '.join(privileges)}")
 
 
-def needed(
-    absent: frozenset[tuple[str, str]] = frozenset(),
-) -> dict[tuple[str, str], frozenset[str]]:
+def needed(absent: frozenset[tuple[str, str]]) -> dict[tuple[str, str], frozenset[str]]:
     """(table, privilege) -> columns the service needs; `absent`: newer columns the host lacks."""
     out: dict[tuple[str, str], set[str]] = {}
     for c in NEEDED_COLUMNS:
