@@ -41,7 +41,7 @@ from .service import (
     check,
     fields_of,
     get,
-    missing,
+    owned_row,
     owner_only,
     paused_by_moderator,
     promotions_seen,
@@ -58,7 +58,6 @@ ORDER BY next_run_at
 LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
-SQL_TAKE_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2 FOR UPDATE"
 # In one round trip: the runs' own bounds ($2, $3), below the pool's command timeout so one
 # slow run fails alone; their plans ($4); and whether each owner ($1) may act at all, as every
 # call of theirs is checked (host/access.py).
@@ -349,9 +348,7 @@ async def run_now(
     taken: asyncpg.Record | None = None
     try:
         async with pool.acquire() as conn, conn.transaction():
-            taken = await conn.fetchrow(SQL_TAKE_ONE, policy_id, principal.target.id)
-            if taken is None:
-                raise missing(policy_id)
+            taken = await owned_row(conn, principal, policy_id, lock=True)
             if taken["paused_by_moderator"]:
                 raise paused_by_moderator()
             (ran,) = await run_locked(conn, [taken], settings, scheduled=False)

@@ -410,7 +410,7 @@ async def preview(
     keep_tags(fields.keep.hashtags)
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         if policy_id is not None:
-            await _row(conn, principal, policy_id)  # the target's, or 404
+            await owned_row(conn, principal, policy_id)  # the target's, or 404
         checked = await check(conn, fields)
         values = checked.named(principal.target.id, policy_id, datetime.now(UTC))
         count, digest = await _counted(conn, checked, principal.target.id, policy_id)
@@ -481,7 +481,7 @@ async def create(
     )
 
 
-async def _row(
+async def owned_row(
     conn: Any, principal: Principal, policy_id: uuid.UUID, *, lock: bool = False
 ) -> asyncpg.Record:
     sql = SQL_ONE_LOCKED if lock else SQL_ONE
@@ -509,7 +509,7 @@ async def list_policies(pool: asyncpg.Pool, principal: Principal, most: int) -> 
 
 
 async def get(pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID) -> PolicyItem:
-    row = await _row(pool, principal, policy_id)
+    row = await owned_row(pool, principal, policy_id)
     undoable = set() if principal.as_moderator else await _undoable(pool, [row])
     return item_of(row, undoable)
 
@@ -564,7 +564,7 @@ async def change(
     if body.keep is not None:
         keep_tags(body.keep.hashtags)
     async with pool.acquire() as conn, conn.transaction():
-        row = await _row(conn, principal, policy_id, lock=True)
+        row = await owned_row(conn, principal, policy_id, lock=True)
         owner = row["owner_id"]
         old = fields_of(row)
         new = msgspec.structs.replace(old, **{f: getattr(body, f) for f in given & _FIELDS})
@@ -611,7 +611,7 @@ async def _moderate(
     if given - {"enabled", "paused_by_moderator"} or not (pausing or lifting):
         owner_only(principal, "changes (other than pausing)")
     async with pool.acquire() as conn, conn.transaction():
-        row = await _row(conn, principal, policy_id, lock=True)
+        row = await owned_row(conn, principal, policy_id, lock=True)
         paused = msgspec.structs.replace(fields_of(row), enabled=False)
         fields = _stored(paused, {"enabled"} if pausing else set())
         updated = await conn.fetchrow(
