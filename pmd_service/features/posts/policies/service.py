@@ -311,8 +311,8 @@ def policy_name(raw: str) -> str:
     return name
 
 
-def keep_tags(raw: list[str]) -> list[str]:
-    """`keep.hashtags` as the filter's tags normalise, or a 400 for one no post can carry."""
+def keep_tags(raw: list[str]) -> None:
+    """A 400 for a tag of `keep.hashtags` no post can carry, once normalised as the filter's."""
     for tag in raw:
         normalized = normalize_hashtags([tag])
         if not normalized or len(normalized[0]) > MAX_TAG_LENGTH:
@@ -324,7 +324,6 @@ def keep_tags(raw: list[str]) -> list[str]:
                 errors=[FieldError(field="keep.hashtags", message=f"tag {why}")],
                 code=Code.INVALID_TAGS,
             )
-    return normalize_hashtags(raw)
 
 
 def fields_of(row: asyncpg.Record) -> PolicyFields:
