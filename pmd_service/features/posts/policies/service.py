@@ -12,7 +12,7 @@ import msgspec
 from msgspec import Meta
 
 from ....core.codes import Code
-from ....core.db import SET_CUSTOM_PLAN
+from ....core.db import SET_CUSTOM_PLAN, from_row
 from ....core.locks import SQL_XACT_LOCK, AdvisoryLock
 from ....core.named_sql import Named
 from ....core.problems import (
@@ -327,10 +327,8 @@ def keep_tags(raw: list[str]) -> None:
 
 
 def fields_of(row: asyncpg.Record) -> PolicyFields:
-    stored = {f: row[f] for f in PolicyFields.__struct_fields__}
-    stored["filter"] = msgspec.convert(row["filter"], FilterKeys)
-    stored["keep"] = msgspec.convert(row["keep"], Keep)
-    return PolicyFields(**stored)
+    filter_keys = msgspec.convert(row["filter"], FilterKeys)
+    return from_row(PolicyFields, row, filter=filter_keys, keep=msgspec.convert(row["keep"], Keep))
 
 
 def _last_run(row: asyncpg.Record) -> LastRun | None:
@@ -342,16 +340,14 @@ def item_of(row: asyncpg.Record, undoable: set[uuid.UUID] | None = None) -> Poli
     fields = fields_of(row)
     last = _last_run(row)
     undo = None
-    if last is not None and last.action_id is not None and last.action_id in (undoable or ()):
+    if last is not None and last.action_id in (undoable or ()):
         undo = f"/api/pmd/actions/{last.action_id}/undo"
-    return PolicyItem(
-        id=row["id"],
+    return from_row(
+        PolicyItem,
+        row,
         **msgspec.structs.asdict(fields),
-        created_at=row["created_at"],
         next_run_at=row["next_run_at"] if fields.enabled else None,
         last_run=last,
-        paused_by_moderator=row["paused_by_moderator"],
-        approved_count=row["approved_count"],
         last_run_undo=undo,
     )
 
@@ -473,9 +469,8 @@ async def create(
         assert row is not None  # INSERT … RETURNING
         values = checked.named(owner, None, datetime.now(UTC))
         sample = await conn.fetch(*SQL_SAMPLE.bind(values))
-    item = item_of(row)
     return PolicyCreated(
-        **msgspec.structs.asdict(item),
+        **msgspec.structs.asdict(item_of(row)),
         preview=Preview(count, await live_items(pool, sample), digest),
     )
 
@@ -491,11 +486,7 @@ async def owned_row(
 
 
 async def _undoable(pool: Any, rows: list[asyncpg.Record]) -> set[uuid.UUID]:
-    ids = [
-        last.action_id
-        for r in rows
-        if r["last_run"] and (last := _last_run(r)) is not None and last.action_id is not None
-    ]
+    ids = [last.action_id for r in rows if (last := _last_run(r)) and last.action_id is not None]
     if not ids:
         return set()
     return {r["id"] for r in await pool.fetch(SQL_UNDOABLE, ids)}
