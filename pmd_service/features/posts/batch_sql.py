@@ -41,7 +41,7 @@ WITH eligible AS (
     SELECT g.*, g.ready AND g.within_budget AS ok FROM (
         SELECT cardinality(m.ids) = 0 AND {unrefused} AND {counted} AND {precondition}
                    AS ready,
-               e.would <= {left}::int AS within_budget,
+               e.would <= :room::int AS within_budget,
                {precondition} AS precondition_ok
         FROM missing m, refused r, eligible_ids e
     ) g
@@ -119,12 +119,11 @@ class Mode:
     """How a batch names its posts, checks their count and records itself."""
 
     chosen: str
-    missing: str
-    counted: str
     targets: str
     note: str
-    reported: str
-    left: str
+    missing: str = "SELECT '{}'::int[] AS ids"  # none but of posts named by id
+    counted: str = "true"
+    reported: str = "NULL::text"
     # The click a batch by ids belongs to (posts/undo.py, same_click); NULL: an action alone.
     click: str = _NO_CLICK
     # An action done by a cleanup policy's run: its history columns and what more it writes.
@@ -140,24 +139,19 @@ _BY_IDS = Mode(
     missing="""SELECT coalesce(array_agg(w.id ORDER BY w.id), '{}') AS ids
     FROM unnest(:post_ids::int[]) AS w(id)
     WHERE w.id NOT IN (SELECT id FROM eligible)""",
-    counted="true",
     targets=":post_ids::int[]",
     note="json_build_object('post_ids', :post_ids::int[], 'changed', cardinality(c.ids))",
-    reported="NULL::text",
-    left=":room",
     click=":click::uuid",
 )
 _DIGEST = f"(SELECT {match_digest('x.id')} FROM unnest(e.ids) AS x(id))"
 _BY_FILTER = Mode(
     chosen=predicate(),
-    missing="SELECT '{}'::int[] AS ids",
     # Exactly the approved count, within the limit, and the approved set when digested.
     counted=f"""e.n = :expect_count::int AND e.n <= :most::int
         AND (:expect_digest::text IS NULL OR {_DIGEST} = :expect_digest::text)""",
     targets="(SELECT ids FROM eligible_ids)::int[]",
     note="json_build_object('filter', :keys::text::json, 'count', e.n, 'changed', cardinality(c.ids))",
     reported=_DIGEST,
-    left=":room",
 )
 
 

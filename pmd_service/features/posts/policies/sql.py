@@ -62,12 +62,8 @@ _NAME = "(SELECT name FROM cleanup_policies WHERE id = :policy::uuid)"
 # A cleanup policy's run: `most` is its cap, and `Checked.named`'s its policy's parameters.
 _BY_POLICY = Mode(
     chosen="",  # the candidates of the run's shape, below
-    missing="SELECT '{}'::int[] AS ids",
-    counted="true",
     targets="(SELECT ids FROM eligible_ids)::int[]",
     note="json_build_object('policy', :policy::uuid, 'changed', cardinality(c.ids))",
-    reported="NULL::text",
-    left=":room",
     rule_columns=", policy_id, policy_name",
     rule_values=f", :policy::uuid, {_NAME}",
     announces=False,
