@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass
 from ...core.named_sql import Named
 from .action_shape import BulkAction, Part
 from .actions import ACTIONS
-from .actions import deleted_by_moderator as deleted_by_moderator
 from .filters import match_digest, predicate
 from .live import announce
 from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES, WHO_ACTED, first_of_click

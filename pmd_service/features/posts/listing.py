@@ -12,7 +12,7 @@ from ...core.db import fetch_planned
 from ...core.named_sql import Named
 from ...core.visibility import holds_hash, restorable, visible_comment
 from ...host.mentions import Mentions, marked, resolve
-from .batch_sql import deleted_by_moderator
+from .actions import deleted_by_moderator
 from .cursor import Cursor
 from .filters import PostFilter, match_digest, predicate
 from .schemas import (
@@ -127,11 +127,7 @@ def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[Named, Named
     """The listing's first page, later page, and the counts of each (a first page's with the
     set's digest), for one view, filter use and order."""
     where = _DELETED if deleted else _LIVE
-    matching = (
-        f"FROM posts p WHERE {where} AND {predicate()}"
-        if filtered
-        else f"FROM posts p WHERE {where}"
-    )
+    matching = f"FROM posts p WHERE {where}" + (f" AND {predicate()}" if filtered else "")
     return (
         _page(where, sort, after=False, deleted=deleted, filtered=filtered),
         _page(where, sort, after=True, deleted=deleted, filtered=filtered),
@@ -219,9 +215,7 @@ async def list_posts(
     sort = sort or default_sort(deleted)
     bound = where.fingerprint()
     after = Cursor.decode(cursor, deleted, bound, sort) if cursor else None
-    first_sql, after_sql, first_count_sql, after_count_sql = _STATEMENTS[
-        deleted, bound is not None, sort
-    ]
+    page_sql, after_sql, count_sql, after_count_sql = _STATEMENTS[deleted, bound is not None, sort]
     values = {"owner": owner_id, "limit": limit + 1, **where.named()}
     # One row more than asked tells whether another page exists, so the last page carries no
     # cursor and a client never spends a request on an empty page.
@@ -230,16 +224,13 @@ async def list_posts(
     # Each page counts, on a second connection at the same time as the page: the count reads
     # every post that matches, so run in sequence (or in the page's statement) it added its
     # whole time to the page's. The first page also names the matching set (`match_digest`).
-    if after is None:
-        page = fetch(*first_sql.bind(values))
-        count = fetch(*first_count_sql.bind(values))
-    else:
+    if after is not None:
         values |= {"after_key": after.key, "after_id": after.post_id}
-        page = fetch(*after_sql.bind(values))
-        count = fetch(*after_count_sql.bind(values))
-    rows, counted = await asyncio.gather(page, count)
-    total: int = counted[0][0]
-    digest: str | None = counted[0][1]
+        page_sql, count_sql = after_sql, after_count_sql
+    rows, counted = await asyncio.gather(
+        fetch(*page_sql.bind(values)), fetch(*count_sql.bind(values))
+    )
+    total, digest = counted[0]
     more = len(rows) > limit
     rows = rows[:limit]
     # The page's mentions, resolved once for every description on it (none: no query).
