@@ -33,6 +33,7 @@ NO_LICENSE = "none"
 Tag = Annotated[str, Meta(max_length=MAX_TAG_LENGTH + 8)]
 # The engagement filters' bound: a count the host's int columns can hold.
 MAX_COUNT = 2_147_483_647
+Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 
 
 class FilterKeys(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -100,16 +101,11 @@ class FilterKeys(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
         ]
         | None
     ) = None
-    min_reactions: (
-        Annotated[int, Meta(ge=0, le=MAX_COUNT, description="At least this many reactions")] | None
-    ) = None
+    min_reactions: Annotated[Count, Meta(description="At least this many reactions")] | None = None
     min_comments: (
-        Annotated[int, Meta(ge=0, le=MAX_COUNT, description="At least this many visible comments")]
-        | None
+        Annotated[Count, Meta(description="At least this many visible comments")] | None
     ) = None
-    min_views: (
-        Annotated[int, Meta(ge=0, le=MAX_COUNT, description="At least this many views")] | None
-    ) = None
+    min_views: Annotated[Count, Meta(description="At least this many views")] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from ....host.access import Principal
 from ....host.columns import host_column
 from ....host.eligibility import Sqid
 from ..batches import check_approval
-from ..filters import MAX_COUNT, FilterKeys, PostFilter, Tag, check_filter, match_digest
+from ..filters import MAX_COUNT, Count, FilterKeys, PostFilter, Tag, check_filter, match_digest
 from ..host_rules import MAX_TAG_LENGTH, MAX_TAGS_PER_POST, normalize_hashtags
 from ..listing import live_items, live_items_sql
 from ..schemas import ListedPost
@@ -55,7 +55,6 @@ Days = Annotated[
     int,
     Meta(ge=1, le=3650, description="Only posts created at least this many days ago"),
 ]
-Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 
 
 class Keep(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
