@@ -98,10 +98,6 @@ def no_values(body: Body) -> tuple[object, ...]:
     return ()
 
 
-# The first words of the answer's message ("Hidden" 3 post(s)), from the row and the values.
-Said = Callable[[asyncpg.Record, tuple[object, ...]], str]
-
-
 @dataclass(frozen=True)
 class PageWords:
     """The dashboard page's words beyond `verb` and `undone` ("Hiding" 3 posts…, 3 posts
@@ -119,7 +115,8 @@ class BulkAction:
 
     name: str
     verb: str
-    past: str | Said
+    # The first words of the answer's message ("Hidden" 3 post(s)), or made of the row and values.
+    past: str | Callable[[asyncpg.Record, tuple[object, ...]], str]
     undone: str
     writes: tuple[str, ...]
     owner: Caller

@@ -309,10 +309,10 @@ def _tag_list(field: str, tags: list[str]) -> list[str]:
     return tags
 
 
-def tag_change(add: list[str], remove: list[str]) -> tuple[list[str], list[str]]:
+def _tags_of(body: Body) -> tuple[object, ...]:
     """The normalised tags to add and remove, or a 400 naming what is wrong."""
-    added = _tag_list("add", normalize_hashtags(add))
-    removed = _tag_list("remove", normalize_hashtags(remove))
+    added = _tag_list("add", normalize_hashtags(body.add))
+    removed = _tag_list("remove", normalize_hashtags(body.remove))
     if not added and not removed:
         raise bad_request(
             "A `tags` action needs tags in `add`, `remove` or both.",
@@ -329,10 +329,6 @@ def tag_change(add: list[str], remove: list[str]) -> tuple[list[str], list[str]]
             code=Code.INVALID_TAGS,
         )
     return added, removed
-
-
-def _tags_of(body: Body) -> tuple[object, ...]:
-    return tag_change(body.add, body.remove)
 
 
 _TAGS_AFTER = "pmd_tags_after(p.hashtags, p.mod_hashtags, {v0}::text[], {v1}::text[])"
