@@ -124,16 +124,12 @@ class _Cursor:
     def decode(cls, token: str) -> _Cursor:
         """The cursor behind `token`; 400 for anything `encode` could not have produced."""
         try:
-            raw = unpack(token)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raw = ""
-        # A strict ASCII grammar: int() alone would also take "1_0" or non-Latin digits.
-        match = _CURSOR_RE.fullmatch(raw)
-        try:
+            # A strict ASCII grammar: int() alone would also take "1_0" or non-Latin digits.
+            match = _CURSOR_RE.fullmatch(unpack(token))
             if match is not None:
                 at = EPOCH + timedelta(microseconds=int(match["micros"]))
                 return cls(at, uuid.UUID(hex=match["id"]))
-        except OverflowError:
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
             pass
         raise invalid_cursor(
             "`cursor` is not one this list returned; pass `next_cursor` from the previous "
