@@ -370,12 +370,10 @@ async def _refusal(conn: Conn, budgets: tuple[_Used, ...], requested: int) -> Pr
     assert worst is not None  # the write was refused: some budget is short
     seconds, b = max(1, math.ceil(worst[0])), worst[1]
     span = "minute" if b.window_seconds == 60 else "hour"
-    if b.scope == "site":
+    if b.scope in ("site", "background"):
         slug, code = "site-budget-exceeded", Code.SITE_BUDGET_EXCEEDED
-        spent = f"{b.used} posts were changed across the site"
-    elif b.scope == "background":
-        slug, code = "site-budget-exceeded", Code.SITE_BUDGET_EXCEEDED
-        spent = f"{b.used} posts were changed by cleanup policies across the site"
+        by = " by cleanup policies" if b.scope == "background" else ""
+        spent = f"{b.used} posts were changed{by} across the site"
     else:
         slug, code = "row-budget-exceeded", Code.ROW_BUDGET_EXCEEDED
         whose = "this moderator's actions" if b.scope == "moderator" else "this account's posts"
@@ -407,9 +405,8 @@ async def hold_budget(
     moderator_id: int | None,
 ) -> Room:
     """Lock and read the write's budgets, in its transaction before it locks any post."""
-    if moderator_id is None:
-        return (await _hold(conn, budget, [owner_id], False, False))[owner_id]
-    return (await _hold(conn, budget, [moderator_id], True, False))[moderator_id]
+    user = owner_id if moderator_id is None else moderator_id
+    return (await _hold(conn, budget, [user], moderator_id is not None, False))[user]
 
 
 async def hold_budgets(conn: Conn, budget: Budget, owners: Collection[int]) -> Rooms:
