@@ -73,12 +73,10 @@ def artwork_held(rows: object) -> ProblemError:
             )
         else:
             parts.append(f"post {c.post_id} is the same artwork as post {c.held_by.post_id}")
-    live = any(c.held_by is None or c.held_by.live for c in clashes)
-    twins = any(c.held_by is not None and not c.held_by.live for c in clashes)
     fix = []
-    if live:
+    if any(c.held_by is None or c.held_by.live for c in clashes):
         fix.append("a post whose artwork lives on as another post cannot be restored")
-    if twins:
+    if any(c.held_by is not None and not c.held_by.live for c in clashes):
         fix.append("of posts of the same artwork only one can be restored: send one of them")
     return ProblemError(
         409,
