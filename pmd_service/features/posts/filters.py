@@ -127,10 +127,6 @@ class PostFilter:
     # As given (canonical), for the audit log and the cursor's binding.
     keys: FilterKeys = field(default_factory=FilterKeys)
 
-    @property
-    def empty(self) -> bool:
-        return self.keys == FilterKeys()
-
     def named(self, prefix: str = "f_") -> dict[str, object]:
         """The predicate's parameters by name (`predicate`'s `prefix`)."""
         return {
@@ -150,7 +146,7 @@ class PostFilter:
 
     def fingerprint(self) -> str | None:
         """What a cursor carries to stay bound to the filter that made it (None: no filter)."""
-        if self.empty:
+        if self.keys == FilterKeys():
             return None
         return hashlib.sha256(msgspec.json.encode(self.keys)).hexdigest()[:12]
 
