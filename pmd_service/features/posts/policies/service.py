@@ -384,11 +384,9 @@ async def check(conn: Any, fields: PolicyFields) -> Checked:
     return Checked(fields, where, normalize_hashtags(fields.keep.hashtags))
 
 
-async def _counted(
-    conn: Any, checked: Checked, owner_id: int, policy_id: uuid.UUID | None
-) -> tuple[int, str]:
+async def _counted(conn: Any, values: dict[str, object]) -> tuple[int, str]:
+    """The count and digest of the posts a run of the policy (`Checked.named`) would change."""
     await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
-    values = checked.named(owner_id, policy_id, datetime.now(UTC))
     row = await conn.fetchrow(*SQL_COUNT.bind(values))
     return int(row[0]), str(row[1])
 
@@ -407,7 +405,7 @@ async def preview(
             await owned_row(conn, principal, policy_id)  # the target's, or 404
         checked = await check(conn, fields)
         values = checked.named(principal.target.id, policy_id, datetime.now(UTC))
-        count, digest = await _counted(conn, checked, principal.target.id, policy_id)
+        count, digest = await _counted(conn, values)
         rows = await conn.fetch(*SQL_SAMPLE.bind(values))
     return Preview(count, await live_items(pool, rows), digest)
 
@@ -461,12 +459,11 @@ async def create(
                 code=Code.TOO_MANY_POLICIES,
                 details={"limit": most},
             )
-        checked = await check(conn, fields)
-        count, digest = await _counted(conn, checked, owner, None)
+        values = (await check(conn, fields)).named(owner, None, datetime.now(UTC))
+        count, digest = await _counted(conn, values)
         _approval(count, digest, body.expect_count, body.expect_digest)
         row = await conn.fetchrow(SQL_INSERT, owner, *_stored(fields), count)
         assert row is not None  # INSERT … RETURNING
-        values = checked.named(owner, None, datetime.now(UTC))
         sample = await conn.fetch(*SQL_SAMPLE.bind(values))
     return PolicyCreated(
         **msgspec.structs.asdict(item_of(row)),
@@ -573,7 +570,7 @@ async def change(
         approved = None
         if approve:
             assert checked is not None  # checked whenever an approval is needed
-            count, digest = await _counted(conn, checked, owner, policy_id)
+            count, digest = await _counted(conn, checked.named(owner, policy_id, datetime.now(UTC)))
             _approval(count, digest, body.expect_count, body.expect_digest)
             approved = count
         last = _last_run(row)
