@@ -420,16 +420,15 @@ async def _failed_run(pool: asyncpg.Pool, taken: asyncpg.Record, failure: Except
     in a transaction of its own."""
     log.warning("cleanup policy %s: its run did not go through (%r)", taken["id"], failure)
     site_held = isinstance(failure, ProblemError) and failure.reason == Code.SITE_BUDGET_EXCEEDED
-    backoff = False
     if isinstance(failure, ProblemError) and failure.reason in BUDGETS:
         last = LastRun(datetime.now(UTC), "deferred", 0, 0, None)
     elif isinstance(failure, TIMED_OUT):
-        last, backoff = _failed(Code.POLICY_RUN_TIMEOUT), True
+        last = _failed(Code.POLICY_RUN_TIMEOUT)
     else:
         if not isinstance(failure, asyncpg.PostgresError | ProblemError):
             log.error("cleanup policy %s: its run failed", taken["id"], exc_info=failure)
-        reason = failure.reason if isinstance(failure, ProblemError) else Code.INTERNAL
-        last, backoff = _failed(reason), True
+        last = _failed(failure.reason if isinstance(failure, ProblemError) else Code.INTERNAL)
+    backoff = last.status == "failed"  # a deferred run waits for its budget, not a backoff
     record = _Record(
         taken["id"], last, not site_held, taken["every"], backoff, taken["next_run_at"]
     )
@@ -462,8 +461,7 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
                 ran += 1
                 changed += one.last.changed_count
                 st.metrics.scheduled_runs.labels("cleanup_policy", one.last.status).inc()
-                # Sent at once while a whole send fits in the tick's time; the sweep sends the
-                # rest.
+                # Sent at once while a whole send fits in the tick's time, else by the sweep.
                 if one.email_owed and time.monotonic() + send_seconds(st.settings) < until:
                     await _email(st.pool, st.settings, one.email_owed, send_policy_run_email)
                 if one.hold_id and time.monotonic() + send_seconds(st.settings) < until:
