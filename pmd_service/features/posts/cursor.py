@@ -101,8 +101,7 @@ class Cursor:
             if walk.key.kind == "text":
                 if not raw_key.startswith("t"):
                     raise problem
-                text = raw_key[1:] + "=" * (-len(raw_key[1:]) % 4)
-                key = base64.urlsafe_b64decode(text).decode("utf-8")
+                key = unpack(raw_key[1:], "utf-8")
                 if "\x00" in key:  # PostgreSQL's text holds no NUL: no title has one
                     raise problem
             elif raw_key.startswith("t"):
@@ -137,9 +136,9 @@ def pack(raw: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def unpack(token: str) -> str:
-    """The ASCII text `pack` made (binascii.Error, UnicodeDecodeError or ValueError if none)."""
-    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+def unpack(token: str, encoding: str = "ascii") -> str:
+    """The text `pack` made (binascii.Error, UnicodeDecodeError or ValueError if none)."""
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode(encoding)
 
 
 def invalid_cursor(detail: str, message: str = "invalid cursor") -> ProblemError:
