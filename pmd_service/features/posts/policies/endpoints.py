@@ -68,10 +68,8 @@ async def create_policy(request: web.Request) -> web.Response:
 
 async def list_policies(request: web.Request) -> web.Response:
     await _policies_on(request)
-    most = request.app[SETTINGS].policies_per_user
-    return json_response(
-        await policies.list_policies(request.app[DB_POOL], request[PRINCIPAL], most)
-    )
+    pool, most = request.app[DB_POOL], request.app[SETTINGS].policies_per_user
+    return json_response(await policies.list_policies(pool, request[PRINCIPAL], most))
 
 
 async def get_policy(request: web.Request) -> web.Response:
@@ -83,10 +81,8 @@ async def get_policy(request: web.Request) -> web.Response:
 async def change_policy(request: web.Request) -> web.Response:
     await _policies_on(request)
     body = await read_json(request, PolicyChange)
-    principal = await retarget(request, body.target_sqid)
-    return json_response(
-        await policies.change(request.app[DB_POOL], principal, path_uuid(request), body)
-    )
+    pool, principal = request.app[DB_POOL], await retarget(request, body.target_sqid)
+    return json_response(await policies.change(pool, principal, path_uuid(request), body))
 
 
 async def delete_policy(request: web.Request) -> web.Response:
@@ -97,12 +93,10 @@ async def delete_policy(request: web.Request) -> web.Response:
 
 async def run_policy(request: web.Request) -> web.Response:
     await _policies_on(request)
+    pool, settings, principal = request.app[DB_POOL], request.app[SETTINGS], request[PRINCIPAL]
     # Paced as the owner's actions are.
-    per_minute = request.app[SETTINGS].bulk_actions_per_minute
-    await take_turn(request.app[REDIS], request[PRINCIPAL].caller.id, per_minute)
-    item, last = await policy_runs.run_now(
-        request.app[DB_POOL], request[PRINCIPAL], path_uuid(request), request.app[SETTINGS]
-    )
+    await take_turn(request.app[REDIS], principal.caller.id, settings.bulk_actions_per_minute)
+    item, last = await policy_runs.run_now(pool, principal, path_uuid(request), settings)
     return json_response(PolicyRun(item, last))
 
 
