@@ -426,9 +426,8 @@ async def _hold(
     await conn.execute(SQL_XACT_LOCKS, lock, sorted(set(users)))
     # A statement after the locks: its snapshot holds every spend committed before it.
     # Moderators skip the site's budget: artists filling it must not hold moderation off.
-    values: dict[str, object] = {"users": list(users), "as_moderator": as_moderator}
-    values |= {"short": float(short), "long": float(long), "site": not as_moderator}
-    values["background"] = background
+    values: dict[str, object] = {"users": list(users), "short": float(short), "long": float(long)}
+    values |= {"as_moderator": as_moderator, "site": not as_moderator, "background": background}
     rooms: dict[int, Room] = {}
     for row in await conn.fetch(*SQL_BUDGET_USED.bind(values)):
         user_id = row["user_id"]
