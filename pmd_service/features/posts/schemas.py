@@ -15,7 +15,7 @@ from ...host.eligibility import PostIds, Sqid
 from ...host.mentions import MentionRef
 from .actions import ACTIONS
 from .cursor import MAX_CURSOR
-from .filters import FilterKeys, Tag
+from .filters import Count, FilterKeys, Tag
 from .host_rules import MAX_TAGS_PER_POST
 from .sorting import ORDERS, SORTS
 
@@ -241,10 +241,8 @@ class ListedPage(_Page[ListedPost]):
 
 
 ExpectCount = Annotated[
-    int,
+    Count,
     Meta(
-        ge=0,
-        le=2_147_483_647,
         description="With `filter`: how many posts the person approved (the listing's "
         "`total_count`); a different number at run time is a 409 carrying the current one",
     ),

@@ -29,7 +29,7 @@ from ....host.access import Principal
 from ....host.columns import host_column
 from ....host.eligibility import Sqid
 from ..batches import check_approval
-from ..filters import MAX_COUNT, Count, FilterKeys, PostFilter, Tag, check_filter, match_digest
+from ..filters import Count, FilterKeys, PostFilter, Tag, check_filter, match_digest
 from ..host_rules import MAX_TAG_LENGTH, MAX_TAGS_PER_POST, normalize_hashtags
 from ..listing import live_items, live_items_sql
 from ..schemas import ListedPost
@@ -111,10 +111,7 @@ class PreviewRequest(PolicyFields, forbid_unknown_fields=True):
     ] = None
 
 
-ExpectCount = Annotated[
-    int,
-    Meta(ge=0, le=MAX_COUNT, description="The preview's `count`, as the owner approved it"),
-]
+ExpectCount = Annotated[Count, Meta(description="The preview's `count`, as the owner approved it")]
 ExpectDigest = Annotated[
     str, Meta(max_length=64, description="The preview's `match_digest`: that very set")
 ]
