@@ -367,11 +367,8 @@ class Checked(msgspec.Struct):
             f"{n}cutoff": at - timedelta(days=self.fields.older_than_days),
             f"{n}keep_tags": self.keep_tags,
             **self.where.named(f"{n}f_"),
-            f"{n}keep_min_reactions": k.min_reactions,
-            f"{n}keep_min_comments": k.min_comments,
-            f"{n}keep_min_views": k.min_views,
-            f"{n}keep_remixable": k.remixable,
-            f"{n}keep_has_layers": k.has_layers,
+            # The keep's other fields as they are; its tags normalised, as `keep_tags`.
+            **{f"{n}keep_{f}": getattr(k, f) for f in Keep.__struct_fields__ if f != "hashtags"},
         }
 
 
