@@ -122,11 +122,6 @@ def _port_free(host: str, port: int) -> None:
             ) from None
 
 
-def public_base(settings: Settings) -> str:
-    """BASE_URL, which is http://HOST:PORT while it is unset."""
-    return settings.base_url
-
-
 # Dev mode's export cooldowns, to try exports within minutes; a variable that is set wins.
 DEV_DEFAULTS = {"EXPORT_COOLDOWN_SECONDS": "120", "EXPORT_INCREMENTAL_COOLDOWN_SECONDS": "30"}
 
@@ -247,7 +242,7 @@ def run_dev(locale: str | None = None) -> int:
         moderator_token = moderator_sqid and mint_token(
             settings.jwt_secret_key, moderator_sqid, ttl_seconds=week, roles=["user", "moderator"]
         )
-        base, limit = public_base(settings), settings.bdr_daily_limit
+        base, limit = settings.base_url, settings.bdr_daily_limit
         text = banner(base, demo_sqid or "", token, limit, settings, moderator_token, language)
         print(text, flush=True)
         while not stopping and all(p.poll() is None for p in procs):

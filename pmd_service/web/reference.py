@@ -8,7 +8,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -74,18 +73,9 @@ def _reference(spec_url: str, vendor_url: str) -> Handler:
     return reference
 
 
-def public_base(settings: Settings) -> str:
-    """Where a person reaches this service: BASE_URL when set, else http://HOST:PORT."""
-    default = next(f.default for f in msgspec.structs.fields(Settings) if f.name == "base_url")
-    if settings.base_url != default:
-        return settings.base_url
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return f"http://{host}:{settings.port}"
-
-
 def docs_url(settings: Settings) -> str:
     """`/api/pmd/docs`, not `/docs`: behind a site's proxy only `/api/pmd/*` reaches us."""
-    return public_base(settings) + API_DOCS_PATH
+    return settings.base_url + API_DOCS_PATH
 
 
 def setup(app: web.Application) -> None:

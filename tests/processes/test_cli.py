@@ -239,7 +239,6 @@ def test_make_runs_banner_opens_the_page_signed_in_first_and_names_the_reference
 def test_the_reference_is_named_at_base_url_or_at_host_and_port(settings: Settings) -> None:
     """The server's start-up line and `make run`'s banner name the same base; the server's
     names the reference under /api/pmd/, the one path a site's proxy sends to the service."""
-    from pmd_service.dev import stack
     from pmd_service.web.reference import docs_url
 
     public = replace(settings, base_url="https://pmd.example.org", port=9000)
@@ -250,7 +249,7 @@ def test_the_reference_is_named_at_base_url_or_at_host_and_port(settings: Settin
     ]
     for case, base in cases:
         assert docs_url(case) == f"{base}/api/pmd/docs"
-        assert stack.public_base(case) == base
+        assert case.base_url == base
 
 
 def test_make_run_on_a_taken_port_is_one_line(tmp_path: Path) -> None:

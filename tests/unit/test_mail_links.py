@@ -9,7 +9,7 @@ from pathlib import Path
 import jwt
 
 from pmd_service.core.settings import Settings
-from pmd_service.dev.stack import banner, public_base
+from pmd_service.dev.stack import banner
 from pmd_service.features.bdr.mail import BdrMail, compose
 from pmd_service.features.exports.mail import ExportMail, compose_export
 
@@ -40,7 +40,7 @@ def _links(settings: Settings) -> list[str]:
 
 def test_in_dev_mode_an_email_link_follows_the_port_and_signs_in(tmp_path: Path) -> None:
     settings = Settings.from_env(_env(tmp_path, PORT="18900", PMD_DEV="1"))
-    assert public_base(settings) == "http://127.0.0.1:18900"
+    assert settings.base_url == "http://127.0.0.1:18900"
     links = _links(settings)
     assert [link.split("#")[0] for link in links] == [
         "http://127.0.0.1:18900/u/Uk/posts?bdr=b1",
@@ -51,7 +51,7 @@ def test_in_dev_mode_an_email_link_follows_the_port_and_signs_in(tmp_path: Path)
         claims = jwt.decode(token, SECRET, algorithms=["HS256"])
         assert claims["sub"] == "Uk"
     # The printed hint for more demo posts runs on the same port.
-    text = banner(public_base(settings), "Uk", "t", 8, settings)
+    text = banner(settings.base_url, "Uk", "t", 8, settings)
     assert "PORT=18900 PMD_DEV=1" in text and "http://127.0.0.1:18900/u/Uk/posts#token=t" in text
 
 
