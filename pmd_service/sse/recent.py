@@ -17,7 +17,9 @@ process has read, or never an event id) goes to the table as before.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import deque
+from operator import itemgetter
 
 # An event as read: its id, its kind, its audience and its payload's text (the table's columns).
 Row = tuple[int, str, str, str]
@@ -104,13 +106,7 @@ class RecentEvents:
         """When the run's event `event_id` was read; None when it holds no such id. Ids
         ascend: a binary search (~log2(KEEP) probes into the deque)."""
         ids = self._ids
-        lo, hi = 0, len(ids)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if ids[mid][0] < event_id:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = bisect_left(ids, event_id, key=itemgetter(0))
         if lo < len(ids) and ids[lo][0] == event_id:
             return ids[lo][2]
         return None
