@@ -3,7 +3,8 @@ turns at the pool and their batched lookups), every open stream ended at shutdow
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator
+from functools import partial
 
 from aiohttp import web
 
@@ -23,17 +24,12 @@ from .heap import HeapKeeper
 from .hub import Hub
 from .kinds import EventKinds
 from .pool_turns import Turns
-from .revocation import Pair, Revoked
 from .user_lookups import UserLookups
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     pool = app[DB_POOL]
-
-    async def access_check(pairs: Collection[Pair]) -> dict[Pair, Revoked]:
-        return await revocation.revocations(pool, pairs)
-
     hub = Hub(
         # LISTEN needs a session of its own: never through a transaction-mode pooler.
         settings.direct_url,
@@ -43,7 +39,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         queue_size=settings.sse_queue_size,
         ping_seconds=settings.sse_ping_seconds,
         liveness_seconds=settings.sse_liveness_seconds,
-        access_check=access_check,
+        access_check=partial(revocation.revocations, pool),
         access_check_seconds=settings.sse_access_check_seconds,
         heap=HeapKeeper() if app[TEND_HEAP] else None,
     )
