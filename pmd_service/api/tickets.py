@@ -146,10 +146,7 @@ async def redeem(
         raise unknown
     where = redis_key(ticket)
     try:
-        if not spend:
-            raw = await redis.get(where)
-        else:
-            raw = await redemptions.getdel(where)
+        raw = await (redemptions.getdel(where) if spend else redis.get(where))
     except RedisError:
         raise _redis_down() from None
     if raw is None:
