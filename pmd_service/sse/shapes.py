@@ -13,22 +13,15 @@ runner itself because the runner is core, which knows no feature: every caller o
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from .kinds import EventKinds
 
 
-def generated(kinds: EventKinds) -> dict[str, Callable[[], str]]:
-    """File name under migrations/repeatable/ → what generates it."""
-    out: dict[str, Callable[[], str]] = {}
-    for kind in kinds.all:
-        if kind.repeatable is not None:
-            name, generate = kind.repeatable
-            out[name] = functools.partial(generate, kind)
-    return out
+def generated(kinds: EventKinds) -> dict[str, str]:
+    """File name under migrations/repeatable/ → its text."""
+    return {k.repeatable[0]: k.repeatable[1](k) for k in kinds.all if k.repeatable is not None}
 
 
 def checkout_folder() -> Path:
@@ -40,8 +33,8 @@ def stale(folder: Path, kinds: EventKinds) -> list[str]:
     """The generated files that are missing from `folder` or differ from their definition."""
     return [
         name
-        for name, generate in generated(kinds).items()
-        if not (folder / name).is_file() or (folder / name).read_text("utf-8") != generate()
+        for name, text in generated(kinds).items()
+        if not (folder / name).is_file() or (folder / name).read_text("utf-8") != text
     ]
 
 
@@ -50,7 +43,7 @@ def write(folder: Path, kinds: EventKinds) -> list[str]:
     changed = stale(folder, kinds)
     files = generated(kinds)
     for name in changed:
-        (folder / name).write_text(files[name](), "utf-8")
+        (folder / name).write_text(files[name], "utf-8")
     return changed
 
 

@@ -198,8 +198,8 @@ async def test_a_field_added_to_a_definition_reaches_its_events(
         assert item["colour"] == "PLUM" and set(item) == EXPORT_KEYS | {"colour"}
 
         # Back to the shipped definitions: applied again, as any changed definition is.
-        for name, generate in shapes.generated(KINDS).items():
-            (copy / "repeatable" / name).write_text(generate())
+        for name, text in shapes.generated(KINDS).items():
+            (copy / "repeatable" / name).write_text(text)
         assert await apply_migrations(conn, copy) == [
             "repeatable bdr_events",
             "repeatable export_events",
