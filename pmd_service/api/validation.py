@@ -57,12 +57,8 @@ def refuse_repeated_keys(body: bytes, type_: type[msgspec.Struct]) -> None:
     """400 naming the key if a body, already decoded into the flat struct `type_`, repeats one
     (msgspec keeps the last, a proxy may read the first); the body is parsed again only when a
     field's quoted name occurs twice or it holds an escape."""
-    if b"\\" not in body:
-        for key in _quoted_keys(type_):
-            if body.count(key) > 1:
-                break
-        else:
-            return
+    if b"\\" not in body and all(body.count(key) < 2 for key in _quoted_keys(type_)):
+        return
     try:
         json.loads(body, object_pairs_hook=_refuse_pair)
     except (ValueError, RecursionError):  # msgspec accepted it; nothing repeated was found
