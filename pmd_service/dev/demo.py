@@ -208,15 +208,12 @@ SELECT k.key, k.shard, $1, k.title, k.description,
        k.side, k.side, k.frames, k.views, k.license_id, k.license_id IS DISTINCT FROM $4,
        k.created_at, k.hidden, k.mod_hidden, k.deleted_at IS NOT NULL, k.deleted_at,
        k.layers_bytes, CASE WHEN k.layers_bytes IS NOT NULL THEN k.created_at END{created_at}
-FROM generate_series(1, cardinality($2::uuid[])) g,
-     LATERAL (SELECT ($2::uuid[])[g] AS key, ($5::text[])[g] AS shard, ($6::text[])[g] AS title,
-                     ($7::text[])[g] AS description, ($8::text[])[g] AS fmt,
-                     ($9::bool[])[g] AS mod_tag, ($10::int[])[g] AS side,
-                     ($11::int[])[g] AS frames, ($12::int[])[g] AS views,
-                     ($13::int[])[g] AS license_id, ($14::timestamptz[])[g] AS created_at,
-                     ($15::bool[])[g] AS hidden, ($16::bool[])[g] AS mod_hidden,
-                     ($17::timestamptz[])[g] AS deleted_at, ($18::int[])[g] AS layers_bytes) k
-ORDER BY g
+FROM unnest($2::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[], $10::int[],
+            $11::int[], $12::int[], $13::int[], $14::timestamptz[], $15::bool[], $16::bool[],
+            $17::timestamptz[], $18::int[])
+     WITH ORDINALITY AS k(key, shard, title, description, fmt, mod_tag, side, frames, views,
+                          license_id, created_at, hidden, mod_hidden, deleted_at, layers_bytes, n)
+ORDER BY k.n
 RETURNING id, storage_key
 """
 SQL_INSERT_POSTS = _INSERT_POSTS.format(listed_at=", listed_at", created_at=", k.created_at")
