@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -58,10 +59,8 @@ class RestoreReport:
         return not self.findings
 
     def counts(self) -> dict[str, int]:
-        found = dict.fromkeys(self.looked_at, 0)
-        for finding in self.findings:
-            found[finding.check] += 1
-        return found
+        found = Counter(finding.check for finding in self.findings)
+        return {name: found[name] for name in self.looked_at}
 
     def as_json(self) -> dict[str, Any]:
         return {
