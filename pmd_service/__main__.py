@@ -288,7 +288,7 @@ def _cleanup(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _check_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from .upkeep.restore_check import CheckFailed, check_restore, printed
+    from .upkeep.restore_check import CheckFailed, check_restore
 
     async def checked() -> Any:
         # No migration either: nothing is written.
@@ -299,7 +299,7 @@ def _check_restore(args: argparse.Namespace, settings: Settings) -> int:
         report = asyncio.run(checked())
     except CheckFailed as exc:
         raise CliError(str(exc)) from None
-    print(printed(report, args.json))
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.render())
     return 0 if report.consistent else 1
 
 

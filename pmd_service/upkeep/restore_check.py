@@ -5,7 +5,6 @@ read-only snapshot, and the stored files no ready row names."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import Counter
@@ -202,8 +201,3 @@ async def _stored_files(st: WorkerState) -> set[str]:
     exports = await asyncio.to_thread(old_export_files, root, now, float("-inf"))
     stored = {f"{ZIP_PREFIX}{p.relative_to(root).as_posix()}" for p in [*zips, *exports]}
     return {path for path in stored if not path.startswith(_EXPORTS) or is_export_part(path)}
-
-
-def printed(report: RestoreReport, as_json: bool) -> str:
-    """The command's output: one line a finding and the summary, or one JSON document."""
-    return json.dumps(report.as_json(), indent=2) if as_json else report.render()
