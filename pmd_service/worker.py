@@ -11,6 +11,8 @@ from arq.constants import default_queue_name
 
 from . import dev_servers
 from .core import job_codec, logs
+from .core.db import DatabaseSetupError
+from .core.migrate import HostTablesMissing
 from .core.redis_client import worker_redis_settings
 from .core.settings import Settings
 from .core.startup import StartupError, load_settings, services_reachable, stop, wait_for_services
@@ -75,7 +77,10 @@ async def _worker_startup(ctx: dict[str, Any], *, settings: Settings, wait: bool
             await services_reachable(settings, PROCESS)
         except StartupError as exc:
             stop(str(exc))
-    await context.worker_startup(ctx, settings=settings)
+    try:
+        await context.startup(ctx, settings=settings, serve_metrics=True)
+    except (HostTablesMissing, DatabaseSetupError) as exc:
+        stop(f"{PROCESS}: {exc}", status=2)  # a log line: one JSON object under LOG_FORMAT=json
     server = context.state(ctx).metrics_server
     metrics = f"http://{settings.host}:{server.port}/metrics" if server else "off"
     log.info(

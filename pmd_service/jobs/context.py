@@ -14,13 +14,11 @@ import aiohttp
 import asyncpg
 from obstore.store import S3Store
 
-from ..core.db import DatabaseSetupError, check_budget, connections_needed
-from ..core.migrate import HostTablesMissing
+from ..core.db import check_budget, connections_needed
 from ..core.objects import open_store
 from ..core.opening import open_pool
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
-from ..core.startup import stop
 from ..storage.zip_files import ZipFiles
 from .worker_metrics import MetricsServer, WorkerMetrics, metrics_server
 
@@ -103,14 +101,6 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
             await shutdown({STATE_KEY: st})
             raise
     ctx[STATE_KEY] = st
-
-
-async def worker_startup(ctx: dict[str, Any], *, settings: Settings) -> None:
-    """arq's on_startup: a database without the host's tables stops the worker with one line."""
-    try:
-        await startup(ctx, settings=settings, serve_metrics=True)
-    except (HostTablesMissing, DatabaseSetupError) as exc:
-        stop(f"pmd-worker: {exc}", status=2)  # a log line: one JSON object under LOG_FORMAT=json
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
