@@ -24,11 +24,6 @@ def generated(kinds: EventKinds) -> dict[str, str]:
     return {k.repeatable[0]: k.repeatable[1](k) for k in kinds.all if k.repeatable is not None}
 
 
-def checkout_folder() -> Path:
-    """The checkout's `migrations/repeatable/` (the migrations' one source)."""
-    return Path(__file__).resolve().parents[2] / "migrations" / "repeatable"
-
-
 def stale(folder: Path, kinds: EventKinds) -> list[str]:
     """The generated files that are missing from `folder` or differ from their definition."""
     return [
@@ -51,7 +46,8 @@ def main(kinds: EventKinds, prog: str, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     args = parser.parse_args(argv)
-    folder = checkout_folder()
+    # The checkout's, the migrations' one source.
+    folder = Path(__file__).resolve().parents[2] / "migrations" / "repeatable"
     if not folder.parent.is_dir():
         print(f"{folder.parent} is not there: run this from a checkout", file=sys.stderr)
         return 2
