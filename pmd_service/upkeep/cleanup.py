@@ -310,7 +310,8 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
         tidy: FolderTidy | BucketTidy = BucketTidy(plan.tidy.uploads, orphans)
     else:
         log.info("cleanup: tidying the folder %s", st.settings.zip_path)
-        tidy = await _tidy_folder(pool, st.settings.zip_path, plan.tidy)
+        unnamed = await unnamed_files(pool, st.settings.zip_path, set(plan.tidy.orphans))
+        tidy = await asyncio.to_thread(_remove, plan.tidy.temp_files, unnamed, plan.tidy.folders)
     return dataclasses.replace(done, tidy=tidy)
 
 
@@ -320,15 +321,10 @@ async def unnamed_files(conn: Conn | asyncpg.Pool, root: Path, files: set[Path])
     return frozenset(stored[name] for name in await unnamed_paths(conn, set(stored)))
 
 
-async def _tidy_folder(pool: asyncpg.Pool, root: Path, plan: FolderTidy) -> FolderTidy:
-    """Removes the planned files still an hour old and not pointed at, then the empty folders."""
-    orphans = await unnamed_files(pool, root, set(plan.orphans))
-    return await asyncio.to_thread(_remove, plan.temp_files, orphans, plan.folders)
-
-
 def _remove(
     temps: frozenset[Path], orphans: frozenset[Path], folders: frozenset[Path]
 ) -> FolderTidy:
+    """Removes the planned files still an hour old, then the folders left empty."""
     now = time.time()
 
     def removed(paths: frozenset[Path]) -> frozenset[Path]:
