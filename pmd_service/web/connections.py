@@ -321,8 +321,6 @@ class GuardedSite(web.BaseSite):
         settings: Settings,
         server_name: str,
         *,
-        host: str,
-        port: int,
         backlog: int,
         reuse_port: bool = False,
     ) -> None:
@@ -330,26 +328,23 @@ class GuardedSite(web.BaseSite):
         self.web_runner = runner
         self.settings = settings
         self.server_name = server_name
-        self.host = host
-        self.port = port
         self.listen_backlog = backlog
         self.reuse_port = reuse_port
-        self.guard: ConnectionGuard | None = None
         self.listener: asyncio.Server | None = None
 
     @property
     def name(self) -> str:
-        port = self.port
+        port = self.settings.port
         if self.listener is not None and self.listener.sockets:
             port = self.listener.sockets[0].getsockname()[1]
-        return str(URL.build(scheme="http", host=self.host, port=port))
+        return str(URL.build(scheme="http", host=self.settings.host, port=port))
 
     async def start(self) -> None:
         await super().start()
         server = self.web_runner.server
         assert server is not None
         descriptors = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self.guard = ConnectionGuard(
+        guard = ConnectionGuard(
             server,
             connection_cap(self.settings.max_connections, descriptors),
             self.settings.header_timeout_seconds,
@@ -357,9 +352,9 @@ class GuardedSite(web.BaseSite):
             self.web_runner.app.get(CONNECTION_COUNTS) or ConnectionCounts(),
         )
         self.listener = await asyncio.get_running_loop().create_server(
-            self.guard,
-            self.host,
-            self.port,
+            guard,
+            self.settings.host,
+            self.settings.port,
             backlog=self.listen_backlog,
             reuse_port=self.reuse_port or None,
         )

@@ -109,8 +109,6 @@ async def _serve(
             runner,
             settings,
             SERVER_NAME,
-            host=settings.host,
-            port=settings.port,
             # Above aiohttp's 128, so a reconnect storm's SYNs are not dropped.
             backlog=LISTEN_BACKLOG,
             reuse_port=shared_port,
