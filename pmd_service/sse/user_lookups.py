@@ -69,18 +69,12 @@ class UserLookups:
             async with self._turns:
                 self._refuse_if_closing()
                 rows, refused = await self._fetch(list(batch))
-        except TimeoutError as exc:
-            # The query outlasted the command timeout: in a ticket storm a saturated box
-            # answered its openings 500 by the thousand (docs/benchmarks.md). What
-            # the box cannot serve in time is shed as the pool's timeout is: 503, Retry-After.
-            shed = (
-                exc
-                if isinstance(exc, PoolTimeout)
-                else PoolTimeout("the database did not answer the openings' user lookup in time")
-            )
-            for waiters in batch.values():
-                _fail(waiters, shed)
         except Exception as exc:  # the database's or the shutdown's: every opening answers it
+            if isinstance(exc, TimeoutError) and not isinstance(exc, PoolTimeout):
+                # The query outlasted the command timeout: in a ticket storm a saturated box
+                # answered its openings 500 by the thousand (docs/benchmarks.md). What
+                # the box cannot serve in time is shed as the pool's timeout is: 503, Retry-After.
+                exc = PoolTimeout("the database did not answer the openings' user lookup in time")
             for waiters in batch.values():
                 _fail(waiters, exc)
         else:
