@@ -237,36 +237,33 @@ _STREAM_SUMMARY = (
 )
 
 
-def endpoints(kinds: EventKinds) -> tuple[Endpoint, ...]:
-    """The stream's endpoints, its events those of `kinds`."""
-    summary = _STREAM_SUMMARY.replace("{live}", kinds.summary())
-    return (
-        Endpoint(
-            "get",
-            STREAM_PATH,
-            stream,
-            "streamBdrs",
-            summary,
-            "downloads",
-            auth=Auth.OWN,
-            query=StreamQuery,
-            allow_head=False,
-            long_lived=True,
-            response_media="text/event-stream",
-            ok_description="The event stream",
-            problems=(429, 503),
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            codes=(
-                Code.TICKET_INVALID,
-                Code.TICKET_WRONG_DOWNLOAD,
-                Code.TARGET_MISMATCH,
-                Code.TICKETS_UNAVAILABLE,
-                Code.TOO_MANY_STREAMS,
-                Code.SHUTTING_DOWN,
-            ),
-            params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
-            events=kinds.data_types(),
+def endpoint(kinds: EventKinds) -> Endpoint:
+    """The stream's endpoint, its events those of `kinds`."""
+    return Endpoint(
+        "get",
+        STREAM_PATH,
+        stream,
+        "streamBdrs",
+        _STREAM_SUMMARY.replace("{live}", kinds.summary()),
+        "downloads",
+        auth=Auth.OWN,
+        query=StreamQuery,
+        allow_head=False,
+        long_lived=True,
+        response_media="text/event-stream",
+        ok_description="The event stream",
+        problems=(429, 503),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        codes=(
+            Code.TICKET_INVALID,
+            Code.TICKET_WRONG_DOWNLOAD,
+            Code.TARGET_MISMATCH,
+            Code.TICKETS_UNAVAILABLE,
+            Code.TOO_MANY_STREAMS,
+            Code.SHUTTING_DOWN,
         ),
+        params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
+        events=kinds.data_types(),
     )
 
 

@@ -106,7 +106,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
             *health.ENDPOINTS,
             *openapi.ENDPOINTS,
             *((request_metrics.PUBLIC_ENDPOINT,) if settings.server_metrics_port is None else ()),
-            *sse.endpoints(EVENT_KINDS),
+            sse.endpoint(EVENT_KINDS),
             ticket_endpoint.endpoint(TICKETS),
             *ENDPOINTS,
             *reference.ENDPOINTS,
