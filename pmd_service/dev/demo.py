@@ -332,8 +332,7 @@ async def _engagement(
             reply_to, body = parent if c == 1 else None, _COMMENTS[c % len(_COMMENTS)]
             comments.append((comment_id, post_id, author, reply_to, body, when))
             parent = comment_id
-        for fan, emoji in rng.sample(pairs, rng.randrange(6)):
-            reactions.append((post_id, fan, emoji))
+        reactions += [(post_id, fan, emoji) for fan, emoji in rng.sample(pairs, rng.randrange(6))]
     if comments:
         await conn.execute(SQL_INSERT_COMMENTS, *map(list, zip(*comments, strict=True)))
     if reactions:
