@@ -41,14 +41,14 @@ TAKE = """SET email_sent_at = now(), email_lease_until = now() + make_interval(s
 JOB_OWES = "t.send_email AND t.status IN ('ready', 'failed')"
 
 
-def take_row(owes: str) -> str:
-    """A take's row `row`, while it owes its email and may be taken, fewer than `tries` made."""
-    return f"t.id = :row AND {owes} AND {TAKEABLE}\n  AND t.email_attempts < :tries"
-
-
 def owed_row(owes: str) -> str:
     """A row whose email is owed, fewer than `tries` tries made."""
     return f"{owes} AND {TAKEABLE}\n  AND t.email_attempts < :tries"
+
+
+def take_row(owes: str) -> str:
+    """A take's row `row`, while it owes its email and may be taken, fewer than `tries` made."""
+    return f"t.id = :row AND {owed_row(owes)}"
 
 
 # What a take's and an owed row's `tries` are given.
@@ -160,13 +160,6 @@ async def send_taken(
     return True
 
 
-async def users_locale_readable(pool: asyncpg.Pool, settings: Settings) -> bool:
-    """Whether the take may read `users.locale` (else emails go in English)."""
-    where = (settings.database_url, settings.host_schema)
-    locale = await host_column(pool, *where, "users", "locale", "emails go in English")
-    return locale.readable
-
-
 @dataclass(frozen=True)
 class EmailTable(Generic[M]):
     """A row's email, taken from its table (`takes`: `:row`, `:tries`, `:lease`),
@@ -190,7 +183,10 @@ ORDER BY t.{self.since} LIMIT {OWED_BATCH}""")
 
     async def send(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
         """Row `row_id`'s email, taken, then sent; True if this call sent it (never raises)."""
-        take = self.take if await users_locale_readable(pool, settings) else self.take_in_english
+        where = (settings.database_url, settings.host_schema)
+        # Whether the take may read `users.locale` (else emails go in English).
+        locale = await host_column(pool, *where, "users", "locale", "emails go in English")
+        take = self.take if locale.readable else self.take_in_english
         taken = await pool.fetchrow(
             *take.bind(TRIES | {"row": row_id, "lease": lease_seconds(settings)})
         )
