@@ -47,8 +47,5 @@ RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS about, t.stat
           t.expires_at, t.error_code, asker.email AS "to", asker.handle,
           {locale} AS locale, owner.public_sqid AS user_sqid
 """
-SQL_TAKE_EMAIL, SQL_TAKE_EMAIL_IN_ENGLISH = takes(_TAKE_EMAIL, "asker")
-EMAIL = EmailTable(
-    "BDR", "batch_download_requests", SQL_TAKE_EMAIL, SQL_TAKE_EMAIL_IN_ENGLISH, BdrMail, compose
-)
-SQL_EMAILS_OWED, send_bdr_email = EMAIL.sql_emails_owed, EMAIL.send
+EMAIL = EmailTable("BDR", "batch_download_requests", *takes(_TAKE_EMAIL, "asker"), BdrMail, compose)
+SQL_TAKE_EMAIL, SQL_EMAILS_OWED, send_bdr_email = EMAIL.take, EMAIL.sql_emails_owed, EMAIL.send

@@ -79,15 +79,7 @@ RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS about, t.stat
           {added} AS added_count, t.artwork_count - {added} AS changed_count,
           jsonb_array_length(t.removed) AS removed_count, t.layout
 """
-SQL_TAKE_EXPORT_EMAIL, SQL_TAKE_EXPORT_EMAIL_IN_ENGLISH = takes(
-    _TAKE_EXPORT_EMAIL, "owner", added=added_count("t")
-)
-EMAIL = EmailTable(
-    "export",
-    "exports",
-    SQL_TAKE_EXPORT_EMAIL,
-    SQL_TAKE_EXPORT_EMAIL_IN_ENGLISH,
-    ExportMail,
-    compose_export,
-)
-SQL_EXPORT_EMAILS_OWED, send_export_email = EMAIL.sql_emails_owed, EMAIL.send
+_TAKES = takes(_TAKE_EXPORT_EMAIL, "owner", added=added_count("t"))
+EMAIL = EmailTable("export", "exports", *_TAKES, ExportMail, compose_export)
+SQL_TAKE_EXPORT_EMAIL, SQL_EXPORT_EMAILS_OWED = EMAIL.take, EMAIL.sql_emails_owed
+send_export_email = EMAIL.send
