@@ -41,9 +41,7 @@ class ZipRun(Protocol):
     token: uuid.UUID
     owned: dict[str, object]  # the claim's `:id` and `:token`
     claim: asyncpg.Record
-
-    @property
-    def attempts(self) -> int: ...
+    attempts: int
 
 
 class BdrZip(Archive):

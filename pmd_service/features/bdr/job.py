@@ -32,10 +32,7 @@ class Run:
         self.token = claim.token
         self.owned = claim.owned
         self.claim = claim.row
-
-    @property
-    def attempts(self) -> int:
-        return int(self.claim["attempts"])
+        self.attempts: int = claim.row["attempts"]
 
     async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
         failed = {"message": message, "skipped": skipped, "code": code}
