@@ -120,7 +120,8 @@ async def plan_artworks(
     return Plan(artworks, skipped, sqids)
 
 
-def _json(value: Any) -> bytes:
+def pretty_json(value: Any) -> bytes:
+    """msgspec's indent=2 pretty-printing, plus a newline."""
     return msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n"
 
 
@@ -202,5 +203,5 @@ def json_files(
         "skipped": skipped_entries(skipped, plan.sqids),
         "skipped_files": skipped_file_entries(working, plan.sqids),
     }
-    files: list[tuple[str, Trailing]] = [("metadata.json", slots.fill(_json(document)))]
+    files: list[tuple[str, Trailing]] = [("metadata.json", slots.fill(pretty_json(document)))]
     return [*files, *extras.files(now, added, plan.sqids, mentions)]

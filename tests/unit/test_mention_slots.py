@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from pmd_service.host.mentions import MentionRef, Mentions
-from pmd_service.zipbuild.content import _json
+from pmd_service.zipbuild.content import pretty_json as _json
 from pmd_service.zipbuild.json_files import _comment, _document, _filled
 from pmd_service.zipbuild.mention_refs import MentionSlots
 

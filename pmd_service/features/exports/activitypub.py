@@ -22,7 +22,7 @@ from ...host.mentions import Mentions, resolve_ahead
 from ...host.vault import VaultPathError, vault_file_in
 from ...jobs.context import WorkerState
 from ...zipbuild.build import FileDigest, Stored, Trailing
-from ...zipbuild.content import Artwork, Plan, plan_artworks
+from ...zipbuild.content import Artwork, Plan, plan_artworks, pretty_json
 from ...zipbuild.json_files import Extras
 from ...zipbuild.sources import MAX_ARTWORK_BYTES, http_reader, object_reader
 from ...zipbuild.working_files import BAG_FOLDERS, Wanted, WorkingFile, split
@@ -197,11 +197,6 @@ def _when(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
-def _content(title: str, description: str | None) -> str:
-    """The title, then the description, as HTML paragraphs, every text escaped."""
-    return _paragraphs([title, *(description or "").split("\n\n")])
-
-
 def _paragraphs(texts: Iterable[str]) -> str:
     """Each text not blank an HTML paragraph, escaped, its line breaks kept."""
     return "".join(
@@ -227,6 +222,7 @@ class Notes:
         # A hidden post is not public: its followers only, so no importer shows it to all.
         to, cc = ([self.followers], []) if hidden else ([PUBLIC], [self.followers])
         image = f"{a.folder}/{a.filename}"
+        description = self.mentions.plain(a.description) or ""
         attachment: list[dict[str, Any]] = [
             {
                 "type": "Document",
@@ -259,7 +255,8 @@ class Notes:
             "to": to,
             "cc": cc,
             "sensitive": False,
-            "content": _content(a.title, self.mentions.plain(a.description)),
+            # The title, then the description's paragraphs.
+            "content": _paragraphs([a.title, *description.split("\n\n")]),
             "attachment": attachment,
             "tag": [
                 {
@@ -328,7 +325,7 @@ def actor_json(profile: Profile, mentions: Mentions) -> bytes:
         name = profile.avatar[0]
         kind = MEDIA_TYPES.get(name.rpartition(".")[2], "application/octet-stream")
         actor["icon"] = {"type": "Image", "mediaType": kind, "url": name}
-    return msgspec.json.format(msgspec.json.encode(actor), indent=2) + b"\n"
+    return pretty_json(actor)
 
 
 def _empty_collection(name: str) -> bytes:
@@ -339,4 +336,4 @@ def _empty_collection(name: str) -> bytes:
         "type": "OrderedCollection",
         "orderedItems": [],
     }
-    return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
+    return pretty_json(document)

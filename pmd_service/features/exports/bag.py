@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
 from ...storage.budget import human_bytes
 from ...zipbuild.build import Closing, FileDigest, sha256sum_lines
+from ...zipbuild.content import pretty_json
 
 SOURCE_ORGANIZATION = "Makapix Club"
 BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
@@ -104,7 +103,7 @@ def removed_json(place: BagPlace, removed: list[dict[str, Any]]) -> bytes:
         "removed_count": len(removed),
         "removed": removed,
     }
-    return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
+    return pretty_json(document)
 
 
 def bag_closing(place: BagPlace, index: Callable[[set[str]], bytes]) -> Closing:
