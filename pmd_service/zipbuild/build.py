@@ -139,15 +139,8 @@ class _Buffers:
 Chunk = bytes | memoryview
 
 
-@dataclass(slots=True)
-class _Piece:
-    """A piece of the ZIP on its way to both stages, and the buffer it sits in (or None)."""
-
-    chunk: Chunk
-    buffer: bytearray | None
-
-
-# What _packed yields: a piece's bytes and the buffer they sit in (None: bytes of their own).
+# A piece of the ZIP on its way to the stages: its bytes and the buffer they sit in (None: bytes
+# of their own).
 Piece = tuple[Chunk, bytearray | None]
 
 # Where the ZIP's bytes go (file_sink, object_sink), on the sink thread: a chunk is valid only
@@ -170,8 +163,8 @@ class _Pipeline:
         self._error: BaseException | None = None
         self._aborted = False
         self._ended = False  # the sink's iterator reached the end
-        self._to_hash: queue.Queue[_Piece | None] = queue.Queue(STAGE_DEPTH)
-        self._to_sink: queue.Queue[_Piece | None] = queue.Queue(STAGE_DEPTH)
+        self._to_hash: queue.Queue[Piece | None] = queue.Queue(STAGE_DEPTH)
+        self._to_sink: queue.Queue[Piece | None] = queue.Queue(STAGE_DEPTH)
         self._threads = [
             threading.Thread(target=self._hash, name="zip-sha256", daemon=True),
             threading.Thread(target=self._write, name="zip-sink", daemon=True),
@@ -183,7 +176,7 @@ class _Pipeline:
         if self._error is not None:  # the sink's, or the hash's
             raise self._error
         self._result.size += len(chunk)  # the run reads it to enforce the size cap
-        piece = _Piece(chunk, buffer)
+        piece = (chunk, buffer)
         if buffer is not None:
             self._buffers.hold(buffer, 2)
         self._to_hash.put(piece)
@@ -208,18 +201,18 @@ class _Pipeline:
 
     def _hash(self) -> None:
         update, release = self.digest.update, self._buffers.release
-        while (piece := self._to_hash.get()) is not None:
+        for chunk, buffer in iter(self._to_hash.get, None):
             try:
-                update(piece.chunk)  # releases the GIL: the other stages run meanwhile
+                update(chunk)  # releases the GIL: the other stages run meanwhile
             except BaseException as exc:  # (MemoryError): fail the build, keep releasing
                 self._error = self._error or exc
-            release(piece.buffer)
+            release(buffer)
 
     def _chunks(self) -> Iterator[Chunk]:
         release = self._buffers.release
-        while (piece := self._to_sink.get()) is not None:
-            yield piece.chunk
-            release(piece.buffer)
+        for chunk, buffer in iter(self._to_sink.get, None):
+            yield chunk
+            release(buffer)
         self._ended = True
         if self._aborted:
             raise _Aborted
@@ -233,8 +226,8 @@ class _Pipeline:
             if not self._ended:
                 self._error = RuntimeError("the sink returned before the end of the ZIP")
         if not self._ended:  # keep taking pieces, so no stage waits on a sink that stopped
-            while (piece := self._to_sink.get()) is not None:
-                self._buffers.release(piece.buffer)
+            for _, buffer in iter(self._to_sink.get, None):
+                self._buffers.release(buffer)
 
 
 def _read_chunks(handle: io.RawIOBase, buffers: _Buffers) -> Iterator[memoryview]:
