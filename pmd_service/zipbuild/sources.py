@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -206,10 +207,7 @@ async def fetched_in_order(
     pending = iter(artworks)
     window: deque[asyncio.Task[list[Entry]]] = deque()
     try:
-        for artwork in pending:
-            window.append(asyncio.ensure_future(fetch(artwork)))
-            if len(window) >= concurrency:
-                break
+        window.extend(asyncio.ensure_future(fetch(a)) for a in islice(pending, concurrency))
         while window:
             entries = await window.popleft()
             following = next(pending, None)

@@ -50,12 +50,10 @@ class Wanted:
 
     def for_post(self, sqid: str, has_layers: bool) -> tuple[WorkingFile, ...]:
         folders = self.folders or BDR_FOLDERS
-        kinds: list[Kind] = []
-        if self.layers and has_layers:
-            kinds.append("layers")
-        if self.upscaled:
-            kinds.append("upscaled")
-        return tuple(WorkingFile(k, f"{folders[k]}/{sqid}.{_SUFFIXES[k]}") for k in kinds)
+        asked: dict[Kind, bool] = {"layers": self.layers and has_layers, "upscaled": self.upscaled}
+        return tuple(
+            WorkingFile(k, f"{folders[k]}/{sqid}.{_SUFFIXES[k]}") for k, on in asked.items() if on
+        )
 
     def palette_for(self, sqid: str) -> str | None:
         """Where the post's palette goes (`{it}.hex`, `{it}.gpl`), when one is asked for."""
