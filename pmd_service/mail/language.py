@@ -116,10 +116,9 @@ class Catalog:
 
     def words(self, locale: str | None) -> Words:
         """The copy for a recipient whose `users.locale` is `locale`."""
-        chain = _lookup_chain(locale)
         files = [
             found
-            for tag in chain
+            for tag in _lookup_chain(locale)
             for found in (self.operator.get(tag), self.project.get(tag))
             if found is not None
         ]
@@ -156,9 +155,7 @@ class Words:
         return escape(_PLACEHOLDER_RE.sub(lambda match: shown[match[1]], value))
 
     def _shown(self, value: object) -> str:
-        if isinstance(value, bool):
-            return str(value)
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             return format_decimal(value, locale=self.locale)
         if isinstance(value, datetime):
             return self.when(value)
