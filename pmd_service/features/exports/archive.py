@@ -64,19 +64,15 @@ async def start_part(run: PartRun, place: BagPlace, post_ids: list[int]) -> Expo
         layers=True, upscaled=run.claim["include_upscaled"], palettes=True, folders=BAG_FOLDERS
     )
     plan = await plan_artworks(run.pool, run.claim["user_id"], post_ids, run.st.public_ids, wanted)
-    # Decided now, not when planned: a post whose artwork was replaced since carries it.
-    post_changes = (
-        None
-        if place.follows is None
-        else await changes(
-            run.pool, post_ids, run.claim["follows_started_at"], run.claim["base_post_ids"]
-        )
-    )
+    post_changes: dict[int, str] | None = None
     removals: bytes | None = None
-    if place.follows is not None and place.number == 1:  # said once, in the first part
-        removals = removed_json(
-            place, await run.pool.fetchval(*job_sql.SQL_REMOVED_LIST.bind(run.owned))
-        )
+    if place.follows is not None:
+        # Decided now, not when planned: a post whose artwork was replaced since carries it.
+        since, base = run.claim["follows_started_at"], run.claim["base_post_ids"]
+        post_changes = await changes(run.pool, post_ids, since, base)
+        if place.number == 1:  # said once, in the first part
+            gone = await run.pool.fetchval(*job_sql.SQL_REMOVED_LIST.bind(run.owned))
+            removals = removed_json(place, gone)
     post_ids = [a.post_id for a in plan.artworks]
     comments = run.claim["include_comments"]
     social = await read_social(

@@ -137,13 +137,11 @@ def _card(a: Artwork, files: set[str], social: Social, mentions: Mentions) -> st
             label = "layers (.mkpx)" if w.kind == "layers" else "upscaled"
             links.append(f'<a href="{_href(path)}">{label}</a>')
     parts.append(f'<p class="files">Files: {" · ".join(links)}</p>')
-    reactions = social.reactions.get(a.post_id)
-    if reactions:
+    if reactions := social.reactions.get(a.post_id):
         parts.append(
             '<p class="meta">' + " ".join(f"{_e(emoji)} {n}" for emoji, n in reactions) + "</p>"
         )
-    comments = social.comments.get(a.post_id)
-    if comments:
+    if comments := social.comments.get(a.post_id):
         total = social.comment_totals.get(a.post_id, len(comments))
         more = (
             f" (the newest {len(comments)}; all in data/comments.json)"

@@ -184,13 +184,8 @@ async def followed(conn: Conn, user_id: int, since: uuid.UUID | str) -> Follows:
 
 
 async def changed_count(conn: Conn, user_id: int, follows: Follows) -> int:
-    return int(
-        await conn.fetchval(
-            *SQL_CHANGED_COUNT.bind(
-                {"owner": user_id, "since": follows.started_at, "base": follows.post_ids}
-            )
-        )
-    )
+    asked = {"owner": user_id, "since": follows.started_at, "base": follows.post_ids}
+    return int(await conn.fetchval(*SQL_CHANGED_COUNT.bind(asked)))
 
 
 async def removed(

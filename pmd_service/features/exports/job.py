@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 
 from ...core.codes import Code
-from ...core.settings import Settings
 from ...jobs.context import WorkerState
 from ...jobs.driver import job_function
 from ...jobs.failures import PermanentError
@@ -177,10 +176,6 @@ class ExportRun:
         return parts
 
 
-def _cooldown(settings: Settings) -> dict[str, object]:
-    return {"cooldown": float(settings.export_cooldown_seconds)}
-
-
 # Each part takes one of the worker's export slots: no attempt scope.
 EXPORT = JobKind(
     label="export",
@@ -191,7 +186,11 @@ EXPORT = JobKind(
     queue=job_sql.QUEUE,
     upkeep=Upkeep(
         sweep_batch=100,
-        expiring=Expiring(*job_sql.EXPIRY, "export_parts_expired", purge_args=_cooldown),
+        expiring=Expiring(
+            *job_sql.EXPIRY,
+            "export_parts_expired",
+            purge_args=lambda settings: {"cooldown": float(settings.export_cooldown_seconds)},
+        ),
         restore_checks=RESTORE_CHECKS,
         swept=start_due_exports,  # recurring exports that are due
     ),
