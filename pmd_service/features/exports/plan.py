@@ -116,23 +116,15 @@ async def plan_parts(
     actual = (
         await asyncio.to_thread(_file_sizes, vault, rows, upscaled) if vault is not None else {}
     )
-    sizes = [
-        (
-            row["id"],
-            _files_estimate(row, actual, upscaled)
-            + PER_ARTWORK
-            + 2 * row["text_bytes"]
-            + row["comment_bytes"]
-            + PER_REACTION_KIND * row["kinds"],
-        )
-        for row in rows
-    ]
-    return split(sizes, part_bytes)
+    return split([(row["id"], _estimate(row, actual, upscaled)) for row in rows], part_bytes)
 
 
-def _files_estimate(row: asyncpg.Record, actual: dict[int, int], upscaled: bool) -> int:
+def _estimate(row: asyncpg.Record, actual: dict[int, int], upscaled: bool) -> int:
+    """A post's bytes in its part: its entry, texts and social, and its files when it carries them."""
+    size: int = PER_ARTWORK + 2 * row["text_bytes"] + row["comment_bytes"]
+    size += PER_REACTION_KIND * row["kinds"]
     if not row["carries"]:
-        return 0
+        return size
     files: int = actual.get(row["id"], row["file_bytes"] + (row["layers_bytes"] or 0))
     beside = PER_WORKING_FILE * ((row["layers_bytes"] is not None) + upscaled)
-    return files + beside + PER_PALETTE
+    return size + files + beside + PER_PALETTE
