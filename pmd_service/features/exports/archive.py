@@ -119,7 +119,11 @@ class ExportPart(Archive):
             "part_count": place.count,
         }
         # The posts listed in metadata.json alone: their files are in the export followed.
-        self.listed_only = _metadata_only(plan, post_changes)
+        self.listed_only = {
+            a.post_id
+            for a in plan.artworks
+            if post_changes is not None and post_changes.get(a.post_id) == METADATA_ONLY
+        }
         with_files = Plan(
             [a for a in plan.artworks if a.post_id not in self.listed_only],
             plan.skipped,
@@ -189,10 +193,3 @@ class ExportPart(Archive):
         await conn.execute(*job_sql.SQL_PART_READY.bind(run.owned | part))
         done = {"done": run.done + len(plan.artworks) + len(plan.skipped)}
         await conn.execute(*job_sql.SQL_AFTER_PART.bind(run.owned | part | done))
-
-
-def _metadata_only(plan: Plan, post_changes: dict[int, str] | None) -> set[int]:
-    """The artworks of `plan` an incremental export lists without their files."""
-    if post_changes is None:
-        return set()
-    return {a.post_id for a in plan.artworks if post_changes.get(a.post_id) == METADATA_ONLY}

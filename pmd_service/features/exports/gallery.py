@@ -98,16 +98,13 @@ def _href(path: str) -> str:
     return quote(path, safe="/")
 
 
-def _scale(a: Artwork) -> int:
-    """Whole-step enlargement of small pixel art to about 256 px, never blurred."""
-    side = max(a.width or 0, a.height or 0)
-    return max(1, 256 // side) if side else 1
-
-
 def _card(a: Artwork, files: set[str], social: Social, mentions: Mentions) -> str:
     image = f"data/artworks/{a.filename}"
-    scale = _scale(a)
-    size = f' width="{a.width * scale}" height="{a.height * scale}"' if a.width and a.height else ""
+    size = ""
+    if a.width and a.height:
+        # Whole-step enlargement of small pixel art to about 256 px, never blurred.
+        scale = max(1, 256 // max(a.width, a.height))
+        size = f' width="{a.width * scale}" height="{a.height * scale}"'
     hidden = [
         w for w, on in (("by you", a.hidden_by_user), ("by a moderator", a.hidden_by_mod)) if on
     ]
