@@ -36,8 +36,7 @@ class Run:
 
     async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
         failed = {"message": message, "skipped": skipped, "code": code}
-        row = await self.pool.fetchrow(*job_sql.SQL_FAILED.bind(self.owned | failed))
-        return row is not None
+        return await self.pool.fetchrow(*job_sql.SQL_FAILED.bind(self.owned | failed)) is not None
 
     async def archives(self) -> AsyncGenerator[BdrZip, Settled]:
         claim = self.claim

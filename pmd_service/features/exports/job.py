@@ -48,8 +48,7 @@ class ExportRun:
     async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
         """The parts' rows keep what they left out: the export's `skipped` is theirs."""
         failed = {"message": message, "days": self.st.settings.export_expiry_days, "code": code}
-        row = await self.pool.fetchrow(*SQL_FAILED.bind(self.owned | failed))
-        return row is not None
+        return await self.pool.fetchrow(*SQL_FAILED.bind(self.owned | failed)) is not None
 
     def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
         log.info("export %s: %s after %.1f s", self.export_id, outcome, seconds)
