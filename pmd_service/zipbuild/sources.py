@@ -173,14 +173,12 @@ def object_reader(store: ObjectStore) -> Read:
 
 
 def http_fetcher(session: aiohttp.ClientSession, base_url: str) -> Fetch:
-    read = http_reader(session, base_url)
-    return lambda artwork: _entries(artwork, read)
+    return partial(_entries, read=http_reader(session, base_url))
 
 
 def object_fetcher(store: ObjectStore) -> Fetch:
     """Artworks from ARTWORK_STORE at `{prefix}/{shard}/{key}.{ext}` (the vault's layout)."""
-    read = object_reader(store)
-    return lambda artwork: _entries(artwork, read)
+    return partial(_entries, read=object_reader(store))
 
 
 async def _get_file(store: ObjectStore, entry: int, arcname: str, path: str) -> Entry:
