@@ -44,14 +44,10 @@ WHERE status = 'ready' AND file_path = ANY($1::text[])
 
 def _own(key: str) -> tuple[uuid.UUID, str] | None:
     """(BDR or export id, run) of a key the service names, None for any other key."""
-    export = EXPORT_OBJECT_RE.fullmatch(key)
-    if export is not None:
-        return uuid.UUID(export["id"]), export["run"]
-    _, _, name = key.rpartition("/")
-    match = OWN_OBJECT_RE.fullmatch(name)
-    if match is None or key.count("/") != 1:
-        return None
-    return uuid.UUID(match["id"]), match["run"]
+    match = EXPORT_OBJECT_RE.fullmatch(key)
+    if match is None and key.count("/") == 1:  # a BDR's key: `{user}/{name}`
+        match = OWN_OBJECT_RE.fullmatch(key.rpartition("/")[2])
+    return None if match is None else (uuid.UUID(match["id"]), match["run"])
 
 
 async def dead_uploads(

@@ -45,16 +45,12 @@ def is_export_part(file_path: str) -> bool:
 
 def zip_object_key(file_path: str) -> str:
     """The key, under the store's prefix, of a stored `file_path` the service wrote."""
-    if file_path.startswith(ZIP_PREFIX) and is_export_part(file_path):
-        return file_path.removeprefix(ZIP_PREFIX)
-    user, _, name = file_path.removeprefix(ZIP_PREFIX).partition("/")
-    if (
-        not file_path.startswith(ZIP_PREFIX)
-        or not _USER_FOLDER_RE.fullmatch(user)
-        or not OWN_OBJECT_RE.fullmatch(name)
-    ):
+    key = file_path.removeprefix(ZIP_PREFIX)
+    user, _, name = key.partition("/")
+    own = _USER_FOLDER_RE.fullmatch(user) and OWN_OBJECT_RE.fullmatch(name)
+    if not file_path.startswith(ZIP_PREFIX) or not (own or is_export_part(file_path)):
         raise VaultPathError("not an object path of the service's ZIPs")
-    return f"{user}/{name}"
+    return key
 
 
 # A `file_path` of a ZIP the host's own PMD made (imported at the cut-over): never deleted.
