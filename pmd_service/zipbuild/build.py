@@ -220,11 +220,10 @@ class _Pipeline:
     def _write(self) -> None:
         try:
             self._sink(self._chunks())
+            if not self._ended:
+                raise RuntimeError("the sink returned before the end of the ZIP")
         except BaseException as exc:  # handed to the build thread (send, close)
             self._error = exc
-        else:
-            if not self._ended:
-                self._error = RuntimeError("the sink returned before the end of the ZIP")
         if not self._ended:  # keep taking pieces, so no stage waits on a sink that stopped
             for _, buffer in iter(self._to_sink.get, None):
                 self._buffers.release(buffer)
