@@ -137,12 +137,11 @@ def bdr_item(row: Any) -> BdrItem:
     """An item from a row (mapping of column values) or an event payload (JSON-decoded)."""
     r = msgspec.convert(dict(row), ItemRow, strict=False)
     fields = msgspec.structs.asdict(r)
-    done = fields.pop("progress_done")
-    user_sqid = fields.pop("user_sqid")
-    requested_by = fields.pop("requested_by")
+    for column in ("progress_done", "user_sqid", "requested_by"):  # shown otherwise, below
+        del fields[column]
     return BdrItem(
         **fields | msgspec.structs.asdict(failure(r.status, r.error_code, r.error_message)),
-        requested_by_moderator=requested_by is not None,
-        progress=Progress(done=done, total=r.artwork_count),
-        download_url=download_url(r.id, user_sqid) if r.status == "ready" else None,
+        requested_by_moderator=r.requested_by is not None,
+        progress=Progress(done=r.progress_done, total=r.artwork_count),
+        download_url=download_url(r.id, r.user_sqid) if r.status == "ready" else None,
     )
