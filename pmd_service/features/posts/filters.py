@@ -200,21 +200,30 @@ def predicate(alias: str = "p", prefix: str = "f_", shape: frozenset[str] | None
         "has_layers": ("bool", f"({p}.mkpx_file_bytes IS NOT NULL) = {n}has_layers::bool"),
         "after": ("timestamptz", f"{p}.created_at >= {n}after::timestamptz"),
         "before": ("timestamptz", f"{p}.created_at < {n}before::timestamptz"),
+        **minimums(p, n, "min", "enough"),
+    }
+    return joined({f"{prefix}{key}": c for key, c in conditions.items()}, "AND", shape)
+
+
+def minimums(p: str, n: str, inner: str, outer: str) -> Conditions:
+    """The post `p` has at least `{n}min_*` reactions, visible comments and views (a filter's and
+    a policy's `keep` alike); `inner`, `outer`: the words of its subqueries' aliases."""
+    r, c = f"r_{inner}", f"c_{inner}"
+    return {
         "min_reactions": (
             "int",
             f"""{n}min_reactions::int <= (SELECT count(*) FROM (
-        SELECT FROM reactions r_min WHERE r_min.post_id = {p}.id LIMIT {n}min_reactions::int)
-        AS r_enough)""",
+        SELECT FROM reactions {r} WHERE {r}.post_id = {p}.id LIMIT {n}min_reactions::int)
+        AS r_{outer})""",
         ),
         "min_comments": (
             "int",
             f"""{n}min_comments::int <= (SELECT count(*) FROM (
-        SELECT FROM comments c_min WHERE c_min.post_id = {p}.id AND {visible_comment("c_min")}
-        LIMIT {n}min_comments::int) AS c_enough)""",
+        SELECT FROM comments {c} WHERE {c}.post_id = {p}.id AND {visible_comment(c)}
+        LIMIT {n}min_comments::int) AS c_{outer})""",
         ),
         "min_views": ("int", f"{p}.view_count >= {n}min_views::int"),
     }
-    return joined({f"{prefix}{key}": c for key, c in conditions.items()}, "AND", shape)
 
 
 def match_digest(post_id: str) -> str:

@@ -7,10 +7,9 @@ import dataclasses
 import functools
 
 from ....core.named_sql import Named
-from ....core.visibility import visible_comment
 from ..actions import named
 from ..batch_sql import Mode, batch
-from ..filters import Conditions, joined, predicate
+from ..filters import Conditions, joined, minimums, predicate
 
 # What a policy may do: never unhide or restore.
 POLICY_ACTIONS = ("hide", "delete")
@@ -22,19 +21,7 @@ def kept(alias: str, prefix: str = "", shape: frozenset[str] | None = None) -> s
     n, c = f":{prefix}keep_", alias
     exceptions: Conditions = {
         "tags": (None, f"{c}.hashtags && {n}tags::text[]::varchar[]"),
-        "min_reactions": (
-            "int",
-            f"""{n}min_reactions::int <= (SELECT count(*) FROM (
-        SELECT FROM reactions r_keep WHERE r_keep.post_id = {c}.id LIMIT {n}min_reactions::int)
-        AS r_kept)""",
-        ),
-        "min_comments": (
-            "int",
-            f"""{n}min_comments::int <= (SELECT count(*) FROM (
-        SELECT FROM comments c_keep WHERE c_keep.post_id = {c}.id AND {visible_comment("c_keep")}
-        LIMIT {n}min_comments::int) AS c_kept)""",
-        ),
-        "min_views": ("int", f"{c}.view_count >= {n}min_views::int"),
+        **minimums(c, n, "keep", "kept"),
         "remixable": ("bool", f"{c}.remixable = {n}remixable::bool"),
         "has_layers": ("bool", f"({c}.mkpx_file_bytes IS NOT NULL) = {n}has_layers::bool"),
     }
