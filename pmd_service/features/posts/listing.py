@@ -171,7 +171,7 @@ SQL_BY_COMMENTS_AFTER = _STATEMENTS[False, True, Sort(KEYS["comment_count"], Tru
 
 
 def _item(row: asyncpg.Record, deleted: bool, as_moderator: bool, mentions: Mentions) -> ListedPost:
-    # By position, in _ITEM_COLUMNS' order: by name, with the files decoded, it took ~5x as long.
+    # By position, in _ITEM_COLUMNS' order: reading by name, with the files decoded, cost far more.
     restorable: bool | None = None
     refusal: RestoreRefusal | None = None
     held = None
