@@ -23,6 +23,7 @@ from pmd_service.core.objects import incomplete_uploads
 from pmd_service.core.settings import Settings
 from pmd_service.storage.object_tidy import remove_orphan_objects
 from pmd_service.storage.zip_names import EXPORTS_FOLDER
+from pmd_service.upkeep.cleanup import old_files, unnamed_files
 from runs.chaos.procs import Processes, covered
 from runs.chaos.seed import Seed, zip_problems
 from runs.chaos.sse import SseClient
@@ -126,8 +127,10 @@ async def check_all(
     await check_terminal(report, api, seed, bdrs)
     if zip_store is not None:
         await check_bucket(report, pool, zip_store, settings, seed, bdrs)
-    else:
-        await asyncio.to_thread(check_folder, report, settings.zip_path, seed, bdrs)
+    else:  # ZIPs of workers killed between publishing and committing: the cleanup's
+        zips = await asyncio.to_thread(old_files, settings.zip_path, time.time(), -1.0)
+        orphans = await unnamed_files(pool, settings.zip_path, set(zips[1]))
+        await asyncio.to_thread(check_folder, report, settings.zip_path, seed, bdrs, orphans)
     received = mailbox.received()
     check_emails(report, bdrs, received, ledger.worker_kills)
     check_downloads(report, ledger)
@@ -227,18 +230,16 @@ def check_zips(
     )
 
 
-def check_folder(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
+def check_folder(
+    report: Report, root: Path, seed: Seed, bdrs: list[Any], orphans: Collection[Path]
+) -> None:
+    for orphan in orphans:  # as the daily cleanup removes them, so that none counts as a stray
+        orphan.unlink()
+    report.info(f"orphan ZIPs the cleanup removed: {len(orphans)}")
     ready = {f"{r['user_sqid']}/pmd-{r['id']}.zip": r for r in bdrs if r["status"] == "ready"}
     found = {str(f.relative_to(root)) for f in root.rglob("*") if not f.is_dir()}
-    check_zips(
-        report,
-        "in the BDR folder",
-        ready,
-        found,
-        lambda k: (root / k).read_bytes(),
-        seed,
-        lambda f: f.endswith(".part"),
-    )
+    where, partial = "in the BDR folder", lambda f: f.endswith(".part")
+    check_zips(report, where, ready, found, lambda k: (root / k).read_bytes(), seed, partial)
     skipped = Counter(s["reason"] for r in ready.values() for s in r["skipped"])
     skips = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
     report.info(f"artworks skipped in ready ZIPs: {skips or 'none'}")
