@@ -21,6 +21,9 @@ MAX_PIXELS = 16 * MAX_FRAME_PIXELS  # every frame of an animation together
 # The host's artwork formats (host/vault.py), as Pillow names its decoders.
 FORMATS = ("PNG", "GIF", "WEBP", "BMP")
 GPL_COLUMNS = 16
+# Modes whose raw values count as they are, and as many as are counted before converting.
+_RAW_MODES = ("P", "L", "LA", "PA", "RGB", "RGBA")
+RAW_VALUES = 16 * MAX_COLOURS
 # Fully transparent -> 0, any other alpha -> 255: a pixel either shows its colour or nothing.
 _SHOWN = [0] + [255] * 255
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -51,8 +54,7 @@ def _colours(img: Any) -> tuple[str, ...] | None:
     used: dict[bytes, int] = {}  # pixels of each colour shown
     for index in range(frames):
         img.seek(index)
-        # Counted in C: no pixel is ever visited in Python, whatever the image's size.
-        counted = _shown(img).getcolors(MAX_COLOURS + 1)  # one more: the transparent pixel
+        counted = _counted(img)
         if counted is None:
             return None
         for n, colour in counted:
@@ -61,6 +63,22 @@ def _colours(img: Any) -> tuple[str, ...] | None:
         if len(used) > MAX_COLOURS:
             return None
     return tuple(c.hex() for c in sorted(used, key=lambda c: (-used[c], c)))
+
+
+def _counted(frame: Any) -> list[tuple[int, tuple[int, ...]]] | None:
+    """(pixels, shown colour) of the frame, counted in C: its raw values (indices, grey levels,
+    colours) first and only those few made shown colours, as converting every pixel costs more
+    than decoding it."""
+    raw = frame.getcolors(RAW_VALUES) if frame.mode in _RAW_MODES else None
+    if raw is None:  # many values, or a mode counted only once converted
+        counted: list[tuple[int, tuple[int, ...]]] | None = _shown(frame).getcolors(
+            MAX_COLOURS + 1  # one more: the transparent pixel
+        )
+        return counted
+    sample = frame.crop((0, 0, len(raw), 1))  # the frame's mode, palette and transparency
+    sample.putdata([value for _, value in raw])
+    data = sample.convert("RGBA").tobytes()  # any alpha but 0 is shown, as `_shown` says
+    return [(n, tuple(data[i * 4 : i * 4 + 4])) for i, (n, _) in enumerate(raw)]
 
 
 def _shown(frame: Any) -> Any:

@@ -23,6 +23,7 @@ from pmd_service.zipbuild.content import Artwork
 from pmd_service.zipbuild.palette import (
     MAX_COLOURS,
     MAX_FRAME_PIXELS,
+    RAW_VALUES,
     PaletteError,
     colours,
     gpl_file,
@@ -106,10 +107,33 @@ def test_more_than_256_colours_have_no_palette() -> None:
     halves[0].putdata([(i, 0, 0) for i in range(200)])
     halves[1].putdata([(i, 1, 0) for i in range(200)])
     assert colours(_encoded(halves, "PNG")) is None
-    # Many colours under alpha 0 are no colour at all.
-    hidden = Image.new("RGBA", (600, 1))
-    hidden.putdata([(i % 256, i // 256, 1, 0) for i in range(599)] + [(1, 2, 3, 255)])
-    assert colours(_encoded([hidden])) == ("010203",)
+    # Many colours under alpha 0 are no colour at all, however many they are.
+    for width in (600, RAW_VALUES + 2):
+        hidden = Image.new("RGBA", (width, 1))
+        hidden.putdata([(i % 256, i // 256, 1, 0) for i in range(width - 1)] + [(1, 2, 3, 255)])
+        assert colours(_encoded([hidden])) == ("010203",)
+
+
+def _modes(rng: random.Random) -> list[Image.Image]:
+    """One image in each mode an artwork decodes to, its transparency kept by PNG."""
+    grey = Image.frombytes("L", (30, 20), bytes(rng.choice((0, 40, 41, 255)) for _ in range(600)))
+    images = [grey, Image.merge("LA", (grey, grey.point(lambda v: v % 3 * 100)))]
+    indexed = grey.convert("P")
+    indexed.info["transparency"] = bytes([255, 0, 90] + [255] * 40)  # alpha of each index
+    images += [indexed, grey.convert("P")]
+    images[-1].info["transparency"] = 41
+    rgb = grey.convert("RGB")
+    rgb.info["transparency"] = (40, 40, 40)
+    return [*images, rgb, _painted((9, 9), rng, [(1, 2, 3, 0), (1, 2, 3, 9), (4, 5, 6, 255)])]
+
+
+def test_each_mode_and_transparency_gives_the_decoded_pixels_colours() -> None:
+    for image in _modes(random.Random(3)):
+        out = io.BytesIO()
+        image.save(out, "PNG", **{k: v for k, v in image.info.items() if k == "transparency"})
+        with Image.open(io.BytesIO(out.getvalue())) as back:
+            assert back.mode == image.mode  # read back in the same mode
+        assert colours(out.getvalue()) == pixel_colours(out.getvalue()), image.mode
 
 
 @pytest.mark.parametrize(
