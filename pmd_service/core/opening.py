@@ -16,6 +16,9 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .db import Conn
 
+# The servers' pool's name in pg_stat_activity, where background work looks for people's requests.
+SERVER_APPLICATION = "pmd-server"
+
 
 async def open_pool(
     settings: Settings,

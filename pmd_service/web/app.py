@@ -24,7 +24,7 @@ from ..api.request_ids import echo_on_prepare, request_id_middleware
 from ..api.routing import register
 from ..api.ticket_redemptions import Redemptions
 from ..core.logs import quiet_malformed_requests
-from ..core.opening import open_pool
+from ..core.opening import SERVER_APPLICATION, open_pool
 from ..core.redis_client import create_redis
 from ..core.settings import Settings
 from ..features.registry import ENDPOINTS, EVENT_KINDS, LIFETIMES, TICKETS
@@ -54,7 +54,7 @@ async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[DB_POOL] = pool = await open_pool(
         settings,
-        "pmd-server",
+        SERVER_APPLICATION,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         then=lambda conn: warn_if_host_lacks(conn, settings.host_schema),

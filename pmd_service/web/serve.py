@@ -25,7 +25,7 @@ from .. import dev_servers
 from ..api.aiohttp_adapter import name_the_server
 from ..core.db import DatabaseSetupError, check_budget, connections_needed
 from ..core.migrate import HostTablesMissing
-from ..core.opening import open_pool
+from ..core.opening import SERVER_APPLICATION, open_pool
 from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
 from ..mail.language import check_at_start as check_email_copy
@@ -34,7 +34,7 @@ from .connections import GuardedSite, count_failed_accepts, raise_descriptor_lim
 from .reference import docs_url
 from .request_metrics import MetricsPortError
 
-PROCESS = "pmd-server"
+PROCESS = SERVER_APPLICATION
 # Longer than the proxies in front keep an idle upstream connection (Caddy's 2 min): one that
 # the server closes first races the proxy's next request, and the client gets a 502.
 KEEPALIVE_SECONDS = 130
