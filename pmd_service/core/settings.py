@@ -125,9 +125,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # POLICY_HOLD_MIN_POSTS posts, waits for its owner's approval.
     policy_hold_factor: Annotated[float, Meta(ge=1, le=1000)] = 2.0
     policy_hold_min_posts: Annotated[int, Meta(ge=0, le=1_000_000)] = 100
-    # The share of a worker's time its policies' runs may take; it rests the rest between
-    # batches, so that people's own requests find the database and the CPUs free.
-    policy_busy_share: Annotated[float, Meta(gt=0, le=1)] = 1.0
+    # The share of a worker's time its policies' runs may take while people use the service; it
+    # rests the rest between batches, so that their requests find the database and CPUs free.
+    policy_busy_share: Annotated[float, Meta(gt=0, le=1)] = 0.5
     # Bulk actions and undos one person may send a minute (the page's own batches stay far below).
     bulk_actions_per_minute: Annotated[int, Meta(ge=1, le=100_000)] = 120
     # Posts one owner's or moderator's actions may change in any minute and hour (bounds WAL).

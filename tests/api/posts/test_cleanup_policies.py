@@ -541,13 +541,14 @@ async def test_policies_due_together_run_in_one_tick_each_its_own_run(
     assert spent == 4
 
 
-@pytest.mark.parametrize("share", [1.0, 0.25])
-async def test_the_tick_rests_between_batches_for_its_busy_share(
+@pytest.mark.parametrize(("share", "people"), [(1.0, True), (0.25, True), (0.25, False)])
+async def test_the_tick_rests_between_batches_for_its_busy_share_while_people_are_on(
     client: Client,
     factory: Factory,
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
     share: float,
+    people: bool,
 ) -> None:
     from types import SimpleNamespace
 
@@ -567,8 +568,10 @@ async def test_the_tick_rests_between_batches_for_its_busy_share(
 
     monkeypatch.setattr(runs_module, "BATCH_RUNS", 2)
     monkeypatch.setattr(runs_module, "asyncio", SimpleNamespace(sleep=rest))
+    # The requests above are the people: seen within an hour, and not at this very moment.
+    monkeypatch.setattr(runs_module, "PEOPLE_WINDOW_SECONDS", 3600.0 if people else 0.0)
     async with job_context(msgspec.structs.replace(settings, policy_busy_share=share)) as ctx:
         assert await run_due_policies(ctx) == 3
-    # A rest after each batch that ran (two and one), none once nothing is due.
-    assert len(rests) == 2
-    assert all(r > 0 for r in rests) if share < 1 else rests == [0.0, 0.0]
+    # A rest after each batch that ran (two and one), none once nothing is due, none at night.
+    assert len(rests) == (2 if share < 1 and people else 0)
+    assert all(r > 0 for r in rests)
