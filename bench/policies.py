@@ -309,9 +309,7 @@ if __name__ == "__main__":
     parser.add_argument("--ci", action="store_true", help="200 owners of 20 posts, nothing saved")
     parser.add_argument("--lifted", action="store_true", help="lift the site's budgets (recorded)")
     parser.add_argument("--busy-share", type=float, help="its POLICY_BUSY_SHARE (recorded)")
-    parser.add_argument(
-        "--save", action="store_true", help="run it as bench/runner does and keep its figures"
-    )
+    parser.add_argument("--save", action="store_true", help="run as bench/runner does, kept")
     parser.add_argument("--probe", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:

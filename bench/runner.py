@@ -58,6 +58,7 @@ BENCHMARKS = (
     ),
     Bench("filters", (), 600, "a filtered page at 20,000 posts, an action on 10,000"),
     Bench("policies", ("--lifted",), 5400, "100,000 policies due at once, budgets lifted"),
+    Bench("policies_night", ("--lifted", "--busy-share", "1"), 5400, "no rest", module="policies"),
     Bench("policies_shipped", (), 5400, "the same as shipped", module="policies"),
     Bench("sse", (), 1800, "1,000 to 20,000 streams on one server: memory, events, storms"),
     Bench("sse_box", ("--box",), 2700, "12,500 to 100,000 streams, 1 to 7 servers", module="sse"),
