@@ -24,6 +24,9 @@ PER_COMMENT = 320  # its JSON around the body (ids, author, dates, indentation)
 PER_REACTION_KIND = 64
 # The tag files, the JSON files' heads and the ZIP's end, whatever the artworks.
 PER_PART = 64 * 1024
+# A part's artworks at most: its JSON files and gallery are made whole, so the worker's memory
+# grows with the artworks of a part, and small ones fit by the ten thousand in its bytes.
+POSTS_A_PART = 4000
 
 SQL_EXPORT_POSTS = Named(f"""
 SELECT p.id, p.storage_shard, p.storage_key, pf.format,
@@ -82,13 +85,14 @@ def _file_sizes(vault: Path, rows: list[asyncpg.Record], upscaled: bool) -> dict
 
 
 def split(sizes: list[tuple[int, int]], part_bytes: int) -> list[PlannedPart]:
-    """(post id, estimated bytes) → parts within `part_bytes`, a larger artwork alone."""
+    """(post id, estimated bytes) → parts within `part_bytes` and POSTS_A_PART, a larger
+    artwork alone."""
     budget = max(part_bytes - PER_PART, 1)
     parts: list[PlannedPart] = []
     current: list[int] = []
     size = 0
     for post_id, estimate in sizes:
-        if current and size + estimate > budget:
+        if current and (size + estimate > budget or len(current) == POSTS_A_PART):
             parts.append(PlannedPart(current, size + PER_PART))
             current, size = [], 0
         current.append(post_id)

@@ -20,6 +20,7 @@ from ...zipbuild.outcome import (
     Status,
     failure,
 )
+from .plan import POSTS_A_PART
 
 PartStatus = Literal["pending", "processing", "ready", "expired", "cancelled", "failed"]
 # How a part is laid out: a BagIt bag, or the account archive other sites import.
@@ -38,7 +39,7 @@ class ExportRequest(msgspec.Struct, forbid_unknown_fields=True):
         Meta(
             description="The largest a part may be, in bytes (default EXPORT_PART_BYTES, 2 GiB; "
             "within EXPORT_MIN_PART_BYTES and EXPORT_MAX_PART_BYTES). An artwork larger than "
-            "this goes alone into a part of its own"
+            f"this goes alone into a part of its own; a part holds at most {POSTS_A_PART:,} artworks"
         ),
     ] = None
     # Accepted so that a page sending it for every call gets a clear 403 for someone else.

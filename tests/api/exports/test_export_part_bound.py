@@ -1,5 +1,6 @@
 """A part stays within its byte bound when every artwork brings a palette of 256 colours, the
-largest a palette is: the plan counts each artwork's .hex and .gpl beside its image."""
+largest a palette is: the plan counts each artwork's .hex and .gpl beside its image; and within
+its count of artworks, however small they are."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import io
 import random
 import zipfile
 
+import pytest
 from PIL import Image
 
 from pmd_service.core.settings import Settings
+from pmd_service.features.exports import plan
 from pmd_service.zipbuild.palette import MAX_COLOURS
 from support.seeding import Factory
 from tests.exports import ready_export
@@ -44,3 +47,15 @@ async def test_parts_of_small_artworks_with_full_palettes_stay_within_the_bound(
             hexes = [n for n in archive.namelist() if n.endswith(".hex")]
             assert len(hexes) == part["artwork_count"]
             assert all(len(archive.read(n).splitlines()) == MAX_COLOURS for n in hexes)
+
+
+async def test_a_part_holds_at_most_its_count_of_artworks_however_small(
+    ex_client: Client, factory: Factory, small: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plan, "POSTS_A_PART", 4)
+    owner = await factory.user()
+    for i in range(10):
+        await factory.post(owner, title=f"Dot {i}")
+    item = await ready_export(ex_client, small, owner, part_bytes=small.export_max_part_bytes)
+    assert [p["artwork_count"] for p in item["parts"]] == [4, 4, 2]
+    assert sum(p["artwork_count"] for p in item["parts"]) == item["artwork_count"] == 10
