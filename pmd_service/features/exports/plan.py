@@ -25,7 +25,7 @@ PER_REACTION_KIND = 64
 # The tag files, the JSON files' heads and the ZIP's end, whatever the artworks.
 PER_PART = 64 * 1024
 # A part's artworks at most: its JSON files and gallery are made whole, so the worker's memory
-# grows with the artworks of a part, and small ones fit by the ten thousand in its bytes.
+# grows with a part's artworks, and the byte bound alone lets small ones pile up.
 POSTS_A_PART = 4000
 
 SQL_EXPORT_POSTS = Named(f"""
