@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Latest:
+    """The run's last published archive and what the last settled one left out: the earlier
+    ones are let go, as the digests of an export's parts would add up part after part."""
+
+    published: Settled | None = None
+    left_out: Skipped = field(default_factory=list)
+
+
 async def process(ctx: dict[str, Any], kind: JobKind, raw_id: str) -> str:
     """The job of `kind` for row `raw_id`: its outcome; raises Retry when one may succeed."""
     st = state(ctx)
@@ -49,15 +59,14 @@ async def process(ctx: dict[str, Any], kind: JobKind, raw_id: str) -> str:
     with request_id_set(claim.row["request_id"]):
         run = kind.start(st, claim)
         started = time.monotonic()
-        left_out: list[Skipped] = []  # what each archive settled left out, in order
-        published: list[Settled] = []
+        latest = _Latest()
         try:
             with kind.attempt_scope(st):
-                outcome = await _attempt(st, kind, claim, run, left_out, published)
+                outcome = await _attempt(st, kind, claim, run, latest)
         except Retry:
-            run.finished("retry", time.monotonic() - started, published)
+            run.finished("retry", time.monotonic() - started, latest.published)
             raise
-        run.finished(outcome, time.monotonic() - started, published)
+        run.finished(outcome, time.monotonic() - started, latest.published)
         if outcome != "cancelled" and claim.row["send_email"]:
             await kind.email.send_email(st.pool, st.settings, claim.id)
         return outcome
@@ -98,8 +107,7 @@ async def _attempt(
     kind: JobKind,
     claim: Claim,
     run: ClaimedRun,
-    left_out: list[Skipped],
-    published: list[Settled],
+    latest: _Latest,
 ) -> str:
     """ready, failed or cancelled; raises Retry once the row is handed back for one."""
     what = claim.what
@@ -110,18 +118,18 @@ async def _attempt(
         async with aclosing(run.archives()) as archives:
             archive = await anext(archives, None)
             while archive is not None:
-                published.append(await _place(st, kind, claim, archive, left_out))
-                archive = await _next(archives, published[-1])
-        await run.finish(published)
+                latest.published = await _place(st, kind, claim, archive, latest)
+                archive = await _next(archives, latest.published)
+        await run.finish(latest.published)
         return "ready"
     except BuildCancelled:
         return "cancelled"
     except PermanentError as exc:
-        await _fail(run, what, exc.code, _last(left_out), str(exc))
+        await _fail(run, what, exc.code, latest.left_out, str(exc))
     except TRANSIENT as exc:
         n = run.attempts
         if n >= MAX_ATTEMPTS:
-            await _fail(run, what, Code.INTERNAL, _last(left_out), f"attempt {n}: {exc!r}")
+            await _fail(run, what, Code.INTERNAL, latest.left_out, f"attempt {n}: {exc!r}")
         else:
             defer = min(BACKOFF_CAP_SECONDS, st.settings.job_retry_base_seconds * 4 ** (n - 1))
             log.warning("%s: attempt %d failed (%r); retry in %.0f s", what, n, exc, defer)
@@ -130,7 +138,7 @@ async def _attempt(
             raise Retry(defer=defer) from exc
     except Exception:
         log.exception("%s: unexpected error", what)
-        await _fail(run, what, Code.UNEXPECTED, _last(left_out), "unexpected error")
+        await _fail(run, what, Code.UNEXPECTED, latest.left_out, "unexpected error")
     return "failed"
 
 
@@ -148,23 +156,19 @@ async def _next(archives: AsyncGenerator[Archive, Settled], published: Settled) 
         return None
 
 
-def _last(left_out: list[Skipped]) -> Skipped:
-    return left_out[-1] if left_out else []
-
-
-def _settle(archive: Archive, built: BuildResult, left_out: list[Skipped]) -> Settled:
+def _settle(archive: Archive, built: BuildResult, latest: _Latest) -> Settled:
     """`archive.settled`, what it left out recorded whether it is shipped or refused."""
     try:
         settled = archive.settled(built)
     except Refused as refused:
-        left_out.append(refused.skipped)
+        latest.left_out = refused.skipped
         raise refused.error from None
-    left_out.append(settled.skipped)
+    latest.left_out = settled.skipped
     return settled
 
 
 async def _place(
-    st: WorkerState, kind: JobKind, claim: Claim, archive: Archive, left_out: list[Skipped]
+    st: WorkerState, kind: JobKind, claim: Claim, archive: Archive, latest: _Latest
 ) -> Settled:
     """Streams `archive` into ZIP_PATH or the ZIP_STORE bucket; what is not published goes."""
     if st.zips.store is None:
@@ -172,7 +176,7 @@ async def _place(
         temp = final.with_name(archive.names.temp_name)
         await aiofiles.os.makedirs(final.parent, exist_ok=True)
         try:
-            settled = _settle(archive, await stream_zip(st, archive, file_sink(temp)), left_out)
+            settled = _settle(archive, await stream_zip(st, archive, file_sink(temp)), latest)
             await publish_archive(st, kind, claim, archive, archive.names.file_path, settled, temp)
         finally:
             await asyncio.to_thread(discard, temp)
@@ -185,7 +189,7 @@ async def _place(
     sink = object_sink(st.zips.store, zip_object_key(archive.names.object_path), attributes)
     published = False
     try:
-        settled = _settle(archive, await stream_zip(st, archive, sink), left_out)
+        settled = _settle(archive, await stream_zip(st, archive, sink), latest)
         await publish_archive(st, kind, claim, archive, archive.names.object_path, settled)
         published = True
     finally:

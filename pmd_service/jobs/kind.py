@@ -2,8 +2,8 @@
 its upkeep and its email, with the statements every kind shares made from its table.
 
 The driver calls an archive's `settled`, then its `publish`, then hands the `Settled` back to
-the run's generator; `finish` and `finished` get every published archive, `fail` what the last
-settled one left out."""
+the run's generator; `finish` and `finished` get the last published archive (None before
+one), `fail` what the last settled one left out."""
 
 from __future__ import annotations
 
@@ -125,13 +125,13 @@ class ClaimedRun(Protocol):
     def archives(self) -> AsyncGenerator[Archive, Settled]:
         """Yields each archive still to build, in order, and is given each back as published."""
 
-    async def finish(self, published: list[Settled]) -> None:
+    async def finish(self, last: Settled | None) -> None:
         """Once every archive is published: the row ready, if the run has not done it."""
 
     async def fail(self, message: str, code: Code, skipped: Skipped) -> object:
         """The row failed, with its message, its `error_code` and what was left out."""
 
-    def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
+    def finished(self, outcome: str, seconds: float, last: Settled | None) -> None:
         """ready, failed, cancelled or retry: the run's metrics or log line."""
 
 

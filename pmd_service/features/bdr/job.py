@@ -57,18 +57,18 @@ class Run:
         finally:
             mentions.cancel()  # a build that stopped before its JSON files never waited for it
 
-    async def finish(self, published: list[Settled]) -> None:
-        [zipped] = published
-        log.info(
-            "BDR %s ready: %d artworks, %d skipped, %d bytes",
-            self.bdr_id,
-            len(zipped.result.added),
-            len(zipped.skipped),
-            zipped.result.size,
-        )
+    async def finish(self, last: Settled | None) -> None:
+        if last is not None:  # its one ZIP
+            log.info(
+                "BDR %s ready: %d artworks, %d skipped, %d bytes",
+                self.bdr_id,
+                len(last.result.added),
+                len(last.skipped),
+                last.result.size,
+            )
 
-    def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
-        result = published[0].result if published and outcome != "retry" else None
+    def finished(self, outcome: str, seconds: float, last: Settled | None) -> None:
+        result = last.result if last is not None and outcome != "retry" else None
         self.st.metrics.finished(outcome, seconds, result)
 
 

@@ -50,7 +50,7 @@ class ExportRun:
         failed = {"message": message, "days": self.st.settings.export_expiry_days, "code": code}
         return await self.pool.fetchrow(*SQL_FAILED.bind(self.owned | failed)) is not None
 
-    def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
+    def finished(self, outcome: str, seconds: float, last: Settled | None) -> None:
         log.info("export %s: %s after %.1f s", self.export_id, outcome, seconds)
 
     async def archives(self) -> AsyncGenerator[ExportPart, Settled]:
@@ -101,7 +101,7 @@ class ExportRun:
             settled.result.size,
         )
 
-    async def finish(self, published: list[Settled]) -> None:
+    async def finish(self, last: Settled | None) -> None:
         if not self.added and not await self._only_removals():
             raise PermanentError(
                 "None of the artworks could be added (deleted or missing their file since the "
