@@ -73,12 +73,6 @@ BENCHMARKS = (
     Bench("store", (), 1200, "SeaweedFS: builds, reads, downloads, stalled readers"),
     Bench("export", (), 1200, "a full export of 3,000 artworks, folder and SeaweedFS"),
     Bench(
-        "archive",
-        ("--against", "41e83140"),
-        3600,
-        "a 20,000-post export as an archive, as bags, and as bags before palettes",
-    ),
-    Bench(
         "upgrade",
         ("--upgrade-from", "previous"),
         1800,
@@ -87,7 +81,7 @@ BENCHMARKS = (
     ),
 )
 # Run once, their modules gone: each figures file keeps the commit its run names, to rerun it from.
-RETIRED = ("mentions", "host_cache", "write_budget", "wal_budget", "scaling")
+RETIRED = ("mentions", "host_cache", "write_budget", "wal_budget", "scaling", "archive")
 
 
 @dataclass(frozen=True)
