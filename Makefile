@@ -61,7 +61,7 @@ lint: $(STAMP)
 	$(PY) -m support.migration_check  # no migration since the last release breaks it (docs/operations.md)
 	$(PY) -m bench.report --check  # the docs/ pages are renders naming only commits their saved outputs record, each a run git knows
 	$(PY) -m pytest -q -p no:cacheprovider --no-cov tests/tooling/test_code_map.py  # every path docs/architecture.md names exists
-	$(PY) -m pytest -q -p no:cacheprovider --no-cov tests/tooling/test_budgets.py  # bench/, runs/, support/, tests/*.py and the docs within their size bounds
+	$(PY) -m pytest -q -p no:cacheprovider --no-cov tests/tooling/test_budgets.py  # the harness, tests/*.py and the docs within their sizes; few repeats; no import circle
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
