@@ -1,18 +1,23 @@
 """A part stays within its byte bound when every artwork brings a palette of 256 colours, the
 largest a palette is: the plan counts each artwork's .hex and .gpl beside its image; and within
-its count of artworks, however small they are."""
+its count of artworks, however small they are; and once published, the worker lets it go."""
 
 from __future__ import annotations
 
+import gc
 import io
 import random
+import weakref
 import zipfile
 
 import pytest
 from PIL import Image
 
 from pmd_service.core.settings import Settings
-from pmd_service.features.exports import plan
+from pmd_service.features.exports import job, plan
+from pmd_service.features.exports.archive import ExportPart
+from pmd_service.jobs.kind import Settled
+from pmd_service.zipbuild.build import BuildResult
 from pmd_service.zipbuild.palette import MAX_COLOURS
 from support.seeding import Factory
 from tests.exports import ready_export
@@ -59,3 +64,28 @@ async def test_a_part_holds_at_most_its_count_of_artworks_however_small(
     item = await ready_export(ex_client, small, owner, part_bytes=small.export_max_part_bytes)
     assert [p["artwork_count"] for p in item["parts"]] == [4, 4, 2]
     assert sum(p["artwork_count"] for p in item["parts"]) == item["artwork_count"] == 10
+
+
+async def test_a_published_part_is_let_go_before_the_next_is_built(
+    ex_client: Client, factory: Factory, small: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part's digests (a name and hash a file) are the worker's only until it is published,
+    so that its memory is bounded by a part, not by the account."""
+    monkeypatch.setattr(plan, "POSTS_A_PART", 2)
+    counted = job.ExportRun._published
+    results: list[weakref.ref[BuildResult]] = []
+    still_held: list[int] = []
+
+    def published(run: job.ExportRun, part: ExportPart, settled: Settled) -> None:
+        gc.collect()
+        still_held.append(sum(r() is not None for r in results))
+        results.append(weakref.ref(settled.result))
+        counted(run, part, settled)
+
+    monkeypatch.setattr(job.ExportRun, "_published", published)
+    owner = await factory.user()
+    for i in range(6):
+        await factory.post(owner, title=f"Dot {i}")
+    item = await ready_export(ex_client, small, owner, part_bytes=small.export_max_part_bytes)
+    assert [p["artwork_count"] for p in item["parts"]] == [2, 2, 2]
+    assert still_held == [0, 0, 0]
