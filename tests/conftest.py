@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -47,7 +50,25 @@ HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
 pytest_plugins = ["tests.page_stack", "tests.prerequisites", "tests.skip_guard", "tests.parallel"]
 
 
+# As root, each session's temporary folders under a root of its own (see _own_temp_root).
+SESSION_ROOTS = Path(tempfile.gettempdir()) / "pmd-pytest-roots"
+SESSION_ROOTS_KEPT_SECONDS = 86_400.0
+
+
+def _own_temp_root() -> None:
+    """The embedded PostgreSQL runs as another user when root starts it, who must traverse the
+    test's folders; pytest closes its one shared folder to others as each session begins, which
+    cut off another session's server mid-start."""
+    SESSION_ROOTS.mkdir(exist_ok=True)
+    for old in SESSION_ROOTS.iterdir():
+        if time.time() - old.stat().st_mtime > SESSION_ROOTS_KEPT_SECONDS:
+            shutil.rmtree(old, ignore_errors=True)
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = tempfile.mkdtemp(dir=SESSION_ROOTS)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if os.geteuid() == 0 and not hasattr(config, "workerinput"):
+        _own_temp_root()
     pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
     if pooler not in ("none", "pgbouncer"):
         raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
