@@ -9,6 +9,7 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from prometheus_client import CollectorRegistry
 
+from ..core.presence import Presence
 from ..core.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 TICKET_REDEMPTIONS: web.AppKey[Redemptions] = web.AppKey("ticket_redemptions")
+PRESENCE = web.AppKey("presence", Presence)
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
 # The process's Prometheus registry, where a feature's lifetime adds what it counts.

@@ -16,7 +16,7 @@ from ..core.problems import FieldError, bad_request
 from ..host.access import Principal
 from .auth import bearer, bearer_or_ticket
 from .declaration import Auth, Endpoint
-from .keys import PRINCIPAL, ROUTE_ENDPOINTS
+from .keys import PRESENCE, PRINCIPAL, ROUTE_ENDPOINTS
 from .validation import refuse_nul
 
 _AUTHENTICATE = {Auth.BEARER: bearer, Auth.BEARER_OR_TICKET: bearer_or_ticket}
@@ -27,7 +27,13 @@ def _authenticated(
 ) -> Handler:
     async def authenticated(request: web.Request) -> web.StreamResponse:
         request[PRINCIPAL] = await authenticate(request)
-        return await handler(request)
+        # A person's request: background work leaves them the machine while it lasts.
+        presence = request.app[PRESENCE]
+        presence.mark()
+        try:
+            return await handler(request)
+        finally:
+            presence.mark()
 
     return authenticated
 

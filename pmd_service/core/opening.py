@@ -16,7 +16,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .db import Conn
 
-# The servers' pool's name in pg_stat_activity, where background work looks for people's requests.
+# The servers' pool's name in pg_stat_activity.
 SERVER_APPLICATION = "pmd-server"
 
 

@@ -13,6 +13,7 @@ from ..api.keys import (
     COLLECTORS,
     DB_POOL,
     OPENAPI_DOC,
+    PRESENCE,
     PROXY_SLOTS,
     REDIS,
     ROUTE_ENDPOINTS,
@@ -25,6 +26,7 @@ from ..api.routing import register
 from ..api.ticket_redemptions import Redemptions
 from ..core.logs import quiet_malformed_requests
 from ..core.opening import SERVER_APPLICATION, open_pool
+from ..core.presence import Presence
 from ..core.redis_client import create_redis
 from ..core.settings import Settings
 from ..features.registry import ENDPOINTS, EVENT_KINDS, LIFETIMES, TICKETS
@@ -66,8 +68,10 @@ async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis = create_redis(app[SETTINGS].redis_url)
     app[TICKET_REDEMPTIONS] = redemptions = Redemptions(redis)
+    app[PRESENCE] = presence = Presence(redis)
     yield
     await redemptions.stop()
+    await presence.close()
     await redis.aclose()
 
 

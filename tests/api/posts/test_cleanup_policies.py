@@ -14,6 +14,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from pmd_service.api.keys import PRESENCE
+from pmd_service.core import presence
 from pmd_service.core.db import settings_pool
 from pmd_service.features.posts.policies.runs import run_due_policies, run_locked
 from pmd_service.features.posts.policies.service import COLUMNS
@@ -568,9 +570,12 @@ async def test_the_tick_rests_between_batches_for_its_busy_share_while_people_ar
 
     monkeypatch.setattr(runs_module, "BATCH_RUNS", 2)
     monkeypatch.setattr(runs_module, "asyncio", SimpleNamespace(sleep=rest))
-    # The requests above are the people: seen within an hour, and not at this very moment.
-    monkeypatch.setattr(runs_module, "PEOPLE_WINDOW_SECONDS", 3600.0 if people else 0.0)
+    await client.app[PRESENCE].close()  # the requests above: their mark is in before it is set
     async with job_context(msgspec.structs.replace(settings, policy_busy_share=share)) as ctx:
+        if people:
+            await ctx["redis"].set(presence.KEY, b"1", px=3_600_000)
+        else:
+            await ctx["redis"].delete(presence.KEY)
         assert await run_due_policies(ctx) == 3
     # A rest after each batch that ran (two and one), none once nothing is due, none at night.
     assert len(rests) == (2 if share < 1 and people else 0)

@@ -17,7 +17,7 @@ import asyncpg
 from ....core.codes import Code
 from ....core.logs import REQUEST_ID
 from ....core.named_sql import Named
-from ....core.opening import SERVER_APPLICATION
+from ....core.presence import people_on
 from ....core.problems import ProblemError
 from ....core.settings import Settings
 from ....host.access import Principal
@@ -132,16 +132,6 @@ GENERIC_PLANS_FROM_ROWS = 10_000
 BACKOFF_SECONDS = 60.0
 # Run-now's Retry-After once its run was cut off: the lock it waited on is likely still held.
 RUN_AGAIN_SECONDS = 30
-# People use the service while a server's database connection works, or worked this recently:
-# then the tick rests between batches (POLICY_BUSY_SHARE), and at night it need not.
-PEOPLE_WINDOW_SECONDS = 1.0
-SQL_PEOPLE = """
-SELECT EXISTS (
-    SELECT FROM pg_stat_activity
-    WHERE application_name = $1 AND datname = current_database()
-      AND (state = 'active' OR state_change > clock_timestamp() - make_interval(secs => $2))
-)
-"""
 # A tick stops taking due policies after this long; the next tick carries on.
 TICK_SECONDS = 50.0
 # The least a tick held by the site's minute waits before it takes due policies again.
@@ -487,10 +477,9 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
                     break
                 await asyncio.sleep(wait)
                 continue
+            # While people are on, the tick rests between batches; at night it need not.
             share = st.settings.policy_busy_share
-            if share < 1 and await st.pool.fetchval(
-                SQL_PEOPLE, SERVER_APPLICATION, PEOPLE_WINDOW_SECONDS
-            ):
+            if share < 1 and await people_on(ctx["redis"]):
                 await asyncio.sleep(busy * (1 / share - 1))
     except TRANSIENT as exc:
         # What this tick could not run stays due (a run commits whole or not at all).
