@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,10 +42,8 @@ from support.stack import answers, connected, wait_ready
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
 SQL_BUILDING = "SELECT count(*) FROM batch_download_requests WHERE status = 'processing'"
 # The events a client counts (chaos/sse.py: downloads' and exports', not posts').
-SQL_EVENTS = """
-SELECT id FROM stream_events WHERE user_id = $1 AND kind IN ('bdr', 'export') AND id > $2
-ORDER BY id
-"""
+SQL_EVENTS = """SELECT id FROM stream_events WHERE user_id = $1 AND kind IN ('bdr', 'export')
+AND id > $2 ORDER BY id"""
 PART_BYTES = 4 * 2**20  # an export's parts: several a user, tens for the victim
 # The client's settings from the service's environment: its stores, not the hosts' folders.
 SETTINGS = ("DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_", "JWT_SECRET_KEY")
@@ -455,8 +454,10 @@ def check_download(report: Report, download: dict[str, Any], lb: Balancer) -> No
     report.info(f"the download in flight: {download}, served by {[a[0] for a in attempts]}")
     if not download.get("exact"):
         report.violations.append(f"the download in flight: {download}")
+    # Cut where its host stopped, but for what TCP's buffers hold at the most, read at its pace.
+    held = sum(int(Path(f"/proc/sys/net/ipv4/tcp_{b}mem").read_text().split()[2]) for b in "rw")
+    margin = held / (65536 / 0.05) + 7.0  # slow_download's pace
     for host, began, ended in attempts:
         stop = lb.stopped.get(host or "")
-        # Cut where its host stopped, but for what was buffered (the margin).
-        if stop is not None and began < stop[0] and ended is not None and ended > stop[1] + 15:
+        if stop is not None and began < stop[0] and ended is not None and ended > stop[1] + margin:
             report.violations.append(f"the download in flight on {host} outlived that host's stop")
