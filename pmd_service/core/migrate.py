@@ -4,14 +4,21 @@ schema, then the repeatable definitions whose checksum changed; an applied file 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import random
 import re
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
 
 from .locks import AdvisoryLock
 from .settings import ConfigError, Settings
@@ -61,6 +68,13 @@ WHERE to_regclass(format('%I.%I', $1::text, t)) IS NULL
 """
 # Transaction-local: a pooled or reused connection keeps its own search path afterwards.
 SQL_USE = "SELECT set_config('search_path', $1, true)"
+# A migration beside running servers waits this briefly for each lock, then steps aside and
+# tries again: waiting longer would queue every request behind it, and a request that holds one
+# of its tables while waiting for another would lose the deadlock check to it (PostgreSQL checks
+# the longer waiter first, after `deadlock_timeout`, 1 s by default).
+SQL_LOCK_WAIT = "SET LOCAL lock_timeout = '100ms'"
+STEP_ASIDE = (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError)
+RETRY_FIRST_SECONDS, RETRY_MOST_SECONDS, RETRY_FOR_SECONDS = 0.1, 5.0, 600.0
 
 
 class MigrationError(RuntimeError):
@@ -207,23 +221,54 @@ async def apply_migrations(
         pending = [m for m in migrations if m.version not in done]
         changed = [r for r in discover_repeatable(directory) if recorded.get(r.name) != r.checksum]
         for migration in pending:
-            async with conn.transaction():
-                await conn.execute(SQL_USE, search_path)
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    SQL_RECORD, migration.version, migration.name, migration.checksum
-                )
-                applied_now.append(f"{migration.version:04d}_{migration.name}")
-                if migration is pending[-1]:
-                    applied_now += await _apply_repeatable(conn, changed)
+            with_them = changed if migration is pending[-1] else []
+            apply = partial(_apply, conn, search_path, migration, with_them)
+            applied_now += await _stepping_aside(conn, apply, f"{migration.version:04d}")
             log.info("applied migration %04d_%s", migration.version, migration.name)
         if changed and not pending:
-            async with conn.transaction():
-                await conn.execute(SQL_USE, search_path)
-                applied_now += await _apply_repeatable(conn, changed)
+            apply = partial(_apply, conn, search_path, None, changed)
+            applied_now += await _stepping_aside(conn, apply, "repeatable definitions")
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", AdvisoryLock.MIGRATIONS)
     return applied_now
+
+
+async def _apply(
+    conn: Conn, search_path: str, migration: Migration | None, changed: list[Repeatable]
+) -> list[str]:
+    """`migration` and then `changed`, within the caller's transaction: the names applied."""
+    await conn.execute(SQL_USE, search_path)
+    applied: list[str] = []
+    if migration is not None:
+        await conn.execute(migration.sql)
+        await conn.execute(SQL_RECORD, migration.version, migration.name, migration.checksum)
+        applied.append(f"{migration.version:04d}_{migration.name}")
+    return applied + await _apply_repeatable(conn, changed)
+
+
+async def _stepping_aside(
+    conn: Conn, apply: Callable[[], Awaitable[list[str]]], what: str
+) -> list[str]:
+    """`apply` in a transaction of its own, begun again whenever it gave up a lock (or was
+    a deadlock's victim), until RETRY_FOR_SECONDS have passed."""
+    pause, until = RETRY_FIRST_SECONDS, time.monotonic() + RETRY_FOR_SECONDS
+    while True:
+        try:
+            async with conn.transaction():
+                await conn.execute(SQL_LOCK_WAIT)
+                return await apply()
+        except STEP_ASIDE as exc:
+            reason = str(exc).splitlines()[0]
+            if time.monotonic() + pause > until:
+                raise MigrationError(
+                    f"{what}: still waiting for locks after {RETRY_FOR_SECONDS:.0f} s ({reason}); "
+                    "a long transaction holds a table it changes: end it, then migrate again"
+                ) from exc
+            log.warning(
+                "%s: %s; the servers' requests go first, again in %.1f s", what, reason, pause
+            )
+            await asyncio.sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * 2, RETRY_MOST_SECONDS)
 
 
 async def _apply_repeatable(conn: Conn, changed: list[Repeatable]) -> list[str]:

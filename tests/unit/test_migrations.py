@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from importlib.resources import as_file
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from pmd_service.core import migrate as migrate_module
 from pmd_service.core.migrate import (
     HOST_TABLES,
     MIGRATIONS,
@@ -98,6 +100,71 @@ async def test_a_failing_migration_leaves_nothing_behind(empty_db: str, tmp_path
         assert await conn.fetchval("SELECT to_regclass('half_done')") is None
         assert await conn.fetchval("SELECT to_regclass('pmd.half_done')") is None
         assert await conn.fetchval("SELECT max(version) FROM pmd.schema_migrations") < 9999
+
+
+# As the events' rename went (0025): a table altered, then the view over it replaced, while the
+# previous release writes through the view (locking it, then the table).
+TABLE_THEN_VIEW = """
+ALTER TABLE step_events ADD COLUMN y int;
+SELECT pg_sleep(0.5);
+CREATE OR REPLACE VIEW step_events_view AS SELECT id, x, y FROM step_events;
+"""
+
+
+def _with(tmp_path: Path, **added: str) -> Path:
+    copy = tmp_path / "migrations"
+    if not copy.exists():
+        with as_file(MIGRATIONS) as shipped:
+            shutil.copytree(shipped, copy)
+    for name, sql in added.items():
+        (copy / f"{name}.sql").write_text(sql)
+    return copy
+
+
+async def _holding(conn: asyncpg.Connection, pid: int, relation: str) -> None:
+    """Once session `pid` holds an exclusive lock on `relation` (within 10 s)."""
+    sql = """SELECT 1 FROM pg_locks WHERE pid = $1 AND relation = $2::regclass AND granted
+             AND mode = 'AccessExclusiveLock'"""
+    for _ in range(1000):
+        if await conn.fetchval(sql, pid, relation) is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"session {pid} never locked {relation}")
+
+
+async def test_a_migration_steps_aside_for_a_write_through_the_view_it_replaces(
+    empty_db: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = "CREATE TABLE step_events (id serial PRIMARY KEY, x int);"
+    view = "CREATE VIEW step_events_view AS SELECT id, x FROM step_events;"
+    copy = _with(tmp_path, **{"9998_step_events": table + view})
+    async with connected(empty_db) as migrator, connected(empty_db) as writer:
+        await apply_migrations(migrator, copy, with_host_tables=True)
+        _with(tmp_path, **{"9999_table_then_view": TABLE_THEN_VIEW})
+        caplog.set_level(logging.WARNING, logger=migrate_module.__name__)
+        migrating = asyncio.create_task(apply_migrations(migrator, copy))
+        await _holding(writer, migrator.get_server_pid(), "pmd.step_events")
+        # Holds the view and waits for the table: the migration must not wait for it in turn.
+        await writer.execute("INSERT INTO pmd.step_events_view (x) VALUES (1)")
+        assert await migrating == ["9999_table_then_view"]
+        columns = await writer.fetch("SELECT * FROM pmd.step_events_view")
+        assert [dict(r) for r in columns] == [{"id": 1, "x": 1, "y": None}]
+    assert any("9999" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_migration_that_never_gets_its_lock_says_so(
+    empty_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = _with(tmp_path, **{"9998_step_events": "CREATE TABLE step_events (x int);"})
+    async with connected(empty_db) as migrator, connected(empty_db) as holder:
+        await apply_migrations(migrator, copy, with_host_tables=True)
+        _with(tmp_path, **{"9999_add": "ALTER TABLE step_events ADD COLUMN y int;"})
+        monkeypatch.setattr(migrate_module, "RETRY_FOR_SECONDS", 1.0)
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE pmd.step_events IN ACCESS SHARE MODE")
+            with pytest.raises(MigrationError, match="9999: still waiting for locks after 1 s"):
+                await apply_migrations(migrator, copy)
+        assert await apply_migrations(migrator, copy) == ["9999_add"]
 
 
 async def test_schema_constraints(pool: asyncpg.Pool) -> None:
