@@ -49,6 +49,8 @@ PINGS_A_TURN = 32
 TICK_STEPS = 20
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
+# A starting process shares the machine with every other one starting: bounded as a query is.
+START_SECONDS = 30.0
 
 SQL_LAST_EVENT = "SELECT coalesce(max(id), 0) FROM stream_events"
 # payload as text: it is decoded only for events someone here subscribes to.
@@ -267,8 +269,8 @@ class Hub:
 
     async def start(self) -> None:
         """LISTEN before the first read, so no event falls between the two; then run."""
-        self._conn = await self._connect()
-        self.last_seen = await self._conn.fetchval(SQL_LAST_EVENT, timeout=self._liveness_seconds)
+        self._conn = await self._connect(START_SECONDS)
+        self.last_seen = await self._conn.fetchval(SQL_LAST_EVENT, timeout=START_SECONDS)
         self.recent.start(self.last_seen)
         if self.heap is not None:
             self.heap.start()
@@ -470,10 +472,9 @@ class Hub:
 
     # --- the listener ------------------------------------------------------------------------
 
-    async def _connect(self) -> asyncpg.Connection:
-        conn = await connect(
-            self._dsn, LISTENER_NAME, search_path=self._search_path, timeout=self._liveness_seconds
-        )
+    async def _connect(self, seconds: float | None = None) -> asyncpg.Connection:
+        bound = seconds or self._liveness_seconds
+        conn = await connect(self._dsn, LISTENER_NAME, search_path=self._search_path, timeout=bound)
         try:
             conn.add_termination_listener(self._on_terminated)
             await conn.add_listener(CHANNEL, self._on_doorbell)
