@@ -183,6 +183,17 @@ def container_ids(docker: Engine, directory: Path, args: list[str]) -> list[str]
     return [row["ID"] for rows in found.values() for row in rows]
 
 
+def up(docker: Engine, directory: Path, args: list[str], *names: str) -> None:
+    """`up --detach` of services `names` (all when none); a failure shows the exited ones' logs."""
+    done = docker.compose(
+        directory, *args, "up", "--detach", "--no-build", "--pull", "never", *names
+    )
+    if done.returncode != 0:
+        rows = [r for rs in services(docker, directory, args).values() for r in rs]
+        exited = [_logs(docker, directory, args, r) for r in rows if r["State"] == "exited"]
+        raise AssertionError("\n".join([done.stderr, *exited]))
+
+
 def _logs(docker: Engine, directory: Path, args: list[str], row: dict[str, Any]) -> str:
     logs = docker.compose(directory, *args, "logs", "--no-color", "--tail", "60", row["Service"])
     return f"{row['Name']}: {row['State']} {row['Health']} {row['ExitCode']}\n{logs.stdout}{logs.stderr}"
@@ -305,8 +316,7 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
     )
     args = _standalone_args(env_file, project)
     try:
-        up = docker.compose(tmp_path, *args, "up", "--detach", "--no-build", "--pull", "never")
-        assert up.returncode == 0, up.stderr
+        up(docker, tmp_path, args)
         # Every service healthy (mail: Mailpit's image has a healthcheck of its own).
         await wait_settled(docker, tmp_path, args, 240, one_shot={"migrate", "demo"})
         assert_queue_locked(docker, tmp_path, args, "redis")
@@ -618,14 +628,12 @@ async def test_the_overlay_up_in_the_hosts_stack_one_bdr_through_its_proxy_and_d
         podman("volume", "create", volume)
     pool = None
     try:
-        up = docker.compose(stack, *args, "up", "--detach", "--no-build", "--pull", "never", "db")
-        assert up.returncode == 0, up.stderr
+        up(docker, stack, args, "db")
         await _healthy(docker, stack, args, "db")
         site, owner, posts = await seed_host(db_port, vault)
         pool = site.pool
 
-        up = docker.compose(stack, *args, "up", "--detach", "--no-build", "--pull", "never")
-        assert up.returncode == 0, up.stderr
+        up(docker, stack, args)
         await wait_settled(
             docker, stack, args, 300, one_shot={"pmd-migrate"}, unchecked=HOST_UNCHECKED
         )
