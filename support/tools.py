@@ -21,6 +21,8 @@ PACKAGES: dict[str, str] = {
     "runc": "runc",
     "mmdebstrap": "mmdebstrap",
     "newuidmap": "uidmap",
+    "netavark": "netavark",  # podman's networks, and their names resolved by aardvark-dns
+    "aardvark-dns": "aardvark-dns",
     "caddy": "caddy",
     "nginx": "nginx-light",
     "promtool": "prometheus",
@@ -29,8 +31,9 @@ PACKAGES: dict[str, str] = {
 }
 # What `python -m runs.cluster` runs: its hosts and their HAProxy, PgBouncer and Redis.
 CLUSTER = ("ip", "nsenter", "unshare", "haproxy", "pgbouncer", "redis-server")
-# Debian installs pgbouncer, haproxy, nginx and ip here, which a normal user's PATH lacks.
-SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+# Debian installs pgbouncer, haproxy, nginx and ip here, and podman's helpers in the last one,
+# which a normal user's PATH lacks.
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/lib/podman")
 
 
 def find(tool: str) -> str | None:
@@ -48,12 +51,8 @@ def packages(tools: Iterable[str]) -> list[str]:
 def missing(tools: Iterable[str]) -> str | None:
     tools = list(tools)
     absent, needed = [t for t in tools if find(t) is None], packages(tools)
-    if not absent:
-        return None
-    return (
-        f"{', '.join(absent)} not found: install Debian's {', '.join(needed)} "
-        f"(apt-get install {' '.join(needed)})"
-    )
+    apt = f"install Debian's {', '.join(needed)} (apt-get install {' '.join(needed)})"
+    return f"{', '.join(absent)} not found: {apt}" if absent else None
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.helpers import CHECKOUT, Captured, captured
 
-TOOLS = ("podman", "runc", "mmdebstrap")
+TOOLS = ("podman", "runc", "mmdebstrap", "netavark")
 ASKED = "PMD_IMAGE_TESTS"
 PODMAN_GROUP = "podman"
 
@@ -27,13 +27,16 @@ def not_asked() -> str | None:
 IMAGE_REPO = "localhost/pmd-service-test"
 # The Dockerfile's base stand-in: Debian's python3 as the official image has it (+ venv).
 PYTHON_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
-# runc: crun refuses some hosts' cgroups; ulimits an unprivileged host grants; no systemd.
+# runc: crun refuses some hosts' cgroups; ulimits an unprivileged host grants; no systemd;
+# netavark named, or a store first made without it keeps CNI, whose networks resolve no names.
 CONTAINERS_CONF = """[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+[network]
+network_backend = "netavark"
 """
 
 
