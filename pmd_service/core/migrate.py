@@ -265,7 +265,7 @@ async def _stepping_aside(
                     "a long transaction holds a table it changes: end it, then migrate again"
                 ) from exc
             log.warning(
-                "%s: %s; the servers' requests go first, again in %.1f s", what, reason, pause
+                "%s: %s; the servers' requests go first, again within %.1f s", what, reason, pause
             )
             await asyncio.sleep(pause * random.uniform(0.5, 1.0))
             pause = min(pause * 2, RETRY_MOST_SECONDS)
