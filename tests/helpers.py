@@ -117,8 +117,8 @@ def on_port(url: str, port: int) -> str:
 class DatabaseRelay:
     """A TCP port in front of the test's PostgreSQL from `open()` to `cut()`."""
 
-    def __init__(self, target: str) -> None:
-        self.target = target
+    def __init__(self, target: str, delay: float = 0.0) -> None:
+        self.target, self.delay = target, delay  # each connection's seconds before it is relayed
         self.port = free_port()
         self.server: asyncio.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
@@ -128,6 +128,7 @@ class DatabaseRelay:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(self.delay)
         parts = urlsplit(self.target)
         socket_dir = dict(parse_qsl(parts.query)).get("host") or ""
         if socket_dir.startswith("/"):

@@ -1,5 +1,6 @@
-"""An open SSE stream's life: a slow subscriber, pings and the token's expiry, a browser-style
-client against the database, shutdown, and access withdrawn while it is open."""
+"""An open SSE stream's life: the listener's start, a slow subscriber, pings and the token's
+expiry, a browser-style client against the database, shutdown, and access withdrawn while it is
+open."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pmd_service.core.settings import Settings
+from pmd_service.features.registry import EVENT_KINDS
 from pmd_service.sse.endpoints import SSE_HUB
+from pmd_service.sse.hub import Hub
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Message, Stream, open_stream
 from tests.helpers import (
     HUNG,
+    DatabaseRelay,
     Serve,
     Served,
     ServedLikeServerPy,
@@ -28,6 +32,7 @@ from tests.helpers import (
     ids,
     insert_bdr,
     mint_ticket,
+    on_port,
     request_bdr,
     run_worker,
     step,
@@ -35,6 +40,26 @@ from tests.helpers import (
 from tests.page_stack import artist
 
 Client = TestClient[Any, Any]
+
+
+async def test_the_listener_starts_on_a_database_slower_than_its_liveness(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # A starting server's database may answer late (every process starting at once): the
+    # listener's first connection is not held to the bound that checks an idle one.
+    relay = DatabaseRelay(settings.direct_url, delay=1.0)
+    await relay.open()
+    dsn = on_port(settings.direct_url, relay.port)
+    hub = Hub(dsn, EVENT_KINDS, search_path=settings.search_path, max_per_user=2, queue_size=8,
+              ping_seconds=10, liveness_seconds=0.5)  # fmt: skip
+    try:
+        await hub.start()
+        assert hub.last_seen == await pool.fetchval(
+            "SELECT coalesce(max(id), 0) FROM stream_events"
+        )
+    finally:
+        await hub.stop()
+        await relay.cut()
 
 
 async def test_a_slow_subscriber_is_closed_and_catches_up(
