@@ -31,8 +31,7 @@ PACKAGES: dict[str, str] = {
 }
 # What `python -m runs.cluster` runs: its hosts and their HAProxy, PgBouncer and Redis.
 CLUSTER = ("ip", "nsenter", "unshare", "haproxy", "pgbouncer", "redis-server")
-# Debian installs pgbouncer, haproxy, nginx and ip here, and podman's helpers in the last one,
-# which a normal user's PATH lacks.
+# Debian installs pgbouncer, haproxy, nginx, ip (podman's helpers: the last) where PATH may not.
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/lib/podman")
 
 

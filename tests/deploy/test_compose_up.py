@@ -189,7 +189,10 @@ def up(docker: Engine, directory: Path, args: list[str], *names: str) -> None:
         directory, *args, "up", "--detach", "--no-build", "--pull", "never", *names
     )
     if done.returncode != 0:
-        rows = [r for rs in services(docker, directory, args).values() for r in rs]
+        try:
+            rows = [r for rs in services(docker, directory, args).values() for r in rs]
+        except AssertionError:  # not even listed: compose's own words are all there is
+            rows = []
         exited = [_logs(docker, directory, args, r) for r in rows if r["State"] == "exited"]
         raise AssertionError("\n".join([done.stderr, *exited]))
 
