@@ -472,9 +472,10 @@ class Hub:
 
     # --- the listener ------------------------------------------------------------------------
 
-    async def _connect(self, seconds: float | None = None) -> asyncpg.Connection:
-        bound = seconds or self._liveness_seconds
-        conn = await connect(self._dsn, LISTENER_NAME, search_path=self._search_path, timeout=bound)
+    async def _connect(self, seconds: float) -> asyncpg.Connection:
+        conn = await connect(
+            self._dsn, LISTENER_NAME, search_path=self._search_path, timeout=seconds
+        )
         try:
             conn.add_termination_listener(self._on_terminated)
             await conn.add_listener(CHANNEL, self._on_doorbell)
@@ -504,7 +505,7 @@ class Hub:
         while True:
             try:
                 if self._conn is None:
-                    self._conn = await self._connect()
+                    self._conn = await self._connect(self._liveness_seconds)
                     self.reconnects += 1
                     log.info("SSE listener reconnected; replaying after event %d", self.last_seen)
                 conn = self._conn

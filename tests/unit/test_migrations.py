@@ -77,10 +77,19 @@ async def test_concurrent_migrators_apply_each_file_once(empty_db: str) -> None:
             await c.close()
 
 
-async def test_changed_applied_file_is_refused(empty_db: str, tmp_path: Path) -> None:
+def _with(tmp_path: Path, **added: str) -> Path:
+    """The shipped migrations copied under `tmp_path`, with `added` (name → SQL) beside them."""
     copy = tmp_path / "migrations"
-    with as_file(MIGRATIONS) as shipped:
-        shutil.copytree(shipped, copy)
+    if not copy.exists():
+        with as_file(MIGRATIONS) as shipped:
+            shutil.copytree(shipped, copy)
+    for name, sql in added.items():
+        (copy / f"{name}.sql").write_text(sql)
+    return copy
+
+
+async def test_changed_applied_file_is_refused(empty_db: str, tmp_path: Path) -> None:
+    copy = _with(tmp_path)
     async with connected(empty_db) as conn:
         await apply_migrations(conn, copy, with_host_tables=True)
         first = sorted(copy.glob("*.sql"))[0]
@@ -90,10 +99,7 @@ async def test_changed_applied_file_is_refused(empty_db: str, tmp_path: Path) ->
 
 
 async def test_a_failing_migration_leaves_nothing_behind(empty_db: str, tmp_path: Path) -> None:
-    copy = tmp_path / "migrations"
-    with as_file(MIGRATIONS) as shipped:
-        shutil.copytree(shipped, copy)
-    (copy / "9999_broken.sql").write_text("CREATE TABLE half_done (id int);\nSELECT 1/0;\n")
+    copy = _with(tmp_path, **{"9999_broken": "CREATE TABLE half_done (id int);\nSELECT 1/0;\n"})
     async with connected(empty_db) as conn:
         with pytest.raises(asyncpg.DivisionByZeroError):
             await apply_migrations(conn, copy, with_host_tables=True)
@@ -109,16 +115,6 @@ ALTER TABLE step_events ADD COLUMN y int;
 SELECT pg_sleep(0.5);
 CREATE OR REPLACE VIEW step_events_view AS SELECT id, x, y FROM step_events;
 """
-
-
-def _with(tmp_path: Path, **added: str) -> Path:
-    copy = tmp_path / "migrations"
-    if not copy.exists():
-        with as_file(MIGRATIONS) as shipped:
-            shutil.copytree(shipped, copy)
-    for name, sql in added.items():
-        (copy / f"{name}.sql").write_text(sql)
-    return copy
 
 
 async def _holding(conn: asyncpg.Connection, pid: int, relation: str) -> None:

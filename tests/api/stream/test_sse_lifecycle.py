@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pmd_service.core.settings import Settings
 from pmd_service.features.registry import EVENT_KINDS
 from pmd_service.sse.endpoints import SSE_HUB
-from pmd_service.sse.hub import Hub
+from pmd_service.sse.hub import SQL_LAST_EVENT, Hub
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Message, Stream, open_stream
@@ -50,13 +50,18 @@ async def test_the_listener_starts_on_a_database_slower_than_its_liveness(
     relay = DatabaseRelay(settings.direct_url, delay=1.0)
     await relay.open()
     dsn = on_port(settings.direct_url, relay.port)
-    hub = Hub(dsn, EVENT_KINDS, search_path=settings.search_path, max_per_user=2, queue_size=8,
-              ping_seconds=10, liveness_seconds=0.5)  # fmt: skip
+    hub = Hub(
+        dsn,
+        EVENT_KINDS,
+        search_path=settings.search_path,
+        max_per_user=2,
+        queue_size=8,
+        ping_seconds=10,
+        liveness_seconds=0.5,
+    )
     try:
         await hub.start()
-        assert hub.last_seen == await pool.fetchval(
-            "SELECT coalesce(max(id), 0) FROM stream_events"
-        )
+        assert hub.last_seen == await pool.fetchval(SQL_LAST_EVENT)
     finally:
         await hub.stop()
         await relay.cut()
