@@ -25,6 +25,12 @@ def announce(owner: str, action: str, ids: str, action_id: str) -> str:
     return f"pmd_posts_changed({owner}, {action}, {ids}, {action_id}, {MOST_IDS})"
 
 
+# Several changes' events in their order, written at once (one insert, one doorbell): change n
+# is `:owners[n]`'s action `:actions[n]` (its id `:action_ids[n]`) on `:ids[:firsts[n]:lasts[n]]`.
+SQL_ANNOUNCE_EACH = Named(
+    "SELECT pmd_posts_changed_each(:owners::int[], :actions::text[], :ids::int[], "
+    f":firsts::int[], :lasts::int[], :action_ids::uuid[], {MOST_IDS})"
+)
 # Added posts belong to no bulk action: the event's action id is one of their own.
 SQL_ANNOUNCE_NEW = Named(
     f"SELECT {announce(':owner::int', ':action::text', ':ids::int[]', 'gen_random_uuid()')}"

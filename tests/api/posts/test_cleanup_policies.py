@@ -500,8 +500,24 @@ async def test_policies_due_together_run_in_one_tick_each_its_own_run(
         [uuid.UUID(m["id"]) for m in [*made, also]],
     )
     await age_spends(factory.pool, 7200)
-    async with job_context(small) as ctx:
-        assert await run_due_policies(ctx) == 4
+    rings: list[str] = []
+    rang = asyncio.Event()
+
+    def heard(*ring: Any) -> None:
+        rings.append(ring[3])
+        rang.set()
+
+    doorbell = await asyncpg.connect(settings.database_url)
+    await doorbell.add_listener("pmd_stream_events", heard)
+    try:
+        async with job_context(small) as ctx:
+            assert await run_due_policies(ctx) == 4
+        await asyncio.wait_for(rang.wait(), 10)
+        await asyncio.sleep(0.2)  # time for any further ring to arrive
+    finally:
+        await doorbell.close()
+    # Their events went in at once, as the batch's last statement: one ring for the four.
+    assert len(rings) == 1
     # The first owner's second run had the one post of the minute the first left.
     assert await hidden(factory.pool, first_posts) == {"old1", "old2", "old3", "kept", "hidden"}
     for _, posts in galleries[1:]:

@@ -16,7 +16,6 @@ import asyncpg
 
 from ....core.codes import Code
 from ....core.logs import REQUEST_ID
-from ....core.named_sql import Named
 from ....core.presence import people_on
 from ....core.problems import ProblemError
 from ....core.settings import Settings
@@ -28,7 +27,7 @@ from ..actions import named
 from ..batch_sql import action_values
 from ..filters import given
 from ..host_cache import FeedDrops, create_host_cache
-from ..live import announce
+from ..live import SQL_ANNOUNCE_EACH
 from ..pace import Budget, Rooms, hold_budgets, site_room_in
 from .mail import send_policy_hold_email, send_policy_run_email
 from .service import (
@@ -94,13 +93,6 @@ FROM unnest($1::uuid[], $3::jsonb[], $4::bool[], $5::float8[], $6::bool[], $7::t
      AS r(id, last, scheduled, period, backoff, taken_at)
 WHERE c.id = r.id AND (r.taken_at IS NULL OR c.next_run_at = r.taken_at)
 """
-# The runs' `posts_changed`, one a run in their order, written last in their transaction (their
-# statements leave them out); a run's posts are its slice of `ids`.
-SQL_ANNOUNCE = Named(f"""
-SELECT count({announce("a.owner", "a.action", "(:ids::int[])[a.first:a.last]", "a.action_id")})
-FROM unnest(:owners::int[], :actions::text[], :firsts::int[], :lasts::int[], :action_ids::uuid[])
-     AS a(owner, action, first, last, action_id)
-""")
 # A run held for its owner's approval, when it was not held already: its email is owed.
 SQL_HELD = """
 INSERT INTO cleanup_policy_holds (policy_id, owner_id, policy_name, action, held_count,
@@ -320,7 +312,7 @@ class _Runs:
                 "firsts": [1, *(last + 1 for last in lasts[:-1])],
                 "lasts": lasts,
             }
-            await self.conn.fetchval(*SQL_ANNOUNCE.bind(announced))
+            await self.conn.fetchval(*SQL_ANNOUNCE_EACH.bind(announced))
         return self.ran
 
 
