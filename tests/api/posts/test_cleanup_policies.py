@@ -507,7 +507,7 @@ async def test_policies_due_together_run_in_one_tick_each_its_own_run(
         rings.append(ring[3])
         rang.set()
 
-    doorbell = await asyncpg.connect(settings.database_url)
+    doorbell = await asyncpg.connect(settings.direct_url)  # LISTEN needs a session of its own
     await doorbell.add_listener("pmd_stream_events", heard)
     try:
         async with job_context(small) as ctx:
