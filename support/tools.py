@@ -23,6 +23,7 @@ PACKAGES: dict[str, str] = {
     "newuidmap": "uidmap",
     "netavark": "netavark",  # podman's networks, and their names resolved by aardvark-dns
     "aardvark-dns": "aardvark-dns",
+    "iptables": "iptables",  # netavark's firewall rules, which Debian's netavark does not pull in
     "caddy": "caddy",
     "nginx": "nginx-light",
     "promtool": "prometheus",

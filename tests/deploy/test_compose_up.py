@@ -94,7 +94,7 @@ def _missing() -> str | None:
     """Why the compose stacks cannot be started here, or None."""
     if (unasked := not_asked()) is not None:
         return unasked
-    if (absent := tools.missing((*TOOLS, "aardvark-dns"))) is not None:
+    if (absent := tools.missing((*TOOLS, "aardvark-dns", "iptables"))) is not None:
         return absent
     if compose_binary() is None:
         return COMPOSE_MISSING
