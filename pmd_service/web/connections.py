@@ -287,6 +287,10 @@ class Guarded(asyncio.Protocol):
         if self.inner is not None:
             self.inner.resume_writing()
 
+    def hand_over(self, protocol: asyncio.Protocol) -> asyncio.BaseProtocol | None:
+        inner, self.inner = self.inner, protocol
+        return inner
+
     def head_came(self) -> None:
         self.busy = True
         self.unread = None

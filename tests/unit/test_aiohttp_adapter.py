@@ -9,7 +9,13 @@ from importlib.metadata import version
 from aiohttp import web, web_response
 from aiohttp.test_utils import TestServer
 
-from pmd_service.api.aiohttp_adapter import AIOHTTP_VERSION, DirectSocket, name_the_server
+from pmd_service.api.aiohttp_adapter import (
+    AIOHTTP_VERSION,
+    Detached,
+    DirectSocket,
+    detach,
+    name_the_server,
+)
 from pmd_service.sse import frames
 
 seen: dict[str, bool | None] = {}
@@ -84,3 +90,53 @@ async def test_answers_aiohttp_writes_itself_name_the_server_as_told() -> None:
     finally:
         await server.close()
         name_the_server(before)
+
+
+class _Taker(asyncio.Protocol):
+    """What a detached connection's new owner sees of it."""
+
+    def __init__(self) -> None:
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+async def test_a_detached_connection_stays_open_for_its_new_owner_alone() -> None:
+    taken: list[tuple[DirectSocket, _Taker]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = Detached()
+        assert request.transport is not None
+        socket = DirectSocket(request.transport)
+        await response.prepare(request)
+        await response.write(b"a")
+        socket.take_over(response)
+        taker = _Taker()
+        assert detach(request, taker)
+        taken.append((socket, taker))
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert b"Transfer-Encoding: chunked" in head
+        assert await asyncio.wait_for(reader.readexactly(6), 10) == frames.chunk(b"a")
+        [(socket, taker)] = taken
+        # aiohttp let go of it: no connection of its own, no task for it, nothing closed.
+        assert server.handler is not None and server.handler.connections == []
+        await asyncio.sleep(0.05)
+        assert not [t for t in asyncio.all_tasks() if "RequestHandler" in repr(t.get_coro())]
+        assert not socket.is_closing()
+        socket.write(frames.chunk(b"b") + b"0\r\n\r\n")
+        socket.close()
+        assert await asyncio.wait_for(reader.read(), 10) == frames.chunk(b"b") + b"0\r\n\r\n"
+        assert await asyncio.wait_for(taker.lost, 10) is None
+        writer.close()
+    finally:
+        await server.close()
