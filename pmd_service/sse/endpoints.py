@@ -4,7 +4,6 @@ tickets it takes: api/ticket_endpoint.py)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from typing import Annotated
 
@@ -13,7 +12,7 @@ from aiohttp import ClientConnectionResetError, web
 from aiohttp.typedefs import Handler
 from msgspec import Meta
 
-from ..api.aiohttp_adapter import DirectSocket
+from ..api.aiohttp_adapter import Detached, DirectSocket, detach
 from ..api.auth import bearer_or_ticket
 from ..api.declaration import Auth, Endpoint, Param
 from ..api.keys import DB_POOL, STREAM_RESPONSE
@@ -26,15 +25,6 @@ from .kinds import EventKinds
 from .pool_turns import Turn, Turns
 from .user_lookups import UserLookups
 
-log = logging.getLogger(__name__)
-
-# What an EventSource that reconnects by itself waits (plus jitter) after losing the stream: a
-# client of a server that restarted is back within a few seconds of its return.
-RETRY_MS = 1000
-# After a drain the other servers are up already: come back sooner than after an error.
-RECONNECT_MS = 500
-# Spread reconnects: after a deploy, thousands of clients must not all come back at once.
-RETRY_JITTER_MS = 2000
 STREAM_PATH = "/api/pmd/bdr/sse"
 # Openings handled at once, the others waiting with only their connection and head: openings
 # all in flight together fragment the allocator's arenas among the streams' long-lived objects
@@ -71,7 +61,7 @@ async def _subscribe(request: web.Request) -> tuple[Subscriber, DirectSocket, in
 
 async def _open(
     request: web.Request, target_id: int, last_event_id: int | None, owner: bool
-) -> tuple[EventStream, int]:
+) -> tuple[Detached, int]:
     """Send the opening; returns the response and the watermark (the last event id it holds).
     `owner`: the caller watches their own downloads (a moderator's stream has no exports)."""
     hub = request.app[SSE_HUB]
@@ -81,10 +71,10 @@ async def _open(
             hub.refuse_if_closing()
             pool = request.app[DB_POOL]
             opening = await replay.opening(pool, hub.kinds, target_id, last_event_id, owner)
-    response = EventStream(headers=SSE_HEADERS)
+    response = Detached(headers=SSE_HEADERS)
     response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     request[STREAM_RESPONSE] = response
-    retry = RETRY_MS + random.randrange(RETRY_JITTER_MS)
+    retry = frames.RETRY_MS + random.randrange(frames.RETRY_JITTER_MS)
     # Sent outside the gate: clients that never read would otherwise hold every turn of it.
     if (turn := request.get(OPENING_TURN)) is not None:
         turn.leave()
@@ -100,79 +90,11 @@ async def _open(
     return response, opening.watermark
 
 
-class EventStream(web.StreamResponse):
-    """The stream's response. Its relay runs in `write_eof`, which aiohttp awaits once the
-    handler and every middleware have returned: a stream open for hours then keeps aiohttp's
-    two frames, this one and `Subscriber.wait` alive, not the whole chain's (three
-    middlewares, the handler and its helpers), which tens of thousands of streams would each
-    pay for. The middlewares see the stream once its opening is out: it is counted, and
-    timed, as opened; a client that leaves later is counted in /metrics
-    (`pmd_sse_streams_ended_total`)."""
-
-    _sub: Subscriber | None = None
-    _hub: Hub | None = None
-
-    def hand_over(self, hub: Hub, sub: Subscriber) -> None:
-        self._hub, self._sub = hub, sub
-        # Sent, and never read again (nor by aiohttp, whose access log is off).
-        self.headers.clear()
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        hub, sub = self._hub, self._sub
-        if hub is None or sub is None:  # never handed over: the handler failed after prepare
-            await super().write_eof(data)
-            return
-        self._hub = self._sub = None
-        try:
-            # The relay, inline: a coroutine of its own would be one more frame a stream.
-            while True:
-                await sub.wait()
-                if sub.end is not None:
-                    break
-                out: list[bytes] = []
-                if sub.ping_due:
-                    sub.ping_due = False
-                    out.append(frames.PING)
-                sub.collect(out)
-                if out:
-                    await self.write(out[0] if len(out) == 1 else b"".join(out))
-            if sub.socket.is_closing():
-                # The client left (the common end of a stream, `gone`) or was cut off: nothing
-                # to write to. Counted by reason in /metrics rather than logged, since a
-                # reconnect storm ends a whole site's streams at once.
-                return
-            if sub.farewell is not None:  # timeout, access_revoked
-                await self.write(sub.farewell)
-            elif sub.end == "shutdown":
-                await self.write(_reconnect_frame())
-        except ConnectionError as exc:
-            sub.end = "gone"
-            log.debug(
-                "GET /api/pmd/bdr/sse: the client went away mid-body (%s)", type(exc).__name__
-            )
-            raise  # aiohttp's own answer to a client gone: no end chunk, the connection closed
-        finally:
-            hub.unsubscribe(sub)
-        await super().write_eof(data)
-
-
-def _reconnect_frame() -> bytes:
-    """A stopping server's last words to a stream: come back (elsewhere) after a spread-out
-    pause, with Last-Event-ID. Pages that know `reconnect` show it as a reconnect, not an
-    error; any other client sees the stream end, which every client already retries."""
-    wait = RECONNECT_MS + random.randrange(RETRY_JITTER_MS)
-    return frames.retry(wait) + frames.event(
-        b"reconnect",
-        {"reason": "shutdown", "retry_ms": wait,
-         "detail": "This server is restarting; reconnecting to another one."},
-    )  # fmt: skip
-
-
 async def stream(request: web.Request) -> web.StreamResponse:
     # Subscribe before reading the opening, so nothing committed in between is missed; the
-    # watermark then drops what the opening already holds. The stream's life after the
-    # opening is the response's (EventStream.write_eof), so nothing of this frame, nor the
-    # principal or the opening's bytes, is held for it.
+    # watermark then drops what the opening already holds. Once the opening is out, the
+    # connection is the subscriber's (Subscriber, api/aiohttp_adapter.py `detach`): a stream
+    # open for hours keeps no task, frame, request or response of aiohttp's or of this handler.
     sub, socket, last_event_id = await _subscribe(request)
     hub = request.app[SSE_HUB]
     try:
@@ -183,15 +105,17 @@ async def stream(request: web.Request) -> web.StreamResponse:
         hub.unsubscribe(sub)
         raise
     socket.take_over(response)
-    response.hand_over(hub, sub)  # from here on the response relays, and unsubscribes
+    if detach(request, sub):
+        sub.opened()
+    else:  # the client left while its opening went out
+        hub.unsubscribe(sub)
     return response
 
 
 @web.middleware
 async def opening_gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outside the problem middleware and the handler: a waiting opening holds none of their
-    frames. The stream itself runs after every middleware has returned (EventStream); its
-    opening is sent after the turn is left (`_open`)."""
+    frames. Its opening is sent after the turn is left (`_open`)."""
     if request.path != STREAM_PATH:
         return await handler(request)
     request[OPENING_TURN] = turn = await request.app[SSE_OPENING_GATE].take()

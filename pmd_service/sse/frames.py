@@ -6,9 +6,18 @@ user, so a burst costs one encoding per event, not one per subscriber.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import msgspec
+
+# What an EventSource that reconnects by itself waits (plus jitter) after losing the stream: a
+# client of a server that restarted is back within a few seconds of its return.
+RETRY_MS = 1000
+# After a drain the other servers are up already: come back sooner than after an error.
+RECONNECT_MS = 500
+# Spread reconnects: after a deploy, thousands of clients must not all come back at once.
+RETRY_JITTER_MS = 2000
 
 PING = b": ping\n\n"
 
@@ -20,6 +29,8 @@ def chunk(data: bytes) -> bytes:
 
 
 PING_CHUNK = chunk(PING)
+# The end of a chunked body.
+LAST_CHUNK = b"0\r\n\r\n"
 
 
 def retry(milliseconds: int) -> bytes:
@@ -37,3 +48,15 @@ TIMEOUT = event(
     b"timeout",
     {"detail": "The access token expired; reconnect with a fresh token (or a new ticket)."},
 )
+
+
+def reconnect() -> bytes:
+    """A stopping server's last words to a stream: come back (elsewhere) after a spread-out
+    pause, with Last-Event-ID. Pages that know `reconnect` show it as a reconnect, not an
+    error; any other client sees the stream end, which every client already retries."""
+    wait = RECONNECT_MS + random.randrange(RETRY_JITTER_MS)
+    return retry(wait) + event(
+        b"reconnect",
+        {"reason": "shutdown", "retry_ms": wait,
+         "detail": "This server is restarting; reconnecting to another one."},
+    )  # fmt: skip

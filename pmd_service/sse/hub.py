@@ -68,33 +68,33 @@ Event = tuple[int, bytes, bytes, bool]
 
 class Socket(Protocol):
     """A stream's socket as the hub writes to it (api/aiohttp_adapter.py, `DirectSocket`):
-    `chunked` says how a write must be framed, None that the hub may not write at all."""
+    `chunked` says how a write must be framed, None that the opening is not out yet."""
 
     chunked: bool | None
 
     def write(self, data: bytes) -> None: ...
 
-    def pending(self) -> int: ...
-
     def is_closing(self) -> bool: ...
+
+    def close(self) -> None: ...
 
     def abort(self) -> None: ...
 
 
-class Subscriber:
-    """One open stream. While its handler waits with nothing queued (`live`), the hub writes
-    frames straight to the socket, since waking a handler task per stream to write one frame
-    costs more than the write. When the socket is backed up, or the opening is not sent yet,
-    frames go to a bounded queue the handler drains with aiohttp's flow control.
+class Subscriber(asyncio.Protocol):
+    """One open stream, and, once its opening is out, its connection's protocol: no task, no
+    request or response is kept for it, and the hub writes its frames to the socket. Before
+    the opening is out, or while the socket is backed up (the transport paused writing),
+    frames wait in a bounded queue, written when it is out or drained.
 
     Slotted, and holding a list (not a deque: an empty one already holds a whole block),
     because there are thousands of them per process.
     """
 
     __slots__ = (
+        "_hub",
         "_limit",
         "_queue",
-        "_waiter",
         "caller_id",
         "end",
         "expires_at",
@@ -109,6 +109,7 @@ class Subscriber:
 
     def __init__(
         self,
+        hub: Hub,
         caller_id: int,
         target_id: int,
         socket: Socket,
@@ -116,12 +117,12 @@ class Subscriber:
         next_ping: float,
         expires_at: float,
     ) -> None:
+        self._hub = hub
         self.caller_id = caller_id
         self.target_id = target_id
         self.socket = socket
         self._limit = limit
         self._queue: list[Event] = []
-        self._waiter: asyncio.Future[None] | None = None
         self.ping_due = False
         self.next_ping = next_ping  # loop time
         self.expires_at = expires_at  # wall-clock time, as the token's `exp`
@@ -132,20 +133,15 @@ class Subscriber:
         # The last event id the client has been sent (the opening's watermark at first): live
         # events at or below it are duplicates.
         self.sent = 0
-        self.live = False  # while the hub may write to the socket directly
+        self.live = False  # while frames go straight to the socket
 
     def deliver(self, events: list[Event]) -> None:
         """Hand on one read batch's events for this stream's user (ascending ids)."""
-        socket = self.socket
-        # Nothing of ours in the socket's buffer: a direct write keeps the order and does not
-        # pile up behind a client that is not reading. An ended stream is never live.
-        if self.live and not socket.pending():
-            if socket.is_closing():
-                self.finish("gone")
-                return
+        if self.live:
             last = events[-1][0]
             if last <= self.sent:  # the opening had them all
                 return
+            socket = self.socket
             if len(events) == 1:
                 socket.write(events[0][2] if socket.chunked else events[0][1])
             else:
@@ -160,12 +156,10 @@ class Subscriber:
             return
         if self.end is not None:
             return
-        self.live = False
         if len(self._queue) + len(events) > self._limit:
             self._overflow()
             return
         self._queue.extend(events)
-        self._wake()
 
     def _overflow(self) -> None:
         # Fell behind: drop it rather than buffer without bound (and never send part of a
@@ -173,43 +167,44 @@ class Subscriber:
         # table.
         self._queue.clear()
         self.finish("overflow")
-        if self.socket.pending() > 0:
-            # Its handler may be stuck waiting for the socket to drain: free it now.
-            self.socket.abort()
 
     def ping(self) -> None:
-        if self.live and not self.socket.pending() and not self.socket.is_closing():
+        if self.live:
             self.socket.write(frames.PING_CHUNK if self.socket.chunked else frames.PING)
         else:
             self.ping_due = True
-            self._wake()
 
     def finish(self, reason: str, farewell: bytes | None = None) -> None:
         if self.end is None:
             self.end = reason
             self.farewell = farewell
-        self.live = False
-        self._wake()
+        socket = self.socket
+        if socket.chunked is None or socket.is_closing():
+            return  # ended once its opening is out (`opened`), or already closed
+        if self.live:
+            self.live = False
+            last = self.farewell or (frames.reconnect() if self.end == "shutdown" else b"")
+            if socket.chunked:
+                socket.write((frames.chunk(last) if last else b"") + frames.LAST_CHUNK)
+            elif last:
+                socket.write(last)
+            socket.close()
+        else:  # backed up: a client that is not reading gets no last words
+            socket.abort()
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def opened(self) -> None:
+        """The opening is out and the connection is this stream's: what waited goes out."""
+        self._flush()
 
-    async def wait(self) -> None:
-        """Until there is something to send (events, a ping) or the stream must end; the hub
-        writes directly meanwhile, unless the socket is backed up."""
-        while not (self._queue or self.ping_due or self.end):
-            self.live = self.socket.chunked is not None
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        self.live = False
-
-    def collect(self, out: list[bytes]) -> None:
-        """Move queued frames newer than the last sent to `out`."""
+    def _flush(self) -> None:
+        if self.end is not None:
+            self.live = True  # its last words go out now
+            self.finish(self.end)
+            return
+        out: list[bytes] = []
+        if self.ping_due:
+            self.ping_due = False
+            out.append(frames.PING)
         sent = self.sent
         for event_id, frame, _, _ in self._queue:
             if event_id > sent:  # the opening (or an earlier batch) already had it
@@ -217,6 +212,27 @@ class Subscriber:
                 sent = event_id
         self.sent = sent
         self._queue.clear()
+        if out:
+            data = b"".join(out)
+            self.socket.write(frames.chunk(data) if self.socket.chunked else data)
+        self.live = True
+
+    # The connection's protocol, once the opening is out (api/aiohttp_adapter.py, `detach`).
+
+    def data_received(self, data: bytes) -> None:
+        pass  # a stream's client has nothing more to say
+
+    def pause_writing(self) -> None:
+        self.live = False
+
+    def resume_writing(self) -> None:
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.live = False
+        if self.end is None:
+            self.end = "gone"
+        self._hub.unsubscribe(self)
 
 
 class Hub:
@@ -320,8 +336,6 @@ class Hub:
         # per process: each replica enforces it for the streams it holds.
         open_now = self._per_caller.get(caller_id, 0)
         if open_now >= self._max_per_user:
-            open_now -= self._let_go_of_gone(caller_id, target_id)
-        if open_now >= self._max_per_user:
             raise ProblemError(
                 429,
                 "too-many-streams",
@@ -334,6 +348,7 @@ class Hub:
             )
         loop = asyncio.get_running_loop()
         sub = Subscriber(
+            self,
             caller_id,
             target_id,
             socket,
@@ -348,20 +363,6 @@ class Hub:
         if self.heap is not None:
             self.heap.opened(self.opened)
         return sub
-
-    def _let_go_of_gone(self, caller_id: int, target_id: int) -> int:
-        """At the cap: the caller's streams on this target whose client has already left (a
-        page reloaded, a network that dropped; the tick would see it within a second) go
-        now, so that a reconnect is not refused for the stream it replaces. Returns how many."""
-        gone = [
-            sub
-            for sub in self._by_target.get(target_id, ())
-            if sub.caller_id == caller_id and sub.socket.is_closing()
-        ]
-        for sub in gone:
-            sub.finish("gone")
-            self.unsubscribe(sub)  # its relay's own unsubscribe then finds it gone already
-        return len(gone)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         subs = self._by_target.get(sub.target_id)
@@ -389,13 +390,8 @@ class Hub:
             yield from list(subs)
 
     async def _tick(self) -> None:
-        """Every stream once a second (or per ping period if shorter): pings, token expiry,
-        gone clients.
-
-        One timer for the whole process instead of one per stream. A client that went away is
-        noticed here (aiohttp does not cancel handlers on disconnect), so it stops counting
-        against the per-user cap within a period or two.
-        """
+        """Every stream once a second (or per ping period if shorter): pings and token
+        expiry, with one timer for the whole process instead of one per stream."""
         period = min(1.0, self._ping_seconds)
         loop = asyncio.get_running_loop()
         while True:
