@@ -179,10 +179,10 @@ class Subscriber(asyncio.Protocol):
             self.end = reason
             self.farewell = farewell
         socket = self.socket
+        live, self.live = self.live, False
         if socket.chunked is None or socket.is_closing():
             return  # ended once its opening is out (`opened`), or already closed
-        if self.live:
-            self.live = False
+        if live:
             last = self.farewell or (frames.reconnect() if self.end == "shutdown" else b"")
             if socket.chunked:
                 socket.write((frames.chunk(last) if last else b"") + frames.LAST_CHUNK)
@@ -212,10 +212,10 @@ class Subscriber(asyncio.Protocol):
                 sent = event_id
         self.sent = sent
         self._queue.clear()
+        self.live = True  # before the write, which may pause it again
         if out:
             data = b"".join(out)
             self.socket.write(frames.chunk(data) if self.socket.chunked else data)
-        self.live = True
 
     # The connection's protocol, once the opening is out (api/aiohttp_adapter.py, `detach`).
 

@@ -5,6 +5,8 @@ open."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -14,13 +16,16 @@ import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from pmd_service.api.aiohttp_adapter import DirectSocket
 from pmd_service.core.settings import Settings
 from pmd_service.features.registry import EVENT_KINDS
+from pmd_service.sse import frames
 from pmd_service.sse.endpoints import SSE_HUB
 from pmd_service.sse.hub import SQL_LAST_EVENT, Hub
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Message, Stream, open_stream
+from support.stack import eventually
 from tests.helpers import (
     HUNG,
     DatabaseRelay,
@@ -305,3 +310,49 @@ async def test_streams_end_when_their_access_is_withdrawn(
             assert ids(await stream.updates(1)) == expected
     assert hub.revoked == 4
     await assert_problem(await session.get(url, headers=banned.auth), 403)
+
+
+async def test_a_backed_up_stream_gets_every_event_once_and_in_order_when_it_drains(
+    settings: Settings,
+) -> None:
+    # A client that stops reading: past the transport's high-water mark its events wait in the
+    # stream's queue, and once it reads again every one goes out, in order, once.
+    hub = Hub(
+        settings.direct_url,
+        EVENT_KINDS,
+        max_per_user=1,
+        queue_size=10_000,
+        ping_seconds=60,
+        liveness_seconds=5,
+    )
+    ours, theirs = socket.socketpair()
+    for end, option in ((ours, socket.SO_SNDBUF), (theirs, socket.SO_RCVBUF)):
+        end.setsockopt(socket.SOL_SOCKET, option, 4096)
+    theirs.setblocking(False)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+    transport.set_write_buffer_limits(high=4096)
+    out = DirectSocket(transport)
+    out.chunked = False  # HTTP/1.0 framing: the bytes as they are
+    sub = hub.subscribe(1, 1, out, time.time() + 60)
+    transport.set_protocol(sub)
+    sub.opened()
+    sent = [frames.event(b"bdr_update", {"pad": "x" * 1000}, n) for n in range(1, 2001)]
+    paused = False
+    for n, frame in enumerate(sent, 1):
+        sub.deliver([(n, frame, frames.chunk(frame), False)])
+        paused = paused or not sub.live
+    assert paused, "the socket never backed up: the queue was not tried"
+    got = bytearray()
+    whole = sum(map(len, sent))
+    async with asyncio.timeout(HUNG):
+        while len(got) < whole:
+            got += await loop.sock_recv(theirs, 65536)
+    assert bytes(got) == b"".join(sent)
+    theirs.close()
+
+    async def let_go() -> bool:
+        return hub.subscriber_count == 0
+
+    await eventually(let_go, 5, "the hub letting the closed connection go")
+    assert hub.ended_by == {"gone": 1}
