@@ -32,10 +32,6 @@ class DirectSocket:
         """`data` already framed as `chunked` says, after whatever the response wrote before."""
         self._transport.write(data)
 
-    def pending(self) -> int:
-        """Bytes written but not yet taken by the kernel."""
-        return self._transport.get_write_buffer_size()
-
     def is_closing(self) -> bool:
         return self._transport.is_closing()
 
