@@ -441,7 +441,7 @@ async def test_an_open_stream_keeps_no_task_alive(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Tens of thousands of streams a process: each object kept for a stream's life is paid
-    # that many times over (aiohttp's task, request and response were ~6 KB a stream).
+    # that many times over.
     server = await serve()
     user = await factory.user()
     bdr_id = await insert_bdr(pool, user)
