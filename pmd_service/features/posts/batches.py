@@ -138,15 +138,15 @@ async def _run(
     click: uuid.UUID | None,
     *values: object,
 ) -> asyncpg.Record:
-    moderator = principal.as_moderator
     actor = principal.caller.id if principal.as_moderator else None
     owner = principal.target.id
     named: dict[str, object] = {"owner": owner, "action": action.name, "actor": actor}
     named |= q.action_values(values)
+    by_filter = isinstance(target, Matching)
+    sql = q.statement(action, moderator=principal.as_moderator, by_filter=by_filter)
     if isinstance(target, Matching):
         if target.expect_count > max_posts:
             raise _too_many(target.expect_count, max_posts)
-        sql = q.statement(action, moderator=moderator, by_filter=True)
         named |= {
             "expect_count": target.expect_count,
             "most": max_posts,
@@ -156,12 +156,11 @@ async def _run(
         }
     else:
         ensure_unique(target)
-        sql = q.statement(action, moderator=moderator, by_filter=False)
         named |= {"post_ids": target, "click": click}
 
     async def attempt(conn: Conn) -> asyncpg.Record:
         room = await hold_budget(conn, budget, owner, actor)
-        if isinstance(target, Matching):
+        if by_filter:
             await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
         row = await conn.fetchrow(*sql.bind(named | {"room": room.left}))
         assert row is not None  # the statement always returns exactly one row
@@ -236,31 +235,20 @@ def _left_out(row: asyncpg.Record) -> tuple[LeftOut, ...]:
     return tuple(LeftOut(why, len(ids), ids) for why, ids in reasons.items())
 
 
-def _left_message(left: tuple[LeftOut, ...]) -> str:
-    parts = []
-    for group in left:
-        one, many = _LEFT_WHY[group.reason]
-        parts.append(f"{group.count} {one if group.count == 1 else many}")
-    return f"; {sum(g.count for g in left)} left deleted: {'; '.join(parts)}"
-
-
-async def _restore_refused(
-    pool: asyncpg.Pool, owner_id: int, missing: list[int]
-) -> ProblemError | None:
-    """400 naming the posts of `missing` a moderator deleted (None: none of them)."""
+async def _refuse_restore(pool: asyncpg.Pool, owner_id: int, missing: list[int]) -> None:
+    """400 naming the posts of `missing` a moderator deleted, if any."""
     # Only the owner's own posts: another user's post ids say nothing about themselves.
     by_moderator = list(await pool.fetchval(q.SQL_DELETED_BY_MODERATOR, missing, owner_id))
-    if not by_moderator:
-        return None
-    return posts_refused(
-        by_moderator,
-        f"{'was' if len(by_moderator) == 1 else 'were'} deleted by a moderator and can only be "
-        "restored by a moderator",
-        "Remove them and try again.",
-        "deleted by a moderator",
-        code=Code.POSTS_DELETED_BY_MODERATOR,
-        extra={"invalid_post_ids": missing},
-    )
+    if by_moderator:
+        raise posts_refused(
+            by_moderator,
+            f"{'was' if len(by_moderator) == 1 else 'were'} deleted by a moderator and can only "
+            "be restored by a moderator",
+            "Remove them and try again.",
+            "deleted by a moderator",
+            code=Code.POSTS_DELETED_BY_MODERATOR,
+            extra={"invalid_post_ids": missing},
+        )
 
 
 async def apply_action(
@@ -290,9 +278,7 @@ async def apply_action(
     if row["missing"]:
         missing = list(row["missing"])
         if record.restores and not principal.as_moderator:
-            by_moderator = await _restore_refused(pool, principal.target.id, missing)
-            if by_moderator is not None:
-                raise by_moderator
+            await _refuse_restore(pool, principal.target.id, missing)
         raise ineligible(missing, restorable=record.restores)
     left: tuple[LeftOut, ...] | None = None
     if _skips_refused(record, principal, target):
@@ -301,13 +287,14 @@ async def apply_action(
         refusal = record.caller(principal.as_moderator).refusal
         assert refusal is not None  # only an action with a refusal refuses posts
         raise refusal(list(row["refused"]), row)
-    acted_on = len(target) if isinstance(target, list) else int(row["matched"])
-    acted_on -= sum(group.count for group in left or ())
+    left_count = sum(group.count for group in left or ())
+    acted_on = (len(target) if isinstance(target, list) else int(row["matched"])) - left_count
     changed = row["changed"]
     # The host's wording: its page shows these messages as they are.
     message = f"{record.said(row, values)} {acted_on} post(s)"
     if changed < acted_on and record.already is not None:
         message += f" ({acted_on - changed} {record.already})"
     if left:
-        message += _left_message(left)
+        parts = [f"{g.count} {_LEFT_WHY[g.reason][g.count != 1]}" for g in left]
+        message += f"; {left_count} left deleted: {'; '.join(parts)}"
     return BatchOutcome(acted_on, changed, message, row["action_id"], left)
