@@ -82,7 +82,20 @@ async def _act(
         pool, principal, action, target, *values(),
         budget=Budget.of(settings), max_posts=settings.bulk_max_posts, click=body.click_id,
     )  # fmt: skip
-    return _result(request, outcome, principal)
+    _drop_cached_feeds(request, outcome.changed)
+    left, action_id = outcome.left, outcome.action_id
+    return json_response(
+        ActionResult(
+            success=True,
+            affected_count=outcome.acted_on,
+            message=outcome.message,
+            changed_count=outcome.changed,
+            undo=None if action_id is None else history.undo_link(action_id, principal),
+            # Only a restore by filter leaves posts (and says so); every other action is whole.
+            left_count=msgspec.UNSET if left is None else sum(g.count for g in left),
+            left=msgspec.UNSET if left is None else list(left),
+        )
+    )
 
 
 def _drop_cached_feeds(request: web.Request, changed: int) -> None:
@@ -90,26 +103,6 @@ def _drop_cached_feeds(request: web.Request, changed: int) -> None:
     if drops is not None and changed:
         # Every bulk write changes what the host's cached feeds show: dropped after the reply.
         drops.request()
-
-
-def _result(
-    request: web.Request, outcome: batches.BatchOutcome, principal: Principal
-) -> web.Response:
-    _drop_cached_feeds(request, outcome.changed)
-    left, action_id = outcome.left, outcome.action_id
-    undo = None if action_id is None else history.undo_link(action_id, principal)
-    return json_response(
-        ActionResult(
-            success=True,
-            affected_count=outcome.acted_on,
-            message=outcome.message,
-            changed_count=outcome.changed,
-            undo=undo,
-            # Only a restore by filter leaves posts (and says so); every other action is whole.
-            left_count=msgspec.UNSET if left is None else sum(g.count for g in left),
-            left=msgspec.UNSET if left is None else list(left),
-        )
-    )
 
 
 async def _take_turn(request: web.Request, principal: Principal) -> None:
