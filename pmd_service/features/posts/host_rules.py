@@ -26,12 +26,6 @@ MAX_MOD_TAGS_PER_POST = 16
 
 def normalize_hashtags(tags: Iterable[str]) -> list[str]:
     """The host's normalisation: stripped, one leading '#' dropped, lowercased, deduplicated."""
-    normalized: list[str] = []
-    for raw in tags:
-        tag = raw.strip()
-        if tag.startswith("#"):
-            tag = tag[1:].strip()
-        tag = tag.lower()
-        if tag and tag not in normalized:
-            normalized.append(tag)
-    return normalized
+    stripped = (raw.strip() for raw in tags)
+    lowered = ((tag[1:].strip() if tag.startswith("#") else tag).lower() for tag in stripped)
+    return list(dict.fromkeys(tag for tag in lowered if tag))
