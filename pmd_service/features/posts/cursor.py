@@ -78,8 +78,7 @@ class Cursor:
             raise problem
         post_id = int(match["post_id"])
         # A previous release's cursor carries its walk's total: checked, then dropped.
-        total = None if match["total"] is None else int(match["total"])
-        if not 0 < post_id < 2**31 or (total is not None and total >= 2**31):
+        if not 0 < post_id < 2**31 or int(match["total"] or 0) >= 2**31:
             raise problem
         if match["filter"] != bound:
             raise invalid_cursor(
@@ -96,16 +95,14 @@ class Cursor:
                 "made under another sort or order",
             )
         raw_key = match["key"]
+        if raw_key.startswith("t") != (walk.key.kind == "text"):
+            raise problem
         key: datetime | str | int
         try:
             if walk.key.kind == "text":
-                if not raw_key.startswith("t"):
-                    raise problem
                 key = unpack(raw_key[1:], "utf-8")
                 if "\x00" in key:  # PostgreSQL's text holds no NUL: no title has one
                     raise problem
-            elif raw_key.startswith("t"):
-                raise problem
             elif walk.key.kind == "time":
                 key = EPOCH + timedelta(microseconds=int(raw_key))
             else:
@@ -127,8 +124,7 @@ def _key_text(key: datetime | str | int) -> str:
 
 def micros(at: datetime) -> int:
     """`at` as microseconds since the epoch, exactly (a float would round them)."""
-    delta = at - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (at - EPOCH) // timedelta(microseconds=1)
 
 
 def pack(raw: str) -> str:
