@@ -244,15 +244,17 @@ class _Used:
         """The budget once `spent` more posts are counted."""
         return dataclasses.replace(self, used=self.used + spent)
 
-    async def spends(self, conn: Conn) -> list[asyncpg.Record]:
-        """The window's spends, oldest first, with the seconds until each leaves it."""
+    async def wait(self, conn: Conn, requested: int) -> float:
+        """Seconds until enough of the window's spends leave it for `requested` more posts."""
         values: dict[str, object] = {"window": float(self.window_seconds), "user": self.user_id}
-        if self.scope == "background":
-            return await conn.fetch(*SQL_BACKGROUND_SPENDS.bind(values))
-        if self.user_id is None:
-            return await conn.fetch(*SQL_SITE_SPENDS.bind(values))
         values["as_moderator"] = self.scope == "moderator"
-        return await conn.fetch(*SQL_BUDGET_SPENDS.bind(values))
+        sql = {"site": SQL_SITE_SPENDS, "background": SQL_BACKGROUND_SPENDS}.get(self.scope)
+        need = self.used + requested - self.limit
+        for spend in await conn.fetch(*(sql or SQL_BUDGET_SPENDS).bind(values)):
+            need -= spend["posts"]
+            if need <= 0:
+                return float(spend["leaves_in"])
+        return float(self.window_seconds)
 
 
 def _site_used(budget: Budget, site: int, background: int | None) -> tuple[_Used, ...]:
@@ -354,21 +356,10 @@ async def _spend(
 
 
 async def _refusal(conn: Conn, budgets: tuple[_Used, ...], requested: int) -> ProblemError:
-    worst: tuple[float, _Used] | None = None
-    for b in budgets:
-        if requested <= b.left:
-            continue
-        need = b.used + requested - b.limit
-        wait = float(b.window_seconds)
-        for spend in await b.spends(conn):
-            need -= spend["posts"]
-            if need <= 0:
-                wait = spend["leaves_in"]
-                break
-        if worst is None or wait > worst[0]:
-            worst = (wait, b)
-    assert worst is not None  # the write was refused: some budget is short
-    seconds, b = max(1, math.ceil(worst[0])), worst[1]
+    # The budget that frees up last; the write was refused, so some budget is short.
+    waits = [(await b.wait(conn, requested), b) for b in budgets if requested > b.left]
+    wait, b = max(waits, key=lambda w: w[0])
+    seconds = max(1, math.ceil(wait))
     span = "minute" if b.window_seconds == 60 else "hour"
     if b.scope in ("site", "background"):
         slug, code = "site-budget-exceeded", Code.SITE_BUDGET_EXCEEDED
