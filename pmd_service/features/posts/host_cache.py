@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import redis.asyncio as aioredis
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.asyncio.client import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ def _glob_regex(pattern: str) -> str:
     return "".join(out)
 
 
-def _batches(keys: list[bytes]) -> Iterator[list[bytes]]:
+def _unlink(pipe: Pipeline, keys: list[bytes]) -> None:
     for start in range(0, len(keys), UNLINK_BATCH):
-        yield keys[start : start + UNLINK_BATCH]
+        pipe.unlink(*keys[start : start + UNLINK_BATCH])
 
 
 class FeedDrops:
@@ -176,8 +177,7 @@ class FeedDrops:
         started, cursor, found = loop.time(), self._cursor, list[bytes]()
         while True:
             async with self.cache.pipeline(transaction=False) as pipe:
-                for batch in _batches(found):
-                    pipe.unlink(*batch)
+                _unlink(pipe, found)
                 pipe.scan(cursor, match=self._match, count=SCAN_COUNT)
                 *unlinked, (after, keys) = await pipe.execute()
             self.dropped += sum(unlinked)
@@ -187,8 +187,7 @@ class FeedDrops:
                 break
         if found:
             async with self.cache.pipeline(transaction=False) as pipe:
-                for batch in _batches(found):
-                    pipe.unlink(*batch)
+                _unlink(pipe, found)
                 self.dropped += sum(await pipe.execute())
         self._cursor = cursor
         return cursor == 0
