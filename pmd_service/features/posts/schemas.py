@@ -101,28 +101,6 @@ class ArtworkHolder(msgspec.Struct):
 
 
 RestoreRefusal = Literal["deleted-by-moderator", "artwork-reuploaded"]
-Restorable = Annotated[
-    bool | None,
-    Meta(
-        description="Deleted listing: whether the caller may restore the post (null in the "
-        "live listing)"
-    ),
-]
-RestoreRefusalField = Annotated[
-    RestoreRefusal | None,
-    Meta(
-        description="Deleted listing: why the post cannot be restored: a moderator deleted it "
-        "(only a moderator may restore it), or the same artwork is now another live post "
-        "(`held_by` when it is the owner's own; the site keeps one live post per artwork)"
-    ),
-]
-HeldByField = Annotated[
-    ArtworkHolder | None,
-    Meta(
-        description="Deleted listing: the owner's live post that now holds this post's "
-        "artwork (null when another user's post holds it: that post is not named)"
-    ),
-]
 
 
 Files = TypeVar("Files")
@@ -177,9 +155,28 @@ class _Post(msgspec.Struct, Generic[Files, TagList]):
         int | None, Meta(description="The attached `.mkpx` layers file's size, or null")
     ]
     deleted_by_user_date: datetime | None = None
-    restorable: Restorable = None
-    restore_refusal: RestoreRefusalField = None
-    held_by: HeldByField = None
+    restorable: Annotated[
+        bool | None,
+        Meta(
+            description="Deleted listing: whether the caller may restore the post (null in the "
+            "live listing)"
+        ),
+    ] = None
+    restore_refusal: Annotated[
+        RestoreRefusal | None,
+        Meta(
+            description="Deleted listing: why the post cannot be restored: a moderator deleted "
+            "it (only a moderator may restore it), or the same artwork is now another live post "
+            "(`held_by` when it is the owner's own; the site keeps one live post per artwork)"
+        ),
+    ] = None
+    held_by: Annotated[
+        ArtworkHolder | None,
+        Meta(
+            description="Deleted listing: the owner's live post that now holds this post's "
+            "artwork (null when another user's post holds it: that post is not named)"
+        ),
+    ] = None
 
 
 class PostItem(_Post[list[PostFile], list[str]]):
@@ -190,25 +187,6 @@ class ListedPost(_Post[msgspec.Raw, msgspec.Raw], gc=False):
     """PostItem as the list query yields it: `files` and the tags as the JSON text the query
     built (features/posts/listing.py), so it encodes to the same bytes. Never in a reference
     cycle, so the collector does not track the page's 512 of them."""
-
-
-TotalCount = Annotated[
-    int,
-    Meta(
-        description="The posts the listing (and its filter) holds, counted by each page as "
-        "they are when it is read."
-    ),
-]
-
-
-MatchDigest = Annotated[
-    str | None,
-    Meta(
-        description="An opaque digest of the whole matching set (not only this page), from "
-        "the first page (later pages: null); an action by `filter` sends it as "
-        "`expect_digest` to act on that very set"
-    ),
-]
 
 
 class PageTarget(msgspec.Struct):
@@ -224,8 +202,21 @@ Item = TypeVar("Item")
 class _Page(msgspec.Struct, Generic[Item]):
     items: list[Item]
     next_cursor: str | None
-    total_count: TotalCount
-    match_digest: MatchDigest = None
+    total_count: Annotated[
+        int,
+        Meta(
+            description="The posts the listing (and its filter) holds, counted by each page as "
+            "they are when it is read."
+        ),
+    ]
+    match_digest: Annotated[
+        str | None,
+        Meta(
+            description="An opaque digest of the whole matching set (not only this page), from "
+            "the first page (later pages: null); an action by `filter` sends it as "
+            "`expect_digest` to act on that very set"
+        ),
+    ] = None
     target: Annotated[
         PageTarget | None,
         Meta(description="Whose posts these are: the caller, or the user `target_sqid` names"),
