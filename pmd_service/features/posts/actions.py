@@ -169,22 +169,6 @@ _RESTORED = History(
 )
 
 
-def _restore(
-    eligible: str, *, by_filter: bool, refuse: str = "false", moderation: str = ""
-) -> Part:
-    return Part(
-        eligible=eligible,
-        assign=_RESTORE,
-        differs="p.deleted_by_user",
-        refuse=refuse,
-        refused=_CLASHES,
-        moderation=moderation,
-        columns=_CLASHES_REPORTED,
-        history=_RESTORED,
-        skip_refused=by_filter,
-    )
-
-
 # The marks the restore removed, exactly: a post its owner deleted gets none back.
 _UNDO_RESTORE = Undo(
     holds="NOT p.deleted_by_user",
@@ -203,7 +187,23 @@ def _artwork_held(ids: list[int], row: asyncpg.Record) -> ProblemError:
     return artwork_held(row["clashes"])
 
 
-_RESTORABLE_BY_USER = f"({_ELIGIBLE_RESTORABLE} AND {_NOT_BY_MODERATOR})"
+def _restorer(by_ids: str, refuse: str = "false", moderation: str = "") -> Caller:
+    """A restore by ids of the deleted posts `by_ids` allows; by filter, `refuse` posts left."""
+    part = Part(
+        eligible=f"(NOT p.deleted_by_user OR {by_ids})",
+        assign=_RESTORE,
+        differs="p.deleted_by_user",
+        refused=_CLASHES,
+        moderation=moderation,
+        columns=_CLASHES_REPORTED,
+        history=_RESTORED,
+    )
+    by_filter = replace(
+        part, eligible=f"({_ELIGIBLE_RESTORABLE})", refuse=refuse, skip_refused=True
+    )
+    return Caller(part, by_filter, _UNDO_RESTORE, _artwork_held)
+
+
 RESTORE = BulkAction(
     name="restore",
     verb="restore",
@@ -211,22 +211,8 @@ RESTORE = BulkAction(
     already="not deleted",
     undone="restore",
     writes=("deleted_by_user", "deleted_by_user_date"),
-    owner=Caller(
-        _restore(f"(NOT p.deleted_by_user OR {_RESTORABLE_BY_USER})", by_filter=False),
-        _restore(f"({_ELIGIBLE_RESTORABLE})", by_filter=True, refuse=_BY_MODERATOR),
-        _UNDO_RESTORE,
-        _artwork_held,
-    ),
-    moderator=Caller(
-        _restore(
-            f"(NOT p.deleted_by_user OR {_ELIGIBLE_RESTORABLE})",
-            by_filter=False,
-            moderation=_UNMARK_MODERATOR_DELETE,
-        ),
-        _restore(f"({_ELIGIBLE_RESTORABLE})", by_filter=True, moderation=_UNMARK_MODERATOR_DELETE),
-        _UNDO_RESTORE,
-        _artwork_held,
-    ),
+    owner=_restorer(f"({_ELIGIBLE_RESTORABLE} AND {_NOT_BY_MODERATOR})", refuse=_BY_MODERATOR),
+    moderator=_restorer(_ELIGIBLE_RESTORABLE, moderation=_UNMARK_MODERATOR_DELETE),
     page=PageWords(doing="Restoring", did="Restored", already="already restored"),
     restores=True,
 )
