@@ -86,9 +86,7 @@ _KEY_TYPES = {"time": "timestamptz", "text": "text", "count": "bigint"}
 def _page(where: str, sort: Sort, *, after: bool, deleted: bool, filtered: bool = False) -> Named:
     """A page of the items matching `where`, in `sort`: keyset pagination on (key, id), ids
     breaking ties in the key's direction, so nothing is skipped. The page `after` starts past
-    (`after_key`, `after_id`); a `filtered` one also matches the filter's parameters."""
-    if filtered:
-        where = f"{where} AND {predicate()}"
+    (`after_key`, `after_id`); a `filtered` `where` holds the filter's predicate."""
     key, direction = sort.key, "DESC" if sort.descending else "ASC"
     past = key.past.format(f":after_key::{_KEY_TYPES[key.kind]}")
     if after:
@@ -126,8 +124,8 @@ ORDER BY page.k {direction}, page.id {direction}
 def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[Named, Named, Named, Named]:
     """The listing's first page, later page, and the counts of each (a first page's with the
     set's digest), for one view, filter use and order."""
-    where = _DELETED if deleted else _LIVE
-    matching = f"FROM posts p WHERE {where}" + (f" AND {predicate()}" if filtered else "")
+    where = (_DELETED if deleted else _LIVE) + (f" AND {predicate()}" if filtered else "")
+    matching = f"FROM posts p WHERE {where}"
     return (
         _page(where, sort, after=False, deleted=deleted, filtered=filtered),
         _page(where, sort, after=True, deleted=deleted, filtered=filtered),
