@@ -161,18 +161,11 @@ class FeedDrops:
             await asyncio.sleep(delay)
 
     async def _attempt(self) -> bool:
-        """One slice of the pass owed (a new pass when none is under way): True once done."""
+        """SCAN steps of the pass owed (a new pass when none is under way) from the saved cursor
+        until the key space ends (True: the pass is done) or the budget does."""
         if self._cursor == 0:
             self._stale.clear()  # a pass from the start covers every request made so far
         self._owed = True
-        if not await self._slice():
-            return False
-        self._owed = False
-        self.passes += 1
-        return True
-
-    async def _slice(self) -> bool:
-        """SCAN steps from the saved cursor until the key space ends (True) or the budget does."""
         loop = asyncio.get_running_loop()
         started, cursor, found = loop.time(), self._cursor, list[bytes]()
         while True:
@@ -190,7 +183,11 @@ class FeedDrops:
                 _unlink(pipe, found)
                 self.dropped += sum(await pipe.execute())
         self._cursor = cursor
-        return cursor == 0
+        if cursor != 0:
+            return False
+        self._owed = False
+        self.passes += 1
+        return True
 
 
 _COUNTERS = (
