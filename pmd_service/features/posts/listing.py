@@ -170,17 +170,12 @@ SQL_BY_COMMENTS_AFTER = _STATEMENTS[False, True, Sort(KEYS["comment_count"], Tru
 
 def _item(row: asyncpg.Record, deleted: bool, as_moderator: bool, mentions: Mentions) -> ListedPost:
     # By position, in _ITEM_COLUMNS' order: reading by name, with the files decoded, cost far more.
-    restorable: bool | None = None
     refusal: RestoreRefusal | None = None
-    held = None
-    if deleted:
-        if row[22] is not None:
-            held = ArtworkHolder(row[22], row[23])
-        if row[21] and not as_moderator:
-            refusal = "deleted-by-moderator"
-        elif row[24]:
-            refusal = "artwork-reuploaded"
-        restorable = refusal is None
+    if row[21] and not as_moderator:
+        refusal = "deleted-by-moderator"
+    elif row[24]:
+        refusal = "artwork-reuploaded"
+    held = None if row[22] is None else ArtworkHolder(row[22], row[23])
     text = row[3]
     # No mentions: the one empty tuple, not a list per row for the collector to track.
     plain, refs = mentions.rendered(text) if marked(text) else (text, ())
@@ -190,7 +185,7 @@ def _item(row: asyncpg.Record, deleted: bool, as_moderator: bool, mentions: Ment
         msgspec.Raw(row[8]), row[9], row[10], row[11], row[12], row[13], row[14], row[15],
         _NO_TAGS if tags == "[]" else msgspec.Raw(tags),
         _NO_TAGS if mod_tags == "[]" else msgspec.Raw(mod_tags), row[18], row[19], row[20],
-        restorable, refusal, held,
+        refusal is None if deleted else None, refusal, held,
     )  # fmt: skip
 
 
