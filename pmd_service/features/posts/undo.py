@@ -270,10 +270,9 @@ async def undo(
     )
     for why, ids in by_why.items():
         ids = sorted(set(ids))
-        one, many = _LEFT[why]
         # "post 12", "posts 12, 13": the form the page names by title.
         listed = f"post {ids[0]}" if len(ids) == 1 else f"posts {list_ids(ids)}"
-        message += f"; {listed} {one if len(ids) == 1 else many}"
+        message += f"; {listed} {_LEFT[why][len(ids) != 1]}"
     return UndoOutcome(restored, left, message, undone)
 
 
