@@ -114,17 +114,9 @@ async def post_undo(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
     await _take_turn(request, principal)
     budget = Budget.of(request.app[SETTINGS])
-    outcome = await undo.undo(request.app[DB_POOL], principal, path_uuid(request), budget=budget)
-    _drop_cached_feeds(request, outcome.restored)
-    return json_response(
-        UndoResult(
-            success=True,
-            affected_count=outcome.restored,
-            message=outcome.message,
-            left_post_ids=outcome.left,
-            undone=outcome.undone,
-        )
-    )
+    result = await undo.undo(request.app[DB_POOL], principal, path_uuid(request), budget=budget)
+    _drop_cached_feeds(request, result.affected_count)
+    return json_response(result)
 
 
 async def list_actions(request: web.Request) -> web.Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -19,6 +19,7 @@ from .live import announce
 from .pace import Budget, hold_budget
 from .previous_history import convert
 from .restore_rule import artwork_held, unless_raced
+from .schemas import UndoResult
 
 if TYPE_CHECKING:
     from ...core.db import Conn
@@ -209,17 +210,9 @@ _LEFT = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class UndoOutcome:
-    restored: int
-    left: list[int]
-    message: str
-    undone: bool
-
-
 async def undo(
     pool: asyncpg.Pool, principal: Principal, action_id: uuid.UUID, *, budget: Budget
-) -> UndoOutcome:
+) -> UndoResult:
     actor = principal.caller.id if principal.as_moderator else None
     owner = principal.target.id
 
@@ -273,7 +266,9 @@ async def undo(
         # "post 12", "posts 12, 13": the form the page names by title.
         listed = f"post {ids[0]}" if len(ids) == 1 else f"posts {list_ids(ids)}"
         message += f"; {listed} {_LEFT[why][len(ids) != 1]}"
-    return UndoOutcome(restored, left, message, undone)
+    return UndoResult(
+        success=True, affected_count=restored, message=message, left_post_ids=left, undone=undone
+    )
 
 
 def _check(batches: list[asyncpg.Record]) -> list[asyncpg.Record]:
