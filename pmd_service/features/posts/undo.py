@@ -216,15 +216,14 @@ async def undo(
     actor = principal.caller.id if principal.as_moderator else None
     owner = principal.target.id
 
-    async def attempt(conn: Conn) -> tuple[BulkAction, list[asyncpg.Record], bool]:
+    async def attempt(conn: Conn) -> tuple[BulkAction, list[asyncpg.Record], int, bool]:
         room = await hold_budget(conn, budget, owner, actor)
         asked = {"action_id": action_id, "owner": owner, "actor": actor}
         batches = _check(await conn.fetch(*SQL_ACTION.bind(asked)))
         action = named(batches[0]["action"])
         sql = undo_statement(action, moderator=batches[0]["by_moderator"])
         rows: list[asyncpg.Record] = []
-        clashes: list[object] = []
-        restored = would = 0
+        restored = 0
         # Newest first, as undoing each batch in turn would: each post gets its own values back.
         for batch in batches:
             if batch["previous_release"]:
@@ -234,22 +233,21 @@ async def undo(
             assert row is not None  # the statement always returns exactly one row
             rows.append(row)
             restored += row["restored"]
-            would += row["would"]
-            clashes += row["clashes"] or []
+        clashes = [clash for r in rows for clash in r["clashes"] or []]
         if clashes:
             raise artwork_held(clashes)  # rolls back the batches undone before it
+        would = sum(r["would"] for r in rows)
         if would > room.left:
             raise await room.refusal(would)  # rolls back the undo's marks
         await room.spend(restored)
-        return action, rows, all(r["done"] > 0 for r in rows)
+        return action, rows, restored, all(r["done"] > 0 for r in rows)
 
-    action, rows, undone = await unless_raced(
+    action, rows, restored, undone = await unless_raced(
         pool,
         attempt,
         "An artwork of these posts was uploaded again while the undo ran; nothing was "
         "changed. Try the undo again to see which posts can no longer be restored.",
     )
-    restored = sum(r["restored"] for r in rows)
     by_why: dict[str, list[int]] = {}
     for row in rows:
         for post_id, why in zip(row["left_ids"], row["left_whys"], strict=True):
