@@ -5,10 +5,8 @@ from __future__ import annotations
 from ...sse.kinds import Audience, EventKind
 from .live import PostsChanged, posts_changed
 
-KIND = "posts"
-
 POSTS_CHANGED = EventKind(
-    kind=KIND,
+    kind="posts",
     event=b"posts_changed",
     data=PostsChanged,
     make=posts_changed,
