@@ -114,8 +114,6 @@ class FeedDrops:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.idle:
-            return
         try:
             async with asyncio.timeout(SHUTDOWN_SECONDS):
                 while not self.idle:
