@@ -69,11 +69,10 @@ class Cursor:
         if len(token) > MAX_CURSOR:
             raise problem
         try:
-            raw = unpack(token)
+            # Strict ASCII grammar: int() alone would also take "1_0", " 7" or non-Latin digits.
+            match = _CURSOR_RE.fullmatch(unpack(token))
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise problem from None
-        # Strict ASCII grammar: int() alone would also take "1_0", " 7" or non-Latin digits.
-        match = _CURSOR_RE.fullmatch(raw)
         if match is None or (match["kind"] == "d") != deleted:
             raise problem
         post_id = int(match["post_id"])
