@@ -149,13 +149,6 @@ _PACED = (
     "`scope`). All send `Retry-After`"
 )
 
-_ACTION_ID = Param(
-    "id",
-    {"type": "string", "format": "uuid"},
-    "The action, from its answer's `undo` link",
-    location="path",
-)
-
 # The host's cached feeds, dropped in the background; None when HOST_CACHE_REDIS_URL is unset.
 FEED_DROPS: web.AppKey[FeedDrops | None] = web.AppKey("feed_drops")
 
@@ -220,7 +213,9 @@ ENDPOINTS = (
     Endpoint(
         "post", "/api/pmd/actions/{id}/undo", post_undo, "undoAction",
         "Within 24 hours, put back what a bulk action changed (posts changed since are left)",
-        "posts", response=UndoResult, params=(_ACTION_ID,), problems=(404, 409, 410, 429),
+        "posts", response=UndoResult, problems=(404, 409, 410, 429),
+        params=(Param("id", {"type": "string", "format": "uuid"},
+                      "The action, from its answer's `undo` link", location="path"),),
         codes=(Code.INVALID_ID, Code.ACTION_NOT_FOUND, Code.ALREADY_UNDONE, Code.UNDO_EXPIRED,
                Code.UNDO_DROPPED, Code.UNDO_HISTORY_MISSING, Code.ARTWORK_REUPLOADED,
                Code.RESTORE_INTERRUPTED, Code.RATE_LIMITED, Code.ROW_BUDGET_EXCEEDED,
