@@ -14,12 +14,7 @@ from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES, WHO_ACTED, first_of_click
 # One statement per batch, atomic in one round trip: it locks the eligible rows in id order
 # (the gate, which has no column of `p`, reads them all before any row changes) and changes
 # them only when nothing is missing or refused, the count matches and the budget has room.
-# Its parameters: `owner`, `action` (its name), `actor` (the moderator's user id, NULL for
-# self-actions), `room` (the posts the budget lets change), the action's values `v0`, `v1`;
-# by ids `post_ids` and `click` (the click it is a batch of, NULL: none); by filter
-# `expect_count` (the approved count), `most` (the most posts a request may change), `keys`
-# (the filter as JSON), `expect_digest` (the approved set's, NULL: the count alone) and the
-# filter's (`PostFilter.named`).
+# `actor` is NULL for an owner's own action; `click` and `expect_digest` are NULL when not given.
 _BATCH = """
 WITH eligible AS (
     SELECT p.id, p.hidden_by_user, p.hidden_by_mod, p.deleted_by_user, p.deleted_by_user_date,

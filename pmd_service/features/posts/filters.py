@@ -227,8 +227,7 @@ def minimums(p: str, n: str, inner: str, outer: str) -> Conditions:
 
 
 def match_digest(post_id: str) -> str:
-    """SQL aggregate: the opaque digest of a set of posts (`match_digest`, `expect_digest`) over
-    the rows whose ids `post_id` names."""
+    """SQL aggregate: the opaque `match_digest` of the rows whose ids `post_id` names."""
     # Two sums of differently seeded hashes of the ids, and their count, need no sort and no
     # string of every id: the listing pays little for it (docs/architecture.md has the figure).
     h1 = f"coalesce(sum(hashint4({post_id})), 0)"

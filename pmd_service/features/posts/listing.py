@@ -59,10 +59,8 @@ _ITEM_COLUMNS = f"""
 _ITEM_JOINS = "LEFT JOIN licenses l ON l.id = p.license_id"
 _LIVE = "p.owner_id = :owner AND p.kind = 'artwork' AND NOT p.deleted_by_user"
 _DELETED = f"p.owner_id = :owner AND p.kind = 'artwork' AND {restorable('p')}"
-# After the item's columns, what a deleted post's Restore depends on: whether a moderator
-# deleted it (only a moderator may restore it) and the live post holding its artwork hash (the
-# host's restore rule), named only when it is the owner's own (another user's post is not the
-# caller's to see); the live list carries none of it.
+# A deleted post's Restore marks (the live list has none): the live post holding its artwork is
+# named only when it is the owner's own (another user's post is not the caller's to see).
 _LIVE_MARKS = (
     ", false AS by_moderator, NULL::int AS held_id, NULL::text AS held_sqid, false AS held"
 )
@@ -84,9 +82,8 @@ _KEY_TYPES = {"time": "timestamptz", "text": "text", "count": "bigint"}
 
 
 def _page(where: str, sort: Sort, *, after: bool, deleted: bool, filtered: bool = False) -> Named:
-    """A page of the items matching `where`, in `sort`: keyset pagination on (key, id), ids
-    breaking ties in the key's direction, so nothing is skipped. The page `after` starts past
-    (`after_key`, `after_id`); a `filtered` `where` holds the filter's predicate."""
+    """A page of the items matching `where`, keyset-paginated on (key, id) so nothing is
+    skipped; the page `after` starts past (`after_key`, `after_id`)."""
     key, direction = sort.key, "DESC" if sort.descending else "ASC"
     past = key.past.format(f":after_key::{_KEY_TYPES[key.kind]}")
     if after:
@@ -102,10 +99,8 @@ WHERE {where}
 ORDER BY {key.sql} {direction}, p.id {direction}
 LIMIT :limit
 """)
-    # A key no index orders (a title, a count), or a filter, sorts every matching post: only
-    # the ids and keys are, and the page's rows alone get their columns after (whole rows
-    # sorted made every match's columns, the tags' JSON too). A count is counted through its
-    # index, once per matching post. The key goes out with the row (`k`), for the next cursor.
+    # A key no index orders, or a filter, sorts every matching post: only ids and keys are
+    # sorted, and the page's rows alone get their columns after (whole rows made every match's).
     joins_key = f"\n    {key.joins}" if key.joins else ""
     return Named(f"""
 WITH page AS MATERIALIZED (
@@ -122,8 +117,7 @@ ORDER BY page.k {direction}, page.id {direction}
 
 
 def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[Named, Named, Named, Named]:
-    """The listing's first page, later page, and the counts of each (a first page's with the
-    set's digest), for one view, filter use and order."""
+    """The first page, later page, and counts of each, for one view, filter use and order."""
     where = (_DELETED if deleted else _LIVE) + (f" AND {predicate()}" if filtered else "")
     matching = f"FROM posts p WHERE {where}"
     return (
@@ -213,9 +207,8 @@ async def list_posts(
     # cursor and a client never spends a request on an empty page.
     # A filter's statements are planned for their own keys (core/db.py says why).
     fetch = partial(fetch_planned, pool) if bound is not None else pool.fetch
-    # Each page counts, on a second connection at the same time as the page: the count reads
-    # every post that matches, so run in sequence (or in the page's statement) it added its
-    # whole time to the page's. The first page also names the matching set (`match_digest`).
+    # Each page counts on a second connection at the same time: the count reads every matching
+    # post, so run in sequence (or in the page's statement) it added its whole time to the page's.
     if after is not None:
         values |= {"after_key": after.key, "after_id": after.post_id}
         page_sql, count_sql = after_sql, after_count_sql
@@ -237,8 +230,7 @@ async def list_posts(
 
 
 def live_items_sql(where: str, order: str, limit: str) -> str:
-    """SQL: the list's items of the live posts `where` matches (over its own parameters), in
-    `order`, at most `limit` of them (a cleanup policy's preview)."""
+    """SQL: the list's items of the live posts `where` matches (a cleanup policy's preview)."""
     return f"""SELECT {_ITEM_COLUMNS}{_LIVE_MARKS} FROM posts p {_ITEM_JOINS}
 WHERE {where} ORDER BY {order} LIMIT {limit}"""
 

@@ -140,11 +140,9 @@ _SPEND = """INSERT INTO write_spends (user_id, as_moderator, posts, background)
     FROM unnest(:users::int[], :posts::int[]) AS s(user_id, posts)"""
 # A moderator's spend, which the site's budget does not hold.
 SQL_BUDGET_SPEND = Named(_SPEND)
-# Owners' spends, in one statement after the site's lock: added to its second's row of the
-# site (migrations/0034), what left the `long` window purged, skipping rows another write holds
-# (waiting on them under the site's lock could deadlock), and the site's spends of the `short`
-# one read as they were before these (the background share's too for a background write),
-# for the caller to refuse the write.
+# Owners' spends, in one statement after the site's lock; its purge skips rows another write
+# holds (waiting on them under the site's lock could deadlock), and it reads the site's spends
+# as they were before these, for the caller to refuse the write.
 SQL_SITE_SPEND = Named(f"""
 WITH purged AS (
     DELETE FROM write_spends WHERE ctid = ANY(ARRAY(
@@ -193,16 +191,14 @@ SELECT {_leaves_in("min(second)")} FROM site_spends WHERE second > {_since("wind
 
 
 async def site_room_in(conn: asyncpg.Pool | Conn) -> float:
-    """Seconds until some of the site's minute (the policies' share's, or everyone's) frees up:
-    its oldest spends leave the window then."""
+    """Seconds until the oldest spends of the site's minute leave it, freeing up some room."""
     seconds = await conn.fetchval(*SQL_SITE_ROOM_IN.bind({"window": float(_WINDOW_SECONDS)}))
     return max(0.0, seconds or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """The posts one person may change a minute and an hour, all owners a minute, and the
-    policies' runs (background work) a minute."""
+    """Posts changed a minute and an hour per person, and a minute by all owners, by policies."""
 
     per_minute: int
     per_hour: int
@@ -334,8 +330,7 @@ async def _spend(
     as_moderator: bool,
     background: bool,
 ) -> None:
-    """Count each user's posts `spends`, or raise the refusal when the site's budget (an
-    owner's write: `site`) has no room for them all."""
+    """Count each user's posts, or raise the refusal when the site's budget (`site`) is full."""
     values: dict[str, object] = {"as_moderator": as_moderator, "background": background}
     values |= {"users": list(spends), "posts": list(spends.values())}
     if site is None:
@@ -401,8 +396,7 @@ async def hold_budget(
 
 
 async def hold_budgets(conn: Conn, budget: Budget, owners: Collection[int]) -> Rooms:
-    """`hold_budget` for policies' runs of `owners` in one transaction, held to the site's
-    background share."""
+    """`hold_budget` for policies' runs of `owners` in one transaction (the background share)."""
     return Rooms(conn, budget, await _hold(conn, budget, owners, False, True))
 
 
