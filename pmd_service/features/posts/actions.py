@@ -282,23 +282,19 @@ LICENSE = BulkAction(
 
 
 # --- tags: {v0} to add, {v1} to remove; an artist's never touch a moderator's tag.
-def _tag_list(field: str, tags: list[str]) -> list[str]:
-    long = [t for t in tags if len(t) > MAX_TAG_LENGTH]
-    if long:
-        raise bad_request(
-            f"`{field}` takes tags of at most {MAX_TAG_LENGTH} characters; "
-            f"{long[0][:40]!r} is longer.",
-            slug="invalid-tags",
-            errors=[FieldError(field=field, message="tag too long")],
-            code=Code.INVALID_TAGS,
-        )
-    return tags
-
-
 def _tags_of(body: Body) -> tuple[object, ...]:
     """The normalised tags to add and remove, or a 400 naming what is wrong."""
-    added = _tag_list("add", normalize_hashtags(body.add))
-    removed = _tag_list("remove", normalize_hashtags(body.remove))
+    added, removed = normalize_hashtags(body.add), normalize_hashtags(body.remove)
+    for field, tags in (("add", added), ("remove", removed)):
+        long = [t for t in tags if len(t) > MAX_TAG_LENGTH]
+        if long:
+            raise bad_request(
+                f"`{field}` takes tags of at most {MAX_TAG_LENGTH} characters; "
+                f"{long[0][:40]!r} is longer.",
+                slug="invalid-tags",
+                errors=[FieldError(field=field, message="tag too long")],
+                code=Code.INVALID_TAGS,
+            )
     if not added and not removed:
         raise bad_request(
             "A `tags` action needs tags in `add`, `remove` or both.",
