@@ -25,11 +25,9 @@ from .schemas import (
 )
 from .sorting import AS_SORTED, KEYS, Sort, default_sort
 
-# A post's files as the very JSON text msgspec makes of `list[PostFile]` (compact, in field
-# order; to_json escapes strings as msgspec does), so the reply carries it as it comes
-# (msgspec.Raw): decoding 512 of these into structs and encoding them again was most of the
-# Python time of a page, and concatenation is also cheaper for PostgreSQL than json_agg of
-# json_build_object. tests/api/posts/test_posts_list.py holds the two encodings equal.
+# A post's files as the very JSON text msgspec makes of `list[PostFile]`, carried as it comes
+# (msgspec.Raw): decoding and encoding 512 of them was most of a page's Python time, and this is
+# cheaper for PostgreSQL than json_agg. tests/api/posts/test_posts_list.py holds them equal.
 _FILES_JSON = """coalesce((
         SELECT '[' || string_agg(
                    '{"format":' || to_json(pf.format)::text
@@ -37,10 +35,8 @@ _FILES_JSON = """coalesce((
                    || ',"is_native":' || pf.is_native::text || '}',
                    ',' ORDER BY pf.is_native DESC, pf.format) || ']'
         FROM post_files pf WHERE pf.post_id = p.id), '[]')"""
-# The tags likewise (to_json of an array is msgspec's compact list of strings): decoding the
-# two arrays was about a third of the Python time of reading a page's rows. An empty or NULL
-# array (most posts') skips to_json, which on every row made the statement slower than one
-# reading the arrays raw.
+# The tags likewise (decoding them was a third of reading a page's rows); an empty array, most
+# posts', skips to_json, which on every row was slower than reading the arrays raw.
 _TAGS_JSON = "CASE WHEN cardinality({0}) > 0 THEN to_json({0})::text ELSE '[]' END"
 # Most rows' tags are that constant: one Raw of it serves them, not two new ones a row.
 _NO_TAGS = msgspec.Raw("[]")
@@ -135,8 +131,6 @@ SQL_LIST_FIRST, SQL_LIST_AFTER, SQL_COUNT_LIVE, SQL_COUNT_LIVE_AFTER = _statemen
 (SQL_LIST_DELETED_FIRST, SQL_LIST_DELETED_AFTER, SQL_COUNT_DELETED, SQL_COUNT_DELETED_AFTER) = (
     _statements(True, False, _DELETED_ORDER)
 )
-# The same with a filter: the same keyset order, the filter's keys checked on each row, and
-# the totals one pass over the same predicate.
 (SQL_FILTERED_FIRST, SQL_FILTERED_AFTER, SQL_COUNT_FILTERED_LIVE, SQL_COUNT_FILTERED_LIVE_AFTER) = (
     _statements(False, True, _LIVE_ORDER)
 )
@@ -146,8 +140,7 @@ SQL_LIST_FIRST, SQL_LIST_AFTER, SQL_COUNT_LIVE, SQL_COUNT_LIVE_AFTER = _statemen
     SQL_COUNT_FILTERED_DELETED,
     SQL_COUNT_FILTERED_DELETED_AFTER,
 ) = _statements(True, True, _DELETED_ORDER)
-# The other orders' statements, one set per (view, filter used, order); a title sort's, for
-# instance, is SQL_BY_TITLE_FIRST's shape.
+# Every order's statements, one set per (view, filter used, order).
 _STATEMENTS = {
     (deleted, filtered, Sort(key, descending)): _statements(
         deleted, filtered, Sort(key, descending)
