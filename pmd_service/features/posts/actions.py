@@ -45,15 +45,20 @@ def _refusal(why: tuple[str, str], fix: str, reason: str, code: Code) -> Refusal
 _WROTE_FLAG = History(wrote={"wrote_flag": "{v0}::bool"})
 
 
-def _flag(column: str) -> Caller:
+def _flag(
+    column: str, refuse: str = "false", refusal: Refusal | None = None, **undo: str
+) -> Caller:
+    """Writes the flag `column` (remixable too); `undo`: the undo's own `allowed`, `refused`."""
     return Caller.alike(
         Part(
             eligible=_ELIGIBLE_LIVE,
+            refuse=refuse,
             assign=f"{column} = {{v0}}::bool",
             differs=f"p.{column} <> {{v0}}::bool",
             history=_WROTE_FLAG,
         ),
-        Undo(holds=f"p.{column} = a.wrote_flag", assign=f"{column} = NOT a.wrote_flag"),
+        Undo(holds=f"p.{column} = a.wrote_flag", assign=f"{column} = NOT a.wrote_flag", **undo),
+        refusal,
     )
 
 
@@ -408,26 +413,17 @@ def _remixable_of(body: Body) -> tuple[object, ...]:
 
 
 _ND = f"a NoDerivatives license ({' or '.join(ND_LICENSE_IDENTIFIERS)}), which forbids remixes"
-_REMIXABLE = Caller.alike(
-    Part(
-        eligible=_ELIGIBLE_LIVE,
-        refuse=f"({{v0}}::bool AND {is_nd_license('p.license_id')})",
-        assign="remixable = {v0}::bool",
-        differs="p.remixable <> {v0}::bool",
-        history=_WROTE_FLAG,
-    ),
-    Undo(
-        holds="p.remixable = a.wrote_flag",
-        assign="remixable = NOT a.wrote_flag",
-        allowed=f"a.wrote_flag OR NOT {is_nd_license('p.license_id')}",
-        refused="NoDerivatives",
-    ),
+_REMIXABLE = _flag(
+    "remixable",
+    f"({{v0}}::bool AND {is_nd_license('p.license_id')})",
     _refusal(
         (f"has {_ND}", f"have {_ND}"),
         "change their license first, or leave them out",
         "nd-license",
         Code.NO_DERIVATIVES_LICENSE,
     ),
+    allowed=f"a.wrote_flag OR NOT {is_nd_license('p.license_id')}",
+    refused="NoDerivatives",
 )
 REMIXABLE = BulkAction(
     name="remixable",
