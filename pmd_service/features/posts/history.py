@@ -22,9 +22,8 @@ NAMED_POSTS = 3
 
 # A click's batches are one entry (posts/undo.py, same_click): its first batch, the head, names
 # it; `g` is a batch of the head `h`'s click (only the head itself when it names none).
-_OF_HEAD = (
-    f"(g.id = h.id OR {same_click('g', 'h.click_id', 'h.owner_id', 'h.actor_id', 'h.action')})"
-)
+_OF_CLICK = same_click("g", "h.click_id", "h.owner_id", "h.actor_id", "h.action")
+_OF_HEAD = f"(g.id = h.id OR {_OF_CLICK})"
 
 # `actor`: the moderator (NULL: the owner); `rows` to read; `at`, `action_id`: the cursor's.
 SQL_RECENT_ACTIONS = Named(f"""
@@ -34,7 +33,7 @@ WITH heads AS (
       AND (:at::timestamptz IS NULL OR (h.created_at, h.id) < (:at::timestamptz, :action_id::uuid))
       AND NOT EXISTS (
           SELECT 1 FROM bulk_actions g
-          WHERE {same_click("g", "h.click_id", "h.owner_id", "h.actor_id", "h.action")}
+          WHERE {_OF_CLICK}
             AND (g.created_at, g.id) < (h.created_at, h.id))
     ORDER BY h.created_at DESC, h.id DESC
     LIMIT :rows
