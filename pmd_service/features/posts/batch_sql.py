@@ -150,8 +150,7 @@ _BY_FILTER = Mode(
 
 
 def batch(mode: Mode, part: Part, *, audited: bool) -> Named:
-    """The statement of an action's `part`, its posts named as `mode` says; `audited`: a
-    moderator's."""
+    """The statement of `part`, its posts named as `mode` says; `audited`: a moderator's."""
     values = {name: f":{name}" for name in VALUE_NAMES}
     history = part.history
     prior = ", ".join(f"{sql} AS {name}" for name, sql in history.prior.items())

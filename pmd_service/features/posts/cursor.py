@@ -59,9 +59,8 @@ class Cursor:
         bound: str | None = None,
         sort: Sort | None = None,
     ) -> Cursor:
-        """The cursor behind `token`, for a walk in `sort` (None: the listing's default); 400
-        for anything `encode` (or a previous release's) could not have produced, or made for
-        another filter or order."""
+        """The cursor behind `token` for a walk in `sort` (None: the default); 400 for one neither
+        `encode` nor a previous release could have made, or made for another filter or order."""
         problem = invalid_cursor(
             "`cursor` is not one this API returned; pass `next_cursor` from the previous "
             "page unchanged, or omit it for the first page."

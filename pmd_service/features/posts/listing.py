@@ -188,8 +188,7 @@ async def list_posts(
     sort: Sort | None = None,
 ) -> ListedPage:
     """A page of the listing in `sort` (None: the view's default); `as_moderator`: whether the
-    caller may restore what a moderator deleted (the deleted listing marks what the caller may
-    not restore)."""
+    caller may restore what a moderator deleted."""
     where = where or PostFilter()
     sort = sort or default_sort(deleted)
     bound = where.fingerprint()
