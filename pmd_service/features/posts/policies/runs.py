@@ -366,45 +366,28 @@ async def run_now(
     return await get(pool, principal, policy_id), ran.last
 
 
-async def _some_due(pool: asyncpg.Pool, settings: Settings) -> list[Ran]:
-    """Runs the longest overdue policies in one transaction, if any are due. When that fails,
-    they run again one a transaction, so that only a failing run fails."""
+async def _some_due(pool: asyncpg.Pool, settings: Settings, most: int) -> list[Ran]:
+    """Runs the `most` longest overdue policies in one transaction, if any are due. When that
+    fails, they run again one a transaction, so that only a failing run fails."""
     taken: list[asyncpg.Record] = []
     try:
         async with pool.acquire() as conn, conn.transaction():
-            taken = await conn.fetch(SQL_TAKE_DUE, BATCH_RUNS)
+            taken = await conn.fetch(SQL_TAKE_DUE, most)
             return await run_locked(conn, taken, settings, scheduled=True) if taken else []
     except Exception as exc:
-        if _lost(exc):
+        # One at a time, a failure to take one is the tick's, not a run's.
+        if _lost(exc) or (most == 1 and not taken):
             raise
         if len(taken) == 1:
             return [await _failed_run(pool, taken[0], exc)]
         log.info("cleanup policies: %d runs together did not go through (%r)", len(taken), exc)
     ran: list[Ran] = []
     for _ in taken:
-        one = await _one_due(pool, settings)
-        if one is None:
-            break
-        ran.append(one)
-        if one.site_held:
+        one = await _some_due(pool, settings, 1)
+        ran += one
+        if not one or one[-1].site_held:
             break
     return ran
-
-
-async def _one_due(pool: asyncpg.Pool, settings: Settings) -> Ran | None:
-    """Runs the longest overdue policy, if any is due; a run that fails is `_failed_run`."""
-    taken: asyncpg.Record | None = None
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            taken = await conn.fetchrow(SQL_TAKE_DUE, 1)
-            if taken is None:
-                return None
-            (ran,) = await run_locked(conn, [taken], settings, scheduled=True)
-            return ran
-    except Exception as exc:
-        if taken is None or _lost(exc):
-            raise
-        return await _failed_run(pool, taken, exc)
 
 
 async def _failed_run(pool: asyncpg.Pool, taken: asyncpg.Record, failure: Exception) -> Ran:
@@ -448,7 +431,7 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
             return 0
         while time.monotonic() < until:
             began = time.monotonic()
-            some = await _some_due(st.pool, st.settings)
+            some = await _some_due(st.pool, st.settings, BATCH_RUNS)
             busy = time.monotonic() - began
             for one in some:
                 ran += 1
