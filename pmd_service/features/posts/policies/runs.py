@@ -202,15 +202,6 @@ async def _refusals(conn: Any, owners: list[int], settings: Settings) -> dict[in
     return refusals
 
 
-def _held(settings: Settings, approved: int | None, candidates: int) -> bool:
-    """Whether a run of `candidates` posts is far more than the owner approved."""
-    return (
-        approved is not None
-        and candidates > settings.policy_hold_factor * approved
-        and candidates > settings.policy_hold_min_posts
-    )
-
-
 class _Change(NamedTuple):
     """A run that changed posts: its `posts_changed` is owed."""
 
@@ -254,7 +245,9 @@ class _Runs:
         candidates: int | None = None
         if row["approved_count"] is not None:  # counted first: the run may be held for it
             candidates = int(await conn.fetchval(*counted(shape).bind(values)))
-            if _held(settings, row["approved_count"], candidates):
+            # Held when far more than the owner approved.
+            far_more = settings.policy_hold_factor * row["approved_count"]
+            if candidates > max(far_more, settings.policy_hold_min_posts):
                 return await self._hold(row, fields, LastRun(at, "held", 0, candidates, None))
         room, most = self.rooms.room(owner), settings.bulk_max_posts
         limit = min(most, room.left)
