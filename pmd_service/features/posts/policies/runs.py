@@ -188,18 +188,16 @@ async def _refusals(conn: Any, owners: list[int], settings: Settings) -> dict[in
         f"{round(settings.policy_lock_timeout_seconds * 1000)}ms",
         GENERIC_PLANS_FROM_ROWS,
     )
-    refusals: dict[int, Code | None] = {}
-    for row in rows:
-        refusals[row["owner_id"]] = (
-            Code.USER_NOT_FOUND
-            if not row["found"]
-            else Code.ACCOUNT_DEACTIVATED
-            if row["deactivated"]
-            else Code.ACCOUNT_BANNED
-            if row["banned"]
-            else None
-        )
-    return refusals
+    return {
+        row["owner_id"]: Code.USER_NOT_FOUND
+        if not row["found"]
+        else Code.ACCOUNT_DEACTIVATED
+        if row["deactivated"]
+        else Code.ACCOUNT_BANNED
+        if row["banned"]
+        else None
+        for row in rows
+    }
 
 
 class _Change(NamedTuple):
