@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import accumulate
@@ -428,11 +427,20 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
                 ran += 1
                 changed += one.last.changed_count
                 st.metrics.scheduled_runs.labels("cleanup_policy", one.last.status).inc()
-                # Sent at once while a whole send fits in the tick's time, else by the sweep.
-                if one.email_owed and time.monotonic() + send_seconds(st.settings) < until:
-                    await _email(st.pool, st.settings, one.email_owed, send_policy_run_email)
-                if one.hold_id and time.monotonic() + send_seconds(st.settings) < until:
-                    await _email(st.pool, st.settings, one.hold_id, send_policy_hold_email)
+                # Sent at once while a whole send fits in the tick's time, else by the sweep,
+                # which also retries one that failed here.
+                owed = (
+                    (one.email_owed, send_policy_run_email),
+                    (one.hold_id, send_policy_hold_email),
+                )
+                for row_id, send in owed:
+                    if row_id and time.monotonic() + send_seconds(st.settings) < until:
+                        try:
+                            await send(st.pool, st.settings, row_id)
+                        except Exception as exc:
+                            log.warning(
+                                "cleanup policy email %s: left for the sweep (%r)", row_id, exc
+                            )
             if not some:
                 break
             if some[-1].site_held:
@@ -459,19 +467,6 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
     if changed:
         await _drop_host_feeds(st.settings)
     return ran
-
-
-async def _email(
-    pool: asyncpg.Pool,
-    settings: Settings,
-    row_id: uuid.UUID,
-    send: Callable[[asyncpg.Pool, Settings, uuid.UUID], Awaitable[bool]],
-) -> None:
-    """A run's or a hold's email, taken and sent once; a failure is the sweep's to retry."""
-    try:
-        await send(pool, settings, row_id)
-    except Exception as exc:
-        log.warning("cleanup policy email %s: left for the sweep (%r)", row_id, exc)
 
 
 async def _drop_host_feeds(settings: Settings) -> None:
