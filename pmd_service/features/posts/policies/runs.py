@@ -150,8 +150,7 @@ def _failed(code: Code | str) -> LastRun:
     return LastRun(datetime.now(UTC), "failed", 0, 0, str(code))
 
 
-@dataclass(frozen=True)
-class _Record:
+class _Record(NamedTuple):
     """A run's outcome to write on its policy (`SQL_RECORD`)."""
 
     policy_id: uuid.UUID
@@ -164,18 +163,12 @@ class _Record:
 
 async def _record(conn: Any, records: list[_Record]) -> None:
     """The runs recorded on their policies, in one statement."""
-    if not records:
-        return
-    await conn.execute(
-        SQL_RECORD,
-        [r.policy_id for r in records],
-        BACKOFF_SECONDS,
-        [r.last for r in records],
-        [r.scheduled for r in records],
-        [PERIODS[r.every].total_seconds() for r in records],
-        [r.backoff for r in records],
-        [r.taken_at for r in records],
-    )
+    if records:
+        ids, lasts, scheduled, every, backoff, taken_at = zip(*records, strict=True)
+        periods = [PERIODS[e].total_seconds() for e in every]
+        await conn.execute(
+            SQL_RECORD, ids, BACKOFF_SECONDS, lasts, scheduled, periods, backoff, taken_at
+        )
 
 
 async def _refusals(conn: Any, owners: list[int], settings: Settings) -> dict[int, Code | None]:
