@@ -556,17 +556,16 @@ async def change(
         # Turning `hide` into `delete` always asks, even when nothing matches now.
         approve = (old.action, new.action) == ("hide", "delete") or body.expect_count is not None
         widening = new.enabled and bool(given & _WIDENING)
-        checked = None
+        approved = None
         if given & {"filter", "keep"} or approve or widening:
             checked = await check(conn, new)
-        if widening and not approve and checked is not None:
-            approve = turned_on or await _widens(conn, owner, policy_id, old, checked)
-        approved = None
-        if approve:
-            assert checked is not None  # checked whenever an approval is needed
-            count, digest = await _counted(conn, checked.named(owner, policy_id, datetime.now(UTC)))
-            _approval(count, digest, body.expect_count, body.expect_digest)
-            approved = count
+            if widening and not approve:
+                approve = turned_on or await _widens(conn, owner, policy_id, old, checked)
+            if approve:
+                named = checked.named(owner, policy_id, datetime.now(UTC))
+                count, digest = await _counted(conn, named)
+                _approval(count, digest, body.expect_count, body.expect_digest)
+                approved = count
         last = _last_run(row)
         held = last is not None and last.status == "held"
         soon = new.enabled and (turned_on or (approved is not None and held))
