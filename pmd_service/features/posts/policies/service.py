@@ -475,23 +475,22 @@ async def owned_row(
     return row
 
 
-async def _undoable(pool: Any, rows: list[asyncpg.Record]) -> set[uuid.UUID]:
+async def _undoable(pool: Any, principal: Principal, rows: list[asyncpg.Record]) -> set[uuid.UUID]:
     ids = [last.action_id for r in rows if (last := _last_run(r)) and last.action_id is not None]
-    if not ids:
+    if principal.as_moderator or not ids:  # a run's undo is its owner's only
         return set()
     return {r["id"] for r in await pool.fetch(SQL_UNDOABLE, ids)}
 
 
 async def list_policies(pool: asyncpg.Pool, principal: Principal, most: int) -> PolicyList:
     rows = await pool.fetch(SQL_LIST, principal.target.id)
-    undoable = set() if principal.as_moderator else await _undoable(pool, rows)
+    undoable = await _undoable(pool, principal, rows)
     return PolicyList([item_of(r, undoable) for r in rows], most)
 
 
 async def get(pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID) -> PolicyItem:
     row = await owned_row(pool, principal, policy_id)
-    undoable = set() if principal.as_moderator else await _undoable(pool, [row])
-    return item_of(row, undoable)
+    return item_of(row, await _undoable(pool, principal, [row]))
 
 
 async def delete(pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID) -> None:
