@@ -457,17 +457,11 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
         )
     if ran:
         log.info("cleanup policies: %d run, %d posts changed", ran, changed)
-    if changed:
-        await _drop_host_feeds(st.settings)
+    if changed and st.settings.host_cache_redis_url is not None:
+        # The host's cached feeds, dropped after runs that changed posts, as after any action.
+        cache = create_host_cache(st.settings.host_cache_redis_url)
+        try:
+            await FeedDrops(cache, st.settings.host_cache_patterns).pass_now(FEED_DROP_SECONDS)
+        finally:
+            await cache.aclose()
     return ran
-
-
-async def _drop_host_feeds(settings: Settings) -> None:
-    """The host's cached feeds, dropped after runs that changed posts, as after any action."""
-    if settings.host_cache_redis_url is None:
-        return
-    cache = create_host_cache(settings.host_cache_redis_url)
-    try:
-        await FeedDrops(cache, settings.host_cache_patterns).pass_now(FEED_DROP_SECONDS)
-    finally:
-        await cache.aclose()
