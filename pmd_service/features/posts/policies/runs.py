@@ -265,20 +265,11 @@ class _Runs:
 
     async def _hold(self, row: asyncpg.Record, fields: PolicyFields, last: LastRun) -> None:
         """The run held for its owner's approval, its email owed when it was not held before."""
-        before = row["last_run"]
-        if before is not None and before.get("status") == "held":
-            return self.done(row, Ran(last, row["owner_id"], fields.notify))
-        hold_id = await self.conn.fetchval(
-            SQL_HELD,
-            row["id"],
-            row["owner_id"],
-            fields.name,
-            fields.action,
-            last.left_count,
-            row["approved_count"],
-            REQUEST_ID.get(),
-        )
-        self.done(row, Ran(last, row["owner_id"], fields.notify, hold_id=hold_id))
+        owner, hold_id = row["owner_id"], None
+        if (row["last_run"] or {}).get("status") != "held":
+            hold = (fields.name, fields.action, last.left_count, row["approved_count"])
+            hold_id = await self.conn.fetchval(SQL_HELD, row["id"], owner, *hold, REQUEST_ID.get())
+        self.done(row, Ran(last, owner, fields.notify, hold_id=hold_id))
 
     async def close(self) -> list[Ran]:
         """Recorded, then the two locks every owner's writes queue for, last: the site's
