@@ -63,10 +63,6 @@ _HELD = PolicyCopy(
     "policy_held_button",
     "policy_held_why",
 )
-# Links the posts page, whose "Recent actions" holds the undo (a POST no link can make).
-compose_policy_run = FeatureEmail("policy-run", "action", _RAN.write)
-# Links the posts page at the policy, whose Cleanup panel approves the count.
-compose_policy_hold = FeatureEmail("policy-hold", "policy", _HELD.write)
 
 # Taken as a BDR's is (features/bdr/mail.py), to the policy's owner, in the owner's language.
 _TAKE_EMAIL = """
@@ -88,15 +84,16 @@ def _table(
     return EmailTable(label, table, *take, PolicyMail, write, owes=owes, since=since)
 
 
-# Owed with `notify`, while the run can be undone and its owner has an account.
-_OWES = f"""t.send_email AND t.ran_at > now() - interval '{UNDO_HOURS} hours'
-  AND EXISTS (SELECT 1 FROM users u_to WHERE u_to.id = t.owner_id)"""
+# Owed while its owner has an account (a hold's, while its row is kept); a run's, with `notify`,
+# while the run can be undone.
+_OWNED = "EXISTS (SELECT 1 FROM users u_to WHERE u_to.id = t.owner_id)"
+# Its email links the posts page, whose "Recent actions" holds the undo (a POST no link can make).
 EMAIL = _table(
     "cleanup policy run",
     "cleanup_policy_runs",
-    _OWES,
+    f"t.send_email AND t.ran_at > now() - interval '{UNDO_HOURS} hours' AND {_OWNED}",
     "ran_at",
-    compose_policy_run,
+    FeatureEmail("policy-run", "action", _RAN.write),
     about="t.id",
     count="t.changed_count",
     approved="NULL::int",
@@ -105,14 +102,13 @@ EMAIL = _table(
 SQL_TAKE_EMAIL, SQL_EMAILS_OWED = EMAIL.take, EMAIL.sql_emails_owed
 send_policy_run_email = EMAIL.send
 
-# Owed while its owner has an account, for as long as the hold row is kept.
-_HOLD_OWES = "EXISTS (SELECT 1 FROM users u_to WHERE u_to.id = t.owner_id)"
+# Its email links the posts page at the policy, whose Cleanup panel approves the count.
 HOLD_EMAIL = _table(
     "cleanup policy hold",
     "cleanup_policy_holds",
-    _HOLD_OWES,
+    _OWNED,
     "held_at",
-    compose_policy_hold,
+    FeatureEmail("policy-hold", "policy", _HELD.write),
     about="t.policy_id",
     count="t.held_count",
     approved="t.approved_count",
