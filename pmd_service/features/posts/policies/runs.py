@@ -134,7 +134,6 @@ FEED_DROP_SECONDS = 30.0
 @dataclass(frozen=True)
 class Ran:
     last: LastRun
-    owner_id: int
     notify: bool = False  # its policy's: an email to its owner after a run that changed posts
     # What it left, it left for the site's budget (a minute's): the tick waits for room.
     site_held: bool = False
@@ -228,7 +227,7 @@ class _Runs:
         except ProblemError as exc:  # a filter naming a license removed since
             checked = exc.reason
         if not isinstance(checked, Checked):
-            return self.done(row, Ran(_failed(checked), owner, row["notify"]))
+            return self.done(row, Ran(_failed(checked), row["notify"]))
         at = datetime.now(UTC)
         values = checked.named(owner, policy_id, at)
         shape = given(values)
@@ -258,7 +257,7 @@ class _Runs:
         # Held by the site's minute: due again at the next tick rather than a period later.
         held = status == "deferred" and room.held_by_site
         last = LastRun(at, status, changed, left, None, action_id)
-        self.done(row, Ran(last, owner, fields.notify, held), scheduled=self.scheduled and not held)
+        self.done(row, Ran(last, fields.notify, held), scheduled=self.scheduled and not held)
         self.rooms.take(owner, changed)
         if action_id is not None:
             self.changes.append(_Change(owner, fields.action, action_id, ids))
@@ -269,7 +268,7 @@ class _Runs:
         if (row["last_run"] or {}).get("status") != "held":
             hold = (fields.name, fields.action, last.left_count, row["approved_count"])
             hold_id = await self.conn.fetchval(SQL_HELD, row["id"], owner, *hold, REQUEST_ID.get())
-        self.done(row, Ran(last, owner, fields.notify, hold_id=hold_id))
+        self.done(row, Ran(last, fields.notify, hold_id=hold_id))
 
     async def close(self) -> list[Ran]:
         """Recorded, then the two locks every owner's writes queue for, last: the site's
@@ -384,7 +383,7 @@ async def _failed_run(pool: asyncpg.Pool, taken: asyncpg.Record, failure: Except
     )
     async with pool.acquire() as conn:
         await _record(conn, [record])
-    return Ran(last, taken["owner_id"], site_held=site_held)
+    return Ran(last, site_held=site_held)
 
 
 def _lost(exc: BaseException) -> bool:
