@@ -565,8 +565,7 @@ async def change(
                 count, digest = await _counted(conn, named)
                 _approval(count, digest, body.expect_count, body.expect_digest)
                 approved = count
-        last = _last_run(row)
-        held = last is not None and last.status == "held"
+        held = (row["last_run"] or {}).get("status") == "held"
         soon = new.enabled and (turned_on or (approved is not None and held))
         updated = await conn.fetchrow(
             SQL_UPDATE, policy_id, owner, *_stored(new, given), None, approved, soon
