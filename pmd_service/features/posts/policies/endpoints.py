@@ -52,8 +52,7 @@ async def _policies_on(request: web.Request) -> None:
 async def preview_policy(request: web.Request) -> web.Response:
     await _policies_on(request)
     body = await read_json(request, PreviewRequest)
-    principal = await retarget(request, body.target_sqid)
-    pool = request.app[DB_POOL]
+    pool, principal = request.app[DB_POOL], await retarget(request, body.target_sqid)
     return json_response(await policies.preview(pool, principal, body, body.policy_id))
 
 
