@@ -212,8 +212,9 @@ class _Runs:
     ran: list[Ran] = field(default_factory=list)
     changes: list[_Change] = field(default_factory=list)
 
-    def done(self, row: asyncpg.Record, ran: Ran, *, scheduled: bool | None = None) -> None:
-        on_time = self.scheduled if scheduled is None else scheduled
+    def done(self, row: asyncpg.Record, ran: Ran) -> None:
+        # A run the site's minute held is due again at the next tick rather than a period later.
+        on_time = self.scheduled and not ran.site_held
         self.records.append(_Record(row["id"], ran.last, on_time, row["every"]))
         self.ran.append(ran)
 
@@ -254,10 +255,8 @@ class _Runs:
         else:  # counted after it, in its transaction: what it left
             left = int(await conn.fetchval(*counted(shape).bind(values)))
         status: RunStatus = "deferred" if left and limit < most else "ok"
-        # Held by the site's minute: due again at the next tick rather than a period later.
-        held = status == "deferred" and room.held_by_site
         last = LastRun(at, status, changed, left, None, action_id)
-        self.done(row, Ran(last, fields.notify, held), scheduled=self.scheduled and not held)
+        self.done(row, Ran(last, fields.notify, status == "deferred" and room.held_by_site))
         self.rooms.take(owner, changed)
         if action_id is not None:
             self.changes.append(_Change(owner, fields.action, action_id, ids))
