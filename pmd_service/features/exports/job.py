@@ -67,16 +67,10 @@ class ExportRun:
                 left_out = [s for s in part["skipped"] if "file" not in s]
                 self.done += part["artwork_count"] + len(left_out)
         start = start_archive_part if claim["layout"] == ACTIVITYPUB else start_part
+        follows = claim["follows_id"], claim["follows_started_at"]
         for part in parts:
             if part["status"] != "ready":
-                place = BagPlace(
-                    self.export_id,
-                    part["number"],
-                    count,
-                    user["handle"],
-                    claim["follows_id"],
-                    claim["follows_started_at"],
-                )
+                place = BagPlace(self.export_id, part["number"], count, user["handle"], *follows)
                 async with self.st.export_slots:
                     archive = await start(self, place, part["post_ids"])
                     try:
