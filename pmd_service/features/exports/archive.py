@@ -119,17 +119,12 @@ class ExportPart(Archive):
             "part_count": place.count,
         }
         # The posts listed in metadata.json alone: their files are in the export followed.
+        changes = post_changes or {}
         self.listed_only = {
-            a.post_id
-            for a in plan.artworks
-            if post_changes is not None and post_changes.get(a.post_id) == METADATA_ONLY
+            a.post_id for a in plan.artworks if changes.get(a.post_id) == METADATA_ONLY
         }
-        with_files = Plan(
-            [a for a in plan.artworks if a.post_id not in self.listed_only],
-            plan.skipped,
-            plan.sqids,
-        )
-        self.artworks = with_files.artworks
+        self.artworks = [a for a in plan.artworks if a.post_id not in self.listed_only]
+        with_files = Plan(self.artworks, plan.skipped, plan.sqids)
         if place.follows is not None:
             self.header |= {
                 "follows_export_id": str(place.follows),
