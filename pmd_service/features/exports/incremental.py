@@ -59,12 +59,7 @@ def carries_files(since: str, base: str) -> str:
 
 def changed(since: str, base: str) -> str:
     """Post `p` is changed since `since` or not among `base` (`since` null: every post)."""
-    return f"""(
-    {since}::timestamptz IS NULL
-    OR p.created_at > {since} OR p.metadata_modified_at > {since}
-    OR p.artwork_modified_at > {since} OR p.mkpx_attached_at > {since}
-    OR NOT (p.id = ANY({base}::int[]))
-)"""
+    return f"({carries_files(since, base)} OR p.metadata_modified_at > {since})"
 
 
 def added_count(e: str) -> str:
@@ -192,8 +187,7 @@ async def removed(
     conn: Conn | asyncpg.Pool, user_id: int, post_ids: list[int]
 ) -> list[asyncpg.Record]:
     """Of `post_ids`, those no longer the user's artwork, with why."""
-    rows: list[asyncpg.Record] = await conn.fetch(SQL_REMOVED, user_id, post_ids)
-    return rows
+    return await conn.fetch(SQL_REMOVED, user_id, post_ids)
 
 
 async def changes(
