@@ -70,12 +70,11 @@ def _file_sizes(vault: Path, rows: list[asyncpg.Record], upscaled: bool) -> dict
     for row in rows:
         if row["format"] is None or not row["carries"]:
             continue
+        shard, key = row["storage_shard"], row["storage_key"]
         try:
-            path = files.artwork(row["storage_shard"], row["storage_key"], row["format"])
-            size = os.stat(path).st_size
+            size = os.stat(files.artwork(shard, key, row["format"])).st_size
         except (VaultPathError, OSError):
             continue  # skipped at build time, with its reason
-        shard, key = row["storage_shard"], row["storage_key"]
         if row["layers_bytes"] is not None:
             size += _stat(files, relative_layers_path(shard, key)) or row["layers_bytes"]
         if upscaled:
