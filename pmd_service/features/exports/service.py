@@ -62,13 +62,9 @@ INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_r
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 RETURNING export_payload(exports)::text
 """
-SQL_NEWEST = f"""
-SELECT export_payload(e)::text, {added_count("e")} FROM exports e
-WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}
-"""
-SQL_ONE = f"""
-SELECT export_payload(e)::text, {added_count("e")} FROM exports e WHERE id = $1 AND user_id = $2
-"""
+_ITEMS = f"SELECT export_payload(e)::text, {added_count('e')} FROM exports e"
+SQL_NEWEST = f"{_ITEMS} WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}"
+SQL_ONE = f"{_ITEMS} WHERE id = $1 AND user_id = $2"
 SQL_STATUS = "SELECT status, expires_at FROM exports WHERE id = $1 AND user_id = $2"
 # Cancelling or removing ends every part in one transaction, the export's row updated last.
 SQL_LOCK_ONE = "SELECT status FROM exports WHERE id = $1 AND user_id = $2 FOR UPDATE"
