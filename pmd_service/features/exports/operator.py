@@ -118,11 +118,9 @@ async def operator_export(
                 if stored.path is not None:
                     await asyncio.to_thread(shutil.copyfile, stored.path, target)
                 else:
-                    size = part["file_size_bytes"]
                     with target.open("wb") as out:
-                        async for chunk in st.zips.chunks(
-                            await st.zips.read(stored, 0, size), 1 << 20
-                        ):
+                        read = await st.zips.read(stored, 0, part["file_size_bytes"])
+                        async for chunk in st.zips.chunks(read, 1 << 20):
                             out.write(chunk)
                 where = str(target)
             found.append(
