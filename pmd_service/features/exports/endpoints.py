@@ -42,8 +42,7 @@ async def get_export(request: web.Request) -> web.Response:
 
 
 async def delete_export(request: web.Request) -> web.Response:
-    export_id = path_uuid(request)
-    files = request.app[ZIP_FILES]
+    export_id, files = path_uuid(request), request.app[ZIP_FILES]
     await service.cancel_or_remove(request.app[DB_POOL], files, export_id, request[PRINCIPAL])
     return web.Response(status=204)
 
@@ -54,8 +53,7 @@ async def delete_schedule(request: web.Request) -> web.Response:
 
 
 async def export_sha256sums(request: web.Request) -> web.Response:
-    export_id = path_uuid(request)
-    text = await service.sha256sums(request.app[DB_POOL], export_id, request[PRINCIPAL])
+    text = await service.sha256sums(request.app[DB_POOL], path_uuid(request), request[PRINCIPAL])
     return web.Response(
         text=text,
         content_type="text/plain",
