@@ -159,7 +159,7 @@ class ExportPart(Archive):
 
     def closing(self, files: list[FileDigest]) -> Iterable[tuple[str, bytes]]:
         index = gallery(self.place, self.plan.artworks, self.social, self.mentions.result())
-        return bag_closing(self.place, index)(files)
+        return bag_closing(self.place, index, files)
 
     async def report(self, done: int) -> bool:
         run = self.run

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...storage.budget import human_bytes
-from ...zipbuild.build import Closing, FileDigest, sha256sum_lines
+from ...zipbuild.build import FileDigest, sha256sum_lines
 from ...zipbuild.content import pretty_json
 
 SOURCE_ORGANIZATION = "Makapix Club"
@@ -106,45 +106,41 @@ def removed_json(place: BagPlace, removed: list[dict[str, Any]]) -> bytes:
     return pretty_json(document)
 
 
-def bag_closing(place: BagPlace, index: Callable[[set[str]], bytes]) -> Closing:
+def bag_closing(
+    place: BagPlace, index: Callable[[set[str]], bytes], payload: list[FileDigest]
+) -> list[tuple[str, bytes]]:
     """The tag files, once the payload is written; `index(payload names)`: its index.html."""
     when = datetime.now(UTC)
     root = place.name + "/"
-
-    def closing(payload: list[FileDigest]) -> list[tuple[str, bytes]]:
-        octets = sum(f.size for f in payload)
-        artworks = sum(f.name.startswith(f"{root}data/artworks/") for f in payload)
-        fields = [
-            ("Source-Organization", SOURCE_ORGANIZATION),
-            ("Bagging-Date", f"{when:%Y-%m-%d}"),
-            ("External-Identifier", f"makapix-export-{place.export_id}-part-{place.number}"),
-            (
-                "External-Description",
-                f"Artworks of @{place.handle}, exported from {SOURCE_ORGANIZATION}",
-            ),
-            ("Bag-Group-Identifier", place.export_id),
-            ("Bag-Count", f"{place.number} of {place.count}"),
-            ("Bag-Size", human_bytes(octets)),
-            ("Payload-Oxum", f"{octets}.{len(payload)}"),
+    octets = sum(f.size for f in payload)
+    artworks = sum(f.name.startswith(f"{root}data/artworks/") for f in payload)
+    fields = [
+        ("Source-Organization", SOURCE_ORGANIZATION),
+        ("Bagging-Date", f"{when:%Y-%m-%d}"),
+        ("External-Identifier", f"makapix-export-{place.export_id}-part-{place.number}"),
+        (
+            "External-Description",
+            f"Artworks of @{place.handle}, exported from {SOURCE_ORGANIZATION}",
+        ),
+        ("Bag-Group-Identifier", place.export_id),
+        ("Bag-Count", f"{place.number} of {place.count}"),
+        ("Bag-Size", human_bytes(octets)),
+        ("Payload-Oxum", f"{octets}.{len(payload)}"),
+    ]
+    if place.follows is not None and place.since is not None:
+        fields += [
+            ("Follows-Export-Identifier", place.follows),
+            ("Changed-Since", f"{place.since:%Y-%m-%dT%H:%M:%SZ}"),
         ]
-        if place.follows is not None and place.since is not None:
-            fields += [
-                ("Follows-Export-Identifier", place.follows),
-                ("Changed-Since", f"{place.since:%Y-%m-%dT%H:%M:%SZ}"),
-            ]
-        info = "".join(f"{label}: {tag_text(value)}\n" for label, value in fields).encode()
-        tags = [
-            ("bagit.txt", BAGIT_TXT),
-            ("bag-info.txt", info),
-            ("manifest-sha256.txt", sha256sum_lines(payload, root)),
-            ("README.txt", _readme(place, artworks)),
-            ("index.html", index({f.name.removeprefix(root) for f in payload})),
-        ]
-        tagmanifest = b"".join(
-            f"{hashlib.sha256(blob).hexdigest()}  {name}\n".encode() for name, blob in tags
-        )
-        return [
-            (root + name, blob) for name, blob in [*tags, ("tagmanifest-sha256.txt", tagmanifest)]
-        ]
-
-    return closing
+    info = "".join(f"{label}: {tag_text(value)}\n" for label, value in fields).encode()
+    tags = [
+        ("bagit.txt", BAGIT_TXT),
+        ("bag-info.txt", info),
+        ("manifest-sha256.txt", sha256sum_lines(payload, root)),
+        ("README.txt", _readme(place, artworks)),
+        ("index.html", index({f.name.removeprefix(root) for f in payload})),
+    ]
+    tagmanifest = b"".join(
+        f"{hashlib.sha256(blob).hexdigest()}  {name}\n".encode() for name, blob in tags
+    )
+    return [(root + name, blob) for name, blob in [*tags, ("tagmanifest-sha256.txt", tagmanifest)]]
