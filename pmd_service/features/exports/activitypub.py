@@ -174,10 +174,7 @@ class ArchivePart(ExportPart):
         posts, _, working = split(added, skipped, self.arcnames)
         by_id = {a.post_id: a for a in self.plan.artworks}
         mentions = self.mentions.result()
-        notes = Notes(self.profile.actor, self.run.st.settings.base_url, mentions)
-        creates = (
-            notes.create(by_id[p], working.added.get(p, {}), self.updated.get(p)) for p in posts
-        )
+        creates = (self._create(by_id[p], working.added.get(p, {}), mentions) for p in posts)
         files: list[tuple[str, Trailing]] = [
             ("outbox.json", outbox(creates, len(posts))),
             ("actor.json", actor_json(self.profile, mentions)),
@@ -192,37 +189,17 @@ class ArchivePart(ExportPart):
     def closing(self, files: list[FileDigest]) -> Iterable[tuple[str, bytes]]:
         return ()
 
-
-def _when(moment: datetime) -> str:
-    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
-
-
-def _paragraphs(texts: Iterable[str]) -> str:
-    """Each text not blank an HTML paragraph, escaped, its line breaks kept."""
-    return "".join(
-        f"<p>{html.escape(p.strip()).replace(chr(10), '<br>')}</p>" for p in texts if p.strip()
-    )
-
-
-class Notes:
-    """Each post a `Create` of a `Note`, on the host's public addresses."""
-
-    def __init__(self, actor: str, base_url: str, mentions: Mentions) -> None:
-        self.actor = actor
-        self.followers = f"{actor}/followers"
-        self.base = base_url.rstrip("/")
-        self.mentions = mentions
-
-    def create(
-        self, a: Artwork, beside: dict[str, str], updated: datetime | None
-    ) -> dict[str, Any]:
-        """`beside`: the post's other files in the part, by role (layers, palettes)."""
-        url = f"{self.base}/p/{quote(a.sqid, safe='')}"
+    def _create(self, a: Artwork, beside: dict[str, str], mentions: Mentions) -> dict[str, Any]:
+        """Post `a` a `Create` of a `Note`; `beside`: its other files in the part, by role."""
+        actor, base = self.profile.actor, self.run.st.settings.base_url.rstrip("/")
+        followers = f"{actor}/followers"
+        updated = self.updated.get(a.post_id)
+        url = f"{base}/p/{quote(a.sqid, safe='')}"
         hidden = a.hidden_by_user or a.hidden_by_mod
         # A hidden post is not public: its followers only, so no importer shows it to all.
-        to, cc = ([self.followers], []) if hidden else ([PUBLIC], [self.followers])
+        to, cc = ([followers], []) if hidden else ([PUBLIC], [followers])
         image = f"{a.folder}/{a.filename}"
-        description = self.mentions.plain(a.description) or ""
+        description = mentions.plain(a.description) or ""
         attachment: list[dict[str, Any]] = [
             {
                 "type": "Document",
@@ -251,7 +228,7 @@ class Notes:
             "published": _when(a.created_at),
             "updated": _when(updated or a.created_at),
             "url": url,
-            "attributedTo": self.actor,
+            "attributedTo": actor,
             "to": to,
             "cc": cc,
             "sensitive": False,
@@ -261,7 +238,7 @@ class Notes:
             "tag": [
                 {
                     "type": "Hashtag",
-                    "href": f"{self.base}/hashtags/{quote(tag, safe='')}",
+                    "href": f"{base}/hashtags/{quote(tag, safe='')}",
                     "name": f"#{tag}",
                 }
                 for tag in a.hashtags
@@ -270,12 +247,23 @@ class Notes:
         return {
             "id": f"{url}/activity",
             "type": "Create",
-            "actor": self.actor,
+            "actor": actor,
             "published": note["published"],
             "to": to,
             "cc": cc,
             "object": note,
         }
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _paragraphs(texts: Iterable[str]) -> str:
+    """Each text not blank an HTML paragraph, escaped, its line breaks kept."""
+    return "".join(
+        f"<p>{html.escape(p.strip()).replace(chr(10), '<br>')}</p>" for p in texts if p.strip()
+    )
 
 
 CHUNK = 256 << 10  # outbox.json is written in pieces of about this many bytes
