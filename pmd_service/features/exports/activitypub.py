@@ -106,16 +106,11 @@ async def _read_avatar(st: WorkerState, relative: str) -> bytes | None:
     return (await read(0, "avatar", relative)).data
 
 
-def media_folder(artwork: Artwork) -> str:
-    """Where a post's files go: a folder a post, its name the post's safe public id."""
-    return f"{MEDIA}/{artwork.filename.rpartition('.')[0]}/original"
-
-
 def _in_media(plan: Plan) -> Plan:
     """The plan with each post's image, layers file and palette under its media folder."""
     moved = []
     for a in plan.artworks:
-        folder = media_folder(a)
+        folder = f"{MEDIA}/{a.filename.rpartition('.')[0]}/original"  # named by its safe public id
         working = tuple(
             WorkingFile(w.kind, f"{folder}/{w.arcname.rpartition('/')[2]}") for w in a.working
         )
