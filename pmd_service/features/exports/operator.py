@@ -44,10 +44,6 @@ WHERE export_id = $1 ORDER BY number
 ENDED = ("ready", "failed", "cancelled", "expired")
 
 
-class OperatorExportError(CliError):
-    """What stops the command, as one line for the operator."""
-
-
 # The audit row's note holds it: a sentence or a ticket's reference, not a document.
 MAX_REASON_CHARS = 500
 
@@ -55,9 +51,9 @@ MAX_REASON_CHARS = 500
 def check_arguments(reason: str, to: Path | None) -> None:
     """Before any export: a reason of a bounded length, and the folder (made when missing)."""
     if not reason.strip():
-        raise OperatorExportError("--reason must say why (it goes into the audit log)")
+        raise CliError("--reason must say why (it goes into the audit log)")
     if len(reason) > MAX_REASON_CHARS:
-        raise OperatorExportError(
+        raise CliError(
             f"--reason is {len(reason)} characters; at most {MAX_REASON_CHARS} (name the "
             "request, e.g. its ticket, rather than quote it)"
         )
@@ -65,7 +61,7 @@ def check_arguments(reason: str, to: Path | None) -> None:
         try:
             to.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OperatorExportError(f"--to {to}: cannot make that folder ({exc})") from None
+            raise CliError(f"--to {to}: cannot make that folder ({exc})") from None
 
 
 async def operator_export(
@@ -79,13 +75,13 @@ async def operator_export(
         async with st.pool.acquire() as conn, conn.transaction():
             user = await conn.fetchrow(SQL_USER, user_sqid)
             if user is None:
-                raise OperatorExportError(f"no user {user_sqid!r}")
+                raise CliError(f"no user {user_sqid!r}")
             running = await conn.fetchval(SQL_RUNNING, user["id"])
             if running is not None:
-                raise OperatorExportError(f"export {running} of this user is running; wait for it")
+                raise CliError(f"export {running} of this user is running; wait for it")
             count = await conn.fetchval(SQL_ARTWORKS, user["id"])
             if not count:
-                raise OperatorExportError(f"@{user['handle']} has no artwork to export")
+                raise CliError(f"@{user['handle']} has no artwork to export")
             export_id: uuid.UUID = await conn.fetchval(
                 SQL_START, user["id"], user["public_sqid"], settings.export_part_bytes, count
             )
@@ -106,7 +102,7 @@ async def operator_export(
         row = await _wait(st.pool, export_id, poll)
         if row["status"] != "ready":
             why = row["error_message"] or row["status"]
-            raise OperatorExportError(f"export {export_id} ended {row['status']}: {why}")
+            raise CliError(f"export {export_id} ended {row['status']}: {why}")
         parts = await st.pool.fetch(SQL_PARTS, export_id)
         found = []
         for part in parts:
