@@ -329,10 +329,6 @@ def export_base_url(export_id: uuid.UUID) -> str:
     return f"/api/pmd/exports/{export_id}"
 
 
-def part_download_url(export_id: uuid.UUID, number: int) -> str:
-    return f"{export_base_url(export_id)}/parts/{number}/download"
-
-
 def part_filename(export_id: uuid.UUID, number: int, count: int, layout: str) -> str:
     kind = "archive" if layout == ACTIVITYPUB else "export"
     return f"makapix-{kind}-{str(export_id)[:8]}-part-{number}-of-{count}.zip"
@@ -354,7 +350,7 @@ def _parts(p: Payload, parts: list[PartRow]) -> list[ExportPart]:
         ExportPart(
             **msgspec.structs.asdict(part),
             download_url=(
-                part_download_url(p.id, part.number)
+                f"{export_base_url(p.id)}/parts/{part.number}/download"
                 if servable and part.status == "ready"
                 else None
             ),
