@@ -139,12 +139,9 @@ def _card(a: Artwork, files: set[str], social: Social, mentions: Mentions) -> st
             '<p class="meta">' + " ".join(f"{_e(emoji)} {n}" for emoji, n in reactions) + "</p>"
         )
     if comments := social.comments.get(a.post_id):
-        total = social.comment_totals.get(a.post_id, len(comments))
-        more = (
-            f" (the newest {len(comments)}; all in data/comments.json)"
-            if total > len(comments)
-            else ""
-        )
+        shown = len(comments)
+        total = social.comment_totals.get(a.post_id, shown)
+        more = f" (the newest {shown}; all in data/comments.json)" if total > shown else ""
         parts.append(
             f"<details><summary>{total} comment{'s' if total != 1 else ''}{more}</summary>"
         )
