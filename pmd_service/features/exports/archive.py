@@ -131,8 +131,7 @@ class ExportPart(Archive):
                 "changed_since": place.since,
                 "metadata_only_count": len(self.listed_only),
             }
-        self.pre_skipped = len(plan.skipped) + len(self.listed_only)
-        self.base = run.done
+        self.base = run.done + len(plan.skipped) + len(self.listed_only)  # done before the build
         self.arcnames = with_files.working_arcnames()
         self.artworks_done = with_files.artworks_done()
         self.order = {a.post_id: i for i, a in enumerate(plan.artworks)}
@@ -163,7 +162,7 @@ class ExportPart(Archive):
 
     async def report(self, done: int) -> bool:
         run = self.run
-        progress = {"done": self.base + self.pre_skipped + self.artworks_done(done)}
+        progress = {"done": self.base + self.artworks_done(done)}
         return bool(await run.pool.fetchval(*job_sql.SQL_PROGRESS.bind(run.owned | progress)))
 
     def settled(self, built: BuildResult) -> Settled:
