@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from ...api.declaration import Auth, Endpoint, Param
@@ -94,18 +92,15 @@ _OWNER_ONLY = {
 }
 
 
-def _part_answers() -> dict[str, Any]:
-    answers = zip_answers(
-        "makapix-export-…-part-N-of-M.zip (an archive: makapix-archive-…)",
-        "part",
-        (_OWNER_CODE, Code.EXPORT_NOT_FOUND, Code.PART_NOT_FOUND, Code.PART_NOT_READY,
-         Code.PART_NO_FILE, Code.EXPORT_EXPIRED),
-        not_ready=Code.PART_NOT_READY,
-    )  # fmt: skip
-    answers["problems"] = (403, *answers["problems"])
-    answers["problem_notes"] |= _OWNER_ONLY
-    return answers
-
+_PART_ANSWERS = zip_answers(
+    "makapix-export-…-part-N-of-M.zip (an archive: makapix-archive-…)",
+    "part",
+    (_OWNER_CODE, Code.EXPORT_NOT_FOUND, Code.PART_NOT_FOUND, Code.PART_NOT_READY,
+     Code.PART_NO_FILE, Code.EXPORT_EXPIRED),
+    not_ready=Code.PART_NOT_READY,
+)  # fmt: skip
+_PART_ANSWERS["problems"] = (403, *_PART_ANSWERS["problems"])
+_PART_ANSWERS["problem_notes"] |= _OWNER_ONLY
 
 ENDPOINTS = (
     Endpoint(
@@ -173,5 +168,5 @@ ENDPOINTS = (
              response_media="application/zip", auth=Auth.BEARER_OR_TICKET, query=DownloadQuery,
              ok_description="The whole part: no Range, or one that is ignored",
              params=(_ID, _N, *download_params()),
-             **_part_answers()),
+             **_PART_ANSWERS),
 )  # fmt: skip
