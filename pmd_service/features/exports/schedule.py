@@ -10,11 +10,9 @@ from ...core.codes import Code
 from ...core.db import from_row
 from ...core.problems import FieldError, ProblemError, not_found
 from ...core.settings import Settings
-from .schemas import ExportRequest, ExportSchedule
+from .schemas import ExportItem, ExportRequest, ExportSchedule
 
 if TYPE_CHECKING:
-    import uuid
-
     from ...core.db import Conn
 
 SQL_ACTIVE = """
@@ -111,14 +109,9 @@ async def refuse_if_scheduled(conn: Conn, user_id: int) -> None:
 
 
 async def schedule(
-    conn: Conn,
-    user_id: int,
-    user_sqid: str | None,
-    repeat: tuple[int, int],
-    first: uuid.UUID,
-    body: ExportRequest,
-    part_bytes: int,
+    conn: Conn, user_id: int, user_sqid: str | None, repeat: tuple[int, int], first: ExportItem
 ) -> None:
+    """The schedule whose first export is `first`, with its options."""
     every, times = repeat
     await conn.execute(
         SQL_SCHEDULE,
@@ -126,12 +119,12 @@ async def schedule(
         user_sqid,
         every,
         times - 1,
-        first,
-        part_bytes,
-        body.include_comments,
-        body.include_reactions,
-        body.include_upscaled,
-        body.send_email,
+        first.id,
+        first.part_bytes,
+        first.include_comments,
+        first.include_reactions,
+        first.include_upscaled,
+        first.send_email,
     )
 
 

@@ -215,7 +215,7 @@ async def create(
         )  # fmt: skip
         item = export_item(payload)
         if repeat is not None:
-            await schedule(conn, user.id, user.public_sqid, repeat, item.id, body, part_bytes)
+            await schedule(conn, user.id, user.public_sqid, repeat, item)
     log.info("export %s requested: %d artworks of user %d", item.id, count, user.id)
     return item
 
