@@ -77,9 +77,7 @@ class Profile:
 
 def avatar_path(url: str | None) -> tuple[str, str] | None:
     """An avatar URL the host made -> (its path in the vault, its extension), else None."""
-    if not url:
-        return None
-    found = _AVATAR.fullmatch(urlsplit(url).path)
+    found = _AVATAR.fullmatch(urlsplit(url).path) if url else None
     if found is None:
         return None
     return f"avatar/{found[1]}{found[2]}.{found[3]}", found[3]
