@@ -149,13 +149,12 @@ async def followed(conn: Conn, user_id: int, since: uuid.UUID | str) -> Follows:
     if row is not None and row["followable"]:
         return Follows(row["id"], row["started_at"], list(row["covered_post_ids"]), row["layout"])
     last = await conn.fetchrow(SQL_LAST, user_id)
-    followable_id = None if last is None else last["id"]
     instead = (
-        f"The newest you can follow is {followable_id} (or say `last`)."
-        if followable_id is not None
-        else "None of yours can be followed yet: request a full export (leave `since` out)."
+        "None of yours can be followed yet: request a full export (leave `since` out)."
+        if last is None
+        else f"The newest you can follow is {last['id']} (or say `last`)."
     )
-    extra = {"followable_export_id": None if followable_id is None else str(followable_id)}
+    extra = {"followable_export_id": None if last is None else str(last["id"])}
     if not isinstance(since, uuid.UUID):
         raise _bad_since(
             "`since: last` needs an earlier export of yours that was ready; there is none: "
