@@ -35,7 +35,6 @@ from .schemas import (
     ExportLimits,
     ExportList,
     ExportRequest,
-    Layout,
     NothingChanged,
     export_item,
     part_filename,
@@ -126,13 +125,10 @@ def _part_bytes(body: ExportRequest, settings: Settings) -> int:
     return size
 
 
-def _layout(body: ExportRequest) -> Layout | None:
+def _layout(body: ExportRequest) -> str | None:
     """The layout asked for, None when left out, or a 400 naming the layouts."""
-    for layout in LAYOUTS:
-        if body.layout == layout:
-            return layout
-    if body.layout is None:
-        return None
+    if body.layout is None or body.layout in LAYOUTS:
+        return body.layout
     names = " or ".join(f"`{name}`" for name in LAYOUTS)
     raise bad_request(
         f"`layout` must be {names}; got {body.layout[:40]!r}. Leave it out for a BagIt bag.",
