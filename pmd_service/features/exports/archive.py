@@ -6,6 +6,7 @@ import concurrent.futures
 import threading
 import uuid
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
@@ -157,7 +158,8 @@ class ExportPart(Archive):
         return made if self.removals is None else [*made, ("removed.json", self.removals)]
 
     def closing(self, files: list[FileDigest]) -> Iterable[tuple[str, bytes]]:
-        index = gallery(self.place, self.plan.artworks, self.social, self.mentions.result())
+        mentions = self.mentions.result()
+        index = partial(gallery, self.place, self.plan.artworks, self.social, mentions)
         return bag_closing(self.place, index, files)
 
     async def report(self, done: int) -> bool:

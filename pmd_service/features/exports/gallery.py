@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote
@@ -156,31 +155,29 @@ def _card(a: Artwork, files: set[str], social: Social, mentions: Mentions) -> st
 
 
 def gallery(
-    place: BagPlace, artworks: list[Artwork], social: Social, mentions: Mentions
-) -> Callable[[set[str]], bytes]:
+    place: BagPlace, artworks: list[Artwork], social: Social, mentions: Mentions, files: set[str]
+) -> bytes:
     """`index.html` from the payload's names, showing only what the part holds."""
-
-    def render(files: set[str]) -> bytes:
-        shown = [a for a in artworks if f"data/artworks/{a.filename}" in files]
-        others = [
-            part_filename(place.export_id, n, place.count, BAGIT)
-            for n in range(1, place.count + 1)
-            if n != place.number
-        ]
-        follows = listed = ""
-        if place.follows is not None and place.since is not None:
-            gone = "; the posts gone since are listed in data/removed.json"
-            follows = (
-                f"<p>Only what changed since export {_e(place.follows)} started "
-                f"({place.since:%Y-%m-%d %H:%M} UTC){gone if place.number == 1 else ''}.</p>"
-            )
-        if others:
-            names = ", ".join(f"<code>{_e(name)}</code>" for name in others)
-            listed = (
-                "<p>The other parts of this export, each a ZIP like the one this folder came "
-                f"from: {names}.</p>"
-            )
-        page = f"""<!doctype html>
+    shown = [a for a in artworks if f"data/artworks/{a.filename}" in files]
+    others = [
+        part_filename(place.export_id, n, place.count, BAGIT)
+        for n in range(1, place.count + 1)
+        if n != place.number
+    ]
+    follows = listed = ""
+    if place.follows is not None and place.since is not None:
+        gone = "; the posts gone since are listed in data/removed.json"
+        follows = (
+            f"<p>Only what changed since export {_e(place.follows)} started "
+            f"({place.since:%Y-%m-%d %H:%M} UTC){gone if place.number == 1 else ''}.</p>"
+        )
+    if others:
+        names = ", ".join(f"<code>{_e(name)}</code>" for name in others)
+        listed = (
+            "<p>The other parts of this export, each a ZIP like the one this folder came "
+            f"from: {names}.</p>"
+        )
+    page = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -202,6 +199,4 @@ def gallery(
 </body>
 </html>
 """
-        return page.encode()
-
-    return render
+    return page.encode()
