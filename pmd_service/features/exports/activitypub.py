@@ -1,7 +1,5 @@
-"""An export's part as an account archive, in the layout Mastodon's backup writes (its zip
-version), which other sites import: `outbox.json` (a `Create` of a `Note` a post), `actor.json`,
-`likes.json`, `bookmarks.json`, the avatar, and each post's files under `media_attachments/`.
-The part's rows, progress, byte bound and publishing are a bag part's (archive.py)."""
+"""An export's part as an account archive other sites import, in the layout Mastodon's backup
+writes (its zip version); its rows, progress and publishing are a bag part's (archive.py)."""
 
 from __future__ import annotations
 

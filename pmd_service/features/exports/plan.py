@@ -84,8 +84,7 @@ def _file_sizes(vault: Path, rows: list[asyncpg.Record], upscaled: bool) -> dict
 
 
 def split(sizes: list[tuple[int, int]], part_bytes: int) -> list[PlannedPart]:
-    """(post id, estimated bytes) → parts within `part_bytes` and POSTS_A_PART, a larger
-    artwork alone."""
+    """(post id, bytes) → parts within `part_bytes` and POSTS_A_PART, a larger artwork alone."""
     budget = max(part_bytes - PER_PART, 1)
     parts: list[PlannedPart] = []
     current: list[int] = []
