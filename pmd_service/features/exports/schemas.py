@@ -278,14 +278,12 @@ class ExportList(msgspec.Struct):
 
 
 # The parts of an export, in number order; an event's, at most EVENT_PARTS (see ExportUpdate).
-_PARTS = f"""coalesce((
+_AGGREGATED = f"""coalesce((
             SELECT jsonb_agg({build_object(PartRow, alias="p", indent=" " * 16)}
                 ORDER BY p.number)
-            FROM export_parts p WHERE p.export_id = r.id), '[]'::jsonb)"""
-_EVENT_PARTS = f"""coalesce((
-            SELECT jsonb_agg({build_object(PartRow, alias="p", indent=" " * 16)}
-                ORDER BY p.number)
-            FROM (
+            FROM """
+_PARTS = f"{_AGGREGATED}export_parts p WHERE p.export_id = r.id), '[]'::jsonb)"
+_EVENT_PARTS = f"""{_AGGREGATED}(
                 SELECT {columns(PartRow)} FROM export_parts p WHERE p.export_id = r.id
                 ORDER BY p.status = 'processing' DESC, p.status = 'ready' DESC,
                          CASE WHEN p.status = 'ready' THEN -p.number ELSE p.number END
