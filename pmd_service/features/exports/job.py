@@ -116,19 +116,8 @@ class ExportRun:
         claim = self.claim
         local = self.st.artwork_store is None and not self.st.settings.artwork_base_url
         base = claim["base_post_ids"]
-        # An archive leaves others' comments and reactions, and the site's copies, behind.
-        bag = claim["layout"] != ACTIVITYPUB
-        planned = await plan_parts(
-            self.pool,
-            claim["user_id"],
-            claim["part_bytes"],
-            comments=claim["include_comments"] and bag,
-            reactions=claim["include_reactions"] and bag,
-            vault=self.st.settings.vault_path if local else None,
-            upscaled=claim["include_upscaled"] and bag,
-            changed_since=claim["follows_started_at"],
-            base=base,
-        )
+        vault = self.st.settings.vault_path if local else None
+        planned = await plan_parts(self.pool, claim, vault, bag=claim["layout"] != ACTIVITYPUB)
         planned_ids = [pid for p in planned for pid in p.post_ids]
         gone: list[dict[str, Any]] = []
         covered = planned_ids

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -101,24 +100,24 @@ def split(sizes: list[tuple[int, int]], part_bytes: int) -> list[PlannedPart]:
 
 
 async def plan_parts(
-    pool: asyncpg.Pool,
-    user_id: int,
-    part_bytes: int,
-    *,
-    comments: bool,
-    reactions: bool,
-    vault: Path | None,
-    upscaled: bool = False,
-    changed_since: datetime | None = None,
-    base: list[int] | None = None,
+    pool: asyncpg.Pool, claim: asyncpg.Record, vault: Path | None, *, bag: bool
 ) -> list[PlannedPart]:
-    """`vault`: stat the files there (None: declared sizes); `base`: an incremental's."""
-    asked = {"owner": user_id, "comments": comments, "reactions": reactions}
-    rows = await pool.fetch(*SQL_EXPORT_POSTS.bind(asked | {"since": changed_since, "base": base}))
+    """The claimed export's parts; `vault`: stat the files there (None: declared sizes)."""
+    # An archive (not a `bag`) leaves others' comments and reactions, and the site's copies.
+    upscaled = claim["include_upscaled"] and bag
+    asked = {
+        "owner": claim["user_id"],
+        "comments": claim["include_comments"] and bag,
+        "reactions": claim["include_reactions"] and bag,
+        "since": claim["follows_started_at"],
+        "base": claim["base_post_ids"],
+    }
+    rows = await pool.fetch(*SQL_EXPORT_POSTS.bind(asked))
     actual = (
         await asyncio.to_thread(_file_sizes, vault, rows, upscaled) if vault is not None else {}
     )
-    return split([(row["id"], _estimate(row, actual, upscaled)) for row in rows], part_bytes)
+    sizes = [(row["id"], _estimate(row, actual, upscaled)) for row in rows]
+    return split(sizes, claim["part_bytes"])
 
 
 def _estimate(row: asyncpg.Record, actual: dict[int, int], upscaled: bool) -> int:
