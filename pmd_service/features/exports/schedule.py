@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import asyncpg
+import msgspec
 
 from ...core.codes import Code
 from ...core.db import from_row
+from ...core.named_sql import Named
 from ...core.problems import FieldError, ProblemError, not_found
 from ...core.settings import Settings
 from .schemas import ExportItem, ExportRequest, ExportSchedule
@@ -26,11 +28,13 @@ FROM export_schedules
 WHERE user_id = $1 AND (cancelled_at IS NULL AND remaining > 0 OR cancel_reason IS NOT NULL)
 """
 # A finished or cancelled schedule's row is taken over by the new one.
-SQL_SCHEDULE = """
+# Its options are its first export's (`:id`).
+SQL_SCHEDULE = Named("""
 INSERT INTO export_schedules (user_id, user_sqid, every_days, remaining, next_at, last_export_id,
                               part_bytes, include_comments, include_reactions, include_upscaled,
                               send_email)
-VALUES ($1, $2, $3, $4, now() + make_interval(days => $3), $5, $6, $7, $8, $9, $10)
+VALUES (:user_id, :user_sqid, :every_days, :remaining, now() + make_interval(days => :every_days),
+        :id, :part_bytes, :include_comments, :include_reactions, :include_upscaled, :send_email)
 ON CONFLICT (user_id) DO UPDATE SET
     user_sqid = EXCLUDED.user_sqid, every_days = EXCLUDED.every_days,
     remaining = EXCLUDED.remaining, next_at = EXCLUDED.next_at,
@@ -38,7 +42,7 @@ ON CONFLICT (user_id) DO UPDATE SET
     include_comments = EXCLUDED.include_comments, include_reactions = EXCLUDED.include_reactions,
     include_upscaled = EXCLUDED.include_upscaled, send_email = EXCLUDED.send_email,
     created_at = now(), cancelled_at = NULL, cancel_reason = NULL
-"""
+""")
 SQL_CANCEL_SCHEDULE = """
 UPDATE export_schedules SET cancelled_at = now()
 WHERE user_id = $1 AND cancelled_at IS NULL AND remaining > 0
@@ -113,19 +117,8 @@ async def schedule(
 ) -> None:
     """The schedule whose first export is `first`, with its options."""
     every, times = repeat
-    await conn.execute(
-        SQL_SCHEDULE,
-        user_id,
-        user_sqid,
-        every,
-        times - 1,
-        first.id,
-        first.part_bytes,
-        first.include_comments,
-        first.include_reactions,
-        first.include_upscaled,
-        first.send_email,
-    )
+    row = {"user_id": user_id, "user_sqid": user_sqid, "every_days": every, "remaining": times - 1}
+    await conn.execute(*SQL_SCHEDULE.bind(msgspec.structs.asdict(first) | row))
 
 
 async def active(pool: asyncpg.Pool, user_id: int) -> ExportSchedule | None:
