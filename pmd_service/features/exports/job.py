@@ -60,6 +60,10 @@ class ExportRun:
         if not parts:
             parts = await self._plan()
         self.count = count = len(parts)
+        # An incremental export whose only news is what is gone: its part has no artwork.
+        self.only_removals = claim["follows_id"] is not None and not any(
+            p["post_ids"] for p in parts
+        )
         for part in parts:
             if part["status"] == "ready":
                 self.added += part["artwork_count"]
@@ -96,7 +100,7 @@ class ExportRun:
         )
 
     async def finish(self, last: Settled | None) -> None:
-        if not self.added and not await self._only_removals():
+        if not self.added and not self.only_removals:
             raise PermanentError(
                 "None of the artworks could be added (deleted or missing their file since the "
                 "export was asked for); an export without artworks is not made.",
@@ -106,11 +110,6 @@ class ExportRun:
         if await self.pool.fetchval(*SQL_READY.bind(self.owned | days)) is None:
             raise BuildCancelled
         log.info("export %s ready: %d parts, %d artworks", self.export_id, self.count, self.added)
-
-    async def _only_removals(self) -> bool:
-        """An incremental export whose only news is what is gone: its part has no artwork."""
-        parts = await self.pool.fetch(*SQL_PARTS.bind(self.owned))
-        return self.claim["follows_id"] is not None and all(not p["post_ids"] for p in parts)
 
     async def _plan(self) -> list[asyncpg.Record]:
         claim = self.claim
