@@ -271,13 +271,10 @@ def outbox(creates: Iterable[dict[str, Any]], total: int) -> Iterator[bytes]:
             "orderedItems": [],
         }
     )
-    pending = [head[: -len(b"]}")]]
-    size, separator = 0, b""
-    for create in creates:
-        piece = separator + msgspec.json.encode(create)
-        separator = b","
-        pending.append(piece)
-        size += len(piece)
+    pending, size = [head[: -len(b"]}")]], 0
+    for i, create in enumerate(creates):
+        pending.append((b"," if i else b"") + msgspec.json.encode(create))
+        size += len(pending[-1])
         if size >= CHUNK:
             yield b"".join(pending)
             pending, size = [], 0
