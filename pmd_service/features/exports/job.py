@@ -113,10 +113,8 @@ class ExportRun:
 
     async def _plan(self) -> list[asyncpg.Record]:
         claim = self.claim
-        local = self.st.artwork_store is None and not self.st.settings.artwork_base_url
         base = claim["base_post_ids"]
-        vault = self.st.settings.vault_path if local else None
-        planned = await plan_parts(self.pool, claim, vault, bag=claim["layout"] != ACTIVITYPUB)
+        planned = await plan_parts(self.st, claim, bag=claim["layout"] != ACTIVITYPUB)
         planned_ids = [pid for p in planned for pid in p.post_ids]
         gone: list[dict[str, Any]] = []
         covered = planned_ids

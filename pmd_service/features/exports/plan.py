@@ -12,6 +12,7 @@ import asyncpg
 from ...core.named_sql import Named
 from ...core.visibility import visible_comment
 from ...host.vault import VaultFiles, VaultPathError, relative_layers_path, relative_upscaled_path
+from ...jobs.context import WorkerState
 from .incremental import carries_files, changed
 
 # ZIP headers, the manifest's line and metadata.json's entry: measured ~900 bytes, rounded up.
@@ -99,10 +100,8 @@ def split(sizes: list[tuple[int, int]], part_bytes: int) -> list[PlannedPart]:
     return parts
 
 
-async def plan_parts(
-    pool: asyncpg.Pool, claim: asyncpg.Record, vault: Path | None, *, bag: bool
-) -> list[PlannedPart]:
-    """The claimed export's parts; `vault`: stat the files there (None: declared sizes)."""
+async def plan_parts(st: WorkerState, claim: asyncpg.Record, *, bag: bool) -> list[PlannedPart]:
+    """The claimed export's parts, the files statted where the artworks are the vault's."""
     # An archive (not a `bag`) leaves others' comments and reactions, and the site's copies.
     upscaled = claim["include_upscaled"] and bag
     asked = {
@@ -112,10 +111,10 @@ async def plan_parts(
         "since": claim["follows_started_at"],
         "base": claim["base_post_ids"],
     }
-    rows = await pool.fetch(*SQL_EXPORT_POSTS.bind(asked))
-    actual = (
-        await asyncio.to_thread(_file_sizes, vault, rows, upscaled) if vault is not None else {}
-    )
+    rows = await st.pool.fetch(*SQL_EXPORT_POSTS.bind(asked))
+    actual = {}  # declared sizes, unless the vault holds the files
+    if st.artwork_store is None and not st.settings.artwork_base_url:
+        actual = await asyncio.to_thread(_file_sizes, st.settings.vault_path, rows, upscaled)
     sizes = [(row["id"], _estimate(row, actual, upscaled)) for row in rows]
     return split(sizes, claim["part_bytes"])
 
