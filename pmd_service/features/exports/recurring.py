@@ -60,8 +60,7 @@ async def start_due_exports(st: WorkerState, redis: ArqRedis) -> int:
     async with st.pool.acquire() as conn, conn.transaction():
         for due in await conn.fetch(SQL_DUE):
             user_id = due["user_id"]
-            reason = _account_reason(due)
-            if reason is not None:
+            if (reason := _account_reason(due)) is not None:
                 await conn.execute(SQL_CANCEL_FOR, user_id, reason)
                 log.info("recurring export of user %d cancelled: %s", user_id, reason)
                 continue
