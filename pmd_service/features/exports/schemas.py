@@ -114,9 +114,8 @@ def _length(column: str) -> str:
 
 
 class ExportFields(msgspec.Struct):
-    """What the database's payload (Payload), an item and an event carry alike. Each field is
-    the export's column of the same name unless it says otherwise (`Sql`, naming the row
-    `r`)."""
+    """What the payload, an item and an event carry alike: each field the export's column of
+    the same name unless its `Sql` says otherwise (naming the row `r`)."""
 
     id: uuid.UUID
     status: Status
