@@ -14,6 +14,7 @@ from ...jobs.driver import job_function
 from ...jobs.failures import PermanentError
 from ...jobs.kind import Claim, Email, Expiring, JobKind, Settled, Skipped, Upkeep, job_owner
 from ...zipbuild.build import BuildCancelled
+from ...zipbuild.content import skipped_entries
 from ...zipbuild.entry_names import post_sqid
 from . import job_sql
 from .activitypub import start_archive_part
@@ -119,14 +120,10 @@ class ExportRun:
         gone: list[dict[str, Any]] = []
         covered = planned_ids
         if base is not None:  # incremental: the posts it follows still there are kept too
-            gone = [
-                {
-                    "post_id": r["post_id"],
-                    "public_sqid": post_sqid(r["public_sqid"], r["post_id"], self.st.public_ids),
-                    "reason": r["reason"],
-                }
-                for r in await removed(self.pool, claim["user_id"], base)
-            ]
+            rows = await removed(self.pool, claim["user_id"], base)
+            ids = self.st.public_ids
+            sqids = {r["post_id"]: post_sqid(r["public_sqid"], r["post_id"], ids) for r in rows}
+            gone = skipped_entries([(r["post_id"], r["reason"]) for r in rows], sqids)
             gone_ids = {g["post_id"] for g in gone}
             covered = sorted({*planned_ids, *(b for b in base if b not in gone_ids)})
         if not planned and gone:
