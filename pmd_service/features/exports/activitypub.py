@@ -83,8 +83,7 @@ def avatar_path(url: str | None) -> tuple[str, str] | None:
 
 def _vault_bytes(vault: Path, relative: str) -> bytes | None:
     try:
-        path = vault_file_in(vault.resolve(), relative)
-        with path.open("rb") as handle:
+        with vault_file_in(vault.resolve(), relative).open("rb") as handle:
             data = handle.read(MAX_ARTWORK_BYTES + 1)
     except (VaultPathError, OSError):
         return None
