@@ -134,8 +134,7 @@ async def start_archive_part(run: PartRun, place: BagPlace, post_ids: list[int])
         avatar = None if data is None else (f"avatar.{found[1]}", data)
     bio = None if user is None else user["bio"]
     mentions = resolve_ahead(run.pool, [bio, *(a.description for a in plan.artworks)], [])
-    profile = Profile(handle, actor, avatar, bio)
-    return ArchivePart(run, place, plan, mentions, profile, updated)
+    return ArchivePart(run, place, plan, mentions, Profile(handle, actor, avatar, bio), updated)
 
 
 class ArchivePart(ExportPart):
