@@ -24,7 +24,7 @@ from ...zipbuild.content import Artwork, Plan, plan_artworks, pretty_json
 from ...zipbuild.json_files import Extras
 from ...zipbuild.sources import MAX_ARTWORK_BYTES, http_reader, object_reader
 from ...zipbuild.working_files import BAG_FOLDERS, Wanted, WorkingFile, split
-from .archive import ExportPart, PartRun, mark_started
+from .archive import ExportPart, PartRun
 from .bag import BagPlace
 from .gallery import Social
 
@@ -115,8 +115,7 @@ def _in_media(plan: Plan) -> Plan:
 
 
 async def start_archive_part(run: PartRun, place: BagPlace, post_ids: list[int]) -> ArchivePart:
-    """Part `place` of an archive export, marked started, with what it holds read."""
-    await mark_started(run, place)
+    """Part `place` of an archive export, with what it holds read."""
     user_id = run.claim["user_id"]
     # The layers file and palette go beside each image; an upscaled copy is the site's.
     wanted = Wanted(layers=True, palettes=True, folders=BAG_FOLDERS)

@@ -58,8 +58,7 @@ async def mark_started(run: PartRun, place: BagPlace) -> None:
 
 
 async def start_part(run: PartRun, place: BagPlace, post_ids: list[int]) -> ExportPart:
-    """Part `place` of the run's export, marked started, with what it holds read."""
-    await mark_started(run, place)
+    """Part `place` of the run's export, with what it holds read."""
     # Every part holds the layers files; the upscaled copies when asked for.
     wanted = Wanted(
         layers=True, upscaled=run.claim["include_upscaled"], palettes=True, folders=BAG_FOLDERS

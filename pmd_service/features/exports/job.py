@@ -18,7 +18,7 @@ from ...zipbuild.content import skipped_entries
 from ...zipbuild.entry_names import post_sqid
 from . import job_sql
 from .activitypub import start_archive_part
-from .archive import ExportPart, start_part
+from .archive import ExportPart, mark_started, start_part
 from .bag import BagPlace
 from .incremental import removed
 from .job_sql import SQL_ADD_PART, SQL_FAILED, SQL_LOCK_OWNED, SQL_PARTS, SQL_PLANNED, SQL_READY
@@ -77,6 +77,7 @@ class ExportRun:
             if part["status"] != "ready":
                 place = BagPlace(self.export_id, part["number"], count, user["handle"], *follows)
                 async with self.st.export_slots:
+                    await mark_started(self, place)
                     archive = await start(self, place, part["post_ids"])
                     try:
                         settled = yield archive
