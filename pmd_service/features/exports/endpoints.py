@@ -22,11 +22,8 @@ async def create_export(request: web.Request) -> web.Response:
     if isinstance(item, NothingChanged):
         return json_response(item, headers={REQUEST_ID_HEADER: rid})
     await service.enqueue(request.app[REDIS], item.id)
-    return json_response(
-        item,
-        status=202,
-        headers={"Location": export_base_url(item.id), REQUEST_ID_HEADER: rid},
-    )
+    headers = {"Location": export_base_url(item.id), REQUEST_ID_HEADER: rid}
+    return json_response(item, status=202, headers=headers)
 
 
 async def list_exports(request: web.Request) -> web.Response:
