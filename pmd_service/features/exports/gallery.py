@@ -34,18 +34,11 @@ GROUP BY post_id, emoji ORDER BY post_id, n DESC, emoji
 """
 
 
-@dataclass(frozen=True)
-class Comment:
-    author: str
-    body: str
-    created_at: datetime
-
-
 @dataclass
 class Social:
     """What the page shows of each artwork's comments and reactions (when asked for)."""
 
-    comments: dict[int, list[Comment]] = field(default_factory=dict)
+    comments: dict[int, list[tuple[str, str, datetime]]] = field(default_factory=dict)
     comment_totals: dict[int, int] = field(default_factory=dict)
     reactions: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
 
@@ -57,7 +50,7 @@ async def read_social(
     if comments and post_ids:
         for row in await pool.fetch(SQL_NEWEST_COMMENTS, post_ids):
             social.comments.setdefault(row["post_id"], []).append(
-                Comment(row["author_handle"] or "anonymous", row["body"], row["created_at"])
+                (row["author_handle"] or "anonymous", row["body"], row["created_at"])
             )
             social.comment_totals[row["post_id"]] = row["total"]
     if reactions and post_ids:
@@ -144,10 +137,10 @@ def _card(a: Artwork, files: set[str], social: Social, mentions: Mentions) -> st
         parts.append(
             f"<details><summary>{total} comment{'s' if total != 1 else ''}{more}</summary>"
         )
-        for c in comments:
+        for author, body, created_at in comments:
             parts.append(
-                f"<blockquote><b>@{_e(c.author)}</b> · {c.created_at:%Y-%m-%d}<br>"
-                f"{_e(mentions.plain(c.body))}</blockquote>"
+                f"<blockquote><b>@{_e(author)}</b> · {created_at:%Y-%m-%d}<br>"
+                f"{_e(mentions.plain(body))}</blockquote>"
             )
         parts.append("</details>")
     parts.append("</li>")
