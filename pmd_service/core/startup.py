@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import time
 from typing import NoReturn, TypedDict, Unpack
@@ -39,25 +38,18 @@ def load_settings(
     embedded: Embedded | None = None,
     needs_secret: bool = True,
     needs_redis: bool = True,
-    dev: bool = False,
     serving: bool = False,
 ) -> Settings:
     """Settings for `process`, or exit with one line naming the bad or missing variable.
 
     `embedded` provides unset DATABASE_URL/REDIS_URL only in dev mode, asked for explicitly
-    (PMD_DEV=1, or `dev`); see `Settings.from_env` for `needs_secret`, `needs_redis` and
-    `serving`.
+    (PMD_DEV=1); see `Settings.from_env` for `needs_secret`, `needs_redis` and `serving`.
     """
     # Before anything can fail: even a bad setting is reported in the format asked for.
     logs.configure(logs.format_from_env())
-    env = dict(os.environ)
-    if dev and not env.get("PMD_DEV"):
-        env["PMD_DEV"] = "true"
     try:
-        allowed = embedded if dev_requested(env) else None
         settings = Settings.from_env(
-            env,
-            embedded=allowed,
+            embedded=embedded if dev_requested() else None,
             needs_secret=needs_secret,
             needs_redis=needs_redis,
             serving=serving,
@@ -199,14 +191,12 @@ async def _redis_problem(settings: Settings, process: str, seconds: float) -> st
     )
     try:
         await client.ping()
-    except redis_errors.AuthenticationError as exc:
+    except (redis_errors.AuthenticationError, redis_errors.ResponseError) as exc:
         raise StartupError(f"{process}: Redis refused the connection: {exc}") from None
     except redis_errors.BusyLoadingError:
         return "Redis is loading its data"
     except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
         return f"Redis is unreachable ({_reason(exc)})"
-    except redis_errors.ResponseError as exc:
-        raise StartupError(f"{process}: Redis refused the connection: {exc}") from None
     finally:
         await client.aclose()
     return None
