@@ -243,7 +243,11 @@ async def _apply(
         await conn.execute(migration.sql)
         await conn.execute(SQL_RECORD, migration.version, migration.name, migration.checksum)
         applied.append(f"{migration.version:04d}_{migration.name}")
-    return applied + await _apply_repeatable(conn, changed)
+    for repeatable in changed:
+        await conn.execute(repeatable.sql)
+        await conn.execute(SQL_RECORD_REPEATABLE, repeatable.name, repeatable.checksum)
+        log.info("applied repeatable definition %s", repeatable.name)
+    return applied + [f"repeatable {r.name}" for r in changed]
 
 
 async def _stepping_aside(
@@ -269,15 +273,6 @@ async def _stepping_aside(
             )
             await asyncio.sleep(pause * random.uniform(0.5, 1.0))
             pause = min(pause * 2, RETRY_MOST_SECONDS)
-
-
-async def _apply_repeatable(conn: Conn, changed: list[Repeatable]) -> list[str]:
-    """Within the caller's transaction, on the service's search path."""
-    for repeatable in changed:
-        await conn.execute(repeatable.sql)
-        await conn.execute(SQL_RECORD_REPEATABLE, repeatable.name, repeatable.checksum)
-        log.info("applied repeatable definition %s", repeatable.name)
-    return [f"repeatable {r.name}" for r in changed]
 
 
 async def migrate(conn: Conn, settings: Settings, *, with_host_tables: bool = False) -> list[str]:
