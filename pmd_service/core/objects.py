@@ -125,20 +125,19 @@ class Upload:
     initiated: datetime
 
 
-def _client_kwargs(access: S3Access) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"region_name": access.region}
-    if access.endpoint:
-        kwargs["endpoint_url"] = access.endpoint
-    return kwargs | {f"aws_{name}": value for name, value in access.keys().items()}
+def _client(access: S3Access) -> Any:
+    from aiobotocore.session import get_session  # imported only where object storage is used
+
+    endpoint = {"endpoint_url": access.endpoint} if access.endpoint else {}
+    keys = {f"aws_{name}": value for name, value in access.keys().items()}
+    return get_session().create_client("s3", region_name=access.region, **endpoint, **keys)
 
 
 async def incomplete_uploads(url: StoreUrl, access: S3Access) -> list[Upload]:
     """Multipart uploads begun under the prefix and never completed nor aborted."""
-    from aiobotocore.session import get_session  # imported only where object storage is used
-
     prefix = f"{url.prefix}/" if url.prefix else ""
     found: list[Upload] = []
-    async with get_session().create_client("s3", **_client_kwargs(access)) as client:
+    async with _client(access) as client:
         paginator = client.get_paginator("list_multipart_uploads")
         async for page in paginator.paginate(Bucket=url.bucket, Prefix=prefix):
             for upload in page.get("Uploads", []):
@@ -151,9 +150,7 @@ async def incomplete_uploads(url: StoreUrl, access: S3Access) -> list[Upload]:
 
 
 async def abort_uploads(url: StoreUrl, access: S3Access, uploads: list[Upload]) -> None:
-    from aiobotocore.session import get_session
-
-    async with get_session().create_client("s3", **_client_kwargs(access)) as client:
+    async with _client(access) as client:
         for upload in uploads:
             # Completed or aborted since it was listed: nothing left to do.
             with contextlib.suppress(client.exceptions.NoSuchUpload):
