@@ -538,10 +538,8 @@ SECRET_FIELDS = frozenset(
 )
 
 
-def _as_bool(name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
+def _as_bool(name: str, value: str) -> bool:
+    text = value.lower()
     if text in _TRUE | _FALSE:
         return text in _TRUE
     raise ConfigError(f"{name} must be true or false, got {value!r}")
