@@ -88,7 +88,7 @@ def configure(settings: Settings, process: str) -> bool:
             },
             before_send=scrubber.event,
             before_send_transaction=scrubber.event,
-            before_breadcrumb=scrubber.breadcrumb,
+            before_breadcrumb=lambda crumb, hint: scrubber.walk(crumb),
         )
     except sentry_sdk.utils.BadDsn as exc:  # the settings check its shape; this, the rest
         raise ConfigError(f"SENTRY_DSN: {exc}") from None
@@ -177,6 +177,3 @@ class _Scrubber:
         if request_id and "request_id" not in tags:
             tags["request_id"] = request_id
         return self.walk(event)
-
-    def breadcrumb(self, crumb: Any, hint: Any) -> Any:
-        return self.walk(crumb)
