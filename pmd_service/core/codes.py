@@ -171,11 +171,8 @@ class Code(enum.StrEnum):
 
 # A `details` field's JSON Schema, by the short names the table uses.
 _KINDS: dict[str, dict[str, Any]] = {
-    "integer": {"type": "integer"},
-    "string": {"type": "string"},
-    "boolean": {"type": "boolean"},
+    **{kind: {"type": kind} for kind in ("integer", "string", "boolean", "object")},
     "integers": {"type": "array", "items": {"type": "integer"}},
-    "object": {"type": "object"},
 }
 
 
