@@ -42,8 +42,7 @@ class _QuietOrphanedCancels:
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if is_orphaned_cancel(context):
             log.debug("a query's cancel request was itself cancelled (%s)", context["exception"])
-            return
-        if self.inner is None:
+        elif self.inner is None:
             loop.default_exception_handler(context)
         else:
             self.inner(loop, context)
