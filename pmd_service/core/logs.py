@@ -127,11 +127,9 @@ def handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
 class MalformedRequestFilter(logging.Filter):
     """aiohttp's ERROR for each request it cannot parse, as a WARNING line per `interval` at most."""
 
-    def __init__(self, interval: float = 10.0) -> None:
-        super().__init__()
-        self.interval = interval
-        self._next = 0.0
-        self._left_out = 0
+    interval = 10.0  # seconds
+    _next = 0.0
+    _left_out = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -152,11 +150,11 @@ class MalformedRequestFilter(logging.Filter):
         return True
 
 
-def quiet_malformed_requests(interval: float = 10.0) -> None:
+def quiet_malformed_requests() -> None:
     """Install `MalformedRequestFilter` on aiohttp's server logger, once per process."""
     logger = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, MalformedRequestFilter) for f in logger.filters):
-        logger.addFilter(MalformedRequestFilter(interval))
+        logger.addFilter(MalformedRequestFilter())
 
 
 class ResultLine:
@@ -225,10 +223,10 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
     )
 
 
-def configure(log_format: str, level: int = logging.INFO) -> None:
+def configure(log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler(log_format)]
-    root.setLevel(level)
+    root.setLevel(logging.INFO)
     drop_foreign_handlers("arq")
     # Warnings and uncaught exceptions go through the same handler: formatted and masked.
     logging.captureWarnings(True)
