@@ -96,9 +96,6 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__(TEXT_FORMAT)
-
     def format(self, record: logging.LogRecord) -> str:
         # Tracebacks too (another handler may have cached the record's unmasked one).
         return redact(super().format(record))
@@ -119,7 +116,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
     """The process's log handler: formatter by `log_format` plus the request id/redaction filter."""
     out = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
-    out.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    out.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
     out.addFilter(ContextFilter())
     return out
 
