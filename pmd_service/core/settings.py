@@ -220,7 +220,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         if not self.base_url:
             host = f"[{self.host}]" if ":" in self.host else self.host
             msgspec.structs.force_setattr(self, "base_url", f"http://{host}:{self.port}")
-        self._stores_from_urls()
+        # `file://` store URLs are the local folders; `s3://` ones are checked here.
+        for store, folder in (("zip_store", "zip_path"), ("artwork_store", "vault_path")):
+            url = getattr(self, store)
+            if url is None:
+                continue
+            if url.startswith("file://"):
+                path = Path(url.removeprefix("file://"))
+                if not path.is_absolute():
+                    raise ConfigError(f"{store.upper()}: write file:///absolute/folder")
+                msgspec.structs.force_setattr(self, folder, path)
+                msgspec.structs.force_setattr(self, store, None)
+            elif url.startswith("s3://"):
+                try:
+                    StoreUrl.parse(url, store.upper())
+                except StoreUrlError as exc:
+                    raise ConfigError(str(exc)) from None
+            else:
+                raise ConfigError(
+                    f"{store.upper()} must be s3://bucket/prefix or file:///folder, got {url!r}"
+                )
+        if self.artwork_store and self.artwork_base_url:
+            raise ConfigError(
+                "Set ARTWORK_STORE or ARTWORK_BASE_URL, not both: each says where artworks are read."
+            )
+        endpoint = self.aws_endpoint_url
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise ConfigError("AWS_ENDPOINT_URL must start with http:// or https://")
         data_dir = self.data_dir.resolve()
         vault = (self.vault_path if self.vault_path != Path() else data_dir / "vault").resolve()
         # The folder's default keeps the name every release has used: its files stay found.
@@ -303,35 +329,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         for name in ("artwork_base_url", "base_url"):
             if (value := getattr(self, name)) is not None:
                 msgspec.structs.force_setattr(self, name, value.rstrip("/"))
-
-    def _stores_from_urls(self) -> None:
-        """`file://` store URLs are the local folders; `s3://` ones are checked here."""
-        for store, folder in (("zip_store", "zip_path"), ("artwork_store", "vault_path")):
-            url = getattr(self, store)
-            if url is None:
-                continue
-            if url.startswith("file://"):
-                path = Path(url.removeprefix("file://"))
-                if not path.is_absolute():
-                    raise ConfigError(f"{store.upper()}: write file:///absolute/folder")
-                msgspec.structs.force_setattr(self, folder, path)
-                msgspec.structs.force_setattr(self, store, None)
-            elif url.startswith("s3://"):
-                try:
-                    StoreUrl.parse(url, store.upper())
-                except StoreUrlError as exc:
-                    raise ConfigError(str(exc)) from None
-            else:
-                raise ConfigError(
-                    f"{store.upper()} must be s3://bucket/prefix or file:///folder, got {url!r}"
-                )
-        if self.artwork_store and self.artwork_base_url:
-            raise ConfigError(
-                "Set ARTWORK_STORE or ARTWORK_BASE_URL, not both: each says where artworks are read."
-            )
-        endpoint = self.aws_endpoint_url
-        if endpoint and not endpoint.startswith(("http://", "https://")):
-            raise ConfigError("AWS_ENDPOINT_URL must start with http:// or https://")
 
     @property
     def zip_bucket(self) -> StoreUrl | None:
