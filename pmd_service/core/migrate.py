@@ -10,9 +10,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
@@ -209,11 +207,10 @@ async def apply_migrations(
         async with conn.transaction():
             await conn.execute(SQL_USE, search_path)
             await conn.execute(SQL_CREATE_LEDGER)
-            done = {r["version"]: r for r in await conn.fetch(SQL_APPLIED)}
+            done = {r["version"]: r["checksum"] for r in await conn.fetch(SQL_APPLIED)}
             recorded = {r["name"]: r["checksum"] for r in await conn.fetch(SQL_REPEATABLES_APPLIED)}
         for migration in migrations:
-            row = done.get(migration.version)
-            if row is not None and row["checksum"] != migration.checksum:
+            if done.get(migration.version, migration.checksum) != migration.checksum:
                 raise MigrationError(
                     f"migration {migration.version:04d}_{migration.name}.sql was changed "
                     "after it was applied; add a new migration instead of editing it"
@@ -222,12 +219,10 @@ async def apply_migrations(
         changed = [r for r in discover_repeatable(directory) if recorded.get(r.name) != r.checksum]
         for migration in pending:
             with_them = changed if migration is pending[-1] else []
-            apply = partial(_apply, conn, search_path, migration, with_them)
-            applied_now += await _stepping_aside(conn, apply, f"{migration.version:04d}")
+            applied_now += await _apply(conn, search_path, migration, with_them)
             log.info("applied migration %04d_%s", migration.version, migration.name)
         if changed and not pending:
-            apply = partial(_apply, conn, search_path, None, changed)
-            applied_now += await _stepping_aside(conn, apply, "repeatable definitions")
+            applied_now += await _apply(conn, search_path, None, changed)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", AdvisoryLock.MIGRATIONS)
     return applied_now
@@ -236,31 +231,27 @@ async def apply_migrations(
 async def _apply(
     conn: Conn, search_path: str, migration: Migration | None, changed: list[Repeatable]
 ) -> list[str]:
-    """`migration` and then `changed`, within the caller's transaction: the names applied."""
-    await conn.execute(SQL_USE, search_path)
-    applied: list[str] = []
-    if migration is not None:
-        await conn.execute(migration.sql)
-        await conn.execute(SQL_RECORD, migration.version, migration.name, migration.checksum)
-        applied.append(f"{migration.version:04d}_{migration.name}")
-    for repeatable in changed:
-        await conn.execute(repeatable.sql)
-        await conn.execute(SQL_RECORD_REPEATABLE, repeatable.name, repeatable.checksum)
-        log.info("applied repeatable definition %s", repeatable.name)
-    return applied + [f"repeatable {r.name}" for r in changed]
-
-
-async def _stepping_aside(
-    conn: Conn, apply: Callable[[], Awaitable[list[str]]], what: str
-) -> list[str]:
-    """`apply` in a transaction of its own, begun again whenever it gave up a lock (or was
-    a deadlock's victim), until RETRY_FOR_SECONDS have passed."""
+    """`migration` and then `changed` in a transaction of their own, begun again whenever it
+    gave up a lock (or was a deadlock's victim), until RETRY_FOR_SECONDS have passed."""
+    what = f"{migration.version:04d}" if migration is not None else "repeatable definitions"
     pause, until = RETRY_FIRST_SECONDS, time.monotonic() + RETRY_FOR_SECONDS
     while True:
         try:
             async with conn.transaction():
                 await conn.execute(SQL_LOCK_WAIT)
-                return await apply()
+                await conn.execute(SQL_USE, search_path)
+                applied: list[str] = []
+                if migration is not None:
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        SQL_RECORD, migration.version, migration.name, migration.checksum
+                    )
+                    applied.append(f"{migration.version:04d}_{migration.name}")
+                for repeatable in changed:
+                    await conn.execute(repeatable.sql)
+                    await conn.execute(SQL_RECORD_REPEATABLE, repeatable.name, repeatable.checksum)
+                    log.info("applied repeatable definition %s", repeatable.name)
+                return applied + [f"repeatable {r.name}" for r in changed]
         except STEP_ASIDE as exc:
             reason = str(exc).splitlines()[0]
             if time.monotonic() + pause > until:
