@@ -62,10 +62,9 @@ def watched(struct: type[msgspec.Struct]) -> list[str]:
     for _key, name, sql in _declared(struct):
         if sql is None:
             seen[name] = None
-            continue
-        for expr in (sql.item, sql.event or ""):
-            seen.update(dict.fromkeys(_COLUMN_RE.findall(expr)))
-        seen.update(dict.fromkeys(sql.watch))
+        else:
+            read = _COLUMN_RE.findall(f"{sql.item} {sql.event or ''}")
+            seen.update(dict.fromkeys([*read, *sql.watch]))
     return list(seen)
 
 
