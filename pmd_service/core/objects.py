@@ -32,8 +32,7 @@ class StoreUrl:
 
     @classmethod
     def parse(cls, url: str, variable: str) -> StoreUrl:
-        rest = url.removeprefix("s3://")
-        bucket, _, prefix = rest.partition("/")
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
         prefix = prefix.strip("/")
         if not _BUCKET_RE.fullmatch(bucket):
             raise StoreUrlError(
