@@ -140,14 +140,10 @@ async def services_reachable(
             if wait == 0
             else max(0.5, min(TRY_TIMEOUT_SECONDS, deadline - time.monotonic()))
         )
-        down = [
-            problem
-            for problem in (
-                await _postgres_problem(settings, process, timeout),
-                await _redis_problem(settings, process, timeout) if redis else None,
-            )
-            if problem is not None
-        ]
+        found = [await _postgres_problem(settings, process, timeout)]
+        if redis:
+            found.append(await _redis_problem(settings, process, timeout))
+        down = [problem for problem in found if problem is not None]
         if not down:
             if tries > 1:
                 log.info("%s: %s answer (try %d)", process, answering, tries)
