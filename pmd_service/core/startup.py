@@ -121,11 +121,8 @@ async def services_reachable(
     wait_hint: str = "STARTUP_WAIT_SECONDS",
 ) -> None:
     """Wait until PostgreSQL and Redis both answer, for at most `wait` seconds
-    (STARTUP_WAIT_SECONDS unless given; `redis=False`: PostgreSQL only).
-
-    Each failed try is a warning line, and the next comes after a growing pause; a refused
-    password is not waited for. With no wait there is one try, its failure naming `wait_hint`.
-    """
+    (STARTUP_WAIT_SECONDS unless given; `redis=False`: PostgreSQL only); a refused password is
+    not waited for."""
     wait = settings.startup_wait_seconds if wait is None else wait
     deadline = time.monotonic() + wait
     pause = FIRST_PAUSE_SECONDS
