@@ -48,9 +48,6 @@ class IndexNeed:
             f"ON {quote_ident(schema)}.{self.table} ({keys}){where};"
         )
 
-    def drop_statement(self, schema: str) -> str:
-        return f"DROP INDEX CONCURRENTLY IF EXISTS {quote_ident(schema)}.{self.name};"
-
 
 _LIVE_ARTWORKS = (
     # `kind` as the host has it (varchar), and as text.
@@ -426,18 +423,6 @@ def _known(recorded: list[str]) -> str:
     )
 
 
-def head_from_columns(present: set[str]) -> tuple[HostRevision | None, list[str]]:
-    """The newest revision whose columns, and its predecessors', are present, and those absent."""
-    at = None
-    for rev in HOST_REVISIONS:
-        if not all(column in present for column in rev.adds):
-            break
-        if rev.adds:  # one that adds none here looks like the one before it
-            at = rev
-    lacking = [c for rev in HOST_REVISIONS for c in rev.adds if c not in present]
-    return at, lacking
-
-
 # --- reading the catalog -------------------------------------------------------------------
 
 SQL_COLUMNS = """
@@ -788,8 +773,9 @@ class IndexFound:
     def statements(self, schema: str) -> list[str]:
         if self.covered_by is not None:
             return []
-        drop = [self.need.drop_statement(schema)] if self.in_the_way else []
-        return [*drop, self.need.statement(schema)]
+        drop = f"DROP INDEX CONCURRENTLY IF EXISTS {quote_ident(schema)}.{self.need.name};"
+        create = self.need.statement(schema)
+        return [drop, create] if self.in_the_way else [create]
 
 
 @dataclass
@@ -901,7 +887,10 @@ async def check_host(
 async def read_head(conn: Conn, host_schema: str, present: set[str]) -> HostHead:
     """The host's revision: alembic_version's rows when readable, and what the columns
     `present` ("table.column" of the host tables) show."""
-    at, lacking = head_from_columns(present)
+    # The newest revision adding columns whose columns, and its predecessors', are present.
+    complete = itertools.takewhile(lambda r: all(c in present for c in r.adds), HOST_REVISIONS)
+    at = next((r for r in reversed(list(complete)) if r.adds), None)
+    lacking = [c for rev in HOST_REVISIONS for c in rev.adds if c not in present]
     table = await conn.fetchrow(SQL_ALEMBIC, host_schema)
     assert table is not None
     recorded = None
@@ -964,16 +953,6 @@ def _column_problem(need: ColumnNeed, row: asyncpg.Record | None) -> str | None:
     return None
 
 
-def summary(report: HostReport) -> str:
-    """One line: what does not fit, for the start-up warning."""
-    parts = []
-    if missing := missing_indexes(report):
-        parts.append("missing indexes: " + ", ".join(need.label for need in missing))
-    if report.column_problems:
-        parts.append("columns: " + "; ".join(report.column_problems))
-    return "; ".join(parts)
-
-
 async def warn_if_host_lacks(conn: Conn, host_schema: str) -> None:
     """At start: one warning line when an index or column does not fit; never a failure."""
     try:
@@ -990,10 +969,14 @@ async def warn_if_host_lacks(conn: Conn, host_schema: str) -> None:
             report.head.consequences(),
         )
     if not report.fits:
+        missing = missing_indexes(report)
+        parts = ["missing indexes: " + ", ".join(n.label for n in missing)] if missing else []
+        if report.column_problems:
+            parts.append("columns: " + "; ".join(report.column_problems))
         log.warning(
             "the host's database (schema %s) lacks what the service relies on: %s; "
             "run `python -m pmd_service check-host` for the details and the "
             "CREATE INDEX CONCURRENTLY statements",
             host_schema,
-            summary(report),
+            "; ".join(parts),
         )
