@@ -377,12 +377,10 @@ async def load_demo(
     async with conn.transaction():
         await conn.execute(SET_NO_IDLE_BOUND)  # artworks are drawn and written in between
         license_ids = await _licenses(conn)
-        owner_id, owner_sqid = await _insert_user(conn, ids, DEMO_HANDLE, ["user"])
-        users = {f: await _insert_user(conn, ids, f, ["user"]) for f in FANS}
-        moderator = ["user", "moderator"]
-        users[MODERATOR_HANDLE] = await _insert_user(conn, ids, MODERATOR_HANDLE, moderator)
+        roles = {MODERATOR_HANDLE: ["user", "moderator"]}
+        users = {h: await _insert_user(conn, ids, h, roles.get(h, ["user"])) for h in DEMO_HANDLES}
+        owner_id, owner_sqid = users[DEMO_HANDLE]
         # An account made and deleted: its sqid names no account, as a deleted user's does.
-        users[GONE_HANDLE] = await _insert_user(conn, ids, GONE_HANDLE, ["user"])
         await conn.execute("DELETE FROM users WHERE id = $1", users[GONE_HANDLE][0])
         arts = [draw(rng, n) for n in range(count)]
         seeded = Seeded(owner_id, license_ids, [users[f][0] for f in FANS])
@@ -394,9 +392,7 @@ async def load_demo(
             "INSERT INTO posts (owner_id, title, kind) VALUES ($1, 'Favourites', 'playlist') RETURNING id",
             owner_id,
         )
-        await conn.execute(
-            "UPDATE posts SET public_sqid = $2 WHERE id = $1", playlist_id, ids.encode(playlist_id)
-        )
+        await conn.execute(SQL_SET_SQIDS, [playlist_id], [ids.encode(playlist_id)])
     return owner_sqid
 
 
