@@ -57,19 +57,16 @@ def start_postgres(pgdata: Path) -> str:
 
 
 def _would_not_start(pgdata: Path) -> str:
+    try:
+        text = (pgdata / "log").read_text(errors="replace")
+    except OSError:
+        text = ""
     # Its last two lines: the reason, then PostgreSQL's "FATAL: ... contains errors" and such.
-    lines = [_STAMP.sub("", line).strip() for line in _read_or_empty(pgdata / "log").splitlines()]
+    lines = [_STAMP.sub("", line).strip() for line in text.splitlines()]
     said = " / ".join([line for line in lines if line][-2:]) or "it wrote no log"
     return (
         f"the embedded PostgreSQL in {pgdata} would not start: {said} (its log: {pgdata / 'log'})"
     )
-
-
-def _read_or_empty(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 def _not_installed(server: str, variable: str) -> EmbeddedError:
