@@ -93,8 +93,12 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
     # As the host's `get_current_user`: an empty `sub` or `user_id` counts as absent.
     sub = claims.get("sub") or None
     legacy = claims.get("user_id") or None
-    if sub is not None and not _is_text(sub):  # JSON's "\ud800": no database value equals it
-        raise _invalid("The access token's `sub` is not text (a lone surrogate); sign in again.")
+    if sub is not None:
+        try:
+            sub.encode()
+        except UnicodeEncodeError:  # JSON's "\ud800": no database value equals it
+            detail = "The access token's `sub` is not text (a lone surrogate); sign in again."
+            raise _invalid(detail) from None
     user_key = None
     if legacy is not None:
         try:
@@ -109,12 +113,3 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
 
 def _invalid(detail: str) -> ProblemError:
     return unauthorized(detail, code=Code.TOKEN_INVALID)
-
-
-def _is_text(value: str) -> bool:
-    """Whether `value` is text UTF-8 can hold (no lone surrogate)."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
