@@ -23,7 +23,7 @@ from ..host.vault import VaultFiles, VaultPathError, relative_artwork_path
 from ..storage.zip_files import OBJECT_MISSING
 from .build import Deriving, Entry
 from .content import Artwork
-from .working_files import WorkingFile, entry_id, palette_of, relative_path
+from .working_files import entry_id, palette_of, relative_path
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -51,8 +51,14 @@ def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
             yield Entry(a.post_id, _arcname(a), skip_reason="file_missing")
             continue
         yield Entry(a.post_id, _arcname(a), path=path, derived=_palette(a))
-        for working in a.working:
-            yield _working_entry(files, a, working)
+        for working in a.working:  # a missing one is skipped by the builder (file_missing)
+            entry = entry_id(a.post_id, working.kind)
+            try:
+                path = files.file(relative_path(working.kind, a.storage_shard, a.storage_key))
+            except VaultPathError:
+                yield Entry(entry, working.arcname, skip_reason="file_missing")
+            else:
+                yield Entry(entry, working.arcname, path=path)
 
 
 def _palette(a: Artwork) -> Deriving | None:
@@ -61,16 +67,6 @@ def _palette(a: Artwork) -> Deriving | None:
         return None
     name = f"{a.title} ({a.sqid})" if a.title.strip() else a.sqid
     return palette_of(a.post_id, _arcname(a), a.palette, name)
-
-
-def _working_entry(files: VaultFiles, a: Artwork, working: WorkingFile) -> Entry:
-    """A working file from the vault: a missing one is skipped by the builder (file_missing)."""
-    entry = entry_id(a.post_id, working.kind)
-    try:
-        path = files.file(relative_path(working.kind, a.storage_shard, a.storage_key))
-    except VaultPathError:
-        return Entry(entry, working.arcname, skip_reason="file_missing")
-    return Entry(entry, working.arcname, path=path)
 
 
 @dataclass(frozen=True)
