@@ -250,15 +250,12 @@ def _packed(chunks: Iterable[Chunk], buffers: _Buffers) -> Generator[Piece, None
             continue
         own = chunk.obj if isinstance(chunk, memoryview) else None
         assert own is None or isinstance(own, bytearray)
-        if size >= CHUNK // 2:
-            if pack is not None:
-                yield memoryview(pack)[:used], pack
-                pack = None
-            yield chunk, own
-            continue
-        if pack is not None and used + size > CHUNK:
+        if pack is not None and (size >= CHUNK // 2 or used + size > CHUNK):
             yield memoryview(pack)[:used], pack
             pack = None
+        if size >= CHUNK // 2:
+            yield chunk, own
+            continue
         if pack is None:
             pack, used = buffers.take(), 0
         pack[used : used + size] = chunk
