@@ -131,21 +131,14 @@ def split(
 ) -> tuple[list[int], list[tuple[int, str]], Outcome]:
     """The builder's lists, sorted back: the artworks' own, and the working files'."""
     outcome = Outcome({}, [])
-    posts: list[int] = []
-    for entry in added:
-        decoded = _decode(entry)
-        if decoded is None:
-            posts.append(entry)
-        else:
-            outcome.added.setdefault(decoded[0], {}).update(_files(decoded[1], arcnames[decoded]))
-    post_skips: list[tuple[int, str]] = []
+    for post_id, kind in filter(None, map(_decode, added)):
+        outcome.added.setdefault(post_id, {}).update(_files(kind, arcnames[post_id, kind]))
     for entry, reason in skipped:
         decoded = _decode(entry)
-        if decoded is None:
-            post_skips.append((entry, reason))
-        elif not (decoded[1] in _OPTIONAL and reason == "file_missing"):
-            outcome.skipped.append((decoded[0], decoded[1], reason))
-    return posts, post_skips, outcome
+        if decoded and not (decoded[1] in _OPTIONAL and reason == "file_missing"):
+            outcome.skipped.append((*decoded, reason))
+    posts = [entry for entry in added if _decode(entry) is None]
+    return posts, [(e, why) for e, why in skipped if _decode(e) is None], outcome
 
 
 def artworks_done(counts: Sequence[int]) -> Callable[[int], int]:
