@@ -44,11 +44,8 @@ class Subject:
 
 
 def decode_token(token: str, rules: TokenRules) -> Subject:
-    """The subject of a valid access token; 401 otherwise. Only HS256, never `none`.
-
-    Accepts what the host's `get_current_user` accepts (`sub`, or a legacy `user_id`) and no
-    refresh token; `aud` and `iss` are checked only when configured (the host sets neither).
-    """
+    """The subject of a token the host's `get_current_user` accepts, else 401; `aud` and `iss`
+    are checked only when configured (the host sets neither)."""
     if not rules.secret:  # never an HMAC check against an empty key: no token is valid
         raise _invalid("The access token is not valid; sign in again.")
     require = ["exp", *(["aud"] if rules.audience else []), *(["iss"] if rules.issuer else [])]

@@ -1,8 +1,6 @@
-"""Streaming a ZIP with zipstream-ng, off the event loop, to disk or an object store.
-
-The build thread reads and packs; entry-hash, hash and sink threads overlap the hashing and the
-writes (docs/benchmarks-details.md, "Measurements behind the code"), and reads land in a few
-reused buffers, so a build's memory never grows with the ZIP. Artworks are stored, JSON deflated."""
+"""Streaming a ZIP with zipstream-ng, off the event loop, to disk or an object store: threads
+overlap the hashing and the writes, and reads land in a few reused buffers, so a build's memory
+never grows with the ZIP (docs/benchmarks-details.md, "Measurements behind the code")."""
 
 from __future__ import annotations
 

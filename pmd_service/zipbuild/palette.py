@@ -1,9 +1,6 @@
-"""An artwork's palette: its distinct colours, read from its decoded pixels, as the two files
-pixel art editors import, Lospec's `.hex` and GIMP's `.gpl` (Aseprite, Pixelorama, Krita).
-
-Images can be hostile: only the host's artwork formats are opened, a frame's pixels and all
-frames' together are capped before anything is decoded, and whatever goes wrong while decoding
-is a `PaletteError`. Called on the build thread, never the event loop."""
+"""An artwork's palette as the two files pixel art editors import, Lospec's `.hex` and GIMP's
+`.gpl` (Aseprite, Pixelorama, Krita); images can be hostile, so only bounded pixels of the host's
+formats are decoded. Called on the build thread, never the event loop."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""An artwork's working files beside its image: its `.mkpx` layers file, its upscaled copy and
-its palette, made from the image's bytes as they are written.
-
-Each is an entry of its own under an id no post has (negative, the kind in its low bits):
-`split` sorts the builder's lists back, `artworks_done` turns entries done into artworks done."""
+"""An artwork's working files beside its image (its `.mkpx` layers file, its upscaled copy, its
+palette), each an entry of its own under an id no post has (negative, the kind in its low bits),
+which `split` sorts back out of the builder's lists."""
 
 from __future__ import annotations
 
