@@ -93,7 +93,7 @@ async def _demo(settings: Settings, more_posts: int = 0, locale: str | None = No
 
     from .core.opening import checked_connection
     from .core.public_ids import PublicIds
-    from .dev.demo import NoDemoUser, add_posts, demo_language, load_demo
+    from .dev.demo import add_posts, demo_language, load_demo
     from .dev.demo_user import DEMO_HANDLE, demo_user_sqid
 
     if find_spec("PIL") is None:  # before anything is written
@@ -115,10 +115,7 @@ async def _demo(settings: Settings, more_posts: int = 0, locale: str | None = No
             raise CliError(
                 "the database already has users: the demo data goes only into an empty one"
             )
-        try:
-            artworks = await add_posts(conn, settings.vault_path, ids, more_posts)
-        except NoDemoUser as exc:
-            raise CliError(str(exc)) from None
+        artworks = await add_posts(conn, settings.vault_path, ids, more_posts)
         language = await demo_language(conn, locale)
     if locale is not None and not language.column:
         log.warning("users has no locale column here: @%s's emails stay in English", DEMO_HANDLE)

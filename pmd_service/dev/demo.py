@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from ..core.command import CliError
 from ..core.db import SET_NO_IDLE_BOUND
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
@@ -462,10 +463,6 @@ async def demo_language(conn: asyncpg.Connection, locale: str | None = None) -> 
     return DemoLanguage(True, await conn.fetchval(SQL_LOCALE, DEMO_HANDLE, key))
 
 
-class NoDemoUser(Exception):
-    """`--posts` needs the demo user, which only the demo data makes."""
-
-
 # Only users the demo made ($3, $4: their keys).
 SQL_DEMO_OWNER = """
 SELECT u.id, (SELECT count(*) FROM posts p WHERE p.owner_id = u.id AND p.kind = 'artwork') AS n,
@@ -489,7 +486,7 @@ async def add_posts(conn: asyncpg.Connection, vault: Path, ids: PublicIds, count
         [demo_user_key(f) for f in FANS],
     )
     if row is None:
-        raise NoDemoUser(f"there is no @{DEMO_HANDLE} user: load the demo data first")
+        raise CliError(f"there is no @{DEMO_HANDLE} user: load the demo data first")
     first: int = row["n"]
     if count == 0:
         return first
