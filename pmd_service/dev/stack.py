@@ -41,10 +41,6 @@ OTHER_USERS = (
 )
 
 
-class OtherUsers(Exception):
-    """The embedded database holds users the demo did not make: one line, exit status 2."""
-
-
 def refuse_outside_settings() -> None:
     """One line naming each of OWN_SETTINGS that is set, exit status 2."""
     named = [name for name in OWN_SETTINGS if os.environ.get(name)]
@@ -73,7 +69,7 @@ def own_services(
 
     def check(url: str) -> None:
         if asyncio.run(_holds_other_users(url)):  # load_settings runs outside any event loop
-            raise OtherUsers(OTHER_USERS.format(data=data_dir))
+            stop(OTHER_USERS.format(data=data_dir), status=2)
 
     return services(data_dir, database_url, redis_url, check=check)
 
@@ -208,10 +204,7 @@ def run_dev(locale: str | None = None) -> int:
     refuse_outside_settings()
     for name, value in DEV_DEFAULTS.items():
         os.environ.setdefault(name, value)  # the children inherit them
-    try:
-        settings = load_settings("pmd dev", embedded=own_services)
-    except OtherUsers as exc:
-        stop(str(exc), status=2)
+    settings = load_settings("pmd dev", embedded=own_services)
     _port_free(settings.host, settings.port)
     demo_sqid, moderator_sqid, language = asyncio.run(_prepare(settings, locale))
 
