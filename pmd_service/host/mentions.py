@@ -21,7 +21,7 @@ MENTION = re.compile(rf"<@([A-Za-z0-9]{{1,{MAX_SQID}}})>")
 # The grammar for PostgreSQL's regular expressions (the host's MENTION_SQL_PATTERN).
 MENTION_SQL = f"<@[A-Za-z0-9]{{1,{MAX_SQID}}}>"
 MARK = "<@"  # every mention begins so: a text without it needs no parsing nor any lookup
-UNKNOWN_HANDLE = "user"  # the host's S2: what a sqid naming no account reads
+_UNKNOWN = "@user"  # the host's S2: what a sqid naming no account reads
 
 SQL_ACCOUNTS = """
 SELECT public_sqid, handle, avatar_url FROM users WHERE public_sqid = ANY($1::text[])
@@ -98,7 +98,6 @@ class Mentions:
         return "".join(pieces), list(filter(shown.__contains__, dict.fromkeys(sqids)))
 
 
-_UNKNOWN = "@" + UNKNOWN_HANDLE
 NONE = Mentions()
 
 
