@@ -3,10 +3,12 @@ JSON files (docs/architecture.md, "ZIP layout"), UTF-8 without escaping."""
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any
 
 import asyncpg
@@ -20,7 +22,7 @@ from .entry_names import extension, post_sqid, safe_part
 from .json_files import Extras
 from .mention_refs import MentionSlots
 from .outcome import Kind
-from .working_files import NONE, Outcome, Wanted, WorkingFile, artworks_done
+from .working_files import NONE, Outcome, Wanted, WorkingFile
 
 # An incremental export's post whose metadata alone changed: listed, without its files.
 METADATA_ONLY = "metadata"
@@ -83,7 +85,8 @@ class Plan:
 
     def artworks_done(self) -> Callable[[int], int]:
         """The builder's entries done -> artworks done (working files are entries of their own)."""
-        return artworks_done([1 + len(a.working) for a in self.artworks])
+        ends = list(accumulate(1 + len(a.working) for a in self.artworks))
+        return lambda entries: bisect.bisect_right(ends, entries)
 
 
 async def plan_artworks(

@@ -4,13 +4,10 @@ which `split` sorts back out of the builder's lists."""
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import logging
 import posixpath
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 
 from ..host.vault import relative_layers_path, relative_upscaled_path
 from .build import BuildResult, Deriving, Entry
@@ -137,12 +134,6 @@ def split(
             outcome.skipped.append((*decoded, reason))
     posts = [entry for entry in added if _decode(entry) is None]
     return posts, [(e, why) for e, why in skipped if _decode(e) is None], outcome
-
-
-def artworks_done(counts: Sequence[int]) -> Callable[[int], int]:
-    """Entries done -> artworks done, given each artwork's number of entries in build order."""
-    ends = list(accumulate(counts))
-    return lambda entries: bisect.bisect_right(ends, entries)
 
 
 def sorted_out(
