@@ -14,7 +14,7 @@ import msgspec
 
 from ..core.visibility import visible_comment
 from ..host.mentions import Mentions
-from .mention_refs import MentionSlots
+from .mention_refs import PAD, MentionSlots, indented
 from .row_feed import RowFeed
 
 SQL_VISIBLE_COMMENTS = f"""
@@ -33,18 +33,12 @@ ORDER BY post_id, n DESC, emoji
 """
 
 _encode = msgspec.json.encode
-_PAD = b"  "  # msgspec.json.format's indent=2, one level
-_GROUP = _PAD * 2  # "comments_by_artwork" → "<sqid>"
-_ITEM = _PAD * 3  # → "<sqid>" → one comment / one emoji
-
-
-def _formatted(value: object, pad: bytes) -> bytes:
-    # Strings never hold a raw newline in JSON (it is escaped), so every b"\n" is layout.
-    return pad + msgspec.json.format(_encode(value), indent=2).replace(b"\n", b"\n" + pad)
+_GROUP = PAD * 2  # "comments_by_artwork" → "<sqid>"
+_ITEM = PAD * 3  # → "<sqid>" → one comment / one emoji
 
 
 def _comment(slots: MentionSlots, row: asyncpg.Record) -> bytes:
-    return _formatted(
+    return indented(
         {
             "id": str(row["id"]),
             "author_handle": row["author_handle"] or "anonymous",
@@ -122,7 +116,7 @@ class Extras:
         files = []
         if self.comments:
             rows = self._feed(SQL_VISIBLE_COMMENTS, added)
-            slots = MentionSlots(mentions, _ITEM + _PAD)  # a comment's keys
+            slots = MentionSlots(mentions, _ITEM + PAD)  # a comment's keys
             comment = partial(_comment, slots)
             doc = _document(now, "comments_by_artwork", rows, sqids, b"[]", comment)
             files.append(("comments.json", _filled(doc, slots)))

@@ -11,7 +11,7 @@ import msgspec
 
 from ..host.mentions import Mentions
 
-_PAD = b"  "  # msgspec.json.format's indent=2, one level
+PAD = b"  "  # msgspec.json.format's indent=2, one level
 # A slot can only be ours: inside a JSON string a quote is escaped, and no other key is so named.
 _SLOT = b'"mentions": 0'
 _OPEN = b'"mentions": [\n'
@@ -23,7 +23,7 @@ class MentionSlots:
 
     def __init__(self, mentions: Mentions, key_pad: bytes) -> None:
         self._mentions = mentions
-        self._item_pad = key_pad + _PAD
+        self._item_pad = key_pad + PAD
         self._close = b"\n" + key_pad + b"]"
         self._laid_out: dict[str, bytes] = {}  # an account's object, indented for this file
         self._slots: list[bytes] = []
@@ -39,7 +39,7 @@ class MentionSlots:
         except KeyError:
             for sqid in sqids:
                 if sqid not in laid_out:
-                    laid_out[sqid] = self._lay_out(sqid)
+                    laid_out[sqid] = indented(self._mentions.accounts[sqid], self._item_pad)
             refs = b",\n".join(map(laid_out.__getitem__, sqids))
         self._slots.append(refs)
         return {name: plain, f"{name}_markup": text, "mentions": _PLACE}
@@ -63,6 +63,8 @@ class MentionSlots:
         """Forget the slots filled so far (a streamed file fills each piece as it goes)."""
         self._slots.clear()
 
-    def _lay_out(self, sqid: str) -> bytes:
-        ref = msgspec.json.format(msgspec.json.encode(self._mentions.accounts[sqid]), indent=2)
-        return self._item_pad + ref.replace(b"\n", b"\n" + self._item_pad)
+
+def indented(value: object, pad: bytes) -> bytes:
+    laid_out = msgspec.json.format(msgspec.json.encode(value), indent=2)
+    # Strings never hold a raw newline in JSON (it is escaped), so every b"\n" is layout.
+    return pad + laid_out.replace(b"\n", b"\n" + pad)
