@@ -204,9 +204,7 @@ async def fetched_in_order(
         window.extend(asyncio.ensure_future(fetch(a)) for a in islice(pending, concurrency))
         while window:
             entries = await window.popleft()
-            following = next(pending, None)
-            if following is not None:
-                window.append(asyncio.ensure_future(fetch(following)))
+            window.extend(asyncio.ensure_future(fetch(a)) for a in islice(pending, 1))
             for entry in entries:
                 yield entry
     finally:
