@@ -284,29 +284,24 @@ class _EntryHashes:
         """`chunks` passed on, each hashed on the way, then recorded."""
         digest = hashlib.sha256()
         total = 0
-        if size is not None and size < THREADED:
-            update = digest.update
-            for chunk in chunks:
-                update(chunk)
-                total += len(chunk)
-                yield chunk
-            if self._recorded == self._handed:  # nothing before it still on the thread
-                self._files.append(FileDigest(name, digest.hexdigest(), total))
-                return
-        else:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="zip-entry-sha256")
-                self._thread.daemon = True
-                self._thread.start()
-            put, hold = self._work.put, self._buffers.hold
-            for chunk in chunks:
+        threaded = size is None or size >= THREADED
+        if threaded and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="zip-entry-sha256", daemon=True)
+            self._thread.start()
+        for chunk in chunks:
+            if threaded:
                 own = chunk.obj if isinstance(chunk, memoryview) else None
                 if own is not None:
                     assert isinstance(own, bytearray)
-                    hold(own)
-                put(_Hashing(digest, chunk, own))
-                total += len(chunk)
-                yield chunk
+                    self._buffers.hold(own)
+                self._work.put(_Hashing(digest, chunk, own))
+            else:
+                digest.update(chunk)
+            total += len(chunk)
+            yield chunk
+        if not threaded and self._recorded == self._handed:  # nothing before it on the thread
+            self._files.append(FileDigest(name, digest.hexdigest(), total))
+            return
         self._handed += 1
         self._work.put(_Ended(name, digest, total))
 
