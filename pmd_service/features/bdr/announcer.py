@@ -10,7 +10,7 @@ import uuid
 import asyncpg
 from arq.connections import ArqRedis
 
-from .service import announce, enqueue_or_sweep, mark_announced
+from .service import enqueue_or_sweep, mark_announced
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,8 @@ class Announcer:
     async def after_reply(self, bdr_id: uuid.UUID) -> None:
         """Called once the reply to the request's POST is written."""
         if self.hold_seconds <= 0 or self._now.is_set():
-            await announce(self._pool, self._redis, bdr_id)
+            if await mark_announced(self._pool, bdr_id):
+                await enqueue_or_sweep(self._redis, bdr_id)
             return
         await enqueue_or_sweep(self._redis, bdr_id)
         # A task of its own, so the next request on the same connection is not held up with it.

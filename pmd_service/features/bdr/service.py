@@ -242,12 +242,6 @@ async def enqueue_or_sweep(redis: ArqRedis, bdr_id: uuid.UUID) -> None:
         log.warning("enqueue of BDR %s failed (%s); the sweep will pick it up", bdr_id, exc)
 
 
-async def announce(pool: asyncpg.Pool, redis: ArqRedis, bdr_id: uuid.UUID) -> None:
-    """Publish a new request's first event, then enqueue it, once the reply to its POST is out."""
-    if await mark_announced(pool, bdr_id):
-        await enqueue_or_sweep(redis, bdr_id)
-
-
 async def audit(
     pool: asyncpg.Pool, by: Principal, action: str, bdr_id: uuid.UUID, sql: str = SQL_AUDIT
 ) -> None:
