@@ -46,11 +46,6 @@ def owed_row(owes: str) -> str:
     return f"{owes} AND {TAKEABLE}\n  AND t.email_attempts < :tries"
 
 
-def take_row(owes: str) -> str:
-    """A take's row `row`, while it owes its email and may be taken, fewer than `tries` made."""
-    return f"t.id = :row AND {owed_row(owes)}"
-
-
 # What a take's and an owed row's `tries` are given.
 TRIES = {"tries": MAX_EMAIL_ATTEMPTS}
 
@@ -76,7 +71,7 @@ def send_seconds(settings: Settings) -> float:
 
 def takes(sql: str, recipient: str, owes: str = JOB_OWES, **values: str) -> tuple[Named, Named]:
     """A kind's take (`sql`) in the language of `recipient` (the user's alias), and in English."""
-    fill = {"take": TAKE, "take_row": take_row(owes), **values}
+    fill = {"take": TAKE, "take_row": f"t.id = :row AND {owed_row(owes)}", **values}
     return (
         Named(sql.format(locale=f"{recipient}.locale", **fill)),
         Named(sql.format(locale="NULL::text", **fill)),
