@@ -114,51 +114,10 @@ async def _record(write: Callable[[], Awaitable[object]], what: str, outcome: st
     await asyncio.shield(asyncio.ensure_future(guarded()))
 
 
-async def send_taken(
-    settings: Settings,
-    message: EmailMessage,
-    what: str,
-    end_lease: Callable[[], Awaitable[bool]],
-    release: Callable[[], Awaitable[object]],
-) -> bool:
-    """Send a taken email, ending its lease just before DATA; True if it was (or may have been)."""
-
-    async def lease_ends() -> None:
-        if not await end_lease():
-            raise LeaseLost("its lease ran out before DATA")
-
-    attempt = Attempt(before_data=lease_ends)
-    try:
-        async with asyncio.timeout(send_seconds(settings)):
-            await send(settings, message, attempt)
-    except BaseException as exc:
-        delivered = attempt.may_have_delivered(exc)
-        if delivered:
-            # The server may hold it, and its lease ended at DATA: at most one copy.
-            log.warning(
-                "email for %s may have been delivered (%r after DATA); not sent again", what, exc
-            )
-        else:
-            # Nothing reached the server, or the send was cut before DATA: release it.
-            if isinstance(exc, PlainAuthRefused):
-                # The operator's to fix; the sweep tries again (a server may offer STARTTLS).
-                log.error("email for %s not sent: %s; the sweep will retry", what, exc)
-            else:
-                log.warning("email for %s not sent (%r); the sweep will retry", what, exc)
-            with contextlib.suppress(asyncio.CancelledError):
-                await _record(release, what, "was not sent")
-        if not isinstance(exc, Exception):
-            raise
-        return delivered
-    if not attempt.data_started:  # no SMTP server: logged, or kept in the dev mailbox
-        await _record(end_lease, what, "was logged")
-    return True
-
-
 @dataclass(frozen=True)
 class EmailTable(Generic[M]):
     """A row's email, taken from its table (`takes`: `:row`, `:tries`, `:lease`),
-    then composed from the fields of `mail` and sent (send_taken)."""
+    then composed from the fields of `mail` and sent."""
 
     label: str  # how a log line names a row ("BDR")
     table: str
@@ -177,7 +136,8 @@ WHERE {owed_row(self.owes)}
 ORDER BY t.{self.since} LIMIT {OWED_BATCH}""")
 
     async def send(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
-        """Row `row_id`'s email, taken, then sent; True if this call sent it (never raises)."""
+        """Row `row_id`'s email, taken, then sent, its lease ending just before DATA; True if this
+        call sent it, or may have (never raises)."""
         where = (settings.database_url, settings.host_schema)
         # Whether the take may read `users.locale` (else emails go in English).
         locale = await host_column(pool, *where, "users", "locale", "emails go in English")
@@ -187,18 +147,48 @@ ORDER BY t.{self.since} LIMIT {OWED_BATCH}""")
         )
         if taken is None:
             return False
-        taken_at = taken["taken_at"]
+        taken_at, what = taken["taken_at"], f"{self.label} {row_id}"
 
         async def end_lease() -> bool:
             sql = f"UPDATE {self.table} {END_LEASE}"
             return await pool.fetchval(sql, row_id, taken_at) is not None
 
+        async def lease_ends() -> None:
+            if not await end_lease():
+                raise LeaseLost("its lease ran out before DATA")
+
         release = partial(pool.execute, f"UPDATE {self.table} {RELEASE}", row_id, taken_at)
+        attempt = Attempt(before_data=lease_ends)
         # Sent from the sweep too: the row's id, not the caller's, tags these lines and the email.
         with request_id_set(taken["request_id"]):
             message = self.compose(settings, from_row(self.mail, taken))
-            what = f"{self.label} {row_id}"
-            return await send_taken(settings, message, what, end_lease, release)
+            try:
+                async with asyncio.timeout(send_seconds(settings)):
+                    await send(settings, message, attempt)
+            except BaseException as exc:
+                delivered = attempt.may_have_delivered(exc)
+                if delivered:
+                    # The server may hold it, and its lease ended at DATA: at most one copy.
+                    log.warning(
+                        "email for %s may have been delivered (%r after DATA); not sent again",
+                        what,
+                        exc,
+                    )
+                else:
+                    # Nothing reached the server, or the send was cut before DATA: release it.
+                    if isinstance(exc, PlainAuthRefused):
+                        # The operator's to fix; the sweep retries (the server may offer STARTTLS).
+                        log.error("email for %s not sent: %s; the sweep will retry", what, exc)
+                    else:
+                        log.warning("email for %s not sent (%r); the sweep will retry", what, exc)
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await _record(release, what, "was not sent")
+                if not isinstance(exc, Exception):
+                    raise
+                return delivered
+            if not attempt.data_started:  # no SMTP server: logged, or kept in the dev mailbox
+                await _record(end_lease, what, "was logged")
+            return True
 
 
 async def send_owed(pool: asyncpg.Pool, settings: Settings, kind: Emailed) -> int:
