@@ -193,7 +193,5 @@ ORDER BY t.{self.since} LIMIT {OWED_BATCH}""")
 
 async def send_owed(pool: asyncpg.Pool, settings: Settings, kind: Emailed) -> int:
     """The sweep's: the emails of `kind` still owed, sent; how many were."""
-    sent = 0
-    for row in await pool.fetch(*kind.sql_emails_owed.bind(TRIES)):
-        sent += await kind.send_email(pool, settings, row["id"])
-    return sent
+    rows = await pool.fetch(*kind.sql_emails_owed.bind(TRIES))
+    return sum([await kind.send_email(pool, settings, row["id"]) for row in rows])
