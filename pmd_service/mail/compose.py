@@ -147,18 +147,13 @@ BUTTON_STYLE = (
 SMALL_STYLE = "font-size: small; color: #555555"
 
 
+@dataclass
 class Attempt:
     """How far one send got: once DATA is under way the server may hold the message unless it
     replied with an error; `before_data` runs just before DATA, and raising stops it."""
 
-    def __init__(self, before_data: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.data_started = False
-        self._before_data = before_data
-
-    async def starting_data(self) -> None:
-        if self._before_data is not None:
-            await self._before_data()
-        self.data_started = True
+    before_data: Callable[[], Awaitable[None]] | None = None
+    data_started: bool = False
 
     def may_have_delivered(self, exc: BaseException) -> bool:
         return self.data_started and not isinstance(exc, aiosmtplib.SMTPResponseException)
@@ -172,7 +167,9 @@ class _SMTP(aiosmtplib.SMTP):
         self._attempt = attempt
 
     async def data(self, message: str | bytes, /, **options: Any) -> aiosmtplib.SMTPResponse:
-        await self._attempt.starting_data()
+        if self._attempt.before_data is not None:
+            await self._attempt.before_data()
+        self._attempt.data_started = True
         return await super().data(message, **options)
 
 
