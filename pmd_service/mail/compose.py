@@ -205,20 +205,16 @@ async def send(settings: Settings, message: EmailMessage, attempt: Attempt | Non
         if settings.smtp_username is not None:
             encrypted = client.get_transport_info("sslcontext") is not None
             if not encrypted and not settings.smtp_allow_plain_auth:
-                raise PlainAuthRefused(_plain_auth_refusal(settings))
+                why = (
+                    "SMTP_STARTTLS=false"
+                    if settings.smtp_starttls is False
+                    else "the server offered no STARTTLS"
+                )
+                raise PlainAuthRefused(
+                    f"SMTP: not logging in to {settings.smtp_host}:{settings.smtp_port} as "
+                    f"{settings.smtp_username}: the connection is not encrypted ({why}) and the "
+                    "password would cross the network in clear. Use a server that offers "
+                    "STARTTLS, or set SMTP_ALLOW_PLAIN_AUTH=true to send it anyway"
+                )
             await client.login(settings.smtp_username, settings.smtp_password or "")
         await client.send_message(message)
-
-
-def _plain_auth_refusal(settings: Settings) -> str:
-    why = (
-        "SMTP_STARTTLS=false"
-        if settings.smtp_starttls is False
-        else "the server offered no STARTTLS"
-    )
-    return (
-        f"SMTP: not logging in to {settings.smtp_host}:{settings.smtp_port} as "
-        f"{settings.smtp_username}: the connection is not encrypted ({why}) and the password "
-        "would cross the network in clear. Use a server that offers STARTTLS, or set "
-        "SMTP_ALLOW_PLAIN_AUTH=true to send it anyway"
-    )
