@@ -180,11 +180,8 @@ class Words:
 
 def _lookup_chain(locale: str | None) -> list[str]:
     """`zh-CN` → zh-cn, zh-hans-cn, zh-hans, zh, en: RFC 4647's lookup plus likely subtags."""
-    steps = []
     subtags = (locale or "").strip().replace("_", "-").lower().split("-")
-    while subtags and subtags[0]:
-        steps.append("-".join(subtags))
-        subtags.pop()
+    steps = ["-".join(subtags[:n]) for n in range(len(subtags), 0, -1) if subtags[0]]
     # The longest step CLDR knows gives the language and script the recipient reads.
     reads = next((found[:2] for step in steps if (found := _likely(step))), None)
     chain = []
