@@ -50,8 +50,7 @@ WHERE id = $1 AND status = 'failed'
 """
 
 
-async def _requeue(settings: Settings, raw_id: str) -> None:
-    bdr_id = uuid.UUID(raw_id)  # checked by the parser (_bdr_id)
+async def _requeue(settings: Settings, bdr_id: uuid.UUID) -> None:
     async with job_context(settings) as ctx:
         pool = state(ctx).pool
         status = await pool.fetchval(
@@ -70,9 +69,9 @@ async def _requeue(settings: Settings, raw_id: str) -> None:
     print(f"requeued {bdr_id} (was {status})")
 
 
-def _bdr_id(raw: str) -> str:
+def _bdr_id(raw: str) -> uuid.UUID:
     try:
-        return str(uuid.UUID(raw))
+        return uuid.UUID(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a BDR id (a UUID)") from None
 
