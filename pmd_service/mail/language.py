@@ -228,14 +228,12 @@ def _likely(tag: str) -> tuple[str, str, str] | None:
 
 def _babel_locale(locale: str | None, language: str) -> Locale:
     """The recipient's own tag if of the copy's language, else the copy's language, else English."""
-    for tag in (locale, language, ENGLISH):
-        if not tag:
-            continue
+    for tag in filter(None, (locale, language)):
         try:
             found = Locale.parse(tag.replace("_", "-"), sep="-")
         except (UnknownLocaleError, ValueError, TypeError):
             continue
-        if found.language == language.split("-")[0].lower() or tag == ENGLISH:
+        if found.language == language.split("-")[0].lower():
             return found
     return Locale.parse(ENGLISH)
 
