@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,7 +162,7 @@ async def import_host_bdrs(
         if path is None:
             summary.leave_out("ready but its ZIP is not in the vault", row)
             continue
-        size = row["file_size_bytes"] or os.stat(path).st_size
+        size = row["file_size_bytes"] or path.stat().st_size
         if apply:
             await conn.fetchval(
                 SQL_IMPORT_READY,
