@@ -34,63 +34,59 @@ _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _TAG_RE = re.compile(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*")
 
 
-@dataclass(frozen=True)
 class Key:
-    placeholders: frozenset[str] = frozenset()
-    plural: str | None = None  # the placeholder whose number picks a plural form
-
-
-def _key(*placeholders: str, plural: str | None = None) -> Key:
-    return Key(frozenset(placeholders), plural)
+    def __init__(self, *placeholders: str, plural: str | None = None) -> None:
+        self.placeholders = frozenset(placeholders)
+        self.plural = plural  # the placeholder whose number picks a plural form
 
 
 # Every key the emails use and the placeholders each may hold.
 KEYS: dict[str, Key] = {
-    "greeting_named": _key("handle"),
-    "greeting_anonymous": _key(),
-    "footer": _key("site"),
-    "bdr_subject": _key("count", plural="count"),
-    "bdr_ready": _key("count", plural="count"),
-    "bdr_count": _key("count", plural="count"),
-    "bdr_button": _key(),
-    "bdr_expiry": _key("expires"),
-    "bdr_fallback_link": _key(),
-    "bdr_why": _key(),
-    "bdr_failed_subject": _key(),
-    "bdr_failed": _key(),
-    "bdr_failed_button": _key(),
+    "greeting_named": Key("handle"),
+    "greeting_anonymous": Key(),
+    "footer": Key("site"),
+    "bdr_subject": Key("count", plural="count"),
+    "bdr_ready": Key("count", plural="count"),
+    "bdr_count": Key("count", plural="count"),
+    "bdr_button": Key(),
+    "bdr_expiry": Key("expires"),
+    "bdr_fallback_link": Key(),
+    "bdr_why": Key(),
+    "bdr_failed_subject": Key(),
+    "bdr_failed": Key(),
+    "bdr_failed_button": Key(),
     # A failure's reason, one per `error_code` (core/codes.py ITEM_SENTENCES in English).
-    "failure_user_not_found": _key(),
-    "failure_no_posts": _key(),
-    "failure_internal": _key(),
-    "export_subject": _key("count", plural="count"),
-    "export_ready": _key("count", plural="count"),
-    "export_count": _key("count", plural="count"),
-    "export_changes_subject": _key("since"),
-    "export_changes_ready": _key("since", "added", "changed", "removed"),
-    "export_parts": _key("parts", "size", plural="parts"),
-    "export_button": _key(),
-    "export_expiry": _key("expires"),
-    "export_check": _key(),
-    "export_why": _key(),
-    "export_failed_subject": _key(),
-    "export_failed": _key(),
-    "export_failed_kept": _key("expires"),
-    "export_failed_button": _key(),
+    "failure_user_not_found": Key(),
+    "failure_no_posts": Key(),
+    "failure_internal": Key(),
+    "export_subject": Key("count", plural="count"),
+    "export_ready": Key("count", plural="count"),
+    "export_count": Key("count", plural="count"),
+    "export_changes_subject": Key("since"),
+    "export_changes_ready": Key("since", "added", "changed", "removed"),
+    "export_parts": Key("parts", "size", plural="parts"),
+    "export_button": Key(),
+    "export_expiry": Key("expires"),
+    "export_check": Key(),
+    "export_why": Key(),
+    "export_failed_subject": Key(),
+    "export_failed": Key(),
+    "export_failed_kept": Key("expires"),
+    "export_failed_button": Key(),
     # A cleanup policy's run that changed something, when the policy has `notify`.
-    "policy_subject": _key("name"),
-    "policy_hid": _key("count", "name", plural="count"),
-    "policy_deleted": _key("count", "name", plural="count"),
-    "policy_undo_until": _key("until"),
-    "policy_button": _key(),
-    "policy_why": _key(),
+    "policy_subject": Key("name"),
+    "policy_hid": Key("count", "name", plural="count"),
+    "policy_deleted": Key("count", "name", plural="count"),
+    "policy_undo_until": Key("until"),
+    "policy_button": Key(),
+    "policy_why": Key(),
     # A cleanup policy's run held for its owner's approval, whatever its `notify`.
-    "policy_held_subject": _key("name"),
-    "policy_held_hide": _key("count", "approved", "name", plural="count"),
-    "policy_held_delete": _key("count", "approved", "name", plural="count"),
-    "policy_held_approve": _key(),
-    "policy_held_button": _key(),
-    "policy_held_why": _key(),
+    "policy_held_subject": Key("name"),
+    "policy_held_hide": Key("count", "approved", "name", plural="count"),
+    "policy_held_delete": Key("count", "approved", "name", plural="count"),
+    "policy_held_approve": Key(),
+    "policy_held_button": Key(),
+    "policy_held_why": Key(),
 }
 
 Value = str | dict[str, str]
