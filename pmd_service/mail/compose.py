@@ -35,14 +35,11 @@ def reason(stored: str | None) -> Line:
     return (f"failure_{item_error(stored).code}", {})
 
 
-@dataclass(frozen=True)
 class Para:
     """A paragraph of lines."""
 
-    lines: tuple[Line, ...]
-
     def __init__(self, *lines: Line) -> None:
-        object.__setattr__(self, "lines", lines)
+        self.lines = lines
 
 
 @dataclass(frozen=True)
