@@ -88,32 +88,26 @@ class FeatureEmail(Generic[R]):
         words = language.words(settings, mail.locale)
         email = self.write(words, mail)
         link = page_link(settings, mail.user_sqid, f"{self.link}={mail.about}")
-        site = urlsplit(settings.base_url).netloc
+        href, site = html.escape(link), urlsplit(settings.base_url).netloc
         greeting: Line = ("greeting_anonymous", {})
         if mail.handle:
             greeting = ("greeting_named", {"handle": mail.handle})
-        text = [words.text(greeting[0], **greeting[1])]
-        markup = [f"<p>{words.html(greeting[0], **greeting[1])}</p>"]
-        for block in email.body:
+        text: list[str] = []
+        markup: list[str] = []
+        for block in (Para(greeting), *email.body):
             if isinstance(block, Button):
                 label = words.text(block.key)
                 text.append(f"{label}\n{link}")
-                markup.append(
-                    f'<p><a href="{html.escape(link)}" style="{BUTTON_STYLE}">'
-                    f"{html.escape(label)}</a></p>"
-                )
+                button = f'<a href="{href}" style="{BUTTON_STYLE}">{html.escape(label)}</a>'
+                markup.append(f"<p>{button}</p>")
             else:
                 text.append("\n".join(words.text(key, **values) for key, values in block.lines))
                 shown = "<br>".join(words.html(key, **values) for key, values in block.lines)
                 markup.append(f"<p>{shown}</p>")
-        markup.append(
-            f'<p style="{SMALL_STYLE}">{words.html("bdr_fallback_link")}<br>'
-            f'<a href="{html.escape(link)}">{html.escape(link)}</a></p>'
-        )
-        text.append(words.text(email.why))
-        markup.append(f'<p style="{SMALL_STYLE}">{words.html(email.why)}</p>')
-        text.append(f"-- \n{words.text('footer', site=site)}")
-        markup.append(f'<p style="{SMALL_STYLE}">{words.html("footer", site=site)}</p>')
+        text += (words.text(email.why), f"-- \n{words.text('footer', site=site)}")
+        fallback = f'{words.html("bdr_fallback_link")}<br><a href="{href}">{href}</a>'
+        small = (fallback, words.html(email.why), words.html("footer", site=site))
+        markup += (f'<p style="{SMALL_STYLE}">{line}</p>' for line in small)
 
         msg = EmailMessage()
         msg["From"] = settings.mail_from
