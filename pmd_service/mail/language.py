@@ -183,17 +183,13 @@ def _lookup_chain(locale: str | None) -> list[str]:
     chain = []
     for step in steps:
         chain.append(step)
-        found = _likely(step)
-        if found is None or found[:2] != reads:
+        if (found := _likely(step)) is None or found[:2] != reads:
             continue
         language, script, region = found
         named = (f"{language}-{script}-{region}", f"{language}-{region}", f"{language}-{script}")
-        for tag in named:
-            # `zh-Hans-TW` must not reach `zh-TW`, whose likely script is another.
-            if (guess := _likely(tag)) is not None and guess[:2] == reads:
-                chain.append(tag.lower())
-    chain.append(ENGLISH)
-    return list(dict.fromkeys(chain))
+        # `zh-Hans-TW` must not reach `zh-TW`, whose likely script is another.
+        chain += [tag.lower() for tag in named if (guess := _likely(tag)) and guess[:2] == reads]
+    return list(dict.fromkeys([*chain, ENGLISH]))
 
 
 def _likely(tag: str) -> tuple[str, str, str] | None:
