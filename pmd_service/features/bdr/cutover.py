@@ -12,6 +12,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from ...host.eligibility import MAX_BATCH
 from ...host.vault import VaultPathError, contained
 from ...storage.zip_names import HOST_FILE_PREFIX
 from .job_sql import enqueue_bdr
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 100  # host requests between two progress lines
-
-MAX_ARTWORKS = 128
 
 # The host's table named by schema: unqualified, `batch_download_requests` is the service's own.
 _SQL_HOST_ROWS = """
@@ -92,8 +91,8 @@ def _unfit(row: asyncpg.Record) -> str | None:
     if not row["user_exists"]:
         return "user no longer exists"
     post_ids = row["post_ids"] or []
-    if not 1 <= row["artwork_count"] <= MAX_ARTWORKS or row["artwork_count"] != len(post_ids):
-        return f"artwork_count not 1..{MAX_ARTWORKS} or not the number of post_ids"
+    if not 1 <= row["artwork_count"] <= MAX_BATCH or row["artwork_count"] != len(post_ids):
+        return f"artwork_count not 1..{MAX_BATCH} or not the number of post_ids"
     return None
 
 
