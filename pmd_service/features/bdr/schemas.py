@@ -127,21 +127,18 @@ class ItemRow(_BdrFields):
 ITEM_COLUMNS = columns(ItemRow)
 
 
-def download_url(bdr_id: uuid.UUID, user_sqid: str | None) -> str:
-    """Carries the owner as `target_sqid`, so a moderator can use the URL as given."""
-    url = f"/api/pmd/bdr/{bdr_id}/download"
-    return f"{url}?{urlencode({'target_sqid': user_sqid})}" if user_sqid else url
-
-
 def bdr_item(row: Any) -> BdrItem:
     """An item from a row (mapping of column values) or an event payload (JSON-decoded)."""
     r = msgspec.convert(dict(row), ItemRow, strict=False)
     fields = msgspec.structs.asdict(r)
     for column in ("progress_done", "user_sqid", "requested_by"):  # shown otherwise, below
         del fields[column]
+    url = f"/api/pmd/bdr/{r.id}/download"
+    if r.user_sqid:  # the owner as `target_sqid`, so a moderator can use the URL as given
+        url += f"?{urlencode({'target_sqid': r.user_sqid})}"
     return BdrItem(
         **fields | msgspec.structs.asdict(failure(r.status, r.error_code, r.error_message)),
         requested_by_moderator=r.requested_by is not None,
         progress=Progress(done=r.progress_done, total=r.artwork_count),
-        download_url=download_url(r.id, r.user_sqid) if r.status == "ready" else None,
+        download_url=url if r.status == "ready" else None,
     )
