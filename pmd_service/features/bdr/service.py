@@ -42,7 +42,7 @@ SELECT (SELECT coalesce(sum(file_bytes), 0) FROM post_files
      + CASE WHEN $2 THEN (SELECT coalesce(sum(mkpx_file_bytes), 0) FROM posts
                           WHERE id = ANY($1::int[])) ELSE 0 END::bigint
 """
-# Inserted unannounced: its first event is published by `announce`, after the reply.
+# Inserted unannounced: its first event is published by the announcer, after the reply.
 SQL_INSERT = f"""
 INSERT INTO batch_download_requests
     (user_id, user_sqid, requested_by, post_ids, artwork_count, include_comments,
