@@ -153,14 +153,11 @@ class Words:
     def _shown(self, value: object) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             return format_decimal(value, locale=self.locale)
-        if isinstance(value, datetime):
-            return self.when(value)
-        return str(value)
-
-    def when(self, moment: datetime) -> str:
-        """A date and time in the language's usual long form, in UTC, saying so."""
-        date = format_date(moment.astimezone(UTC), "long", locale=self.locale)
-        time = format_time(moment, "short", tzinfo=UTC, locale=self.locale)
+        if not isinstance(value, datetime):
+            return str(value)
+        # A date and time in the language's usual long form, in UTC, saying so.
+        date = format_date(value.astimezone(UTC), "long", locale=self.locale)
+        time = format_time(value, "short", tzinfo=UTC, locale=self.locale)
         pattern = str(get_datetime_format("long", locale=self.locale))  # a str, typed otherwise
         return pattern.replace("'", "").replace("{0}", f"{time} UTC").replace("{1}", date)
 
