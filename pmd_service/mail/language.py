@@ -11,7 +11,6 @@ import functools
 import html
 import json
 import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,13 +131,6 @@ class Words:
     locale: Locale  # Babel's, for dates, numbers and plural forms
 
     def text(self, key: str, **values: object) -> str:
-        return self._render(key, values, lambda s: s)
-
-    def html(self, key: str, **values: object) -> str:
-        """Escaped as HTML, the copy's own text and every value alike."""
-        return self._render(key, values, html.escape)
-
-    def _render(self, key: str, values: Mapping[str, object], escape: Callable[[str], str]) -> str:
         spec = KEYS[key]
         value = next(f.values[key] for f in self.files if key in f.values)
         if isinstance(value, dict):
@@ -147,8 +139,12 @@ class Words:
             assert isinstance(number, int)
             value = value.get(self.locale.plural_form(number), value["other"])
         shown = {name: self._shown(v) for name, v in values.items()}
+        return _PLACEHOLDER_RE.sub(lambda match: shown[match[1]], value)
+
+    def html(self, key: str, **values: object) -> str:
+        """Escaped as HTML, the copy's own text and every value alike."""
         # Escaping is per character, so the filled text escapes as its parts would.
-        return escape(_PLACEHOLDER_RE.sub(lambda match: shown[match[1]], value))
+        return html.escape(self.text(key, **values))
 
     def _shown(self, value: object) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
