@@ -3,7 +3,6 @@ under {PMD_DATA_DIR}/mailbox (shared with the server), listed at /dev/mail (web/
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 import uuid
@@ -45,8 +44,7 @@ def keep(settings: Settings, message: EmailMessage) -> str:
     temporary.write_bytes(message.as_bytes(policy=policy.SMTP))
     temporary.replace(where / name)
     for old in _names(where)[:-KEEP_AT_MOST]:
-        with contextlib.suppress(FileNotFoundError):
-            (where / old).unlink()
+        (where / old).unlink(missing_ok=True)
     return name
 
 
