@@ -1,9 +1,5 @@
 """The words of the service's emails, in the recipient's language (`users.locale`, a BCP 47
-tag; NULL is English), from one `<tag>.json` per locale: EMAIL_COPY_DIR's, then `copy/`'s.
-
-A key is looked up in the tag, its shorter prefixes and the tags CLDR's likely subtags name for
-them in the same script (`zh-CN` → `zh-Hans`), then English. A value is a string with `{name}`
-placeholders, or an object of CLDR plural forms; every file is checked once, at start."""
+tag; NULL is English), from one `<tag>.json` per locale: EMAIL_COPY_DIR's, then `copy/`'s."""
 
 from __future__ import annotations
 
