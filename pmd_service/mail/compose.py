@@ -1,7 +1,5 @@
-"""Every email's shape (text + HTML, in the recipient's language: language.py), of which each
-feature's mail.py makes its emails (`Recipient`, `FeatureEmail`), and its sending with
-aiosmtplib; without SMTP_HOST they are logged instead (and kept in dev mode's mailbox,
-mailbox.py)."""
+"""Every email's shape (text + HTML, in the recipient's language), which each feature's mail.py
+fills, and its sending with aiosmtplib; without SMTP_HOST, logged (and kept in dev mode)."""
 
 from __future__ import annotations
 
