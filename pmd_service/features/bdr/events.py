@@ -7,10 +7,8 @@ from ...sse.kinds import Audience, EventKind, Snapshot
 from . import event_sql
 from .schemas import ITEM_COLUMNS, BdrItem, bdr_item
 
-KIND = "bdr"
-
 BDR_UPDATE = EventKind(
-    kind=KIND,
+    kind="bdr",
     event=b"bdr_update",
     data=BdrItem,
     make=bdr_item,
