@@ -149,15 +149,13 @@ ORDER BY t.{self.since} LIMIT {OWED_BATCH}""")
             return False
         taken_at, what = taken["taken_at"], f"{self.label} {row_id}"
 
-        async def end_lease() -> bool:
-            sql = f"UPDATE {self.table} {END_LEASE}"
-            return await pool.fetchval(sql, row_id, taken_at) is not None
+        end_lease = partial(pool.fetchval, f"UPDATE {self.table} {END_LEASE}", row_id, taken_at)
+        release = partial(pool.execute, f"UPDATE {self.table} {RELEASE}", row_id, taken_at)
 
         async def lease_ends() -> None:
-            if not await end_lease():
+            if await end_lease() is None:
                 raise LeaseLost("its lease ran out before DATA")
 
-        release = partial(pool.execute, f"UPDATE {self.table} {RELEASE}", row_id, taken_at)
         attempt = Attempt(before_data=lease_ends)
         # Sent from the sweep too: the row's id, not the caller's, tags these lines and the email.
         with request_id_set(taken["request_id"]):
