@@ -116,8 +116,7 @@ async def _record(write: Callable[[], Awaitable[object]], what: str, outcome: st
 
 @dataclass(frozen=True)
 class EmailTable(Generic[M]):
-    """A row's email, taken from its table (`takes`: `:row`, `:tries`, `:lease`),
-    then composed from the fields of `mail` and sent."""
+    """A row's email, taken from its table (`takes`: `:row`, `:tries`, `:lease`), then sent."""
 
     label: str  # how a log line names a row ("BDR")
     table: str
