@@ -8,9 +8,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
+from email import message_from_bytes, policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 
 from ..core.settings import Settings
@@ -76,6 +75,6 @@ def read(settings: Settings, name: str) -> EmailMessage | None:
         data = (folder(settings) / name).read_bytes()
     except FileNotFoundError:
         return None
-    message = BytesParser(policy=policy.default).parsebytes(data)
+    message = message_from_bytes(data, policy=policy.default)
     assert isinstance(message, EmailMessage)
     return message
