@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -172,14 +171,13 @@ def old_export_files(root: Path, now: float, min_age: float = TEMP_MAX_AGE_SECON
 
 async def plan_cleanup(st: WorkerState) -> CleanupPlan:
     """What a run would do now, changing nothing."""
-    days = TERMINAL_RETENTION_DAYS
     async with (
         st.pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
         await conn.execute(SET_NO_IDLE_BOUND)  # the store is listed between the statements
         at: datetime = await conn.fetchval("SELECT now()")
-        kinds = {kind.name: await _plan_expiry(conn, kind, at, days, st.settings) for kind in KINDS}
+        kinds = {kind.name: await _plan_expiry(conn, kind, at, st.settings) for kind in KINDS}
         row = await conn.fetchrow(*SQL_PLAN_COUNTS.bind({"clock": at}))
         assert row is not None
         if st.zips.store is not None:
@@ -203,35 +201,19 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
     )
 
 
-async def _plan_expiry(
-    conn: Conn, kind: JobKind, at: datetime, days: int, settings: Settings
-) -> Expiry:
-    """What the cleanup at `at` expires of `kind`, and purges (finished `days` ago)."""
-    sql = kind.upkeep.expiring
-    asked = {"clock": at, "days": days, **sql.purge_args(settings)}
+def _asked(kind: JobKind, at: datetime, settings: Settings) -> dict[str, object]:
+    """The parameters of `kind`'s expiry statements as of `at` (each takes those it names)."""
+    purge_args = kind.upkeep.expiring.purge_args(settings)
+    return {"clock": at, "days": TERMINAL_RETENTION_DAYS, **purge_args}
+
+
+async def _plan_expiry(conn: Conn, kind: JobKind, at: datetime, settings: Settings) -> Expiry:
+    """What the cleanup at `at` expires of `kind`, and purges."""
+    sql, asked = kind.upkeep.expiring, _asked(kind, at, settings)
     rows = await conn.fetch(*sql.sql_plan_expire.bind(asked))
     expire = {r["id"]: tuple(r["files"]) for r in rows}
     purge = await conn.fetch(*sql.sql_plan_purge.bind(asked | {"ids": list(expire)}))
     return Expiry(expire, frozenset(r["id"] for r in purge))
-
-
-async def _expire(
-    pool: asyncpg.Pool, kind: JobKind, at: datetime, plan: Expiry
-) -> dict[uuid.UUID, tuple[str | None, ...]]:
-    """The planned expiries, each row's condition checked again: what was expired."""
-    asked = {"clock": at, "ids": list(plan.expire)}
-    rows = await pool.fetch(*kind.upkeep.expiring.sql_expire.bind(asked))
-    return {r["id"]: tuple(r["files"]) for r in rows}
-
-
-async def _purge(
-    pool: asyncpg.Pool, kind: JobKind, at: datetime, days: int, settings: Settings, plan: Expiry
-) -> frozenset[uuid.UUID]:
-    """The planned purges, each row's condition checked again: what was purged."""
-    sql = kind.upkeep.expiring
-    asked = {"clock": at, "days": days, "ids": list(plan.purge), **sql.purge_args(settings)}
-    rows = await pool.fetch(*sql.sql_purge.bind(asked))
-    return frozenset(r["id"] for r in rows)
 
 
 async def _plan_folder(conn: Conn, root: Path, expired: list[str]) -> FolderTidy:
@@ -264,11 +246,13 @@ def _emptied_folders(root: Path, gone: set[Path]) -> frozenset[Path]:
 
 async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
     """Do `plan`, and only it, a line per step; returns what was done."""
-    pool, at, days = st.pool, plan.at, TERMINAL_RETENTION_DAYS
-    expired = {
-        kind.name: Expiry(await _expire(pool, kind, at, plan.kinds[kind.name]), frozenset())
-        for kind in KINDS
-    }
+    pool, at = st.pool, plan.at
+    # Each planned row's condition is checked again: what was expired, then purged.
+    expired: dict[str, Expiry] = {}
+    for kind in KINDS:
+        ids = list(plan.kinds[kind.name].expire)
+        rows = await pool.fetch(*kind.upkeep.expiring.sql_expire.bind({"clock": at, "ids": ids}))
+        expired[kind.name] = Expiry({r["id"]: tuple(r["files"]) for r in rows}, frozenset())
     for file_path in _stored_files(expired):
         await st.zips.remove(file_path)
     counts = dataclasses.replace(plan, kinds=expired).summary()
@@ -278,13 +262,11 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
         counts["expired"],
         counts["export_parts_expired"],
     )
-    kinds = {
-        kind.name: Expiry(
-            expired[kind.name].expire,
-            await _purge(pool, kind, at, days, st.settings, plan.kinds[kind.name]),
-        )
-        for kind in KINDS
-    }
+    kinds: dict[str, Expiry] = {}
+    for kind in KINDS:
+        asked = _asked(kind, at, st.settings) | {"ids": list(plan.kinds[kind.name].purge)}
+        rows = await pool.fetch(*kind.upkeep.expiring.sql_purge.bind(asked))
+        kinds[kind.name] = Expiry(expired[kind.name].expire, frozenset(r["id"] for r in rows))
     events = int((await pool.execute(*SQL_PURGE_EVENTS.bind({"clock": at}))).split()[-1])
     purged: dict[str, int | frozenset[int]] = {}
     for p in PURGES:
