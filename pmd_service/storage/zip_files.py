@@ -148,7 +148,29 @@ class ZipFiles:
 
     async def locate(self, file_path: str, size: int | None = None) -> StoredZip:
         """The stored ZIP; ZipMissing when there is none, or it is not `size` (the row's) long."""
-        stored = await self._locate(file_path)
+        try:
+            key = self._key(file_path)
+            if key is not None:
+                assert self.meta is not None
+                meta = await self._call("HEAD", obstore.head_async(self.meta, key))
+                stored = StoredZip(
+                    size=meta["size"],
+                    etag=meta["e_tag"] or f'"{meta["size"]:x}"',
+                    last_modified=meta["last_modified"],
+                    key=key,
+                )
+            else:
+                path = stored_zip_path(self.root, self.vault, file_path)
+                st = await aiofiles.os.stat(path)
+                stored = StoredZip(
+                    size=st.st_size,
+                    # The strong ETag aiohttp's FileResponse sends for this file.
+                    etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
+                    last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+                    path=path,
+                )
+        except (VaultPathError, NotADirectoryError, *OBJECT_MISSING):
+            raise ZipMissing(file_path) from None
         if size is not None and stored.size != size:
             log.warning(
                 "%s holds %d bytes where its row says %d: not served (answered as gone)",
@@ -158,30 +180,6 @@ class ZipFiles:
             )
             raise ZipMissing(file_path)
         return stored
-
-    async def _locate(self, file_path: str) -> StoredZip:
-        try:
-            key = self._key(file_path)
-            if key is not None:
-                assert self.meta is not None
-                meta = await self._call("HEAD", obstore.head_async(self.meta, key))
-                return StoredZip(
-                    size=meta["size"],
-                    etag=meta["e_tag"] or f'"{meta["size"]:x}"',
-                    last_modified=meta["last_modified"],
-                    key=key,
-                )
-            path = stored_zip_path(self.root, self.vault, file_path)
-            st = await aiofiles.os.stat(path)
-        except (VaultPathError, NotADirectoryError, *OBJECT_MISSING):
-            raise ZipMissing(file_path) from None
-        return StoredZip(
-            size=st.st_size,
-            # The strong ETag aiohttp's FileResponse sends for this file.
-            etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
-            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
-            path=path,
-        )
 
     async def signed_url(self, stored: StoredZip, method: Literal["GET", "HEAD"]) -> str:
         """A URL of the object, for `method`, valid for ZIP_SIGNED_URL_SECONDS."""
