@@ -29,7 +29,7 @@ from ..zipbuild.build import BuildCancelled, BuildResult, discard, file_sink, ob
 from .context import WorkerState, state
 from .failures import BACKOFF_CAP_SECONDS, TRANSIENT, PermanentError, Refused
 from .kind import Archive, Claim, ClaimedRun, JobKind, Settled, Skipped
-from .queueing import MAX_ATTEMPTS
+from .queueing import MAX_ATTEMPTS, lock_owned
 from .streaming import stream_zip
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ async def publish_archive(
 ) -> None:
     """Marks it ready (after renaming `temp` into place) while the run's claim is locked."""
     async with st.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(*kind.sql_lock_owned.bind(claim.owned)) is None:
+        if await conn.fetchval(*lock_owned(kind.table).bind(claim.owned)) is None:
             raise BuildCancelled
         if temp is not None:
             await asyncio.to_thread(publish, temp, own_zip_path(st.settings.zip_path, file_path))

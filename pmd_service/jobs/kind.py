@@ -26,7 +26,7 @@ from ..zipbuild.build import BuildResult, FileDigest, Trailing
 from ..zipbuild.content import Artwork
 from ..zipbuild.json_files import Extras
 from .failures import PermanentError
-from .queueing import OWNED, Queueing, lock_owned
+from .queueing import OWNED, Queueing
 from .restore import RestoreCheck
 
 if TYPE_CHECKING:
@@ -208,10 +208,6 @@ class JobKind:
     def sql_release(self) -> Named:
         """:id, :token, :defer seconds: handed back for a retry."""
         return Named(f"UPDATE {self.table} {RELEASE_FOR_RETRY}")
-
-    @property
-    def sql_lock_owned(self) -> Named:
-        return lock_owned(self.table)
 
     @property
     def sql_stuck_pending(self) -> Named:
