@@ -16,6 +16,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import Any, Protocol
 
@@ -554,7 +555,7 @@ class Hub:
         everything else (pings, new streams) meanwhile."""
         watched = self._by_target
         kinds = self.kinds
-        by_user: dict[int, list[Event]] = {}
+        by_user: defaultdict[int, list[Event]] = defaultdict(list)
         for event_id, user_id, kind, audience, payload in rows:
             if user_id not in watched or not reaches(audience, True):
                 continue
@@ -568,10 +569,7 @@ class Hub:
                 )
                 continue
             event = (event_id, frame, frames.chunk(frame), reaches(audience, False))
-            if (events := by_user.get(user_id)) is None:
-                by_user[user_id] = [event]
-            else:
-                events.append(event)
+            by_user[user_id].append(event)
         written = 0
         for user_id, events in by_user.items():
             if written >= DISPATCH_SLICE:
