@@ -125,27 +125,15 @@ async def opening_gate_middleware(request: web.Request, handler: Handler) -> web
         turn.leave()
 
 
+_TICKET = "A ticket from POST /api/pmd/bdr/sse-ticket, instead of the Bearer header"
+_RESUME = "Resume after this event id (for a new EventSource, which cannot set the header)"
+
+
 class StreamQuery(msgspec.Struct):
     """The query of GET /api/pmd/bdr/sse (EventSource can set neither header)."""
 
-    ticket: (
-        Annotated[
-            str,
-            Meta(
-                description="A ticket from POST /api/pmd/bdr/sse-ticket, instead of the Bearer header"
-            ),
-        ]
-        | None
-    ) = None
-    last_event_id: (
-        Annotated[
-            str,
-            Meta(
-                description="Resume after this event id (for a new EventSource, which cannot set the header)"
-            ),
-        ]
-        | None
-    ) = None
+    ticket: Annotated[str, Meta(description=_TICKET)] | None = None
+    last_event_id: Annotated[str, Meta(description=_RESUME)] | None = None
 
 
 _STREAM_SUMMARY = (
