@@ -141,13 +141,9 @@ def old_files(
             own_temp = OWN_TEMP_RE.fullmatch(entry.name) is not None
             if not own_temp and OWN_ZIP_RE.fullmatch(entry.name) is None:
                 continue
-            try:
-                age = now - entry.lstat().st_mtime
-            except FileNotFoundError:
-                continue  # renamed or removed by a build meanwhile
-            if age <= min_age or entry.is_symlink():
-                continue
-            (parts if own_temp else zips).append(entry)
+            with contextlib.suppress(FileNotFoundError):  # renamed or removed by a build meanwhile
+                if now - entry.lstat().st_mtime > min_age and not entry.is_symlink():
+                    (parts if own_temp else zips).append(entry)
     return parts, zips
 
 
@@ -161,11 +157,9 @@ def old_export_files(root: Path, now: float, min_age: float = TEMP_MAX_AGE_SECON
         if not folder.is_dir() or folder.is_symlink():
             continue
         for entry in folder.iterdir():
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 if now - entry.lstat().st_mtime > min_age and entry.is_file():
                     found.append(entry)
-            except FileNotFoundError:
-                continue
     return found
 
 
