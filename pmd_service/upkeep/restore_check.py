@@ -44,9 +44,6 @@ class Finding:
     detail: str
     repair: str  # what the service does about it by itself
 
-    def line(self) -> str:
-        return f"{self.check}: {self.detail}; the service repairs it: {self.repair}"
-
 
 @dataclass(frozen=True)
 class RestoreReport:
@@ -74,11 +71,12 @@ class RestoreReport:
         if self.consistent:
             return f"consistent: no finding (looked at: {looked})"
         found = ", ".join(f"{name} {n}" for name, n in self.counts().items() if n)
-        lines = [f.line() for f in self.findings]
+        lines = [
+            f"{f.check}: {f.detail}; the service repairs it: {f.repair}" for f in self.findings
+        ]
         total = len(self.findings)
-        return "\n".join(
-            [*lines, f"{total} finding{'s' * (total != 1)} ({found}; looked at: {looked})"]
-        )
+        last = f"{total} finding{'s' * (total != 1)} ({found}; looked at: {looked})"
+        return "\n".join([*lines, last])
 
 
 async def check_restore(ctx: dict[str, Any]) -> RestoreReport:
