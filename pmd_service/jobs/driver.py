@@ -11,7 +11,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +118,10 @@ async def _attempt(
             archive = await anext(archives, None)
             while archive is not None:
                 latest.published = await _place(st, kind, claim, archive, latest)
-                archive = await _next(archives, latest.published)
+                try:  # the generator is given back the archive just published
+                    archive = await archives.asend(latest.published)
+                except StopAsyncIteration:
+                    archive = None
         await run.finish(latest.published)
         return "ready"
     except BuildCancelled:
@@ -146,14 +148,6 @@ async def _fail(run: ClaimedRun, what: str, reason: Code, skipped: Skipped, why:
     """The row failed with its reason's fixed sentence; what happened is for the log only."""
     log.warning("%s: failed (%s): %s", what, reason, why)
     await run.fail(item_error(reason).message, reason, skipped)
-
-
-async def _next(archives: AsyncGenerator[Archive, Settled], published: Settled) -> Archive | None:
-    """The run's next archive, its generator given back the one just published."""
-    try:
-        return await archives.asend(published)
-    except StopAsyncIteration:
-        return None
 
 
 def _settle(archive: Archive, built: BuildResult, latest: _Latest) -> Settled:
