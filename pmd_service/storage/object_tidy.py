@@ -55,8 +55,6 @@ async def dead_uploads(
 ) -> list[Upload]:
     """The uploads of runs that are over, and of another name once `min_age_seconds` old."""
     uploads = await incomplete_uploads(url, access)
-    if not uploads:
-        return []
     owned = {u.upload_id: _own(u.key) for u in uploads}
     ids = list({o[0] for o in owned.values() if o is not None})
     live = {(r["id"], r["run"]) for r in await conn.fetch(SQL_LIVE_RUNS, ids)} if ids else set()
