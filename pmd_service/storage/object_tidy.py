@@ -97,13 +97,6 @@ async def unnamed_paths(conn: Conn | asyncpg.Pool, candidates: set[str]) -> froz
     return frozenset(candidates - kept)
 
 
-async def orphan_objects(
-    conn: Conn | asyncpg.Pool, store: ObjectStore, min_age_seconds: float
-) -> frozenset[str]:
-    """The service's ZIPs older than `min_age_seconds` that no ready row points at."""
-    return await unnamed_paths(conn, await own_objects(store, min_age_seconds))
-
-
 async def remove_objects(
     pool: asyncpg.Pool, store: ObjectStore, orphans: frozenset[str]
 ) -> frozenset[str]:
@@ -118,6 +111,5 @@ async def remove_objects(
 async def remove_orphan_objects(
     pool: asyncpg.Pool, store: ObjectStore, min_age_seconds: float
 ) -> int:
-    return len(
-        await remove_objects(pool, store, await orphan_objects(pool, store, min_age_seconds))
-    )
+    orphans = await unnamed_paths(pool, await own_objects(store, min_age_seconds))
+    return len(await remove_objects(pool, store, orphans))

@@ -25,7 +25,7 @@ from ..host.vault import VaultPathError
 from ..jobs.context import state
 from ..jobs.kind import Expiry, JobKind
 from ..sse.replay import EVENTS_PAST, SQL_PURGE_EVENTS
-from ..storage.object_tidy import dead_uploads, orphan_objects, remove_objects, unnamed_paths
+from ..storage.object_tidy import dead_uploads, own_objects, remove_objects, unnamed_paths
 from ..storage.zip_names import (
     EXPORTS_FOLDER,
     OWN_TEMP_RE,
@@ -176,14 +176,10 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
         assert row is not None
         if st.zips.store is not None:
             assert st.zips.bucket is not None
-            tidy: FolderTidy | BucketTidy = BucketTidy(
-                frozenset(
-                    await dead_uploads(
-                        conn, st.zips.bucket, st.settings.s3_access, TEMP_MAX_AGE_SECONDS
-                    )
-                ),
-                await orphan_objects(conn, st.zips.store, TEMP_MAX_AGE_SECONDS),
-            )
+            access, store = st.settings.s3_access, st.zips.store
+            dead = await dead_uploads(conn, st.zips.bucket, access, TEMP_MAX_AGE_SECONDS)
+            orphans = await unnamed_paths(conn, await own_objects(store, TEMP_MAX_AGE_SECONDS))
+            tidy: FolderTidy | BucketTidy = BucketTidy(frozenset(dead), orphans)
         else:
             tidy = await _plan_folder(conn, st.settings.zip_path, _stored_files(kinds))
     return CleanupPlan(
