@@ -156,10 +156,6 @@ class Expiring:
     purge_args: Callable[[Settings], Mapping[str, object]] = lambda settings: {}
 
 
-async def _nothing_swept(st: WorkerState, redis: ArqRedis) -> int:
-    return 0
-
-
 @dataclass(frozen=True)
 class Upkeep:
     """A kind's part of the sweep (upkeep/sweep.py), the cleanup and the restore check."""
@@ -168,7 +164,7 @@ class Upkeep:
     expiring: Expiring
     restore_checks: tuple[RestoreCheck, ...]  # what a restore may leave inconsistent
     # The kind's own part of each sweep, before its rows are enqueued again: jobs it enqueued.
-    swept: Callable[[WorkerState, ArqRedis], Awaitable[int]] = _nothing_swept
+    swept: Callable[[WorkerState, ArqRedis], Awaitable[int]]
 
 
 @dataclass  # not frozen: mail/notify.py's `Emailed` declares a plain attribute
