@@ -181,17 +181,15 @@ async def _place(
         "Content-Disposition": f"attachment; filename={archive.names.download_name}",
     }
     sink = object_sink(st.zips.store, zip_object_key(archive.names.object_path), attributes)
-    published = False
     try:
         settled = _settle(archive, await stream_zip(st, archive, sink), latest)
         await publish_archive(st, kind, claim, archive, archive.names.object_path, settled)
-        published = True
-    finally:
-        if not published:  # an object completed by a run that did not make it ready
-            try:
-                await st.zips.remove(archive.names.object_path)
-            except TRANSIENT:  # the cleanup removes it later; keep the run's own error
-                log.warning("%s: could not remove %s", claim.what, archive.names.object_path)
+    except BaseException:  # an object completed by a run that did not make it ready
+        try:
+            await st.zips.remove(archive.names.object_path)
+        except TRANSIENT:  # the cleanup removes it later; keep the run's own error
+            log.warning("%s: could not remove %s", claim.what, archive.names.object_path)
+        raise
     return settled
 
 
