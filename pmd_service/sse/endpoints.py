@@ -33,12 +33,9 @@ OPENINGS_AT_ONCE = 256
 # How long an opening may take to go out, after its turn at the gate: a client that does not
 # read it is cut off then, rather than holding its connection and the opening's bytes.
 OPENING_SEND_SECONDS = 30.0
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    # nginx (and proxies that honour it) would otherwise buffer the stream.
-    "X-Accel-Buffering": "no",
-}
+# X-Accel-Buffering: nginx (and proxies that honour it) would otherwise buffer the stream.
+_NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = {"Content-Type": "text/event-stream", **_NO_BUFFERING}
 
 
 async def _subscribe(request: web.Request) -> tuple[Subscriber, DirectSocket, int | None]:
@@ -165,7 +162,7 @@ def endpoint(kinds: EventKinds) -> Endpoint:
         response_media="text/event-stream",
         ok_description="The event stream",
         problems=(429, 503),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers=_NO_BUFFERING,
         codes=(
             Code.TICKET_INVALID,
             Code.TICKET_WRONG_DOWNLOAD,
@@ -175,7 +172,7 @@ def endpoint(kinds: EventKinds) -> Endpoint:
             Code.SHUTTING_DOWN,
         ),
         params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
-        events=kinds.data_types(),
+        events=tuple(k.data for k in kinds.all),
     )
 
 

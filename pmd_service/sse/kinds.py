@@ -94,9 +94,6 @@ class EventKinds:
     def snapshots(self) -> list[tuple[EventKind, Snapshot]]:
         return [(k, k.snapshot) for k in self.all if k.snapshot is not None]
 
-    def data_types(self) -> tuple[type[msgspec.Struct], ...]:
-        return tuple(k.data for k in self.all)
-
     def summary(self) -> str:
         """The live events, one clause each, for the OpenAPI document."""
         parts = []
