@@ -376,10 +376,8 @@ class Hub:
             self.ended_by[why] = self.ended_by.get(why, 0) + 1
             sub.end = why  # so the periodic pass lets it go too
             sub.live = False
-            left = self._per_caller[sub.caller_id] - 1
-            if left:
-                self._per_caller[sub.caller_id] = left
-            else:
+            self._per_caller[sub.caller_id] -= 1
+            if not self._per_caller[sub.caller_id]:
                 del self._per_caller[sub.caller_id]
 
     @property
