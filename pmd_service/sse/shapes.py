@@ -33,15 +33,6 @@ def stale(folder: Path, kinds: EventKinds) -> list[str]:
     ]
 
 
-def write(folder: Path, kinds: EventKinds) -> list[str]:
-    """Writes the files that are stale; returns their names."""
-    changed = stale(folder, kinds)
-    files = generated(kinds)
-    for name in changed:
-        (folder / name).write_text(files[name], "utf-8")
-    return changed
-
-
 def main(kinds: EventKinds, prog: str, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
@@ -51,12 +42,14 @@ def main(kinds: EventKinds, prog: str, argv: list[str] | None = None) -> int:
     if not folder.parent.is_dir():
         print(f"{folder.parent} is not there: run this from a checkout", file=sys.stderr)
         return 2
+    names = stale(folder, kinds)
     if args.check:
-        names = stale(folder, kinds)
         for name in names:
             print(f"{folder / name} is stale: run python -m pmd_service.web.event_kinds")
         return 1 if names else 0
     folder.mkdir(exist_ok=True)
-    names = write(folder, kinds)
+    files = generated(kinds)
+    for name in names:  # only the stale ones are written
+        (folder / name).write_text(files[name], "utf-8")
     print("wrote " + ", ".join(names) if names else "every file is current")
     return 0
