@@ -64,12 +64,8 @@ class HeapKeeper:
             self.pause_max_generation = info["generation"]
 
     def opened(self, opened: int) -> None:
-        """Called as each stream opens, with the count of streams ever opened.
-
-        Checked at every opening, not once a second: streams arrive by the hundreds a second
-        (a whole site reconnecting after a deploy), and a second's worth of them left unfrozen
-        was what a full collection then walked (docs/architecture.md on the heap keeper).
-        """
+        """Called as each stream opens, with the count of streams ever opened: checked at every
+        opening, as a second's worth of openings after a deploy left unfrozen is too many."""
         self._last_opening = self._clock()
         if opened - self._opened_at_freeze >= FREEZE_EVERY:
             # The young generations first (cheap: they are small), so the openings'

@@ -62,8 +62,8 @@ WHERE id > $1 ORDER BY id LIMIT $2
 
 
 # (event id, frame, the frame as one HTTP/1.1 chunk, whether a moderator's stream watching the
-# user gets it too): one tuple per event, shared by every subscriber it goes to. A burst then allocates per
-# event, not per delivery, which keeps short-lived objects out of the old GC generation.
+# user gets it too), shared by every subscriber it goes to: a burst allocates per event, not per
+# delivery, which keeps short-lived objects out of the old GC generation.
 Event = tuple[int, bytes, bytes, bool]
 
 
@@ -430,12 +430,8 @@ class Hub:
                 pinged += 1
 
     async def _guard(self) -> None:
-        """End the streams whose caller may no longer see their target's downloads.
-
-        One query per period for every open stream of the process (a stream per query would be
-        20,000 queries at 20,000 streams). A failed check ends nothing: it is tried again next
-        period, and an account change is still seen within two periods.
-        """
+        """End the streams whose caller may no longer see their target's downloads, in one query
+        a period for every stream of the process; a failed check ends nothing until the next."""
         assert self.access_check is not None
         while True:
             await asyncio.sleep(self._access_check_seconds)

@@ -1,11 +1,7 @@
-"""The stream's event kinds, as their features declare them (each feature's `events.py`, named
-in its manifest), in the one list the app hands the stream (`features/registry.py`): the stream
-knows no feature, only this shape.
-
-An event is a row of the events table (`stream_events`): its `kind` column names the kind that
-frames it and its `audience` column whose streams receive it, so a new kind is a file in its
-feature (named in its `feature.py`), the migration whose SQL writes its rows, and the
-page's listener: nothing here.
+"""The stream's event kinds, as their features declare them (each feature's `events.py`), in the
+one list the app hands the stream (`features/registry.py`): the stream knows no feature, only
+this shape, so a new kind needs nothing here. An event is a row of `stream_events`: its `kind`
+names the kind that frames it, its `audience` whose streams receive it.
 """
 
 from __future__ import annotations

@@ -45,11 +45,9 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await hub.start()
     app[SSE_HUB] = hub
-    # A reconnect storm (a server's every stream after a restart, or a network's after a drop)
-    # is thousands of openings at once, each with its queries. Queued for the pool they would
-    # time out after DB_ACQUIRE_TIMEOUT as 503s, and take every connection from the other
-    # requests meanwhile (measured: docs/benchmarks.md, "One box, every core"). Here they wait
-    # their turn instead, with half the pool, and the kernel's accept queue holds the rest.
+    # A reconnect storm's openings, queued for the pool, would time out as 503s and take every
+    # connection from the other requests (docs/benchmarks.md, "One box, every core"): they take
+    # turns at half the pool instead, and the kernel's accept queue holds the rest.
     app[SSE_POOL_TURNS] = turns = Turns(max(1, settings.db_pool_max // 2))
     app[SSE_CALLERS] = callers = UserLookups(pool, turns, hub.refuse_if_closing)
     app[TICKET_CALLERS] = callers.by_sqid

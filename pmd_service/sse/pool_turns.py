@@ -1,9 +1,6 @@
-"""Turns at the pool for stream openings: a FIFO semaphore whose every step is O(1).
-
-A reconnect storm queues thousands of openings here at once. asyncio.Semaphore (3.11) scans
-its waiters on every acquire (`locked()`) and removes each woken one from the middle of its
-deque: both linear in the queue, so a storm of N openings cost O(N^2) (measured: docs/
-benchmarks.md, "What made the storm cheaper"). Here a released turn is handed straight to the oldest
+"""Turns at the pool for stream openings: a FIFO semaphore whose every step is O(1), as a
+reconnect storm queues thousands here and asyncio.Semaphore (3.11) is linear in its waiters
+(docs/benchmarks.md, "What made the storm cheaper"). A released turn goes straight to the oldest
 waiter still waiting; a waiter that gave up is skipped when its turn comes.
 """
 

@@ -1,11 +1,6 @@
-"""The newest events (of BDRs, exports and posts) a server process has read, kept so a stream
-that resumes with `Last-Event-ID` is answered without a query.
-
-A reconnect storm (a network drop, a balancer restart, a deploy) is thousands of streams
-reopening within seconds, each missing at most a few events. Read from `stream_events`, each
-resume is a pooled connection and two statements; the hub has already read every one of
-those events from its LISTEN connection, in commit order, so it can answer from memory
-whenever it still holds every event after the client's.
+"""The newest events a server process has read, kept so a stream that resumes with
+`Last-Event-ID` (a reconnect storm is thousands at once, each missing a few events) is answered
+without a pooled connection: the hub has read each of them already, in commit order.
 
 What it holds is a contiguous run: every event with `floor < id <= newest`, as read (ids
 have gaps where a transaction rolled back; no event in the run is missing). Only an id the
@@ -29,9 +24,7 @@ Row = tuple[int, str, str, str]
 # 0.5 KB each (the payload's JSON text), so ~2 MB a process.
 KEEP = 4096
 # And at most this many bytes of payload text, whatever the events hold: every process reads
-# every event, watched or not, so a count alone let one account's large events grow every
-# server by a GB (events are bounded in size since migration 0008; this bounds the cache
-# even if one is not).
+# every event, watched or not, so a count alone does not bound the memory it takes.
 KEEP_BYTES = 4 * 2**20
 # And for this long at most: far inside the table's day (upkeep/cleanup.py), so an id the
 # table has purged ("too old": `reset` and a snapshot) is never answered here instead.

@@ -1,11 +1,7 @@
-"""Open streams keep their access only while the accounts behind them still allow it.
-
-A stream is authorised once, when it opens, and may stay open for as long as its token lasts
-(the host's tokens: hours; dev tokens: days). A moderator whose role was removed, or an account
-banned or deactivated meanwhile, must not go on receiving a user's download updates: every
+"""Open streams keep their access only while the accounts behind them still allow it: a stream
+authorised when it opens may stay open as long as its token lasts (hours), so every
 SSE_ACCESS_CHECK_SECONDS the hub asks here, in one query for all open streams of the process,
-which (caller, target) pairs lost their access, with the same rules as a new request
-(auth.account_denial, auth.target_denial).
+which (caller, target) pairs lost their access, by the rules of a new request.
 """
 
 from __future__ import annotations

@@ -3,11 +3,8 @@ payload's one definition beside its item, e.g. features/bdr/schemas.py ItemRow),
 `migrations/repeatable/`, where the migration runner re-creates the functions whenever a file
 changes (core/migrate.py).
 
-`python -m pmd_service.web.event_kinds` (from a checkout) writes the files of the app's kinds
-after such a change; `--check` only says whether they are current
-(tests/unit/test_event_shapes.py checks too). The files are generated ahead rather than by the
-runner itself because the runner is core, which knows no feature: every caller of
-`apply_migrations` (the tests', the benchmarks', the runs') gets them as it gets the migrations.
+`python -m pmd_service.web.event_kinds` writes them after such a change (`--check`: whether they
+are current); generated ahead, as the runner is core, which knows no feature.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
-"""The user lookups of stream openings, many to a query.
+"""The user lookups of stream openings, many to a query: in a reconnect storm one query each
+was the largest share of a server's CPU per opening (docs/benchmarks.md, "What made the storm
+cheaper"), so lookups that arrive while a query is out wait for the next one, which takes them all.
 
-Every opening checks the account its token (or ticket) names: deactivated, banned, its
-roles. A reconnect storm is thousands of openings at once, and one query each was the
-largest share of a server's CPU per opening (the round trip, asyncpg's protocol work and the
-loopback's; docs/benchmarks.md, "What made the storm cheaper"). Here lookups that
-arrive while a query is out wait for the next one, which takes them all: under load a query
-serves hundreds of openings; alone, a lookup is sent at once.
-
-The queries take the openings' turns at the pool (sse/pool_turns.py), as the openings' other
-queries do, so a storm still leaves the rest of the pool to other requests; and one that
-got its turn as the server began to stop answers every waiting opening 503. A query refused
-for a value in it (one public id asyncpg cannot encode, or PostgreSQL cannot take) is asked
-again in halves until that value is alone: only its opening fails, with only its id named.
+The queries take the openings' turns at the pool (sse/pool_turns.py), so a storm still leaves the
+rest of the pool to other requests. A query refused for a value in it is asked again in halves
+until that value is alone: only its opening fails.
 """
 
 from __future__ import annotations
@@ -71,9 +64,8 @@ class UserLookups:
                 rows, refused = await self._fetch(list(batch))
         except Exception as exc:  # the database's or the shutdown's: every opening answers it
             if isinstance(exc, TimeoutError) and not isinstance(exc, PoolTimeout):
-                # The query outlasted the command timeout: in a ticket storm a saturated box
-                # answered its openings 500 by the thousand (docs/benchmarks.md). What
-                # the box cannot serve in time is shed as the pool's timeout is: 503, Retry-After.
+                # The query outlasted the command timeout: what the box cannot serve in time is
+                # shed as the pool's timeout is (503, Retry-After), not answered 500.
                 exc = PoolTimeout("the database did not answer the openings' user lookup in time")
             for waiters in batch.values():
                 _fail(waiters, exc)
