@@ -20,7 +20,7 @@ from ..api.routing import parse_query
 from ..core.codes import Code
 from ..core.logs import REQUEST_ID_HEADER, request_id_from
 from . import frames, replay
-from .hub import Hub, Subscriber
+from .hub import Hub
 from .kinds import EventKinds
 from .pool_turns import Turn, Turns
 from .user_lookups import UserLookups
@@ -36,24 +36,6 @@ OPENING_SEND_SECONDS = 30.0
 # X-Accel-Buffering: nginx (and proxies that honour it) would otherwise buffer the stream.
 _NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SSE_HEADERS = {"Content-Type": "text/event-stream", **_NO_BUFFERING}
-
-
-async def _subscribe(request: web.Request) -> tuple[Subscriber, DirectSocket, int | None]:
-    query = parse_query(request, StreamQuery)
-    # The caller's lookup is batched with other openings' (sse/user_lookups.py), in their turns
-    # at the pool.
-    principal = await bearer_or_ticket(request, request.app[SSE_CALLERS].by_sqid)
-    last_event_id = replay.parse_last_event_id(
-        request.headers.get("Last-Event-ID") or query.last_event_id
-    )
-    transport = request.transport
-    if transport is None:  # the client is already gone
-        raise web.HTTPNoContent()
-    socket = DirectSocket(transport)
-    sub = request.app[SSE_HUB].subscribe(
-        principal.caller.id, principal.target.id, socket, principal.token_expires_at
-    )
-    return sub, socket, last_event_id
 
 
 async def _open(
@@ -92,8 +74,21 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # watermark then drops what the opening already holds. Once the opening is out, the
     # connection is the subscriber's (Subscriber, api/aiohttp_adapter.py `detach`): a stream
     # open for hours keeps no task, frame, request or response of aiohttp's or of this handler.
-    sub, socket, last_event_id = await _subscribe(request)
+    query = parse_query(request, StreamQuery)
+    # The caller's lookup is batched with other openings' (sse/user_lookups.py), in their turns
+    # at the pool.
+    principal = await bearer_or_ticket(request, request.app[SSE_CALLERS].by_sqid)
+    last_event_id = replay.parse_last_event_id(
+        request.headers.get("Last-Event-ID") or query.last_event_id
+    )
+    transport = request.transport
+    if transport is None:  # the client is already gone
+        raise web.HTTPNoContent()
+    socket = DirectSocket(transport)
     hub = request.app[SSE_HUB]
+    sub = hub.subscribe(
+        principal.caller.id, principal.target.id, socket, principal.token_expires_at
+    )
     try:
         response, sub.sent = await _open(
             request, sub.target_id, last_event_id, sub.caller_id == sub.target_id
