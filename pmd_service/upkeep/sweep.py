@@ -49,34 +49,29 @@ async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
 
 
 async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
+    st = state(ctx)
+    requeued = retaken = aborted = 0
     try:
-        return await _sweep(ctx)
+        for kind in KINDS:
+            # The kind's own part first (a BDR left unannounced, a recurring export that is due).
+            requeued += await kind.upkeep.swept(st, ctx["redis"])
+            again, taken = await _requeue(ctx, kind)
+            requeued, retaken = requeued + again, retaken + taken
+        bucket = st.zips.bucket
+        if bucket is not None:
+            try:
+                aborted = await abort_dead_uploads(
+                    st.pool, bucket, st.settings.s3_access, UPLOAD_MAX_AGE_SECONDS
+                )
+            except Exception:  # the store being down must not stop the rest of the sweep
+                log.warning("sweep: could not list or abort multipart uploads", exc_info=True)
+        emails = sum([await send_owed(st.pool, st.settings, owed) for owed in EMAILS])
     except TRANSIENT as exc:
         # Out of reach is what the sweep rides out, not a bug: the next sweep does the rest.
         log.warning(
             "sweep: stopped by %s (%s); the next sweep runs in a minute", type(exc).__name__, exc
         )
         return {"requeued": 0, "retaken": 0, "emails": 0, "uploads_aborted": 0}
-
-
-async def _sweep(ctx: dict[str, Any]) -> dict[str, int]:
-    st = state(ctx)
-    requeued = retaken = 0
-    for kind in KINDS:
-        # The kind's own part first (a BDR left unannounced, a recurring export that is due).
-        requeued += await kind.upkeep.swept(st, ctx["redis"])
-        again, taken = await _requeue(ctx, kind)
-        requeued, retaken = requeued + again, retaken + taken
-    aborted = 0
-    bucket = st.zips.bucket
-    if bucket is not None:
-        try:
-            aborted = await abort_dead_uploads(
-                st.pool, bucket, st.settings.s3_access, UPLOAD_MAX_AGE_SECONDS
-            )
-        except Exception:  # the store being down must not stop the rest of the sweep
-            log.warning("sweep: could not list or abort multipart uploads", exc_info=True)
-    emails = sum([await send_owed(st.pool, st.settings, owed) for owed in EMAILS])
     if requeued or retaken or emails or aborted:
         log.info(
             "sweep: %d pending re-enqueued, %d orphaned taken over, %d emails sent, "
