@@ -81,32 +81,28 @@ class RestoreReport:
 
 async def check_restore(ctx: dict[str, Any]) -> RestoreReport:
     """Every check of every job kind, and the stored files no ready row names."""
-    try:
-        return await _check(ctx)
-    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
-        raise CheckFailed(
-            f"the database's schema is older than this release ({exc}): run `python -m "
-            "pmd_service migrate` first (the service itself migrates when it starts)"
-        ) from None
-
-
-async def _check(ctx: dict[str, Any]) -> RestoreReport:
     st = state(ctx)
     files = await _stored_files(st)
     held = await held_jobs(ctx["redis"])
     findings: list[Finding] = []
     looked_at: dict[str, int] = {}
-    async with (
-        st.pool.acquire() as conn,
-        conn.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        await conn.execute(SET_NO_IDLE_BOUND)  # the store is asked between the statements
-        for kind in KINDS:
-            for check in kind.upkeep.restore_checks:
-                rows = [dict(r) for r in await conn.fetch(check.sql, *check.args)]
-                looked_at[check.name] = len(rows)
-                findings += await _look(st, kind, check, rows, held)
-        unnamed = await unnamed_paths(conn, files)
+    try:
+        async with (
+            st.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            await conn.execute(SET_NO_IDLE_BOUND)  # the store is asked between the statements
+            for kind in KINDS:
+                for check in kind.upkeep.restore_checks:
+                    rows = [dict(r) for r in await conn.fetch(check.sql, *check.args)]
+                    looked_at[check.name] = len(rows)
+                    findings += await _look(st, kind, check, rows, held)
+            unnamed = await unnamed_paths(conn, files)
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+        raise CheckFailed(
+            f"the database's schema is older than this release ({exc}): run `python -m "
+            "pmd_service migrate` first (the service itself migrates when it starts)"
+        ) from None
     looked_at[FILE_UNNAMED] = len(files)
     repair = f"the daily cleanup removes it once it is {TEMP_MAX_AGE_SECONDS // 60} minutes old"
     findings += [
