@@ -50,8 +50,6 @@ async def process(ctx: dict[str, Any], kind: JobKind, raw_id: str) -> str:
     """The job of `kind` for row `raw_id`: its outcome; raises Retry when one may succeed."""
     st = state(ctx)
     claim = await _claim(st, kind, raw_id)
-    if claim is None:
-        return "not claimable"
     if isinstance(claim, str):
         return claim
     # The id of the POST that asked for it: every line of this run and its email carry it.
@@ -81,7 +79,8 @@ def job_function(kind: JobKind) -> WorkerCoroutine:
     return run
 
 
-async def _claim(st: WorkerState, kind: JobKind, raw_id: str) -> Claim | str | None:
+async def _claim(st: WorkerState, kind: JobKind, raw_id: str) -> Claim | str:
+    """The row claimed, or why not: "invalid" or "not claimable"."""
     try:
         row_id = uuid.UUID(raw_id)
     except ValueError:
@@ -98,7 +97,7 @@ async def _claim(st: WorkerState, kind: JobKind, raw_id: str) -> Claim | str | N
         defer = max(st.settings.job_retry_base_seconds, 1.0)
         log.warning("%s: could not claim it (%r); retry in %.0f s", what, exc, defer)
         raise Retry(defer=defer) from exc
-    return None if row is None else Claim(what, row_id, token, row)
+    return "not claimable" if row is None else Claim(what, row_id, token, row)
 
 
 async def _attempt(
