@@ -11,7 +11,7 @@ from arq.constants import in_progress_key_prefix
 
 from ..features.registry import EMAILS
 from ..features.registry import JOB_KINDS as KINDS
-from ..jobs.context import state
+from ..jobs.context import WorkerState, state
 from ..jobs.failures import TRANSIENT
 from ..jobs.kind import JobKind
 from ..mail.notify import send_owed
@@ -26,10 +26,8 @@ LATE_PENDING_SECONDS = 300
 UPLOAD_MAX_AGE_SECONDS = 3600
 
 
-async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
+async def _requeue(st: WorkerState, redis: ArqRedis, kind: JobKind) -> tuple[int, int]:
     """(re-enqueued, taken over) of one kind of job."""
-    st = state(ctx)
-    redis: ArqRedis = ctx["redis"]
     requeued = retaken = 0
     grace = float(st.settings.job_pending_grace_seconds)
     for row in await st.pool.fetch(*kind.sql_stuck_pending.bind({"grace": grace})):
@@ -55,7 +53,7 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
         for kind in KINDS:
             # The kind's own part first (a BDR left unannounced, a recurring export that is due).
             requeued += await kind.upkeep.swept(st, ctx["redis"])
-            again, taken = await _requeue(ctx, kind)
+            again, taken = await _requeue(st, ctx["redis"], kind)
             requeued, retaken = requeued + again, retaken + taken
         bucket = st.zips.bucket
         if bucket is not None:
