@@ -41,11 +41,10 @@ class UserLookups:
         """The `users` row (host/access.py's columns) with this public id, or None."""
         if not valid_sqid(sqid):
             return None
-        found = asyncio.get_running_loop().create_future()
+        found: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(sqid, []).append(found)
         self._send()
-        row: asyncpg.Record | None = await found
-        return row
+        return await found
 
     def _send(self) -> None:
         while self._waiting and self._in_flight < IN_FLIGHT and not self._stopped:
