@@ -171,7 +171,13 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
     ):
         await conn.execute(SET_NO_IDLE_BOUND)  # the store is listed between the statements
         at: datetime = await conn.fetchval("SELECT now()")
-        kinds = {kind.name: await _plan_expiry(conn, kind, at, st.settings) for kind in KINDS}
+        kinds: dict[str, Expiry] = {}
+        for kind in KINDS:  # what each kind expires, and purges
+            sql, asked = kind.upkeep.expiring, _asked(kind, at, st.settings)
+            rows = await conn.fetch(*sql.sql_plan_expire.bind(asked))
+            expire = {r["id"]: tuple(r["files"]) for r in rows}
+            purge = await conn.fetch(*sql.sql_plan_purge.bind(asked | {"ids": list(expire)}))
+            kinds[kind.name] = Expiry(expire, frozenset(r["id"] for r in purge))
         row = await conn.fetchrow(*SQL_PLAN_COUNTS.bind({"clock": at}))
         assert row is not None
         if st.zips.store is not None:
@@ -195,15 +201,6 @@ def _asked(kind: JobKind, at: datetime, settings: Settings) -> dict[str, object]
     """The parameters of `kind`'s expiry statements as of `at` (each takes those it names)."""
     purge_args = kind.upkeep.expiring.purge_args(settings)
     return {"clock": at, "days": TERMINAL_RETENTION_DAYS, **purge_args}
-
-
-async def _plan_expiry(conn: Conn, kind: JobKind, at: datetime, settings: Settings) -> Expiry:
-    """What the cleanup at `at` expires of `kind`, and purges."""
-    sql, asked = kind.upkeep.expiring, _asked(kind, at, settings)
-    rows = await conn.fetch(*sql.sql_plan_expire.bind(asked))
-    expire = {r["id"]: tuple(r["files"]) for r in rows}
-    purge = await conn.fetch(*sql.sql_plan_purge.bind(asked | {"ids": list(expire)}))
-    return Expiry(expire, frozenset(r["id"] for r in purge))
 
 
 async def _plan_folder(conn: Conn, root: Path, expired: list[str]) -> FolderTidy:
