@@ -8,11 +8,10 @@ one), `fail` what the last settled one left out."""
 from __future__ import annotations
 
 import abc
-import contextlib
 import threading
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -191,9 +190,7 @@ class JobKind:
     upkeep: Upkeep
     email: Email
     # Held while an attempt runs (a BDR holds the exports back).
-    attempt_scope: Callable[[WorkerState], AbstractContextManager[None]] = lambda st: (
-        contextlib.nullcontext()
-    )
+    attempt_scope: Callable[[WorkerState], AbstractContextManager[None]] = lambda st: nullcontext()
 
     @property
     def name(self) -> str:
