@@ -7,11 +7,10 @@ write is guarded by its token; the order of a run's hooks is described in jobs/k
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,7 +133,7 @@ async def _attempt(
         else:
             defer = min(BACKOFF_CAP_SECONDS, st.settings.job_retry_base_seconds * 4 ** (n - 1))
             log.warning("%s: attempt %d failed (%r); retry in %.0f s", what, n, exc, defer)
-            with contextlib.suppress(*TRANSIENT):
+            with suppress(*TRANSIENT):
                 await st.pool.execute(*kind.sql_release.bind(claim.owned | {"defer": defer}))
             raise Retry(defer=defer) from exc
     except Exception:

@@ -10,7 +10,6 @@ from typing import Annotated
 import msgspec
 from aiohttp import ClientConnectionResetError, web
 from aiohttp.typedefs import Handler
-from msgspec import Meta
 
 from ..api.aiohttp_adapter import Detached, DirectSocket, detach
 from ..api.auth import bearer_or_ticket
@@ -124,8 +123,8 @@ _RESUME = "Resume after this event id (for a new EventSource, which cannot set t
 class StreamQuery(msgspec.Struct):
     """The query of GET /api/pmd/bdr/sse (EventSource can set neither header)."""
 
-    ticket: Annotated[str, Meta(description=_TICKET)] | None = None
-    last_event_id: Annotated[str, Meta(description=_RESUME)] | None = None
+    ticket: Annotated[str, msgspec.Meta(description=_TICKET)] | None = None
+    last_event_id: Annotated[str, msgspec.Meta(description=_RESUME)] | None = None
 
 
 _STREAM_SUMMARY = (

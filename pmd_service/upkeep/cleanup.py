@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,7 +241,7 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
         expired[kind.name] = Expiry({r["id"]: tuple(r["files"]) for r in rows}, frozenset())
     for file_path in _stored_files(expired):
         await st.zips.remove(file_path)
-    counts = dataclasses.replace(plan, kinds=expired).summary()
+    counts = replace(plan, kinds=expired).summary()
     log.info(
         "cleanup: %d downloads past their expiry expired, their ZIPs removed; %d parts of "
         "expired exports removed",
@@ -263,7 +262,7 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
             purged[p.name] = frozenset(r[0] for r in rows)
         else:
             purged[p.name] = int((await pool.execute(*p.purge.bind({"clock": at}))).split()[-1])
-    done = dataclasses.replace(plan, kinds=kinds, events=events, purges=purged)
+    done = replace(plan, kinds=kinds, events=events, purges=purged)
     log.info(
         "cleanup: %d old finished requests and %d old events purged; past their window: %s",
         done.summary()["purged"],
@@ -281,7 +280,7 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
         log.info("cleanup: tidying the folder %s", st.settings.zip_path)
         unnamed = await unnamed_files(pool, st.settings.zip_path, set(plan.tidy.orphans))
         tidy = await asyncio.to_thread(_remove, plan.tidy.temp_files, unnamed, plan.tidy.folders)
-    return dataclasses.replace(done, tidy=tidy)
+    return replace(done, tidy=tidy)
 
 
 async def unnamed_files(conn: Conn | asyncpg.Pool, root: Path, files: set[Path]) -> frozenset[Path]:
