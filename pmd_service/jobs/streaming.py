@@ -37,11 +37,6 @@ class _Built:
         self.done = done
 
 
-def _prefixed(entries: Iterable[Entry], prefix: str) -> Iterator[Entry]:
-    for entry in entries:
-        yield dataclasses.replace(entry, arcname=prefix + entry.arcname)
-
-
 def _gated(
     entries: Iterable[Entry], gate: threading.Event, cancel: threading.Event
 ) -> Iterator[Entry]:
@@ -70,7 +65,7 @@ async def stream_zip(st: WorkerState, archive: Archive, sink: Sink) -> BuildResu
     else:
         entries = vault_entries(settings.vault_path, archive.artworks)
     if archive.prefix:
-        entries = _prefixed(entries, archive.prefix)
+        entries = (dataclasses.replace(e, arcname=archive.prefix + e.arcname) for e in entries)
     if archive.gate is not None:
         entries = _gated(entries, archive.gate, cancel)
 
