@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from types import TracebackType
 
 
 class Turns:
@@ -35,12 +34,7 @@ class Turns:
                 self._release()  # handed a turn as it was cancelled: pass it on
             raise
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self._release()
 
     async def take(self) -> Turn:
