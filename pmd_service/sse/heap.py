@@ -8,9 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-# New streams between two freezes: their objects (~30 each) are what a collection of the
-# unfrozen generations walks, so this bounds a pause at ~15,000 objects (its pause: the
-# GC line of `python -m bench.sse`).
+# New streams between two freezes: their objects are what a collection of the unfrozen
+# generations walks, so this bounds a pause (the GC line of `python -m bench.sse`).
 FREEZE_EVERY = 500
 # Reclaim no earlier than this many ended streams, however few are open.
 RECLAIM_AT_LEAST = 1000

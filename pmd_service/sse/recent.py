@@ -5,8 +5,7 @@ without a pooled connection: the hub has read each of them already, in commit or
 What it holds is a contiguous run: every event with `floor < id <= newest`, as read (ids
 have gaps where a transaction rolled back; no event in the run is missing). Only an id the
 run can vouch for is answered here: one it holds, or its floor (itself an event id that was
-read, or the newest at start-up). Anything else (older than the run, newer than this
-process has read, or never an event id) goes to the table as before.
+read, or the newest at start-up); any other goes to the table.
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ from operator import itemgetter
 Row = tuple[int, str, str, str]
 
 # Events kept: at the end of a storm's few seconds a stream has missed a handful; a process
-# that read more than this since a client's last event sends it to the table instead. About
-# 0.5 KB each (the payload's JSON text), so ~2 MB a process.
+# that read more than this since a client's last event sends it to the table instead.
 KEEP = 4096
 # And at most this many bytes of payload text, whatever the events hold: every process reads
 # every event, watched or not, so a count alone does not bound the memory it takes.
