@@ -182,7 +182,6 @@ class JobKind:
     """A feature's claimed job, as the driver, the worker, the sweep and the cleanup use it."""
 
     label: str  # "BDR": how a log line names one
-    noun: str  # "download": how a message to its user names one
     table: str  # its rows'
     sql_claim: Named  # :id, :token, :stale seconds → the row, or none
     start: Callable[[WorkerState, Claim], ClaimedRun]  # a claimed row's run

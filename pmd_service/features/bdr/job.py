@@ -80,7 +80,6 @@ async def _announce_left(st: WorkerState, redis: ArqRedis) -> int:
 
 BDR = JobKind(
     label="BDR",
-    noun="download",
     table=job_sql.TABLE,
     sql_claim=job_sql.SQL_CLAIM,
     start=Run,

@@ -156,7 +156,6 @@ class ExportRun:
 # Each part takes one of the worker's export slots: no attempt scope.
 EXPORT = JobKind(
     label="export",
-    noun="export",
     table=job_sql.TABLE,
     sql_claim=job_sql.SQL_CLAIM,
     start=ExportRun,
