@@ -10,7 +10,7 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Protocol, TypeVar
@@ -28,7 +28,6 @@ from ..storage.zip_files import OBJECT_MISSING, StoredZip, StoreFailed, ZipFiles
 from . import request_ids
 from .auth import retarget
 from .declaration import Param
-from .download_slots import ProxySlots
 from .keys import DB_POOL, PRINCIPAL, PROXY_SLOTS, SETTINGS, STREAM_RESPONSE, ZIP_FILES
 from .problem_responses import client_went_away
 from .validation import read_json
@@ -199,47 +198,9 @@ def _validators(stored: StoredZip) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class Proxying:
-    """Proxy mode's limits."""
-
-    slots: ProxySlots
-    user_id: int
-    idle_seconds: float  # ZIP_PROXY_IDLE_SECONDS
-    gone: Code  # a file removed while it is sent: the BDR's or the export's 410
-
-
-async def serve(
-    request: web.Request,
-    files: ZipFiles,
-    stored: StoredZip,
-    headers: Mapping[str, str],
-    proxying: Proxying,
-) -> web.StreamResponse:
-    """The ZIP's bytes (or 304) as `_plan` decides, from the local file or the bucket."""
-    plan = _plan(request, stored)
-    if plan.status == 304:
-        return web.Response(
-            status=304, headers={**_validators(stored), "Cache-Control": headers["Cache-Control"]}
-        )
-    response = web.StreamResponse(status=plan.status, headers=headers)
-    response.headers.update(_validators(stored))
-    if plan.status == 206:
-        response.headers[hdrs.CONTENT_RANGE] = f"bytes {plan.start}-{plan.stop - 1}/{stored.size}"
-    response.content_length = plan.stop - plan.start
-    if request.method == hdrs.METH_HEAD or plan.stop == plan.start:
-        await response.prepare(request)
-        await response.write_eof()
-    elif stored.path is not None:
-        await _send_file(request, response, stored.path, plan, proxying)
-    else:
-        await _proxy(request, response, files, stored, plan, proxying)
-    return response
-
-
-def _gone(proxying: Proxying) -> ProblemError:
+def _gone(code: Code) -> ProblemError:
     """A file removed since it was found (expired, removed by its owner)."""
-    return gone("This ZIP is no longer available; request it again.", code=proxying.gone)
+    return gone("This ZIP is no longer available; request it again.", code=code)
 
 
 async def _send_file(
@@ -247,16 +208,17 @@ async def _send_file(
     response: web.StreamResponse,
     path: Path,
     plan: Plan,
-    proxying: Proxying,
+    lost: Code,
 ) -> None:
     try:
         file = await open_in_thread(path)
     except FileNotFoundError:
-        raise _gone(proxying) from None
+        raise _gone(lost) from None
     try:
         request[STREAM_RESPONSE] = response  # before any byte can fail to go out
         await response.prepare(request)
-        await _sendfile(request, response, file, plan, proxying.idle_seconds)
+        idle_seconds = request.app[SETTINGS].zip_proxy_idle_seconds
+        await _sendfile(request, response, file, plan, idle_seconds)
     finally:
         file.close()  # a reader's close writes nothing back: it cannot block the loop
 
@@ -348,16 +310,17 @@ async def _proxy(
     files: ZipFiles,
     stored: StoredZip,
     plan: Plan,
-    proxying: Proxying,
+    lost: Code,
 ) -> None:
-    with proxying.slots.hold(proxying.user_id):
+    with request.app[PROXY_SLOTS].hold(request[PRINCIPAL].caller.id):
         try:
             result = await files.read(stored, plan.start, plan.stop)
         except OBJECT_MISSING:
-            raise _gone(proxying) from None
+            raise _gone(lost) from None
         request[STREAM_RESPONSE] = response
         await response.prepare(request)
-        await _relay(request, response, files, result, proxying.idle_seconds)
+        idle_seconds = request.app[SETTINGS].zip_proxy_idle_seconds
+        await _relay(request, response, files, result, idle_seconds)
 
 
 async def _pieces(
@@ -458,19 +421,29 @@ async def download(
         # The object carries the file name (Content-Disposition, set at upload).
         url = await files.signed_url(stored, "HEAD" if request.method == hdrs.METH_HEAD else "GET")
         return web.Response(status=302, headers={"Location": url, **NO_STORE})
+    # The ZIP's bytes (or 304) as `_plan` decides, from the local file or the bucket.
+    plan = _plan(request, stored)
+    if plan.status == 304:
+        return web.Response(status=304, headers={**_validators(stored), **NO_STORE})
     headers = {
         "Content-Type": "application/zip",
         "Content-Disposition": f"attachment; filename={filename}",
         **NO_STORE,
         **repr_digest(sha256),
+        **_validators(stored),
     }
-    proxying = Proxying(
-        request.app[PROXY_SLOTS],
-        request[PRINCIPAL].caller.id,
-        settings.zip_proxy_idle_seconds,
-        gone,
-    )
-    return await serve(request, files, stored, headers, proxying)
+    response = web.StreamResponse(status=plan.status, headers=headers)
+    if plan.status == 206:
+        response.headers[hdrs.CONTENT_RANGE] = f"bytes {plan.start}-{plan.stop - 1}/{stored.size}"
+    response.content_length = plan.stop - plan.start
+    if request.method == hdrs.METH_HEAD or plan.stop == plan.start:
+        await response.prepare(request)
+        await response.write_eof()
+    elif stored.path is not None:
+        await _send_file(request, response, stored.path, plan, gone)
+    else:
+        await _proxy(request, response, files, stored, plan, gone)
+    return response
 
 
 class DownloadQuery(msgspec.Struct):
