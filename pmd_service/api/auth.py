@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..core.codes import Code
-from ..core.problems import ProblemError, unauthorized
+from ..core.problems import bad_request, unauthorized
 from ..host.access import Principal, UserLoader, caller_from_token, resolve_target
 from ..host.tokens import TokenRules
 from . import tickets
@@ -64,10 +64,7 @@ async def retarget(request: web.Request, body_target: str | None) -> Principal:
         return principal
     query_target = request.query.get("target_sqid")
     if query_target is not None and query_target != body_target:
-        raise ProblemError(
-            400,
-            "bad-request",
-            "Bad request",
+        raise bad_request(
             "`target_sqid` in the query and in the body differ; send it once.",
             code=Code.TARGET_MISMATCH,
         )
