@@ -11,7 +11,6 @@ import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Protocol, TypeVar
 
@@ -60,17 +59,9 @@ _CONDITIONS = (
 )
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What to send: `status` 200/206 with bytes [start, stop), or 304 with none."""
-
-    status: int
-    start: int = 0
-    stop: int = 0
-
-
-def _plan(request: web.Request, stored: StoredZip) -> Plan:
-    """The answer the conditions and Range call for (RFC 9110 §13.2.2 order); raises 412, 416."""
+def _plan(request: web.Request, stored: StoredZip) -> tuple[int, range]:
+    """The status the conditions and Range call for (RFC 9110 §13.2.2 order), 200, 206 or 304,
+    and the bytes to send; raises 412, 416."""
     etag, modified = stored.etag, _seconds(stored.last_modified)
     if_match = request.if_match
     if if_match is not None and not _matches(etag, if_match, weak=False):
@@ -80,14 +71,12 @@ def _plan(request: web.Request, stored: StoredZip) -> Plan:
         raise _precondition_failed(request, stored, hdrs.IF_UNMODIFIED_SINCE)
     if_none_match = request.if_none_match
     if if_none_match is not None and _matches(etag, if_none_match, weak=True):
-        return Plan(304)
+        return 304, range(0)
     since = request.if_modified_since
     if if_none_match is None and since is not None and modified <= since.timestamp():
-        return Plan(304)
+        return 304, range(0)
     span = _byte_range(request, stored) if _if_range_holds(request, stored) else None
-    if span is None:
-        return Plan(200, 0, stored.size)
-    return Plan(206, *span)
+    return (200, range(stored.size)) if span is None else (206, span)
 
 
 def _seconds(when: datetime) -> int:
@@ -114,8 +103,8 @@ def _if_range_holds(request: web.Request, stored: StoredZip) -> bool:
     return date is not None and date.timestamp() == _seconds(stored.last_modified)
 
 
-def _byte_range(request: web.Request, stored: StoredZip) -> tuple[int, int] | None:
-    """[start, stop) of the one range asked for; None for the whole ZIP (RFC 9110 §14.2)."""
+def _byte_range(request: web.Request, stored: StoredZip) -> range | None:
+    """The one range asked for; None for the whole ZIP (RFC 9110 §14.2)."""
     header = request.headers.get(hdrs.RANGE)
     if header is None:
         return None
@@ -130,13 +119,13 @@ def _byte_range(request: web.Request, stored: StoredZip) -> tuple[int, int] | No
     if suffix is not None:
         if _number(suffix) == (1, "0"):  # the last 0 bytes: no byte at all (§14.1.3)
             raise _unsatisfiable(request, size)
-        return size - _at_most(suffix, size), size
+        return range(size - _at_most(suffix, size), size)
     if last and _number(last) < _number(first):
         return None
     start = _at_most(first, size)
     if start >= size:  # past the end, however far
         raise _unsatisfiable(request, size)
-    return start, size if not last else _at_most(last, size - 1) + 1
+    return range(start, size if not last else _at_most(last, size - 1) + 1)
 
 
 _OWS = " \t"
@@ -207,7 +196,7 @@ async def _send_file(
     request: web.Request,
     response: web.StreamResponse,
     path: Path,
-    plan: Plan,
+    span: range,
     lost: Code,
 ) -> None:
     try:
@@ -218,7 +207,7 @@ async def _send_file(
         request[STREAM_RESPONSE] = response  # before any byte can fail to go out
         await response.prepare(request)
         idle_seconds = request.app[SETTINGS].zip_proxy_idle_seconds
-        await _sendfile(request, response, file, plan, idle_seconds)
+        await _sendfile(request, response, file, span, idle_seconds)
     finally:
         file.close()  # a reader's close writes nothing back: it cannot block the loop
 
@@ -262,20 +251,20 @@ async def _sendfile(
     request: web.Request,
     response: web.StreamResponse,
     file: BinaryIO,
-    plan: Plan,
+    span: range,
     idle_seconds: float,
 ) -> None:
     """The file's bytes [start, stop) by sendfile in steps, so an idle client can be cut off."""
     transport = _transport(request)
     loop = asyncio.get_running_loop()
-    sent, total, step = 0, plan.stop - plan.start, READ_CHUNK
+    sent, total, step = 0, len(span), READ_CHUNK
     try:
         while sent < total:
             size = min(step, total - sent)
             began = loop.time()
             try:
                 async with asyncio.timeout(idle_seconds):
-                    await loop.sendfile(transport, file, plan.start + sent, size)
+                    await loop.sendfile(transport, file, span.start + sent, size)
             except TimeoutError:
                 _cut_off(request, transport, idle_seconds, f"{sent} of {total}")
                 return
@@ -309,12 +298,12 @@ async def _proxy(
     response: web.StreamResponse,
     files: ZipFiles,
     stored: StoredZip,
-    plan: Plan,
+    span: range,
     lost: Code,
 ) -> None:
     with request.app[PROXY_SLOTS].hold(request[PRINCIPAL].caller.id):
         try:
-            result = await files.read(stored, plan.start, plan.stop)
+            result = await files.read(stored, span.start, span.stop)
         except OBJECT_MISSING:
             raise _gone(lost) from None
         request[STREAM_RESPONSE] = response
@@ -422,8 +411,8 @@ async def download(
         url = await files.signed_url(stored, "HEAD" if request.method == hdrs.METH_HEAD else "GET")
         return web.Response(status=302, headers={"Location": url, **NO_STORE})
     # The ZIP's bytes (or 304) as `_plan` decides, from the local file or the bucket.
-    plan = _plan(request, stored)
-    if plan.status == 304:
+    status, span = _plan(request, stored)
+    if status == 304:
         return web.Response(status=304, headers={**_validators(stored), **NO_STORE})
     headers = {
         "Content-Type": "application/zip",
@@ -432,17 +421,17 @@ async def download(
         **repr_digest(sha256),
         **_validators(stored),
     }
-    response = web.StreamResponse(status=plan.status, headers=headers)
-    if plan.status == 206:
-        response.headers[hdrs.CONTENT_RANGE] = f"bytes {plan.start}-{plan.stop - 1}/{stored.size}"
-    response.content_length = plan.stop - plan.start
-    if request.method == hdrs.METH_HEAD or plan.stop == plan.start:
+    response = web.StreamResponse(status=status, headers=headers)
+    if status == 206:
+        response.headers[hdrs.CONTENT_RANGE] = f"bytes {span.start}-{span.stop - 1}/{stored.size}"
+    response.content_length = len(span)
+    if request.method == hdrs.METH_HEAD or not span:
         await response.prepare(request)
         await response.write_eof()
     elif stored.path is not None:
-        await _send_file(request, response, stored.path, plan, gone)
+        await _send_file(request, response, stored.path, span, gone)
     else:
-        await _proxy(request, response, files, stored, plan, gone)
+        await _proxy(request, response, files, stored, span, gone)
     return response
 
 
