@@ -1,16 +1,10 @@
 """What bounds a connection, the way nginx and Caddy bound theirs, so that idle or trickling
-connections cannot use up a process's descriptors.
-
-For the server's own port: a request's head must arrive within HEADER_TIMEOUT_SECONDS of the
-connection's start or of a request's first byte (Go's ReadHeaderTimeout, nginx's
-client_header_timeout), else the connection is closed unanswered; past MAX_CONNECTIONS a new
-connection gets a canned 503; the soft descriptor limit is raised to the hard one at start; and
-a failed accept is one line a second at most, with a count.
-"""
+connections cannot use up a process's descriptors (a head's deadline is Go's ReadHeaderTimeout)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import resource
 import time
@@ -210,11 +204,7 @@ class ConnectionGuard:
 
     def sweep(self) -> None:
         now = self.loop.time()
-        late = []
-        for conn, deadline in self.waiting.items():
-            if deadline > now:
-                break
-            late.append(conn)
+        late = list(itertools.takewhile(lambda conn: self.waiting[conn] <= now, self.waiting))
         for conn in late:
             del self.waiting[conn]
             conn.late()
