@@ -15,9 +15,10 @@ if TYPE_CHECKING:
     from .connection_counts import ConnectionCounts
 
 
-class _HubCollector(Collector):
-    def __init__(self, hub: Callable[[], Hub | None]) -> None:
+class _ProcessCollector(Collector):
+    def __init__(self, hub: Callable[[], Hub | None], counts: ConnectionCounts) -> None:
         self.hub = hub
+        self.counts = counts
         self.queue_depth: int | None = None
 
     def collect(self) -> Iterator[Metric]:
@@ -81,13 +82,6 @@ class _HubCollector(Collector):
             yield GaugeMetricFamily(
                 "pmd_arq_queue_depth", "Jobs waiting in the arq queue", value=self.queue_depth
             )
-
-
-class _ConnectionCollector(Collector):
-    def __init__(self, counts: ConnectionCounts) -> None:
-        self.counts = counts
-
-    def collect(self) -> Iterator[Metric]:
         counts = self.counts
         yield GaugeMetricFamily(
             "pmd_connections_open",
@@ -109,9 +103,7 @@ class _ConnectionCollector(Collector):
 class Metrics:
     """`hub` gives the process's SSE hub once it runs (None before), read at scrape time."""
 
-    def __init__(
-        self, hub: Callable[[], Hub | None], connections: ConnectionCounts | None = None
-    ) -> None:
+    def __init__(self, hub: Callable[[], Hub | None], connections: ConnectionCounts) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "pmd_http_requests",
@@ -126,10 +118,8 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
         )
-        self.hub = _HubCollector(hub)
+        self.hub = _ProcessCollector(hub, connections)
         self.registry.register(self.hub)
-        if connections is not None:
-            self.registry.register(_ConnectionCollector(connections))
 
 
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
