@@ -84,20 +84,16 @@ class DownloadCollector(Collector):
         yield refused
 
 
-async def _render(app: web.Application) -> web.Response:
-    metrics = app[METRICS]
+async def metrics_handler(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
     try:
-        metrics.hub.queue_depth = await app[REDIS].zcard(default_queue_name)
+        metrics.hub.queue_depth = await request.app[REDIS].zcard(default_queue_name)
     except Exception:  # Redis down: report what we can; /readyz says why
         metrics.hub.queue_depth = None
     return web.Response(
         body=generate_latest(metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},
     )
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    return await _render(request.app)
 
 
 # On the public port only when SERVER_METRICS_PORT is unset (see internal_metrics_ctx).
@@ -125,12 +121,11 @@ async def internal_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     if port is None:
         yield
         return
-
-    async def scrape(request: web.Request) -> web.Response:
-        return await _render(app)
-
     internal = web.Application()
-    internal.router.add_get("/metrics", scrape)
+    # The public app's registry and Redis, which the handler reads as on the public port.
+    internal[METRICS] = app[METRICS]
+    internal[REDIS] = app[REDIS]
+    internal.router.add_get("/metrics", metrics_handler)
     runner = web.AppRunner(internal, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, port)
