@@ -115,7 +115,7 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         params = (_query_params(op.query) if op.query is not None else []) + list(op.params)
-        responses = _responses(op, by_type, has_params=bool(params))
+        responses = _responses(op, by_type)
         authenticated = op.auth is not Auth.PUBLIC
         entry: dict[str, Any] = {
             "operationId": op.operation_id,
@@ -163,9 +163,7 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
     }
 
 
-def _responses(
-    op: Endpoint, by_type: dict[Any, dict[str, Any]], *, has_params: bool
-) -> dict[str, Any]:
+def _responses(op: Endpoint, by_type: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": op.ok_description}
     if op.response is not None:
         ok["content"] = {op.response_media: {"schema": by_type[op.response]}}
@@ -183,7 +181,7 @@ def _responses(
     by_status: dict[int, list[Code]] = {}
     for code in problem_codes(op):
         by_status.setdefault(TABLE[code].status or 0, []).append(code)
-    for status in sorted(_problem_statuses(op, has_params=has_params)):
+    for status in sorted(set(op.problems) | by_status.keys()):
         if status not in by_status:  # at start-up: every problem answer names its codes
             raise ValueError(f"{op.operation_id}: {status} has no code (Endpoint.codes)")
         responses[str(status)] = {
@@ -246,18 +244,6 @@ def _headers(described: dict[str, str]) -> dict[str, Any]:
         name: {"description": text, "schema": _HEADER_SCHEMAS.get(name, {"type": "string"})}
         for name, text in described.items()
     }
-
-
-def _problem_statuses(op: Endpoint, *, has_params: bool) -> set[int]:
-    statuses = set(op.problems) | {TABLE[c].status or 0 for c in op.codes}
-    if op.auth is not Auth.PUBLIC:
-        # An unknown `target_sqid` (404) or one holding a NUL (400); the database away (503).
-        statuses |= {400, 401, 403, 404, 503}
-    if op.request is not None:
-        statuses |= {400, 408, 413, 415, 422}
-    if has_params:
-        statuses.add(400)
-    return statuses
 
 
 def _problem_description(op: Endpoint, status: int) -> str:
