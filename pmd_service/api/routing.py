@@ -42,7 +42,7 @@ def register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
     app.setdefault(ROUTE_ENDPOINTS, {})
     for endpoint in endpoints:
         if endpoint.query is not None:
-            _query_fields(endpoint.query)  # an unsupported field fails here, at start-up
+            query_fields(endpoint.query)  # an unsupported field fails here, at start-up
         authenticate = _AUTHENTICATE.get(endpoint.auth)
         handler = endpoint.handler
         if authenticate is not None:
@@ -84,7 +84,7 @@ def once_keys(endpoint: Endpoint) -> frozenset[str]:
     """The query parameters `endpoint` reads that take one value (`target_sqid` included)."""
     keys: set[str] = set()
     if endpoint.query is not None:
-        keys = {f.encode_name for f in _query_fields(endpoint.query) if query_list(f.type) is None}
+        keys = {f.encode_name for f in query_fields(endpoint.query) if query_list(f.type) is None}
     if endpoint.auth is not Auth.PUBLIC:
         keys.add("target_sqid")
     return frozenset(keys)
@@ -139,7 +139,7 @@ def query_list(kind: msgspec.inspect.Type) -> msgspec.inspect.ListType | None:
 
 
 @functools.cache  # inspected once per struct, not on every request
-def _query_fields(struct: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, ...]:
+def query_fields(struct: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, ...]:
     info = msgspec.inspect.type_info(struct)
     assert isinstance(info, msgspec.inspect.StructType)
     for f in info.fields:
@@ -170,7 +170,7 @@ def _field_value(name: str, raw: str, kind: msgspec.inspect.Type) -> object:
         if value is None or (lo is not None and value < lo) or (hi is not None and value > hi):
             raise _invalid(name, raw, f"must be a whole number from {lo} to {hi}")
         return value
-    assert isinstance(kind, msgspec.inspect.StrType)  # _query_fields checked it
+    assert isinstance(kind, msgspec.inspect.StrType)  # query_fields checked it
     refuse_nul(raw, name)
     if kind.max_length is not None and len(raw) > kind.max_length:
         raise _invalid(name, raw, f"must be at most {kind.max_length} characters")
@@ -180,7 +180,7 @@ def _field_value(name: str, raw: str, kind: msgspec.inspect.Type) -> object:
 def parse_query(request: web.Request, struct: type[Q]) -> Q:
     """The query string as `struct`, with a 400 naming a parameter that does not fit."""
     values: dict[str, object] = {}
-    for f in _query_fields(struct):
+    for f in query_fields(struct):
         repeated = query_list(f.type)
         if repeated is not None:
             given = request.query.getall(f.encode_name, [])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 
-from ..api.routing import query_list, query_scalar
+from ..api.routing import query_fields, query_list, query_scalar
 from ..core import generated
 from ..features.posts.filters import FilterKeys
 
@@ -27,9 +27,7 @@ def _kind(field: msgspec.inspect.Field) -> str:
 
 
 def module_text() -> str:
-    info = msgspec.inspect.type_info(FilterKeys)
-    assert isinstance(info, msgspec.inspect.StructType)
-    kinds = {f.encode_name: _kind(f) for f in info.fields}
+    kinds = {f.encode_name: _kind(f) for f in query_fields(FilterKeys)}
 
     def names(kind: str | None = None) -> str:
         return json.dumps([k for k, v in kinds.items() if kind is None or v == kind])

@@ -11,7 +11,7 @@ from aiohttp import web
 from ..api.declaration import Auth, Endpoint, Param
 from ..api.keys import OPENAPI_DOC
 from ..api.problem_responses import PROBLEM_JSON
-from ..api.routing import once_keys, query_list, query_scalar
+from ..api.routing import once_keys, query_fields, query_list, query_scalar
 from ..core.codes import HOST_PROBLEM_CODES, TABLE, Code
 from ..core.problems import Problem
 
@@ -208,21 +208,15 @@ def problem_codes(op: Endpoint) -> list[Code]:
         codes += TICKET_CODES
     if op.request is not None:
         codes += BODY_CODES
-    if op.query is not None and _parsed_query(op.query):
+    # A query parameter read as more than text can be invalid.
+    if op.query is not None and any(
+        not isinstance(query_scalar(f.type), msgspec.inspect.StrType) or query_list(f.type)
+        for f in query_fields(op.query)
+    ):
         codes.append(Code.INVALID_QUERY)
     if once_keys(op):  # a query parameter that takes one value, given twice (api/routing.py)
         codes.append(Code.DUPLICATE_KEY)
     return list(dict.fromkeys(codes))
-
-
-def _parsed_query(struct: type[msgspec.Struct]) -> bool:
-    """Whether a query parameter is read as more than text, so it can be invalid_query."""
-    info = msgspec.inspect.type_info(struct)
-    assert isinstance(info, msgspec.inspect.StructType)
-    return any(
-        not isinstance(query_scalar(f.type), msgspec.inspect.StrType) or query_list(f.type)
-        for f in info.fields
-    )
 
 
 def _problem_schema(problem: dict[str, Any], codes: list[Code]) -> dict[str, Any]:
