@@ -174,6 +174,7 @@ class ConnectionGuard:
         self.inner = inner
         self.cap = cap
         self.header_timeout = header_timeout
+        self.period = min(1.0, header_timeout / 2)  # between sweeps
         self.loop = asyncio.get_running_loop()
         self.counts = counts
         self.waiting: dict[Guarded, float] = {}  # deadline of each head awaited, in order
@@ -197,10 +198,7 @@ class ConnectionGuard:
         self.waiting.pop(conn, None)
         self.waiting[conn] = self.loop.time() + self.header_timeout
         if self._sweep is None:
-            self._sweep = self.loop.call_later(self._period(), self.sweep)
-
-    def _period(self) -> float:
-        return min(1.0, self.header_timeout / 2)
+            self._sweep = self.loop.call_later(self.period, self.sweep)
 
     def sweep(self) -> None:
         now = self.loop.time()
@@ -210,7 +208,7 @@ class ConnectionGuard:
             conn.late()
         self.counts.heads_late += len(late)
         if self.waiting:
-            self._sweep = self.loop.call_later(self._period(), self.sweep)
+            self._sweep = self.loop.call_later(self.period, self.sweep)
         else:
             self._sweep = None
             self.waiting = {}  # a dict keeps its table at its largest: a flood's, otherwise
