@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 from redis.asyncio import Redis
 
@@ -42,8 +41,8 @@ class Redemptions:
     def _send(self) -> None:
         self._scheduled = False
         while self._waiting and self._in_flight < IN_FLIGHT and not self._stopped:
-            batch = list(itertools.islice(self._waiting, MAX_BATCH))
-            del self._waiting[: len(batch)]
+            batch = self._waiting[:MAX_BATCH]
+            del self._waiting[:MAX_BATCH]
             self._in_flight += 1
             task = asyncio.create_task(self._pipeline(batch), name="ticket-redemptions")
             self._tasks.add(task)
