@@ -115,16 +115,15 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         params = (_query_params(op.query) if op.query is not None else []) + list(op.params)
-        responses = _responses(op, by_type)
         authenticated = op.auth is not Auth.PUBLIC
+        if authenticated:
+            params.append(TARGET_SQID)
         entry: dict[str, Any] = {
             "operationId": op.operation_id,
             "summary": op.summary,
             "tags": [op.tag],
-            "responses": responses,
+            "responses": _responses(op, by_type),
         }
-        if authenticated:
-            params.append(TARGET_SQID)
         if params:
             entry["parameters"] = [
                 {
