@@ -76,7 +76,8 @@ class AcceptFailures:
         inner: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None,
         tally: Tally,
     ) -> None:
-        self.inner = inner
+        # None: the loop has no handler of its own, so asyncio's default one.
+        self.inner = inner or (lambda loop, context: loop.default_exception_handler(context))
         self.tally = tally
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -88,10 +89,7 @@ class AcceptFailures:
             # Those retries, still pending when shutdown closed the socket: nothing to accept
             # any more, and one traceback each would hold the exit up.
             return
-        if self.inner is None:
-            loop.default_exception_handler(context)
-        else:
-            self.inner(loop, context)
+        self.inner(loop, context)
 
 
 def count_failed_accepts(loop: asyncio.AbstractEventLoop) -> Tally:
