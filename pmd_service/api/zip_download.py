@@ -105,10 +105,7 @@ def _if_range_holds(request: web.Request, stored: StoredZip) -> bool:
 
 def _byte_range(request: web.Request, stored: StoredZip) -> range | None:
     """The one range asked for; None for the whole ZIP (RFC 9110 §14.2)."""
-    header = request.headers.get(hdrs.RANGE)
-    if header is None:
-        return None
-    unit, equals, spec = header.partition("=")
+    unit, equals, spec = request.headers.get(hdrs.RANGE, "").partition("=")
     if not equals or unit.strip(_OWS).lower() != "bytes":
         return None
     found = _RANGE_SPEC.fullmatch(spec.strip(_OWS))
