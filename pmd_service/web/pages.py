@@ -13,11 +13,9 @@ from ..core.problems import not_found
 
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX_HTML = STATIC_DIR / "index.html"
-PAGE_ROUTE = "dashboard_page"
 # Links dev mode adds to the page's header (dev_pages.py), in place of this mark.
 HEADER_LINKS = web.AppKey("page_header_links", str)
 HEADER_LINKS_MARK = "<!-- header links -->"
-STATIC_ROUTE = "dashboard_static"
 
 # Only this origin, but images from the host site's CDN (`art_url`).
 PAGE_HEADERS = {
@@ -48,8 +46,8 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/u/{user_sqid}/posts", dashboard, name=PAGE_ROUTE)
-    app.router.add_static("/static/pmd/", STATIC_DIR, name=STATIC_ROUTE)
+    app.router.add_get("/u/{user_sqid}/posts", dashboard, name="dashboard_page")
+    app.router.add_static("/static/pmd/", STATIC_DIR, name="dashboard_static")
     if app[SETTINGS].dev_mode:  # imported here: production never imports dev/
         from . import dev_pages
 
