@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from ..api.declaration import Auth, Endpoint
 from ..core.settings import Settings
+from .pages import PAGE_HEADERS
 
 # In the files' URLs, so a browser fetches an update's files instead of cached ones.
 SWAGGER_UI_VERSION = "5.35.0"
@@ -45,12 +46,7 @@ def _reference(spec_url: str, vendor_url: str) -> Handler:
         "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
         "form-action 'none'"
     )
-    answer_headers = {
-        "Content-Security-Policy": policy,
-        "Referrer-Policy": "no-referrer",
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "no-cache",
-    }
+    answer_headers = {**PAGE_HEADERS, "Content-Security-Policy": policy}
     text = f"""<!doctype html>
 <html lang="en">
 <head>
