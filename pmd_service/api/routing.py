@@ -41,13 +41,11 @@ def _authenticated(
 def register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
     app.setdefault(ROUTE_ENDPOINTS, {})
     for endpoint in endpoints:
-        if endpoint.query is not None:
-            query_fields(endpoint.query)  # an unsupported field fails here, at start-up
         authenticate = _AUTHENTICATE.get(endpoint.auth)
         handler = endpoint.handler
         if authenticate is not None:
             handler = _authenticated(handler, authenticate)
-        once = once_keys(endpoint)
+        once = once_keys(endpoint)  # reads the query's fields: an unsupported one fails here
         if once:
             handler = _refusing_repeats(handler, once)
         if endpoint.method == "get":
