@@ -92,27 +92,23 @@ class AcceptFailures:
         self.inner(loop, context)
 
 
-def count_failed_accepts(loop: asyncio.AbstractEventLoop) -> Tally:
+def count_failed_accepts(loop: asyncio.AbstractEventLoop) -> None:
     tally = Tally(
         "%d accept(s) failed in the last second; new connections wait in the listen backlog "
         "meanwhile (the descriptor limit, MAX_CONNECTIONS)"
     )
     loop.set_exception_handler(AcceptFailures(loop.get_exception_handler(), tally))
-    return tally
 
 
-def raise_descriptor_limit() -> int:
+def raise_descriptor_limit() -> None:
     """The soft RLIMIT_NOFILE raised to the hard one (a container's soft default is 1,024,
-    its hard one far higher); returns the soft limit now in force."""
+    its hard one far higher)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError) as exc:
             log.warning("could not raise the descriptor limit from %d to %d: %s", soft, hard, exc)
-            return soft
-        return hard
-    return soft
 
 
 def connection_cap(configured: int | None, descriptors: int) -> int:
