@@ -251,7 +251,7 @@ async def _sendfile(
     span: range,
     idle_seconds: float,
 ) -> None:
-    """The file's bytes [start, stop) by sendfile in steps, so an idle client can be cut off."""
+    """The file's bytes in `span` by sendfile in steps, so an idle client can be cut off."""
     transport = _transport(request)
     loop = asyncio.get_running_loop()
     sent, total, step = 0, len(span), READ_CHUNK
