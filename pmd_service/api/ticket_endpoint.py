@@ -23,25 +23,6 @@ from .responses import json_response
 from .routing import parse_query
 from .validation import parse_uuid
 
-
-async def create_ticket(request: web.Request) -> web.Response:
-    downloads = request.app[TICKET_DOWNLOADS]
-    query = parse_query(request, downloads.query)
-    request[PRINCIPAL] = principal = await bearer(request, request.app.get(TICKET_CALLERS))
-    named = [(d, value) for d in downloads.all if (value := getattr(query, d.query_key))]
-    if len(named) > 1:
-        keys = " or ".join(f"`{d.query_key}`" for d in downloads.all)
-        raise bad_request(f"Send {keys}: a ticket opens one download.", code=Code.INVALID_QUERY)
-    download_id = None
-    for download, value in named:
-        download_id = parse_uuid(value)
-        # 404 now rather than at the download: it must be one the principal may get.
-        await download.check(request.app[DB_POOL], download_id, principal)
-    key = tickets.signing_key(request.app[SETTINGS].jwt_secret_key)
-    out = await tickets.mint(request.app[REDIS], key, principal, download_id)
-    return json_response(out, headers={"Cache-Control": "no-store"})
-
-
 # Raises the feature's problem (404, 403) unless the principal may download that BDR or export.
 DownloadCheck = Callable[[asyncpg.Pool, uuid.UUID, Principal], Awaitable[object]]
 
@@ -78,6 +59,22 @@ class TicketDownloads:
 
 
 def endpoint(downloads: TicketDownloads) -> Endpoint:
+    async def create_ticket(request: web.Request) -> web.Response:
+        query = parse_query(request, downloads.query)
+        request[PRINCIPAL] = principal = await bearer(request, request.app.get(TICKET_CALLERS))
+        named = [(d, value) for d in downloads.all if (value := getattr(query, d.query_key))]
+        if len(named) > 1:
+            keys = " or ".join(f"`{d.query_key}`" for d in downloads.all)
+            raise bad_request(f"Send {keys}: a ticket opens one download.", code=Code.INVALID_QUERY)
+        download_id = None
+        for download, value in named:
+            download_id = parse_uuid(value)
+            # 404 now rather than at the download: it must be one the principal may get.
+            await download.check(request.app[DB_POOL], download_id, principal)
+        key = tickets.signing_key(request.app[SETTINGS].jwt_secret_key)
+        out = await tickets.mint(request.app[REDIS], key, principal, download_id)
+        return json_response(out, headers={"Cache-Control": "no-store"})
+
     return Endpoint(
         "post",
         "/api/pmd/bdr/sse-ticket",
@@ -99,6 +96,5 @@ def endpoint(downloads: TicketDownloads) -> Endpoint:
     )
 
 
-TICKET_DOWNLOADS: web.AppKey[TicketDownloads] = web.AppKey("ticket_downloads")
 # The stream's batched caller lookups, where the app has them: a reconnect storm is one of tickets.
 TICKET_CALLERS: web.AppKey[UserLoader] = web.AppKey("ticket_callers")

@@ -117,7 +117,6 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
         ),
     )
     sse_hub.setup(app, EVENT_KINDS)
-    app[ticket_endpoint.TICKET_DOWNLOADS] = TICKETS
     pages.setup(app)
     reference.setup(app)
     if settings.cors_origins:
