@@ -67,17 +67,16 @@ def refuse_repeated_keys(body: bytes, type_: type[msgspec.Struct]) -> None:
 
 def refuse_nul(value: object, path: str = "") -> None:
     """400 naming the first text in `value` holding U+0000, which PostgreSQL text cannot store."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            field = path or "body"
-            raise bad_request(
-                f"`{field}` contains a NUL character (U+0000), which no text of the site can "
-                "hold; remove it and send the request again.",
-                slug="invalid-text",
-                errors=[FieldError(field=field, message="contains a NUL character (U+0000)")],
-                code=Code.INVALID_TEXT,
-            )
-    elif isinstance(value, msgspec.Struct):
+    if isinstance(value, str) and "\x00" in value:
+        field = path or "body"
+        raise bad_request(
+            f"`{field}` contains a NUL character (U+0000), which no text of the site can "
+            "hold; remove it and send the request again.",
+            slug="invalid-text",
+            errors=[FieldError(field=field, message="contains a NUL character (U+0000)")],
+            code=Code.INVALID_TEXT,
+        )
+    if isinstance(value, msgspec.Struct):
         for name, key in zip(value.__struct_fields__, value.__struct_encode_fields__, strict=True):
             refuse_nul(getattr(value, name), f"{path}.{key}" if path else key)
     elif isinstance(value, list | tuple):
