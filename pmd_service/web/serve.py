@@ -126,10 +126,9 @@ def _run_loop(loop: asyncio.AbstractEventLoop, main: Coroutine[Any, Any, None]) 
     """What web.run_app does with its loop: run until a signal, clean up, close the loop."""
     task = loop.create_task(main)
     try:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(task)
-    except (web.GracefulExit, KeyboardInterrupt):
-        pass
+        with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(task)
     finally:
         try:
             if not task.done():
