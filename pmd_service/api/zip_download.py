@@ -407,7 +407,6 @@ async def download(
         # The object carries the file name (Content-Disposition, set at upload).
         url = await files.signed_url(stored, "HEAD" if request.method == hdrs.METH_HEAD else "GET")
         return web.Response(status=302, headers={"Location": url, **NO_STORE})
-    # The ZIP's bytes (or 304) as `_plan` decides, from the local file or the bucket.
     status, span = _plan(request, stored)
     if status == 304:
         return web.Response(status=304, headers={**_validators(stored), **NO_STORE})

@@ -150,8 +150,7 @@ def _refusal(server_name: str) -> bytes:
 
 
 class ConnectionGuard:
-    """The listening socket's protocol factory: each connection gets aiohttp's own protocol
-    (`inner`, a web.Server: aiohttp's low-level protocol factory) inside a `Guarded` one.
+    """The listening socket's protocol factory: aiohttp's (`inner`) inside a `Guarded` one.
 
     The connections waiting for a head are kept in one dict, oldest deadline first, and swept
     by one timer: a timer of each connection's own, even cancelled, would stay in the loop's
