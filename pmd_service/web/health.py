@@ -11,7 +11,6 @@ from aiohttp import web
 from .. import __version__
 from ..api.declaration import Auth, Endpoint
 from ..api.keys import DB_POOL, REDIS, ZIP_FILES
-from ..api.problem_responses import answer
 from ..api.responses import json_response
 from ..core.codes import Code
 from ..core.problems import ProblemError
@@ -70,16 +69,14 @@ async def readyz(request: web.Request) -> web.Response:
         checks["store"] = store
     if not failing:
         return web.json_response({"status": "ready", "checks": checks})
-    return answer(
-        ProblemError(
-            503,
-            "not-ready",
-            "Service Unavailable",
-            f"Not ready: {failing} unreachable.",
-            headers={"Retry-After": "5"},
-            extra={"checks": checks},
-            code=Code.NOT_READY,
-        )
+    raise ProblemError(
+        503,
+        "not-ready",
+        "Service Unavailable",
+        f"Not ready: {failing} unreachable.",
+        headers={"Retry-After": "5"},
+        extra={"checks": checks},
+        code=Code.NOT_READY,
     )
 
 
