@@ -21,19 +21,17 @@ log = logging.getLogger(__name__)
 _UNAVAILABLE = {"database": Code.DATABASE_UNAVAILABLE, "redis": Code.REDIS_UNAVAILABLE}
 
 
-def _unavailable(request: web.Request, service: str, exc: Exception) -> web.Response:
+def _unavailable(request: web.Request, service: str, exc: Exception) -> ProblemError:
     request.app[OUTAGES].record(service, exc, f"{request.method} {request.path}")
-    return answer(
-        ProblemError(
-            503,
-            f"{service}-unavailable",
-            "Service Unavailable",
-            f"The {service} is not taking connections or not answering right now (overloaded, "
-            f"restarting or cut off); retry in {RETRY_AFTER_SECONDS} seconds.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            code=_UNAVAILABLE[service],
-            details={"retry_after_seconds": RETRY_AFTER_SECONDS},
-        )
+    return ProblemError(
+        503,
+        f"{service}-unavailable",
+        "Service Unavailable",
+        f"The {service} is not taking connections or not answering right now (overloaded, "
+        f"restarting or cut off); retry in {RETRY_AFTER_SECONDS} seconds.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        code=_UNAVAILABLE[service],
+        details={"retry_after_seconds": RETRY_AFTER_SECONDS},
     )
 
 
@@ -41,7 +39,7 @@ def _unavailable(request: web.Request, service: str, exc: Exception) -> web.Resp
 _HTTP_CODES = {404: Code.NOT_FOUND, 405: Code.METHOD_NOT_ALLOWED, 413: Code.BODY_TOO_LARGE}
 
 
-def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ProblemError:
     headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
     status = exc.status
     if status == 404:
@@ -56,18 +54,14 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
         detail = exc.text or exc.reason
         if detail.startswith(f"{status}:"):
             detail = exc.reason
-    code = _HTTP_CODES.get(status, Code.BAD_REQUEST)
-    details = {"limit_bytes": request.app[SETTINGS].max_body_bytes} if status == 413 else {}
-    return answer(
-        ProblemError(
-            status,
-            f"http-{status}",
-            exc.reason,
-            detail,
-            headers=headers,
-            code=code,
-            details=details,
-        )
+    return ProblemError(
+        status,
+        f"http-{status}",
+        exc.reason,
+        detail,
+        headers=headers,
+        code=_HTTP_CODES.get(status, Code.BAD_REQUEST),
+        details={"limit_bytes": request.app[SETTINGS].max_body_bytes} if status == 413 else {},
     )
 
 
@@ -109,9 +103,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if isinstance(exc, web.HTTPException):
             if exc.status < 400:
                 raise
-            return _from_http_exception(request, exc)
+            return answer(_from_http_exception(request, exc))
         if (service := refused_by(exc)) is not None:
-            return _unavailable(request, service, exc)
+            return answer(_unavailable(request, service, exc))
         log.exception("unhandled error in %s %s", request.method, request.path)
         return answer(
             ProblemError(
