@@ -9,18 +9,6 @@ from ...core.codes import Code
 from ...core.problems import FieldError, bad_request
 from ...core.visibility import visible_comment
 
-SORTS = (
-    "created_at",
-    "title",
-    "reaction_count",
-    "comment_count",
-    "view_count",
-    "file_bytes",
-    "license",
-    "remixable",
-    "hidden",
-    "format",
-)
 ORDERS = ("asc", "desc")
 # The deleted listing's own order when no `sort` is given: the most recently deleted first.
 DELETED_AT = "deleted_at"
@@ -102,6 +90,8 @@ KEYS = {
         SortKey(DELETED_AT, "p.deleted_by_user_date", "time", "deleted_by_user_date", indexed=True),
     )
 }
+# The keys a `sort` may name, in the order the API documents them.
+SORTS = tuple(name for name in KEYS if name != DELETED_AT)
 
 
 @dataclass(frozen=True, slots=True)
