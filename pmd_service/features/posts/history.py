@@ -5,7 +5,6 @@ from __future__ import annotations
 import binascii
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -82,10 +81,10 @@ def undo_link(action_id: uuid.UUID, principal: Principal) -> str:
 async def recent_actions(
     pool: asyncpg.Pool, principal: Principal, limit: int, cursor: str | None
 ) -> ActionList:
-    after = _Cursor.decode(cursor) if cursor else None
+    at, action_id = _after(cursor) if cursor else (None, None)
     actor = principal.caller.id if principal.as_moderator else None
     values: dict[str, object] = {"owner": principal.target.id, "actor": actor, "rows": limit + 1}
-    values |= {"at": after.at if after else None, "action_id": after.action_id if after else None}
+    values |= {"at": at, "action_id": action_id}
     rows = await pool.fetch(*SQL_RECENT_ACTIONS.bind(values))
     items = [
         from_row(
@@ -102,35 +101,25 @@ async def recent_actions(
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = _Cursor(last["created_at"], last["id"]).encode()
+        next_cursor = pack(f"a:{micros(last['created_at'])}:{last['id'].hex}")
     return ActionList(items=items, next_cursor=next_cursor)
 
 
 _CURSOR_RE = re.compile(r"a:(?P<micros>[0-9]{1,18}):(?P<id>[0-9a-f]{32})")
 
 
-@dataclass(frozen=True)
-class _Cursor:
-    """Where the previous page ended: its last action's (created_at, id), as opaque text."""
-
-    at: datetime
-    action_id: uuid.UUID
-
-    def encode(self) -> str:
-        return pack(f"a:{micros(self.at)}:{self.action_id.hex}")
-
-    @classmethod
-    def decode(cls, token: str) -> _Cursor:
-        """The cursor behind `token`; 400 for anything `encode` could not have produced."""
-        try:
-            # A strict ASCII grammar: int() alone would also take "1_0" or non-Latin digits.
-            match = _CURSOR_RE.fullmatch(unpack(token))
-            if match is not None:
-                at = EPOCH + timedelta(microseconds=int(match["micros"]))
-                return cls(at, uuid.UUID(hex=match["id"]))
-        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
-            pass
-        raise invalid_cursor(
-            "`cursor` is not one this list returned; pass `next_cursor` from the previous "
-            "page unchanged, or omit it for the first page."
-        )
+def _after(token: str) -> tuple[datetime, uuid.UUID]:
+    """Where the previous page ended: its last action's (created_at, id); 400 for anything
+    `recent_actions` could not have made."""
+    try:
+        # A strict ASCII grammar: int() alone would also take "1_0" or non-Latin digits.
+        match = _CURSOR_RE.fullmatch(unpack(token))
+        if match is not None:
+            at = EPOCH + timedelta(microseconds=int(match["micros"]))
+            return at, uuid.UUID(hex=match["id"])
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+        pass
+    raise invalid_cursor(
+        "`cursor` is not one this list returned; pass `next_cursor` from the previous "
+        "page unchanged, or omit it for the first page."
+    )
