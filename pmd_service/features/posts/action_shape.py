@@ -37,8 +37,8 @@ class History:
 class Part:
     """An action's part of the batch statement, for one caller and one way of naming posts."""
 
-    eligible: str
     assign: str
+    eligible: str = "NOT p.deleted_by_user"  # the posts it may act on: live ones unless it says
     differs: str = "true"
     precondition: str = "true"
     refuse: str = "false"

@@ -21,7 +21,6 @@ from .host_rules import (
 )
 from .restore_rule import artwork_held
 
-_ELIGIBLE_LIVE = "NOT p.deleted_by_user"
 _ELIGIBLE_RESTORABLE = restorable("p")
 
 
@@ -51,7 +50,6 @@ def _flag(
     """Writes the flag `column` (remixable too); `undo`: the undo's own `allowed`, `refused`."""
     return Caller.alike(
         Part(
-            eligible=_ELIGIBLE_LIVE,
             refuse=refuse,
             assign=f"{column} = {{v0}}::bool",
             differs=f"p.{column} <> {{v0}}::bool",
@@ -128,11 +126,8 @@ DELETE = BulkAction(
     past="Deleted",
     undone="delete",
     writes=("deleted_by_user", "deleted_by_user_date"),
-    owner=Caller.alike(Part(eligible=_ELIGIBLE_LIVE, assign=_DELETE), _UNDO_DELETE),
-    moderator=Caller.alike(
-        Part(eligible=_ELIGIBLE_LIVE, assign=_DELETE, moderation=_MARK_MODERATOR_DELETE),
-        _UNDO_DELETE,
-    ),
+    owner=Caller.alike(Part(assign=_DELETE), _UNDO_DELETE),
+    moderator=Caller.alike(Part(assign=_DELETE, moderation=_MARK_MODERATOR_DELETE), _UNDO_DELETE),
     page=PageWords(doing="Deleting", did="Deleted", already="already deleted"),
 )
 
@@ -227,7 +222,6 @@ RESTORE = BulkAction(
 _TO_ND = is_nd_license("{v0}::int")
 _LICENSE = Caller.alike(
     Part(
-        eligible=_ELIGIBLE_LIVE,
         precondition="({v0}::int IS NULL OR EXISTS (SELECT 1 FROM licenses WHERE id = {v0}::int))",
         assign=f"license_id = {{v0}}::int, remixable = p.remixable AND NOT {_TO_ND}",
         differs=f"(p.license_id IS DISTINCT FROM {{v0}}::int OR (p.remixable AND {_TO_ND}))",
@@ -324,7 +318,6 @@ _MOD_OWN_AFTER = "pmd_tags_after(p.mod_hashtags, '{{}}', {v0}::text[], {v1}::tex
 _TAG_LISTS = {"tags_add": "{v0}::text[]", "tags_remove": "{v1}::text[]"}
 _DIFF = "pmd_tags_diff(e.{before}, e.{after}, {{v0}}::text[], {{v1}}::text[])"
 _ARTIST_TAGS = Part(
-    eligible=_ELIGIBLE_LIVE,
     refuse=f"pmd_artist_tag_count({_TAGS_AFTER}, p.mod_hashtags) > {MAX_TAGS_PER_POST}",
     assign=f"hashtags = {_TAGS_AFTER}",
     differs=f"p.hashtags IS DISTINCT FROM {_TAGS_AFTER}",
@@ -340,7 +333,6 @@ _ARTIST_TAGS = Part(
     ),
 )
 _MODERATOR_TAGS = Part(
-    eligible=_ELIGIBLE_LIVE,
     refuse=f"cardinality({_MOD_OWN_AFTER}) > {MAX_MOD_TAGS_PER_POST}",
     assign=f"hashtags = {_MOD_TAGS_AFTER}, mod_hashtags = {_MOD_OWN_AFTER}",
     differs=(
