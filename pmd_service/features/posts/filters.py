@@ -291,19 +291,17 @@ async def check_filter(pool: asyncpg.Pool, keys: FilterKeys, prefix: str = "") -
             f"takes tags of at most {MAX_TAG_LENGTH} characters; {long[0][:40]!r} is longer.",
         )
     license_id: int | None = None
-    if keys.license is not None:
-        if keys.license.strip().lower() == NO_LICENSE:
-            license_id = 0
-        else:
-            found = await pool.fetchval(SQL_LICENSE_BY_IDENTIFIER, keys.license.strip())
-            if found is None:
-                raise _bad(
-                    f"{prefix}license",
-                    "unknown license",
-                    f"names no license of the site ({keys.license[:50]!r}); use an identifier "
-                    f"from GET /api/pmd/licenses, or `{NO_LICENSE}` for posts without one.",
-                )
-            license_id = found
+    if keys.license is not None and keys.license.strip().lower() == NO_LICENSE:
+        license_id = 0
+    elif keys.license is not None:
+        license_id = await pool.fetchval(SQL_LICENSE_BY_IDENTIFIER, keys.license.strip())
+        if license_id is None:
+            raise _bad(
+                f"{prefix}license",
+                "unknown license",
+                f"names no license of the site ({keys.license[:50]!r}); use an identifier "
+                f"from GET /api/pmd/licenses, or `{NO_LICENSE}` for posts without one.",
+            )
     fmt = keys.format.strip().lower() if keys.format is not None else None
     if fmt is not None and fmt not in FORMATS:
         raise _bad(
