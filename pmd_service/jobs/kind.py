@@ -55,6 +55,19 @@ class Claim:
         return {"id": self.id, "token": self.token}
 
 
+class RowRun:
+    """What every kind's run keeps of its claim: the worker, the row and the run's hold on it."""
+
+    def __init__(self, st: WorkerState, claim: Claim):
+        self.st = st
+        self.pool = st.pool
+        self.id = claim.id
+        self.token = claim.token
+        self.owned = claim.owned
+        self.claim = claim.row
+        self.attempts: int = claim.row["attempts"]
+
+
 async def job_owner(pool: asyncpg.Pool, user_id: int, what: str) -> asyncpg.Record:
     """The handle and public sqid of the user a job's row is for (`what`: "download")."""
     user = await pool.fetchrow(*SQL_OWNER.bind({"user": user_id}))

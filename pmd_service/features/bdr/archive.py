@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
-import uuid
-from typing import TYPE_CHECKING, Protocol
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from ...core.codes import Code
 from ...host.mentions import Mentions
-from ...jobs.context import WorkerState
 from ...jobs.failures import PermanentError, Refused, TransientError, nothing_added
-from ...jobs.kind import Archive, Settled
+from ...jobs.kind import Archive, RowRun, Settled
 from ...jobs.queueing import MAX_ATTEMPTS
 from ...storage.budget import human_bytes
 from ...storage.zip_names import bdr_zip_names
@@ -32,24 +28,12 @@ def root_manifest(files: list[FileDigest]) -> list[tuple[str, bytes]]:
     return [("manifest-sha256.txt", sha256sum_lines(files))]
 
 
-class ZipRun(Protocol):
-    """What a BDR's ZIP reads of its run (job.py's `Run`)."""
-
-    st: WorkerState
-    pool: asyncpg.Pool
-    bdr_id: uuid.UUID
-    token: uuid.UUID
-    owned: dict[str, object]  # the claim's `:id` and `:token`
-    claim: asyncpg.Record
-    attempts: int
-
-
 class BdrZip(Archive):
     """A BDR's ZIP: its artworks, the JSON files, then `manifest-sha256.txt`; no gate."""
 
     def __init__(
         self,
-        run: ZipRun,
+        run: RowRun,
         plan: Plan,
         handle: str,
         user_sqid: str,
@@ -62,7 +46,7 @@ class BdrZip(Archive):
         self.artworks = plan.artworks
         self.comments: bool = run.claim["include_comments"]
         self.reactions: bool = run.claim["include_reactions"]
-        bdr_id, run_name = run.bdr_id, run.token.hex[:8]
+        bdr_id, run_name = run.id, run.token.hex[:8]
         self.names = bdr_zip_names(user_sqid, bdr_id, run_name, download_filename(bdr_id))
         self.cap = run.st.settings.bdr_max_bytes
         self.arcnames = plan.working_arcnames()

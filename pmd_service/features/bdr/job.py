@@ -11,7 +11,7 @@ from ...core.codes import Code
 from ...host.mentions import resolve_ahead
 from ...jobs.context import WorkerState
 from ...jobs.driver import job_function
-from ...jobs.kind import Claim, Email, Expiring, JobKind, Settled, Skipped, Upkeep, job_owner
+from ...jobs.kind import Email, Expiring, JobKind, RowRun, Settled, Skipped, Upkeep, job_owner
 from ...zipbuild.content import plan_artworks
 from ...zipbuild.working_files import Wanted
 from . import job_sql
@@ -22,17 +22,8 @@ from .restore_checks import RESTORE_CHECKS
 log = logging.getLogger(__name__)
 
 
-class Run:
+class Run(RowRun):
     """One claimed run of one BDR: its one archive."""
-
-    def __init__(self, st: WorkerState, claim: Claim):
-        self.st = st
-        self.pool = st.pool
-        self.bdr_id = claim.id
-        self.token = claim.token
-        self.owned = claim.owned
-        self.claim = claim.row
-        self.attempts: int = claim.row["attempts"]
 
     async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
         failed = {"message": message, "skipped": skipped, "code": code}
@@ -61,7 +52,7 @@ class Run:
         if last is not None:  # its one ZIP
             log.info(
                 "BDR %s ready: %d artworks, %d skipped, %d bytes",
-                self.bdr_id,
+                self.id,
                 len(last.result.added),
                 len(last.skipped),
                 last.result.size,

@@ -41,7 +41,7 @@ class PartRun(Protocol):
 
     st: WorkerState
     pool: asyncpg.Pool
-    export_id: uuid.UUID
+    id: uuid.UUID
     token: uuid.UUID
     owned: dict[str, object]  # the claim's `:id` and `:token`
     claim: asyncpg.Record
@@ -54,7 +54,7 @@ async def mark_started(run: PartRun, place: BagPlace) -> None:
         if await conn.fetchval(*job_sql.SQL_LOCK_OWNED.bind(run.owned)) is None:
             raise BuildCancelled
         await conn.execute(*job_sql.SQL_PART_STARTED.bind(run.owned | {"number": place.number}))
-        await conn.execute(job_sql.SQL_TOUCH, run.export_id)
+        await conn.execute(job_sql.SQL_TOUCH, run.id)
 
 
 async def start_part(run: PartRun, place: BagPlace, post_ids: list[int]) -> ExportPart:
@@ -110,7 +110,7 @@ class ExportPart(Archive):
         self.prefix = f"{place.name}/data/"
         # BDRs go first: while one is built here, this part waits between two artworks.
         self.gate: threading.Event | None = run.st.bdrs_idle
-        export_id, run_name = run.export_id, run.token.hex[:8]
+        export_id, run_name = run.id, run.token.hex[:8]
         download = part_filename(export_id, place.number, place.count, run.claim["layout"])
         self.names = export_part_names(export_id, place.number, run_name, download)
         self.header: dict[str, Any] = {

@@ -9,10 +9,9 @@ from typing import Any
 import asyncpg
 
 from ...core.codes import Code
-from ...jobs.context import WorkerState
 from ...jobs.driver import job_function
 from ...jobs.failures import PermanentError
-from ...jobs.kind import Claim, Email, Expiring, JobKind, Settled, Skipped, Upkeep, job_owner
+from ...jobs.kind import Email, Expiring, JobKind, RowRun, Settled, Skipped, Upkeep, job_owner
 from ...zipbuild.build import BuildCancelled
 from ...zipbuild.content import skipped_entries
 from ...zipbuild.entry_names import post_sqid
@@ -31,20 +30,12 @@ from .schemas import ACTIVITYPUB
 log = logging.getLogger(__name__)
 
 
-class ExportRun:
+class ExportRun(RowRun):
     """One claimed run of one export: an archive per part not yet published."""
 
-    def __init__(self, st: WorkerState, claim: Claim):
-        self.st = st
-        self.pool = st.pool
-        self.export_id = claim.id
-        self.token = claim.token
-        self.owned = claim.owned
-        self.claim = claim.row
-        self.attempts: int = claim.row["attempts"]
-        self.added = 0  # artworks in the parts published so far (this run's and earlier ones')
-        self.done = 0  # artworks the published parts went through (added or skipped)
-        self.count = 0  # its parts
+    added = 0  # artworks in the parts published so far (this run's and earlier ones')
+    done = 0  # artworks the published parts went through (added or skipped)
+    count = 0  # its parts
 
     async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
         """The parts' rows keep what they left out: the export's `skipped` is theirs."""
@@ -52,7 +43,7 @@ class ExportRun:
         return await self.pool.fetchrow(*SQL_FAILED.bind(self.owned | failed)) is not None
 
     def finished(self, outcome: str, seconds: float, last: Settled | None) -> None:
-        log.info("export %s: %s after %.1f s", self.export_id, outcome, seconds)
+        log.info("export %s: %s after %.1f s", self.id, outcome, seconds)
 
     async def archives(self) -> AsyncGenerator[ExportPart, Settled]:
         claim = self.claim
@@ -75,7 +66,7 @@ class ExportRun:
         follows = claim["follows_id"], claim["follows_started_at"]
         for part in parts:
             if part["status"] != "ready":
-                place = BagPlace(self.export_id, part["number"], count, user["handle"], *follows)
+                place = BagPlace(self.id, part["number"], count, user["handle"], *follows)
                 async with self.st.export_slots:
                     await mark_started(self, place)
                     archive = await start(self, place, part["post_ids"])
@@ -94,7 +85,7 @@ class ExportRun:
         self.attempts = 1
         log.info(
             "export %s: part %d of %d ready, %d artworks, %d bytes",
-            self.export_id,
+            self.id,
             place.number,
             place.count,
             added,
@@ -111,7 +102,7 @@ class ExportRun:
         days = {"days": self.st.settings.export_expiry_days}
         if await self.pool.fetchval(*SQL_READY.bind(self.owned | days)) is None:
             raise BuildCancelled
-        log.info("export %s ready: %d parts, %d artworks", self.export_id, self.count, self.added)
+        log.info("export %s ready: %d parts, %d artworks", self.id, self.count, self.added)
 
     async def _plan(self) -> list[asyncpg.Record]:
         claim = self.claim
@@ -141,15 +132,12 @@ class ExportRun:
                 raise BuildCancelled
             await conn.executemany(
                 SQL_ADD_PART,
-                [
-                    (self.export_id, n, p.post_ids, p.estimated_bytes)
-                    for n, p in enumerate(planned, 1)
-                ],
+                [(self.id, n, p.post_ids, p.estimated_bytes) for n, p in enumerate(planned, 1)],
             )
             planned_row = {"count": len(planned_ids), "covered": covered, "removed": gone}
             await conn.execute(*SQL_PLANNED.bind(self.owned | planned_row))
             parts: list[asyncpg.Record] = await conn.fetch(*SQL_PARTS.bind(self.owned))
-        log.info("export %s planned: %d parts", self.export_id, len(parts))
+        log.info("export %s planned: %d parts", self.id, len(parts))
         return parts
 
 
