@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 
 from ..core.named_sql import Named
-from ..mail.notify import TRIES
+from ..mail.notify import OWED_ROW, TRIES
 
 
 class Look(enum.Enum):
@@ -30,11 +30,12 @@ class RestoreCheck:
     args: tuple[object, ...] = ()  # the query's $1, $2, …
 
 
-def not_queued(name: str, sql: str, says: str, then: str) -> RestoreCheck:
-    """A kind's rows pending or processing, which a lost Redis may not hold a job of."""
+def not_queued(name: str, rows: str, says: str, then: str) -> RestoreCheck:
+    """A kind's rows (`rows`: `SELECT … FROM <table> t`) pending or processing, which a lost
+    Redis may not hold a job of."""
     return RestoreCheck(
         name,
-        sql,
+        f"{rows} WHERE t.status IN ('pending', 'processing') ORDER BY t.created_at, t.id",
         Look.JOB,
         says,
         "the sweep queues it again (a pending one once JOB_PENDING_GRACE_SECONDS old, a "
@@ -42,9 +43,9 @@ def not_queued(name: str, sql: str, says: str, then: str) -> RestoreCheck:
     )
 
 
-def email_owed(name: str, sql: Named, says: str) -> RestoreCheck:
-    """A kind's rows whose email is owed (`sql`: fewer than `tries` tries made)."""
-    text, *args = sql.bind(TRIES)
+def email_owed(name: str, rows: str, says: str) -> RestoreCheck:
+    """A kind's rows (as `not_queued` takes them) whose email is owed after fewer than `TRIES`."""
+    text, *args = Named(f"{rows} WHERE {OWED_ROW} ORDER BY t.completed_at, t.id").bind(TRIES)
     return RestoreCheck(
         name,
         text,

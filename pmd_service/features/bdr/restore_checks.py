@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ...core.named_sql import Named
 from ...jobs.restore import Look, RestoreCheck, email_owed, not_queued
-from ...mail.notify import OWED_ROW
 
 _OWNER = "coalesce(u.public_sqid, '#' || t.user_id) AS user_sqid"
 _FROM = "FROM batch_download_requests t LEFT JOIN users u ON u.id = t.user_id"
@@ -15,10 +13,6 @@ SQL_CHECK_READY = f"""
 SELECT t.id, {_OWNER}, t.file_path, t.file_size_bytes {_FROM}
 WHERE t.status = 'ready' ORDER BY t.created_at, t.id
 """
-SQL_CHECK_RUNNING = f"""
-{_ROWS} WHERE t.status IN ('pending', 'processing') ORDER BY t.created_at, t.id
-"""
-SQL_CHECK_EMAIL_OWED = Named(f"{_ROWS} WHERE {OWED_ROW} ORDER BY t.completed_at, t.id")
 
 RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
     RestoreCheck(
@@ -28,6 +22,6 @@ RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
         "BDR {id} of user {user_sqid} is ready",
         "its download answers 410 and marks it expired",
     ),
-    not_queued("bdr-not-queued", SQL_CHECK_RUNNING, _IS, " and a worker builds it"),
-    email_owed("bdr-email-owed", SQL_CHECK_EMAIL_OWED, _IS),
+    not_queued("bdr-not-queued", _ROWS, _IS, " and a worker builds it"),
+    email_owed("bdr-email-owed", _ROWS, _IS),
 )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ...core.named_sql import Named
 from ...jobs.restore import Look, RestoreCheck, email_owed, not_queued
-from ...mail.notify import OWED_ROW
 
 _OWNER = "coalesce(t.user_sqid, '#' || t.user_id) AS user_sqid"
 _ROWS = f"SELECT t.id, {_OWNER}, t.status FROM exports t"
@@ -15,10 +13,6 @@ SELECT t.id, p.number, {_OWNER}, p.file_path, p.file_size_bytes
 FROM export_parts p JOIN exports t ON t.id = p.export_id
 WHERE p.status = 'ready' ORDER BY t.created_at, t.id, p.number
 """
-SQL_CHECK_RUNNING = f"""
-{_ROWS} WHERE t.status IN ('pending', 'processing') ORDER BY t.created_at, t.id
-"""
-SQL_CHECK_EMAIL_OWED = Named(f"{_ROWS} WHERE {OWED_ROW} ORDER BY t.completed_at, t.id")
 
 SQL_CHECK_SCHEDULES_DUE = """
 SELECT s.user_id AS id, coalesce(s.user_sqid, '#' || s.user_id) AS user_sqid,
@@ -38,7 +32,7 @@ RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
         "part {number} of export {id} of user {user_sqid} is ready",
         "its download answers 410 and marks the part expired",
     ),
-    not_queued("export-not-queued", SQL_CHECK_RUNNING, _IS, ", keeping its ready parts"),
+    not_queued("export-not-queued", _ROWS, _IS, ", keeping its ready parts"),
     RestoreCheck(
         "export-schedule-due",
         SQL_CHECK_SCHEDULES_DUE,
@@ -47,5 +41,5 @@ RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
         "{next_at}: {runs} run(s) missed",
         "the sweep starts one export, not one a run missed, and moves the next run ahead",
     ),
-    email_owed("export-email-owed", SQL_CHECK_EMAIL_OWED, _IS),
+    email_owed("export-email-owed", _ROWS, _IS),
 )
