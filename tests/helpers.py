@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from arq.constants import job_key_prefix
+from botocore.exceptions import ClientError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -174,6 +176,11 @@ def captured(
 
 
 def bucket_on(weed: Seaweed) -> str:
+    # A gateway that answers before its filer is ready refuses a new bucket with a 400 a moment.
+    for _ in range(20):
+        with contextlib.suppress(ClientError):
+            return asyncio.run(create_bucket(weed))
+        time.sleep(0.5)
     return asyncio.run(create_bucket(weed))
 
 
