@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WINDOW_SECONDS = 60
+_HOUR_SECONDS = 3600
 
 # A sliding log of accepted actions; returns {1, 0} (taken) or {0, ms until a turn frees up}.
 _TAKE_TURN = """
@@ -214,9 +215,6 @@ class Budget:
             settings.bulk_changed_posts_site_background_per_minute,
         )
 
-    def windows(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        return (_WINDOW_SECONDS, self.per_minute), (3600, self.per_hour)
-
 
 Scope = Literal["owner", "moderator", "site", "background"]
 
@@ -256,12 +254,12 @@ class _Used:
 def _site_used(budget: Budget, site: int, background: int | None) -> tuple[_Used, ...]:
     """The site's budgets of a write, from its spends read: a person's keeps a batch's room
     whatever others spent; a policy's run (`background` read) is held to its share too."""
-    (short, _), _ = budget.windows()
+    minute = _WINDOW_SECONDS
     if background is None:
-        return (_Used("site", None, short, budget.site_per_minute, site, floor=MAX_BATCH),)
+        return (_Used("site", None, minute, budget.site_per_minute, site, floor=MAX_BATCH),)
     return (
-        _Used("site", None, short, budget.site_per_minute, site),
-        _Used("background", None, short, budget.background_per_minute, background),
+        _Used("site", None, minute, budget.site_per_minute, site),
+        _Used("background", None, minute, budget.background_per_minute, background),
     )
 
 
@@ -338,9 +336,8 @@ async def _spend(
         return
     # Locked only now, so owners' writes queue for it only just before commit.
     await conn.execute(SQL_XACT_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
-    (short, _), (long, _) = site.windows()
     # A statement after the lock: its snapshot holds every spend committed before it.
-    values |= {"short": float(short), "long": float(long)}
+    values |= {"short": float(_WINDOW_SECONDS), "long": float(_HOUR_SECONDS)}
     row = await conn.fetchrow(*SQL_SITE_SPEND.bind(values))
     assert row is not None  # a SELECT without FROM has its row
     used = _site_used(site, row["site"], row["background"])
@@ -403,7 +400,7 @@ async def hold_budgets(conn: Conn, budget: Budget, owners: Collection[int]) -> R
 async def _hold(
     conn: Conn, budget: Budget, users: Collection[int], as_moderator: bool, background: bool
 ) -> dict[int, Room]:
-    (short, short_limit), (long, long_limit) = budget.windows()
+    short, long = _WINDOW_SECONDS, _HOUR_SECONDS
     scope: Scope = "moderator" if as_moderator else "owner"
     lock = AdvisoryLock.WRITE_BUDGET_MODERATOR if as_moderator else AdvisoryLock.WRITE_BUDGET
     # One lock per budget, so two writes against one budget never both read it as unspent;
@@ -417,8 +414,8 @@ async def _hold(
     for row in await conn.fetch(*SQL_BUDGET_USED.bind(values)):
         user_id = row["user_id"]
         used = (
-            _Used(scope, user_id, short, short_limit, row["short"]),
-            _Used(scope, user_id, long, long_limit, row["long"]),
+            _Used(scope, user_id, short, budget.per_minute, row["short"]),
+            _Used(scope, user_id, long, budget.per_hour, row["long"]),
         )
         if as_moderator:
             rooms[user_id] = Room(conn, used, (user_id, True), None)
