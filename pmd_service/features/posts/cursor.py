@@ -52,15 +52,9 @@ class Cursor:
         return pack(raw)
 
     @classmethod
-    def decode(
-        cls,
-        token: str,
-        deleted: bool,
-        bound: str | None = None,
-        sort: Sort | None = None,
-    ) -> Cursor:
-        """The cursor behind `token` for a walk in `sort` (None: the default); 400 for one neither
-        `encode` nor a previous release could have made, or made for another filter or order."""
+    def decode(cls, token: str, deleted: bool, bound: str | None, sort: Sort) -> Cursor:
+        """The cursor behind `token` for a walk in `sort`; 400 for one neither `encode` nor a
+        previous release could have made, or made for another filter or order."""
         problem = invalid_cursor(
             "`cursor` is not one this API returned; pass `next_cursor` from the previous "
             "page unchanged, or omit it for the first page."
@@ -84,8 +78,7 @@ class Cursor:
                 "cursor when the filter changes.",
                 "made under another filter",
             )
-        walk = sort or default_sort(deleted)
-        code = None if walk == default_sort(deleted) else walk.code
+        code = None if sort == default_sort(deleted) else sort.code
         if match["sort"] != code:
             raise invalid_cursor(
                 "`cursor` belongs to a listing in another order (`sort`, `order`); start again "
@@ -93,15 +86,15 @@ class Cursor:
                 "made under another sort or order",
             )
         raw_key = match["key"]
-        if raw_key.startswith("t") != (walk.key.kind == "text"):
+        if raw_key.startswith("t") != (sort.key.kind == "text"):
             raise problem
         key: datetime | str | int
         try:
-            if walk.key.kind == "text":
+            if sort.key.kind == "text":
                 key = unpack(raw_key[1:], "utf-8")
                 if "\x00" in key:  # PostgreSQL's text holds no NUL: no title has one
                     raise problem
-            elif walk.key.kind == "time":
+            elif sort.key.kind == "time":
                 key = EPOCH + timedelta(microseconds=int(raw_key))
             else:
                 key = int(raw_key)
