@@ -13,7 +13,7 @@ from ...core.named_sql import Named
 from ...core.problems import ProblemError, conflict, gone, not_found
 from ...host.access import Principal
 from ...host.eligibility import list_ids
-from .action_shape import BulkAction, Undo
+from .action_shape import BulkAction
 from .actions import ACTIONS, named
 from .live import announce
 from .pace import Budget, hold_budget
@@ -167,18 +167,11 @@ FROM restored_ids r, left_posts k
 """
 
 
-def _sql(undo: Undo) -> Named:
-    return Named(
-        _UNDO.format(
-            **asdict(undo),
-            drop=DROP_HISTORY,
-            announce=announce("a.owner_id", "'undo'", "r.ids", "a.id"),
-        )
-    )
-
-
+_ANNOUNCE = announce("a.owner_id", "'undo'", "r.ids", "a.id")
 SQL_UNDO: dict[tuple[str, bool], Named] = {
-    (action.name, moderator): _sql(action.caller(moderator).undo)
+    (action.name, moderator): Named(
+        _UNDO.format(**asdict(action.caller(moderator).undo), drop=DROP_HISTORY, announce=_ANNOUNCE)
+    )
     for action in ACTIONS
     for moderator in (False, True)
 }
