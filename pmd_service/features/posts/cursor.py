@@ -1,10 +1,5 @@
 """The opaque keyset cursor of the posts list: (the order's key, id) and what binds it to its
-filter and order, base64 of a strict grammar.
-
-Every page counts its own total: a total the previous releases wrote into their cursors is read
-and dropped, so no number a client wrote into a cursor is ever shown back. The cursors this
-release writes are in the previous releases' grammar, so a walk that crosses servers of both
-during a rolling upgrade goes on."""
+filter and order, base64 of the previous releases' strict grammar (a walk crosses an upgrade)."""
 
 from __future__ import annotations
 
@@ -69,7 +64,8 @@ class Cursor:
         if match is None or (match["kind"] == "d") != deleted:
             raise problem
         post_id = int(match["post_id"])
-        # A previous release's cursor carries its walk's total: checked, then dropped.
+        # A previous release's cursor carries its walk's total: checked, then dropped (no number
+        # a client wrote into a cursor is shown back: each page counts its own total).
         if not 0 < post_id < 2**31 or int(match["total"] or 0) >= 2**31:
             raise problem
         if match["filter"] != bound:

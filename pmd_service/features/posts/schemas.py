@@ -108,8 +108,7 @@ TagList = TypeVar("TagList")
 
 
 class _Post(msgspec.Struct, Generic[Files, TagList]):
-    """A posts item's fields; `Files` and `TagList`: how its `files` and tags are held (see
-    ListedPost)."""
+    """A posts item's fields, its `files` and tags held as `Files` and `TagList` (ListedPost)."""
 
     id: int
     public_sqid: str | None
