@@ -321,9 +321,8 @@ async def run_now(
         if taken is None:
             raise
         log.warning("cleanup policy %s: run now cut off (%r)", policy_id, exc)
-        async with pool.acquire() as conn:
-            cut = _Record(policy_id, _failed(Code.POLICY_RUN_TIMEOUT), False, taken["every"])
-            await _record(conn, [cut])
+        cut = _Record(policy_id, _failed(Code.POLICY_RUN_TIMEOUT), False, taken["every"])
+        await _record(pool, [cut])
         raise ProblemError(
             503,
             "policy-run-timeout",
@@ -380,8 +379,7 @@ async def _failed_run(pool: asyncpg.Pool, taken: asyncpg.Record, failure: Except
     record = _Record(
         taken["id"], last, not site_held, taken["every"], backoff, taken["next_run_at"]
     )
-    async with pool.acquire() as conn:
-        await _record(conn, [record])
+    await _record(pool, [record])
     return Ran(last, site_held=site_held)
 
 
