@@ -278,11 +278,10 @@ def missing(policy_id: uuid.UUID) -> ProblemError:
 
 # SQL_INSERT's and SQL_UPDATE's order of the fields: the filter before the age.
 _STORED = ("name", "action", "filter", "older_than_days", "keep", "every", "enabled", "notify")
+_FIELDS = frozenset(_STORED)
 
 
-def _stored(
-    fields: PolicyFields, given: set[str] | frozenset[str] = frozenset(_STORED)
-) -> tuple[object, ...]:
+def _stored(fields: PolicyFields, given: set[str] | frozenset[str] = _FIELDS) -> tuple[object, ...]:
     """The fields in _STORED's order: those `given`, NULL for the rest (left as stored)."""
     return tuple(getattr(fields, f) if f in given else None for f in _STORED)
 
@@ -520,7 +519,6 @@ def paused_by_moderator() -> ProblemError:
     )
 
 
-_FIELDS = frozenset(PolicyFields.__struct_fields__)
 # The fields whose change can make a run take a post it would not have taken.
 _WIDENING = frozenset({"action", "older_than_days", "filter", "keep", "enabled"})
 
