@@ -134,15 +134,10 @@ FEED_DROP_SECONDS = 30.0
 @dataclass(frozen=True)
 class Ran:
     last: LastRun
-    notify: bool = False  # its policy's: an email to its owner after a run that changed posts
+    email_owed: uuid.UUID | None = None  # changed posts, its policy's `notify` on: its row's email
     # What it left, it left for the site's budget (a minute's): the tick waits for room.
     site_held: bool = False
     hold_id: uuid.UUID | None = None  # held for its owner's approval: the email owed
-
-    @property
-    def email_owed(self) -> uuid.UUID | None:
-        """The run's row whose email is owed, if any."""
-        return self.last.action_id if self.notify and self.last.changed_count else None
 
 
 def _failed(code: Code | str) -> LastRun:
@@ -228,7 +223,7 @@ class _Runs:
         except ProblemError as exc:  # a filter naming a license removed since
             checked = exc.reason
         if not isinstance(checked, Checked):
-            return self.done(row, Ran(_failed(checked), row["notify"]))
+            return self.done(row, Ran(_failed(checked)))
         at = datetime.now(UTC)
         values = checked.named(owner, policy_id, at)
         shape = given(values)
@@ -256,7 +251,8 @@ class _Runs:
             left = int(await conn.fetchval(*counted(shape).bind(values)))
         status: RunStatus = "deferred" if left and limit < most else "ok"
         last = LastRun(at, status, changed, left, None, action_id)
-        self.done(row, Ran(last, fields.notify, status == "deferred" and room.held_by_site))
+        owed = action_id if fields.notify and changed else None
+        self.done(row, Ran(last, owed, status == "deferred" and room.held_by_site))
         self.rooms.take(owner, changed)
         if action_id is not None:
             self.changes.append(_Change(owner, fields.action, action_id, ids))
@@ -267,7 +263,7 @@ class _Runs:
         if (row["last_run"] or {}).get("status") != "held":
             hold = (fields.name, fields.action, last.left_count, row["approved_count"])
             hold_id = await self.conn.fetchval(SQL_HELD, row["id"], owner, *hold, REQUEST_ID.get())
-        self.done(row, Ran(last, fields.notify, hold_id=hold_id))
+        self.done(row, Ran(last, hold_id=hold_id))
 
     async def close(self) -> list[Ran]:
         """Recorded, then the two locks every owner's writes queue for, last: the site's
