@@ -19,7 +19,7 @@ from ....core.presence import people_on
 from ....core.problems import ProblemError
 from ....core.settings import Settings
 from ....host.access import Principal
-from ....jobs.context import state
+from ....jobs.context import WorkerState, state
 from ....jobs.failures import TRANSIENT
 from ....mail.notify import send_seconds
 from ..actions import named
@@ -384,6 +384,18 @@ def _lost(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT) and not isinstance(exc, TIMED_OUT)
 
 
+async def _send_owed(st: WorkerState, one: Ran, until: float) -> None:
+    """The run's emails, sent at once while a whole send fits in the tick's time, else by the
+    sweep, which also retries one that failed here."""
+    owed = ((one.email_owed, send_policy_run_email), (one.hold_id, send_policy_hold_email))
+    for row_id, send in owed:
+        if row_id and time.monotonic() + send_seconds(st.settings) < until:
+            try:
+                await send(st.pool, st.settings, row_id)
+            except Exception as exc:
+                log.warning("cleanup policy email %s: left for the sweep (%r)", row_id, exc)
+
+
 async def run_due_policies(ctx: dict[str, Any]) -> int:
     """The worker's tick (a scheduled job of the posts feature): every due policy, once."""
     st = state(ctx)
@@ -403,20 +415,7 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
                 ran += 1
                 changed += one.last.changed_count
                 st.metrics.scheduled_runs.labels("cleanup_policy", one.last.status).inc()
-                # Sent at once while a whole send fits in the tick's time, else by the sweep,
-                # which also retries one that failed here.
-                owed = (
-                    (one.email_owed, send_policy_run_email),
-                    (one.hold_id, send_policy_hold_email),
-                )
-                for row_id, send in owed:
-                    if row_id and time.monotonic() + send_seconds(st.settings) < until:
-                        try:
-                            await send(st.pool, st.settings, row_id)
-                        except Exception as exc:
-                            log.warning(
-                                "cleanup policy email %s: left for the sweep (%r)", row_id, exc
-                            )
+                await _send_owed(st, one, until)
             if not some:
                 break
             if some[-1].site_held:
