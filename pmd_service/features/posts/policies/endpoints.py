@@ -59,9 +59,8 @@ async def preview_policy(request: web.Request) -> web.Response:
 async def create_policy(request: web.Request) -> web.Response:
     await _policies_on(request)
     body = await read_json(request, PolicyCreate)
-    principal = await retarget(request, body.target_sqid)
-    settings = request.app[SETTINGS]
-    made = await policies.create(request.app[DB_POOL], principal, body, settings.policies_per_user)
+    pool, principal = request.app[DB_POOL], await retarget(request, body.target_sqid)
+    made = await policies.create(pool, principal, body, request.app[SETTINGS].policies_per_user)
     return json_response(made, status=201, headers={"Location": f"/api/pmd/policies/{made.id}"})
 
 
