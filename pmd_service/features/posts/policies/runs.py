@@ -72,9 +72,8 @@ SELECT o.id AS owner_id,
        coalesce(u.banned_until > now(), false) AS banned
 FROM unnest($1::int[]) AS o(id) LEFT JOIN users u ON u.id = o.id
 """
-# Each run recorded on its policy. A scheduled one moves next_run_at past now by whole periods:
-# a late policy runs once. A failed one (`backoff`) backs off instead, $2 seconds doubled by each
-# failure in a row up to its period, behind every policy due before it; `taken_at`, when set,
+# A scheduled run moves next_run_at past now by whole periods: a late policy runs once. A failed
+# one (`backoff`) backs off instead, behind every policy due before it; `taken_at`, when set,
 # records only on the very run taken (a failure is recorded after its rollback, when another
 # tick may have taken it since).
 SQL_RECORD = """
@@ -230,7 +229,6 @@ class _Runs:
         candidates: int | None = None
         if row["approved_count"] is not None:  # counted first: the run may be held for it
             candidates = int(await conn.fetchval(*counted(shape).bind(values)))
-            # Held when far more than the owner approved.
             far_more = settings.policy_hold_factor * row["approved_count"]
             if candidates > max(far_more, settings.policy_hold_min_posts):
                 return await self._hold(row, fields, LastRun(at, "held", 0, candidates, None))
@@ -358,9 +356,8 @@ async def _some_due(pool: asyncpg.Pool, settings: Settings, most: int) -> list[R
 
 
 async def _failed_run(pool: asyncpg.Pool, taken: asyncpg.Record, failure: Exception) -> Ran:
-    """A run that failed for any reason but losing the database, recorded on its policy, which
-    backs off, so the tick goes on; rolled back (its connection may be gone), it is recorded
-    in a transaction of its own."""
+    """A run that failed, but not by losing the database, recorded apart from its rolled-back
+    transaction (its connection may be gone): its policy backs off and the tick goes on."""
     log.warning("cleanup policy %s: its run did not go through (%r)", taken["id"], failure)
     site_held = isinstance(failure, ProblemError) and failure.reason == Code.SITE_BUDGET_EXCEEDED
     if isinstance(failure, ProblemError) and failure.reason in BUDGETS:

@@ -390,8 +390,7 @@ async def preview(
     fields: PolicyFields,
     policy_id: uuid.UUID | None = None,
 ) -> Preview:
-    """What a run of `fields` (as the saved policy `policy_id`) would change now, for the
-    target's posts."""
+    """What a run of `fields` (as the saved policy `policy_id`) would change now."""
     keep_tags(fields.keep.hashtags)
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         if policy_id is not None:
