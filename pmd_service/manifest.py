@@ -1,6 +1,5 @@
-"""What a feature declares, in one value: routes, lifetimes, event kinds, job kinds, scheduled
-jobs, emails owed, download tickets, daily purges and operator commands; the app, the worker and
-the command line are built from the list of them."""
+"""What a feature declares, in one value; the app, the worker and the command line are built from
+the list of them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""The features, in one list: the app, the stream, the sweep, the cleanup, the worker and the
-command line are built from it. A module of its own, so that importing one feature's module
-imports no other feature."""
+"""The features, in one list; a module of its own, so that importing one feature's module imports
+no other feature."""
 
 from __future__ import annotations
 
