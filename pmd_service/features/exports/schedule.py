@@ -10,7 +10,7 @@ import msgspec
 from ...core.codes import Code
 from ...core.db import from_row
 from ...core.named_sql import Named
-from ...core.problems import FieldError, ProblemError, not_found
+from ...core.problems import FieldError, ProblemError, conflict, not_found
 from ...core.settings import Settings
 from .schemas import ExportItem, ExportRequest, ExportSchedule
 
@@ -101,13 +101,11 @@ def checked_repeat(body: ExportRequest, settings: Settings) -> tuple[int, int] |
 async def refuse_if_scheduled(conn: Conn, user_id: int) -> None:
     found = await conn.fetchrow(SQL_ACTIVE, user_id)
     if found is not None:
-        raise ProblemError(
-            409,
-            "export-scheduled",
-            "Conflict",
+        raise conflict(
             f"A recurring export is already scheduled (every {found['every_days']} days, "
             f"{found['remaining']} to come); cancel it first with DELETE "
             "/api/pmd/exports/schedule.",
+            "export-scheduled",
             code=Code.EXPORT_SCHEDULED,
         )
 
