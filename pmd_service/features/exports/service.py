@@ -243,8 +243,6 @@ async def newest(pool: asyncpg.Pool, principal: Principal, settings: Settings) -
     owner_only(principal)
     user_id = principal.target.id
     items = [export_item(r[0], r[1]) for r in await pool.fetch(SQL_NEWEST, user_id)]
-    next_at = await _next_at(pool, user_id, settings, incremental=False)
-    next_incremental_at = await _next_at(pool, user_id, settings, incremental=True)
     limits = ExportLimits(
         min_part_bytes=settings.export_min_part_bytes,
         max_part_bytes=settings.export_max_part_bytes,
@@ -256,8 +254,9 @@ async def newest(pool: asyncpg.Pool, principal: Principal, settings: Settings) -
         repeat_max_times=settings.export_repeat_max_times,
     )
     return ExportList(
-        items=items, limits=limits, schedule=await active(pool, user_id), next_export_at=next_at,
-        next_incremental_export_at=next_incremental_at,
+        items=items, limits=limits, schedule=await active(pool, user_id),
+        next_export_at=await _next_at(pool, user_id, settings, incremental=False),
+        next_incremental_export_at=await _next_at(pool, user_id, settings, incremental=True),
     )  # fmt: skip
 
 
