@@ -181,18 +181,16 @@ class ArchivePart(ExportPart):
         """Post `a` a `Create` of a `Note`; `beside`: its other files in the part, by role."""
         actor, base = self.profile.actor, self.run.st.settings.base_url.rstrip("/")
         followers = f"{actor}/followers"
-        updated = self.updated.get(a.post_id)
         url = f"{base}/p/{quote(a.sqid, safe='')}"
         hidden = a.hidden_by_user or a.hidden_by_mod
         # A hidden post is not public: its followers only, so no importer shows it to all.
         to, cc = ([followers], []) if hidden else ([PUBLIC], [followers])
-        image = f"{a.folder}/{a.filename}"
         description = mentions.plain(a.description) or ""
         attachment: list[dict[str, Any]] = [
             {
                 "type": "Document",
                 "mediaType": MEDIA_TYPES.get(a.ext, "application/octet-stream"),
-                "url": image,
+                "url": f"{a.folder}/{a.filename}",
                 "name": a.title,
                 "width": a.width,
                 "height": a.height,
@@ -214,7 +212,7 @@ class ArchivePart(ExportPart):
             "summary": None,
             "inReplyTo": None,
             "published": _when(a.created_at),
-            "updated": _when(updated or a.created_at),
+            "updated": _when(self.updated.get(a.post_id) or a.created_at),
             "url": url,
             "attributedTo": actor,
             "to": to,
