@@ -73,14 +73,6 @@ class Profile:
     bio: str | None  # as stored: its mentions are served plain
 
 
-def avatar_path(url: str | None) -> tuple[str, str] | None:
-    """An avatar URL the host made -> (its path in the vault, its extension), else None."""
-    found = _AVATAR.fullmatch(urlsplit(url).path) if url else None
-    if found is None:
-        return None
-    return f"avatar/{found[1]}{found[2]}.{found[3]}", found[3]
-
-
 def _vault_bytes(vault: Path, relative: str) -> bytes | None:
     try:
         with vault_file_in(vault.resolve(), relative).open("rb") as handle:
@@ -99,6 +91,15 @@ async def _read_avatar(st: WorkerState, relative: str) -> bytes | None:
     else:
         return await asyncio.to_thread(_vault_bytes, st.settings.vault_path, relative)
     return (await read(0, "avatar", relative)).data
+
+
+async def _avatar(st: WorkerState, url: str | None) -> tuple[str, bytes] | None:
+    """An avatar URL the host made -> (its name at the root, its bytes), else None."""
+    found = _AVATAR.fullmatch(urlsplit(url).path) if url else None
+    if found is None:
+        return None
+    data = await _read_avatar(st, f"avatar/{found[1]}{found[2]}.{found[3]}")
+    return None if data is None else (f"avatar.{found[3]}", data)
 
 
 def _in_media(plan: Plan) -> Plan:
@@ -126,11 +127,7 @@ async def start_archive_part(run: PartRun, place: BagPlace, post_ids: list[int])
     handle = place.handle if user is None else user["handle"]
     sqid = (user and user["public_sqid"]) or run.st.public_ids.encode(user_id)
     actor = f"{run.st.settings.base_url.rstrip('/')}/u/{quote(sqid, safe='')}"
-    avatar = None
-    found = avatar_path(None if user is None else user["avatar_url"])
-    if found is not None:
-        data = await _read_avatar(run.st, found[0])
-        avatar = None if data is None else (f"avatar.{found[1]}", data)
+    avatar = await _avatar(run.st, None if user is None else user["avatar_url"])
     bio = None if user is None else user["bio"]
     mentions = resolve_ahead(run.pool, [bio, *(a.description for a in plan.artworks)], [])
     return ArchivePart(run, place, plan, mentions, Profile(handle, actor, avatar, bio), updated)
