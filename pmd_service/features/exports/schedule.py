@@ -27,8 +27,7 @@ SELECT every_days, remaining, next_at, last_export_id, send_email, cancelled_at,
 FROM export_schedules
 WHERE user_id = $1 AND (cancelled_at IS NULL AND remaining > 0 OR cancel_reason IS NOT NULL)
 """
-# A finished or cancelled schedule's row is taken over by the new one.
-# Its options are its first export's (`:id`).
+# A finished or cancelled schedule's row is taken over by the new one, its first export's options.
 SQL_SCHEDULE = Named("""
 INSERT INTO export_schedules (user_id, user_sqid, every_days, remaining, next_at, last_export_id,
                               part_bytes, include_comments, include_reactions, include_upscaled,
