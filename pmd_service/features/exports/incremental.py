@@ -41,25 +41,13 @@ ORDER BY created_at DESC, id DESC LIMIT 1
 """
 
 
-def _new_to_it(since: str, base: str) -> str:
-    return f"(p.created_at > {since} OR NOT (p.id = ANY({base}::int[])))"
-
-
-def _files_changed(since: str) -> str:
-    # A layers file removed is a metadata change: `mkpx_attached_at` goes null.
-    return f"(p.artwork_modified_at > {since} OR p.mkpx_attached_at > {since})"
-
-
-def carries_files(since: str, base: str) -> str:
-    """Post `p` carries its files after an export that started at `since` and held `base`."""
-    return f"""(
-    {since}::timestamptz IS NULL OR {_new_to_it(since, base)} OR {_files_changed(since)}
-)"""
-
-
-def changed(since: str, base: str) -> str:
-    """Post `p` is changed since `since` or not among `base` (`since` null: every post)."""
-    return f"({carries_files(since, base)} OR p.metadata_modified_at > {since})"
+# Whether post `p` is new to the export followed (started at `:since`, holding `:base`).
+_NEW_TO_IT = "(p.created_at > :since OR NOT (p.id = ANY(:base::int[])))"
+# A layers file removed is a metadata change: `mkpx_attached_at` goes null.
+_FILES_CHANGED = "(p.artwork_modified_at > :since OR p.mkpx_attached_at > :since)"
+# Post `p` carries its files, or is changed at all; `:since` null (a full export): every post.
+CARRIES_FILES = f"(:since::timestamptz IS NULL OR {_NEW_TO_IT} OR {_FILES_CHANGED})"
+CHANGED = f"({CARRIES_FILES} OR p.metadata_modified_at > :since)"
 
 
 def added_count(e: str) -> str:
@@ -75,12 +63,12 @@ def added_count(e: str) -> str:
 SQL_CHANGED_COUNT = Named(f"""
 SELECT count(*) FROM posts p
 WHERE p.owner_id = :owner AND p.kind = 'artwork' AND NOT p.deleted_by_user
-  AND {changed(":since", ":base")}
+  AND {CHANGED}
 """)
 # Each post's change, as its entry in metadata.json says it (zipbuild/content.py).
 SQL_CHANGES = Named(f"""
-SELECT p.id, CASE WHEN {_new_to_it(":since", ":base")} THEN '{ADDED}'
-                  WHEN {_files_changed(":since")} THEN '{FILES_CHANGED}'
+SELECT p.id, CASE WHEN {_NEW_TO_IT} THEN '{ADDED}'
+                  WHEN {_FILES_CHANGED} THEN '{FILES_CHANGED}'
                   ELSE '{METADATA_ONLY}' END AS change
 FROM posts p WHERE p.id = ANY(:post_ids::int[])
 """)

@@ -13,7 +13,7 @@ from ...core.named_sql import Named
 from ...core.visibility import visible_comment
 from ...host.vault import VaultFiles, VaultPathError, relative_layers_path, relative_upscaled_path
 from ...jobs.context import WorkerState
-from .incremental import carries_files, changed
+from .incremental import CARRIES_FILES, CHANGED
 
 # ZIP headers, the manifest's line and metadata.json's entry: measured ~900 bytes, rounded up.
 PER_ARTWORK = 1536
@@ -34,7 +34,7 @@ SELECT p.id, p.storage_shard, p.storage_key, pf.format,
        (octet_length(p.title) + coalesce(octet_length(p.description), 0)
         + coalesce(octet_length(array_to_string(p.hashtags, ' ')), 0))::bigint AS text_bytes,
        coalesce(c.bytes, 0)::bigint AS comment_bytes, coalesce(r.kinds, 0)::bigint AS kinds,
-       {carries_files(":since", ":base")} AS carries
+       {CARRIES_FILES} AS carries
 FROM posts p
 LEFT JOIN post_files pf ON pf.post_id = p.id AND pf.is_native
 LEFT JOIN LATERAL (
@@ -45,7 +45,7 @@ LEFT JOIN LATERAL (
     SELECT count(DISTINCT emoji) AS kinds FROM reactions x WHERE x.post_id = p.id
 ) AS r ON :reactions
 WHERE p.owner_id = :owner AND p.kind = 'artwork' AND NOT p.deleted_by_user
-  AND {changed(":since", ":base")}
+  AND {CHANGED}
 ORDER BY p.created_at DESC, p.id DESC
 """)
 
