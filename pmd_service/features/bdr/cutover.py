@@ -12,6 +12,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from ...core.named_sql import Named
 from ...host.eligibility import MAX_BATCH
 from ...host.vault import VaultPathError, contained
 from ...storage.zip_names import HOST_FILE_PREFIX
@@ -37,25 +38,27 @@ ORDER BY b.created_at, b.id
 """
 _IMPORTED = 'EXISTS (SELECT 1 FROM "{own}".batch_download_requests o WHERE o.id = b.id)'
 SQL_HOST_TABLE = "SELECT to_regclass(format('%I.batch_download_requests', $1::text))"
-SQL_IMPORT_PENDING = """
+SQL_IMPORT_PENDING = Named("""
 INSERT INTO batch_download_requests
     (id, user_id, user_sqid, post_ids, artwork_count, include_comments, include_reactions,
      send_email, created_at, status)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending')
+VALUES (:id, :user_id, :user_sqid, :post_ids, :artwork_count, :include_comments,
+        :include_reactions, :send_email, :created_at, 'pending')
 ON CONFLICT (id) DO NOTHING
 RETURNING id
-"""
+""")
 # The host's worker already sent its email: `email_sent_at` keeps the sweep from sending another.
-SQL_IMPORT_READY = """
+SQL_IMPORT_READY = Named("""
 INSERT INTO batch_download_requests
     (id, user_id, user_sqid, post_ids, artwork_count, include_comments, include_reactions,
      send_email, created_at, status, file_path, file_size_bytes, progress_done, started_at,
      completed_at, expires_at, email_sent_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'ready', $10, $11, $5, $12, $13, $14,
-        coalesce($13, now()))
+VALUES (:id, :user_id, :user_sqid, :post_ids, :artwork_count, :include_comments,
+        :include_reactions, :send_email, :created_at, 'ready', :file_path, :file_size_bytes,
+        :artwork_count, :started_at, :completed_at, :expires_at, coalesce(:completed_at, now()))
 ON CONFLICT (id) DO NOTHING
 RETURNING id
-"""
+""")
 
 
 @dataclass
@@ -137,19 +140,8 @@ async def import_host_bdrs(
         if (why := _unfit(row)) is not None:
             summary.leave_out(why, row)
             continue
-        common = (
-            row["id"],
-            row["user_id"],
-            row["user_sqid"],
-            list(row["post_ids"]),
-            row["artwork_count"],
-            row["include_comments"],
-            row["include_reactions"],
-            row["send_email"],
-            row["created_at"],
-        )
         if status in ("pending", "processing"):
-            if apply and await conn.fetchval(SQL_IMPORT_PENDING, *common) is not None:
+            if apply and await conn.fetchval(*SQL_IMPORT_PENDING.bind(dict(row))) is not None:
                 assert redis is not None
                 await _enqueue(redis, row["id"])
             summary.rebuilt.append(str(row["id"]))
@@ -163,15 +155,8 @@ async def import_host_bdrs(
             continue
         size = row["file_size_bytes"] or path.stat().st_size
         if apply:
-            await conn.fetchval(
-                SQL_IMPORT_READY,
-                *common,
-                HOST_FILE_PREFIX + row["file_path"],
-                size,
-                row["started_at"],
-                row["completed_at"],
-                row["expires_at"],
-            )
+            served = {"file_path": HOST_FILE_PREFIX + row["file_path"], "file_size_bytes": size}
+            await conn.fetchval(*SQL_IMPORT_READY.bind(dict(row) | served))
         summary.served.append(str(row["id"]))
     log.info("import-host-bdrs: all %d requests looked at", len(rows))
     return summary
