@@ -9,6 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
+import msgspec
 from arq.connections import ArqRedis
 
 from ...core.codes import Code
@@ -43,22 +44,26 @@ SELECT (SELECT coalesce(sum(file_bytes), 0) FROM post_files
                           WHERE id = ANY($1::int[])) ELSE 0 END::bigint
 """
 # Inserted unannounced: its first event is published by the announcer, after the reply.
-SQL_INSERT = f"""
+SQL_INSERT = Named(f"""
 INSERT INTO batch_download_requests
     (user_id, user_sqid, requested_by, post_ids, artwork_count, include_comments,
      include_reactions, send_email, request_id, estimated_bytes, announced, include_layers)
-VALUES ($1, $2, $3, $4, cardinality($4::int[]), $5, $6, $7, $8, $9, false, $10)
+VALUES (:user_id, :user_sqid, :requested_by, :post_ids, cardinality(:post_ids::int[]),
+        :include_comments, :include_reactions, :send_email, :request_id, :estimated_bytes, false,
+        :include_layers)
 RETURNING {ITEM_COLUMNS}
-"""
+""")
 # A download of exactly these posts and contents that still serves: the newest such one.
-SQL_SAME_DOWNLOAD = """
+SQL_SAME_DOWNLOAD = Named("""
 SELECT id, status, created_at FROM batch_download_requests
-WHERE user_id = $1 AND status IN ('pending', 'processing', 'ready')
+WHERE user_id = :user_id AND status IN ('pending', 'processing', 'ready')
   AND (expires_at IS NULL OR expires_at > now())
-  AND artwork_count = cardinality($2::int[]) AND post_ids @> $2::int[] AND post_ids <@ $2::int[]
-  AND include_comments = $3 AND include_reactions = $4 AND include_layers = $5
+  AND artwork_count = cardinality(:post_ids::int[])
+  AND post_ids @> :post_ids::int[] AND post_ids <@ :post_ids::int[]
+  AND include_comments = :include_comments AND include_reactions = :include_reactions
+  AND include_layers = :include_layers
 ORDER BY created_at DESC, id DESC LIMIT 1
-"""
+""")
 SQL_ANNOUNCE = "UPDATE batch_download_requests SET announced = true WHERE id = $1 AND NOT announced"
 # A moderator's actions on a user's downloads, in the host's audit log (its id has no default).
 SQL_AUDIT = """
@@ -132,14 +137,8 @@ _SERVES = {
 
 async def _refuse_a_repeat(conn: Conn, user_id: int, body: BdrRequest) -> None:
     """409 naming the download that already holds exactly what `body` asks for, if any."""
-    same = await conn.fetchrow(
-        SQL_SAME_DOWNLOAD,
-        user_id,
-        body.post_ids,
-        body.include_comments,
-        body.include_reactions,
-        body.include_layers,
-    )
+    asked = msgspec.structs.asdict(body) | {"user_id": user_id}
+    same = await conn.fetchrow(*SQL_SAME_DOWNLOAD.bind(asked))
     if same is None:
         return
     n = len(body.post_ids)
@@ -201,19 +200,14 @@ async def create(
                 Code.BDR_DAILY_BYTES_LIMIT,
                 limit_bytes=limits.bytes_a_day,
             )
-        row = await conn.fetchrow(
-            SQL_INSERT,
-            user_id,
-            principal.target.public_sqid,
-            requested_by,
-            body.post_ids,
-            body.include_comments,
-            body.include_reactions,
-            body.send_email,
-            request_id,
-            size,
-            body.include_layers,
-        )
+        new = {
+            "user_id": user_id,
+            "user_sqid": principal.target.public_sqid,
+            "requested_by": requested_by,
+            "request_id": request_id,
+            "estimated_bytes": size,
+        }
+        row = await conn.fetchrow(*SQL_INSERT.bind(msgspec.structs.asdict(body) | new))
         assert row is not None
         if principal.as_moderator:
             note = json.dumps({"bdr_id": str(row["id"]), "post_ids": body.post_ids})
