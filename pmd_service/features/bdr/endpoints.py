@@ -56,10 +56,9 @@ async def get_bdr(request: web.Request) -> web.Response:
 
 
 async def delete_bdr(request: web.Request) -> web.Response:
-    bdr_id = path_uuid(request)
-    principal = request[PRINCIPAL]
-    await service.cancel_or_remove(request.app[DB_POOL], request.app[ZIP_FILES], bdr_id, principal)
-    await service.audit(request.app[DB_POOL], principal, "pmd_bdr_delete", bdr_id)
+    pool, bdr_id, principal = request.app[DB_POOL], path_uuid(request), request[PRINCIPAL]
+    await service.cancel_or_remove(pool, request.app[ZIP_FILES], bdr_id, principal)
+    await service.audit(pool, principal, "pmd_bdr_delete", bdr_id)
     return web.Response(status=204)
 
 
