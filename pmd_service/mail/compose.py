@@ -52,8 +52,7 @@ Block = Para | Button
 
 @dataclass(frozen=True)
 class Recipient:
-    """The fields every feature's email has: whom it goes to, in which language, what its link
-    opens and which request it answers; the last two keyword-only, so a feature's own follow."""
+    """The fields every feature's email has; the last two keyword-only, so a feature's follow."""
 
     to: str
     handle: str

@@ -106,7 +106,6 @@ class Catalog:
     project: dict[str, CopyFile] = field(default_factory=dict)
 
     def words(self, locale: str | None) -> Words:
-        """The copy for a recipient whose `users.locale` is `locale`."""
         files = [
             found
             for tag in _lookup_chain(locale)
