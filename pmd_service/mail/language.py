@@ -262,12 +262,9 @@ def read_file(path: Path) -> CopyFile:
 def _checked(path: Path, key: str, value: object) -> Value:
     spec = KEYS[key]
     if isinstance(value, dict) and spec.plural is not None:
-        unknown = sorted(set(value) - PLURAL_CATEGORIES)
-        if unknown:
+        if unknown := ", ".join(sorted(set(value) - PLURAL_CATEGORIES)):
             categories = ", ".join(sorted(PLURAL_CATEGORIES))
-            _fail(
-                path, f"key {key}: {', '.join(unknown)}: not a CLDR plural category ({categories})"
-            )
+            _fail(path, f"key {key}: {unknown}: not a CLDR plural category ({categories})")
         if "other" not in value:
             _fail(path, f"key {key}: a plural object needs its `other` form")
         return {c: _text(path, f"{key}.{c}", spec, form) for c, form in value.items()}
