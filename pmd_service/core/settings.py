@@ -52,6 +52,7 @@ class ConfigError(Exception):
 # Settings each at most the next one: an action larger than a budget, for one, could never
 # pass, whatever the client waited.
 _AT_MOST = (
+    ("db_pool_min", "db_pool_max"),
     ("export_repeat_min_days", "export_repeat_max_days"),
     ("bulk_max_posts", "bulk_changed_posts_per_minute", "bulk_changed_posts_per_hour"),
     ("bulk_max_posts", "bulk_changed_posts_site_per_minute"),
@@ -274,10 +275,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                 f"ZIP_PATH ({zips}) must not be inside VAULT_PATH ({vault}): the host site "
                 "serves the vault and its own worker writes {VAULT_PATH}/bdr. Give the service "
                 "a folder of its own."
-            )
-        if self.db_pool_min > self.db_pool_max:
-            raise ConfigError(
-                f"DB_POOL_MIN ({self.db_pool_min}) must not exceed DB_POOL_MAX ({self.db_pool_max})."
             )
         if not (self.export_min_part_bytes <= self.export_part_bytes <= self.export_max_part_bytes):
             raise ConfigError(
