@@ -19,10 +19,6 @@ _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX_PART_RE = re.compile(r"[A-Za-z0-9._-]+")
 
 
-class StoreUrlError(ValueError):
-    """Not an `s3://bucket[/prefix]` URL the service can use."""
-
-
 @dataclass(frozen=True)
 class StoreUrl:
     """`s3://bucket/prefix`: the bucket, and the folder-like prefix every key goes under."""
@@ -35,14 +31,14 @@ class StoreUrl:
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         prefix = prefix.strip("/")
         if not _BUCKET_RE.fullmatch(bucket):
-            raise StoreUrlError(
+            raise ValueError(
                 f"{variable}: {bucket!r} is not a bucket name (3-63 characters: lowercase "
                 "letters, digits, dots and hyphens); write s3://bucket or s3://bucket/prefix"
             )
         if prefix and not all(
             _PREFIX_PART_RE.fullmatch(p) and p not in {".", ".."} for p in prefix.split("/")
         ):
-            raise StoreUrlError(
+            raise ValueError(
                 f"{variable}: the prefix {prefix!r} must be folder names of letters, digits, "
                 "'.', '_' and '-', separated by '/'"
             )

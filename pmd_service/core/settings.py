@@ -25,7 +25,7 @@ from redis.asyncio import ConnectionPool
 from sqids import Sqids
 from sqids.constants import DEFAULT_ALPHABET
 
-from .objects import S3Access, StoreUrl, StoreUrlError
+from .objects import S3Access, StoreUrl
 
 # The host's PMD drops these cached feeds after a hide or delete (its api/app/routers/pmd.py).
 DEFAULT_HOST_CACHE_PATTERNS = ("feed:recent:*", "feed:promoted:*", "hashtags:*")
@@ -235,7 +235,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             elif url.startswith("s3://"):
                 try:
                     StoreUrl.parse(url, store.upper())
-                except StoreUrlError as exc:
+                except ValueError as exc:
                     raise ConfigError(str(exc)) from None
             else:
                 raise ConfigError(
