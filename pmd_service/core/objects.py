@@ -135,12 +135,11 @@ async def incomplete_uploads(url: StoreUrl, access: S3Access) -> list[Upload]:
     async with _client(access) as client:
         paginator = client.get_paginator("list_multipart_uploads")
         async for page in paginator.paginate(Bucket=url.bucket, Prefix=prefix):
-            for upload in page.get("Uploads", []):
-                key = upload["Key"]
-                if key.startswith(prefix):  # a store that ignores Prefix is not trusted
-                    found.append(
-                        Upload(key.removeprefix(prefix), upload["UploadId"], upload["Initiated"])
-                    )
+            found += [
+                Upload(upload["Key"].removeprefix(prefix), upload["UploadId"], upload["Initiated"])
+                for upload in page.get("Uploads", [])
+                if upload["Key"].startswith(prefix)  # a store that ignores Prefix is not trusted
+            ]
     return found
 
 
