@@ -40,11 +40,7 @@ def load_settings(
     needs_redis: bool = True,
     serving: bool = False,
 ) -> Settings:
-    """Settings for `process`, or exit with one line naming the bad or missing variable.
-
-    `embedded` provides unset DATABASE_URL/REDIS_URL only in dev mode, asked for explicitly
-    (PMD_DEV=1); see `Settings.from_env` for `needs_secret`, `needs_redis` and `serving`.
-    """
+    """Settings for `process`, or exit with one line naming the bad or missing variable."""
     # Before anything can fail: even a bad setting is reported in the format asked for.
     logs.configure(logs.format_from_env())
     try:
