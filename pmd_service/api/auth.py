@@ -9,7 +9,7 @@ from ..core.problems import bad_request, unauthorized
 from ..host.access import Principal, UserLoader, caller_from_token, resolve_target
 from ..host.tokens import TokenRules
 from . import tickets
-from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, TICKET_REDEMPTIONS
+from .keys import DB_POOL, PRINCIPAL, SETTINGS
 from .validation import refuse_nul
 
 
@@ -85,15 +85,4 @@ async def bearer_or_ticket(request: web.Request, load: UserLoader | None = None)
             "",
             code=Code.TOKEN_MISSING,
         )
-    # A download's ticket is bound to the route's `{id}`; a HEAD leaves it for the GET.
-    return await tickets.redeem(
-        request.app[REDIS],
-        tickets.signing_key(request.app[SETTINGS].jwt_secret_key),
-        request.app[DB_POOL],
-        ticket,
-        request.query.get("target_sqid"),
-        request.match_info.get("id"),
-        load,
-        spend=request.method != "HEAD",
-        redemptions=request.app[TICKET_REDEMPTIONS],
-    )
+    return await tickets.redeem(request, ticket, load)

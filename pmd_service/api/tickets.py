@@ -12,8 +12,8 @@ import secrets
 import time
 import uuid
 
-import asyncpg
 import msgspec
+from aiohttp import web
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
@@ -27,7 +27,7 @@ from ..host.access import (
     resolve_target,
     signed_in,
 )
-from .ticket_redemptions import Redemptions
+from .keys import DB_POOL, REDIS, SETTINGS, TICKET_REDEMPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -117,19 +117,30 @@ def _download_key(raw: str | None) -> str | None:
         return raw
 
 
-async def redeem(
-    redis: ArqRedis,
-    key: bytes,
-    pool: asyncpg.Pool,
-    ticket: str,
-    target_sqid: str | None,
-    download_id: str | None = None,
-    load: UserLoader | None = None,
-    *,
-    spend: bool = True,
-    redemptions: Redemptions,
-) -> Principal:
-    """The principal of a ticket minted for `download_id` (None: the stream), spent if `spend`."""
+def _wrong_download(minted: str | None, wanted: str | None) -> ProblemError:
+    """A ticket minted for another download than the route's, or for the stream."""
+    if minted is None:
+        detail = (
+            "This is a stream ticket; a download needs a ticket minted for it: "
+            "POST /api/pmd/bdr/sse-ticket?bdr_id=<the request's id> (an export's: "
+            "export_id=<its id>)."
+        )
+    elif wanted is None:
+        detail = (
+            "This ticket is for one download; for the stream, mint one without `bdr_id` "
+            "or `export_id`."
+        )
+    else:
+        detail = (
+            f"This ticket was minted for the download of {minted}, not this "
+            "one; mint one with this download's id (`bdr_id` or `export_id`)."
+        )
+    return unauthorized(detail, code=Code.TICKET_WRONG_DOWNLOAD)
+
+
+async def redeem(request: web.Request, ticket: str, load: UserLoader | None) -> Principal:
+    """The principal of a ticket minted for the route's `{id}` (none: the stream); a HEAD
+    leaves it unspent for the GET."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
         "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds).",
@@ -137,38 +148,27 @@ async def redeem(
     )
     if not _TICKET_RE.match(ticket):
         raise unknown
-    where = redis_key(ticket)
+    app, where = request.app, redis_key(ticket)
     try:
-        raw = await (redemptions.getdel(where) if spend else redis.get(where))
+        if request.method == "HEAD":
+            raw = await app[REDIS].get(where)
+        else:
+            raw = await app[TICKET_REDEMPTIONS].getdel(where)
     except RedisError:
         raise _redis_down() from None
     if raw is None:
         raise unknown
     mac, dot, payload = raw.partition(b".")
+    key = signing_key(app[SETTINGS].jwt_secret_key)
     if not dot or not hmac.compare_digest(mac, _mac(key, where, payload)):
         # Not minted here, or under an earlier JWT_SECRET_KEY: operators should know.
         log.warning("a stream ticket in Redis fails its signature; refused (key %s)", where)
         raise unknown
     stored = msgspec.json.decode(payload, type=_Stored)
-    wanted = _download_key(download_id)
+    wanted = _download_key(request.match_info.get("id"))
     if stored.download_id != wanted:
-        if stored.download_id is None:
-            detail = (
-                "This is a stream ticket; a download needs a ticket minted for it: "
-                "POST /api/pmd/bdr/sse-ticket?bdr_id=<the request's id> (an export's: "
-                "export_id=<its id>)."
-            )
-        elif wanted is None:
-            detail = (
-                "This ticket is for one download; for the stream, mint one without `bdr_id` "
-                "or `export_id`."
-            )
-        else:
-            detail = (
-                f"This ticket was minted for the download of {stored.download_id}, not this "
-                "one; mint one with this download's id (`bdr_id` or `export_id`)."
-            )
-        raise unauthorized(detail, code=Code.TICKET_WRONG_DOWNLOAD)
+        raise _wrong_download(stored.download_id, wanted)
+    target_sqid = request.query.get("target_sqid")
     if target_sqid is not None and target_sqid != stored.target:
         raise bad_request(
             "`target_sqid` differs from the user the ticket was issued for; mint the ticket "
@@ -181,6 +181,7 @@ async def redeem(
             code=Code.TOKEN_EXPIRED,
         )
     # The account may have changed in the seconds since: apply the token rules again.
+    pool = app[DB_POOL]
     if stored.caller is None:
         row = await load_user_by_id(pool, stored.caller_id)
     else:
