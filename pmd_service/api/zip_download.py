@@ -203,8 +203,7 @@ async def _send_file(
     try:
         request[STREAM_RESPONSE] = response  # before any byte can fail to go out
         await response.prepare(request)
-        idle_seconds = request.app[SETTINGS].zip_proxy_idle_seconds
-        await _sendfile(request, response, file, span, idle_seconds)
+        await _sendfile(request, response, file, span)
     finally:
         file.close()  # a reader's close writes nothing back: it cannot block the loop
 
@@ -249,9 +248,9 @@ async def _sendfile(
     response: web.StreamResponse,
     file: BinaryIO,
     span: range,
-    idle_seconds: float,
 ) -> None:
     """The file's bytes in `span` by sendfile in steps, so an idle client can be cut off."""
+    idle_seconds = request.app[SETTINGS].zip_proxy_idle_seconds
     transport = _transport(request)
     loop = asyncio.get_running_loop()
     sent, total, step = 0, len(span), READ_CHUNK
@@ -305,8 +304,7 @@ async def _proxy(
             raise _gone(lost) from None
         request[STREAM_RESPONSE] = response
         await response.prepare(request)
-        idle_seconds = request.app[SETTINGS].zip_proxy_idle_seconds
-        await _relay(request, response, files, result, idle_seconds)
+        await _relay(request, response, files, result)
 
 
 async def _pieces(
@@ -334,8 +332,8 @@ async def _relay(
     response: web.StreamResponse,
     files: ZipFiles,
     result: GetResult,
-    idle_seconds: float,
 ) -> None:
+    idle_seconds = request.app[SETTINGS].zip_proxy_idle_seconds
     transport = _transport(request)
     # Every write then waits for an empty buffer: a client that stops reading stops the store.
     transport.set_write_buffer_limits(high=0)
