@@ -153,10 +153,10 @@ def _unsatisfiable(request: web.Request, size: int) -> ProblemError:
     )
 
 
-def _quoted(request: web.Request, header: str, most: int = 80) -> str:
+def _quoted(request: web.Request, header: str) -> str:
     """A header's value for a problem's detail: its start only (a Range may be 8 KB)."""
     value = request.headers.get(header, "").strip()
-    return value if len(value) <= most else value[:most] + "…"
+    return value if len(value) <= 80 else value[:80] + "…"
 
 
 def _precondition_failed(request: web.Request, stored: StoredZip, header: str) -> ProblemError:
