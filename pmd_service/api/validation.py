@@ -55,8 +55,7 @@ def _refuse_pair(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def refuse_repeated_keys(body: bytes, type_: type[msgspec.Struct]) -> None:
     """400 naming the key if a body, already decoded into the flat struct `type_`, repeats one
-    (msgspec keeps the last, a proxy may read the first); the body is parsed again only when a
-    field's quoted name occurs twice or it holds an escape."""
+    (msgspec keeps the last, a proxy may read the first)."""
     if b"\\" not in body and all(body.count(key) < 2 for key in _quoted_keys(type_)):
         return
     try:
@@ -148,8 +147,8 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
     return decode_json(body, type_)
 
 
-def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:
-    return parse_uuid(request.match_info[name])
+def path_uuid(request: web.Request) -> uuid.UUID:
+    return parse_uuid(request.match_info["id"])
 
 
 def parse_uuid(raw: str) -> uuid.UUID:
