@@ -46,7 +46,6 @@ class TicketDownloads:
 
     @classmethod
     def of(cls, downloads: Sequence[TicketDownload]) -> TicketDownloads:
-        """The downloads, and the ticket query's optional id for each."""
         fields = [
             (
                 d.query_key,
