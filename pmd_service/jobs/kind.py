@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import threading
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -184,10 +184,7 @@ class Email:
     """Emails rows owe (mail/notify.py's `Emailed`): a kind's ready/failed one, or a feature's."""
 
     sql_emails_owed: Named  # `tries` allowed → the ids whose email is owed
-    send: Callable[[asyncpg.Pool, Settings, uuid.UUID], Awaitable[bool]]
-
-    async def send_email(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
-        return await self.send(pool, settings, row_id)
+    send_email: Callable[[asyncpg.Pool, Settings, uuid.UUID], Coroutine[Any, Any, bool]]
 
 
 @dataclass(frozen=True)
