@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# An upload under the prefix whose name is not the service's: aborted only once this old.
+UPLOAD_MAX_AGE_SECONDS = 3600
+
 # The run each BDR is being built by right now (the first 8 hex digits of its claim token).
 SQL_LIVE_RUNS = """
 SELECT id, left(replace(claim_token::text, '-', ''), 8) AS run
@@ -50,15 +53,13 @@ def _own(key: str) -> tuple[uuid.UUID, str] | None:
     return None if match is None else (uuid.UUID(match["id"]), match["run"])
 
 
-async def dead_uploads(
-    conn: Conn | asyncpg.Pool, url: StoreUrl, access: S3Access, min_age_seconds: float
-) -> list[Upload]:
-    """The uploads of runs that are over, and of another name once `min_age_seconds` old."""
+async def dead_uploads(conn: Conn | asyncpg.Pool, url: StoreUrl, access: S3Access) -> list[Upload]:
+    """The uploads of runs that are over, and of another name once UPLOAD_MAX_AGE_SECONDS old."""
     uploads = await incomplete_uploads(url, access)
     owned = {u.upload_id: _own(u.key) for u in uploads}
     ids = list({o[0] for o in owned.values() if o is not None})
     live = {(r["id"], r["run"]) for r in await conn.fetch(SQL_LIVE_RUNS, ids)} if ids else set()
-    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
+    cutoff = datetime.now(UTC) - timedelta(seconds=UPLOAD_MAX_AGE_SECONDS)
     return [
         u
         for u in uploads
@@ -67,10 +68,8 @@ async def dead_uploads(
     ]
 
 
-async def abort_dead_uploads(
-    pool: asyncpg.Pool, url: StoreUrl, access: S3Access, min_age_seconds: float
-) -> int:
-    dead = await dead_uploads(pool, url, access, min_age_seconds)
+async def abort_dead_uploads(pool: asyncpg.Pool, url: StoreUrl, access: S3Access) -> int:
+    dead = await dead_uploads(pool, url, access)
     if dead:
         await abort_uploads(url, access, dead)
         log.info("aborted %d multipart uploads left behind", len(dead))

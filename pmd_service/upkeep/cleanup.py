@@ -182,7 +182,7 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
         if st.zips.store is not None:
             assert st.zips.bucket is not None
             access, store = st.settings.s3_access, st.zips.store
-            dead = await dead_uploads(conn, st.zips.bucket, access, TEMP_MAX_AGE_SECONDS)
+            dead = await dead_uploads(conn, st.zips.bucket, access)
             orphans = await unnamed_paths(conn, await own_objects(store, TEMP_MAX_AGE_SECONDS))
             tidy: FolderTidy | BucketTidy = BucketTidy(frozenset(dead), orphans)
         else:

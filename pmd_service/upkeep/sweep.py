@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 RETRY_GRACE_SECONDS = 60
 # A pending row arq still holds queued (a backlog) gets a fresh job id only this late, once.
 LATE_PENDING_SECONDS = 300
-# An upload under the prefix whose name is not the service's: aborted only once this old.
-UPLOAD_MAX_AGE_SECONDS = 3600
 
 
 async def _requeue(st: WorkerState, redis: ArqRedis, kind: JobKind) -> tuple[int, int]:
@@ -58,9 +56,7 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
         bucket = st.zips.bucket
         if bucket is not None:
             try:
-                aborted = await abort_dead_uploads(
-                    st.pool, bucket, st.settings.s3_access, UPLOAD_MAX_AGE_SECONDS
-                )
+                aborted = await abort_dead_uploads(st.pool, bucket, st.settings.s3_access)
             except Exception:  # the store being down must not stop the rest of the sweep
                 log.warning("sweep: could not list or abort multipart uploads", exc_info=True)
         emails = sum([await send_owed(st.pool, st.settings, owed) for owed in EMAILS])
