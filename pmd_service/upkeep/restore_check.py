@@ -174,13 +174,9 @@ async def held_jobs(redis: ArqRedis) -> set[str]:
     """The ids of the jobs arq holds: queued (deferred ones too) or running."""
     queued = await redis.zrange(default_queue_name, 0, -1)
     running = [key async for key in redis.scan_iter(match=f"{in_progress_key_prefix}*")]
-    return {_text(job) for job in queued} | {
-        _text(key).removeprefix(in_progress_key_prefix) for key in running
+    return {job.decode() for job in queued} | {
+        key.decode().removeprefix(in_progress_key_prefix) for key in running
     }
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def _stored_files(st: WorkerState) -> set[str]:
