@@ -33,11 +33,6 @@ if TYPE_CHECKING:
     from ..core.settings import Settings
     from .context import WorkerState
 
-# Hands row `:id` back for a retry in `:defer` seconds, if the run of `:token` still holds it.
-RELEASE_FOR_RETRY = f"""
-SET claim_token = NULL, heartbeat_at = NULL, retry_at = now() + make_interval(secs => :defer)
-WHERE {OWNED}
-"""
 SQL_OWNER = Named("SELECT handle, public_sqid FROM users WHERE id = :user")
 
 
@@ -208,8 +203,12 @@ class JobKind:
 
     @property
     def sql_release(self) -> Named:
-        """:id, :token, :defer seconds: handed back for a retry."""
-        return Named(f"UPDATE {self.table} {RELEASE_FOR_RETRY}")
+        """:id, :token, :defer seconds: handed back for a retry, if the run still holds it."""
+        return Named(f"""
+UPDATE {self.table}
+SET claim_token = NULL, heartbeat_at = NULL, retry_at = now() + make_interval(secs => :defer)
+WHERE {OWNED}
+""")
 
     @property
     def sql_stuck_pending(self) -> Named:
