@@ -230,9 +230,6 @@ class Subscriber(asyncio.Protocol):
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.live = False
-        if self.end is None:
-            self.end = "gone"
         self._hub.unsubscribe(self)
 
 
@@ -372,7 +369,7 @@ class Hub:
             if not subs:
                 del self._by_target[sub.target_id]
             self.ended += 1
-            why = sub.end or "gone"  # ended before its relay began: the opening failed
+            why = sub.end or "gone"  # the client left, or its opening failed
             self.ended_by[why] = self.ended_by.get(why, 0) + 1
             sub.end = why  # so the periodic pass lets it go too
             sub.live = False
