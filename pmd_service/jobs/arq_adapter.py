@@ -232,9 +232,8 @@ class PmdWorker(Worker):
                 # arq took the slot (counter and semaphore) for the job it was claiming.
                 self.job_counter -= 1
                 self.sem.release()
-                if isinstance(exc, WatchError):
-                    continue
-                await self._failed_on(job_id, exc)
+                if not isinstance(exc, WatchError):  # a lost claim: the next poll claims it
+                    await self._failed_on(job_id, exc)
 
     def handle_sig(self, signum: Signals) -> None:
         self._closing = True
