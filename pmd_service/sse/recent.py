@@ -94,8 +94,7 @@ class RecentEvents:
         return [e for e in self._by_user.get(user_id, ()) if e[0] > after]
 
     def _read_at(self, event_id: int) -> float | None:
-        """When the run's event `event_id` was read; None when it holds no such id. Ids
-        ascend: a binary search (~log2(KEEP) probes into the deque)."""
+        """When the run's event `event_id` was read; None when it holds no such id."""
         ids = self._ids
         lo = bisect_left(ids, event_id, key=itemgetter(0))
         if lo < len(ids) and ids[lo][0] == event_id:
