@@ -75,7 +75,7 @@ class HeapKeeper:
             self._opened_at_freeze = opened
 
     def tend(self, opened: int, ended: int, open_now: int) -> None:
-        """About once a second, with the hub's counters: streams ever opened, ever ended, open now."""
+        """About once a second: the hub's streams ever opened, ever ended, and open now."""
         due = max(open_now, RECLAIM_AT_LEAST)
         garbage = ended - self._ended_at_reclaim
         quiet = self._clock() - self._last_opening >= QUIET_S
