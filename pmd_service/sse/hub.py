@@ -218,10 +218,8 @@ class Subscriber(asyncio.Protocol):
             data = b"".join(out)
             self.socket.write(frames.chunk(data) if self.socket.chunked else data)
 
-    # The connection's protocol, once the opening is out (api/aiohttp_adapter.py, `detach`).
-
-    def data_received(self, data: bytes) -> None:
-        pass  # a stream's client has nothing more to say
+    # The connection's protocol, once the opening is out (api/aiohttp_adapter.py, `detach`);
+    # what the client sends is ignored, as asyncio.Protocol's own data_received does.
 
     def pause_writing(self) -> None:
         self.live = False
