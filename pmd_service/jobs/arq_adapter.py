@@ -368,17 +368,13 @@ def arq_command_runs_pmd_worker() -> None:
 ARQ_LOGGERS = ("arq.connections", "arq.jobs", "arq.utils", "arq.worker")
 
 
-class _OursOnly(logging.Filter):
+def _ours_only(record: logging.LogRecord) -> bool:
     """Drops the `arq` logger's foreign handlers before each arq line is handled."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        logs.drop_foreign_handlers("arq")
-        return True
+    logs.drop_foreign_handlers("arq")
+    return True
 
 
 def arq_lines_once() -> None:
-    """Every arq line written once, by the service's handler."""
+    """Every arq line written once, by the service's handler (addFilter adds one filter once)."""
     for name in ARQ_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _OursOnly) for f in logger.filters):
-            logger.addFilter(_OursOnly())
+        logging.getLogger(name).addFilter(_ours_only)
