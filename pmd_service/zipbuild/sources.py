@@ -106,9 +106,13 @@ async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
     return b"".join(chunks)
 
 
-async def _entries(
-    artwork: Artwork, read: Callable[[int, str, str], Awaitable[Entry]]
-) -> list[Entry]:
+# An artwork's entries: its image, then its working files.
+Fetch = Callable[[Artwork], Awaitable[list[Entry]]]
+# One file by its path relative to the vault -> its entry (entry id, arcname, path).
+Read = Callable[[int, str, str], Awaitable[Entry]]
+
+
+async def _entries(artwork: Artwork, read: Read) -> list[Entry]:
     """An artwork's image, then its working files, each `read` by its path in the vault."""
     arcname = _arcname(artwork)
     try:
@@ -151,12 +155,6 @@ async def _fetch_file(
         if attempt < FETCH_ATTEMPTS:
             await asyncio.sleep(0.5 * 2 ** (attempt - 1))
     return Entry(entry, arcname, skip_reason="fetch_failed")
-
-
-# An artwork's entries: its image, then its working files.
-Fetch = Callable[[Artwork], Awaitable[list[Entry]]]
-# One file by its path relative to the vault -> its entry (entry id, arcname, path).
-Read = Callable[[int, str, str], Awaitable[Entry]]
 
 
 def http_reader(session: aiohttp.ClientSession, base_url: str) -> Read:
