@@ -219,10 +219,11 @@ RETURNING id, storage_key
 """
 SQL_INSERT_POSTS = _INSERT_POSTS.format(listed_at=", listed_at", created_at=", k.created_at")
 SQL_INSERT_POSTS_UNLISTED = _INSERT_POSTS.format(listed_at="", created_at="")
-SQL_HAS_LISTED_AT = """
+_HAS_COLUMN = """
 SELECT EXISTS (SELECT 1 FROM pg_attribute
-               WHERE attrelid = 'posts'::regclass AND attname = 'listed_at' AND NOT attisdropped)
+               WHERE attrelid = '{table}'::regclass AND attname = '{column}' AND NOT attisdropped)
 """
+SQL_HAS_LISTED_AT = _HAS_COLUMN.format(table="posts", column="listed_at")
 
 SQL_SET_SQIDS = """
 UPDATE posts p SET public_sqid = s.sqid
@@ -420,10 +421,7 @@ def locale_tag(raw: str) -> str:
     return raw
 
 
-SQL_HAS_LOCALE = """
-SELECT EXISTS (SELECT 1 FROM pg_attribute
-               WHERE attrelid = 'users'::regclass AND attname = 'locale' AND NOT attisdropped)
-"""
+SQL_HAS_LOCALE = _HAS_COLUMN.format(table="users", column="locale")
 # Only the user the demo made ($2, its key): a real account named `demo` keeps its language.
 SQL_SET_LOCALE = "UPDATE users SET locale = $3 WHERE handle = $1 AND user_key = $2"
 SQL_LOCALE = "SELECT locale FROM users WHERE handle = $1 AND user_key = $2"
