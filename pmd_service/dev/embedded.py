@@ -94,16 +94,11 @@ class EmbeddedRedis:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.socket = self._socket_path(directory)
+        self.socket = directory / "redis.sock"
+        if len(str(self.socket)) > _MAX_SOCKET_PATH:
+            digest = hashlib.sha256(str(directory).encode()).hexdigest()[:12]
+            self.socket = Path(tempfile.gettempdir()) / f"pmd-redis-{digest}.sock"
         self.process: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def _socket_path(directory: Path) -> Path:
-        path = directory / "redis.sock"
-        if len(str(path)) <= _MAX_SOCKET_PATH:
-            return path
-        digest = hashlib.sha256(str(directory).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"pmd-redis-{digest}.sock"
 
     @property
     def url(self) -> str:
