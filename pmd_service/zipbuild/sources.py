@@ -9,7 +9,6 @@ import dataclasses
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -69,24 +68,6 @@ def _palette(a: Artwork) -> Deriving | None:
     return palette_of(a.post_id, _arcname(a), a.palette, name)
 
 
-@dataclass(frozen=True)
-class Origin:
-    """ARTWORK_BASE_URL as a `url` without user info, and its credentials as headers."""
-
-    url: str
-    headers: dict[str, str]
-
-    @classmethod
-    def parse(cls, base_url: str) -> Origin:
-        parsed = yarl.URL(base_url)
-        headers = {}
-        if parsed.user is not None or parsed.password is not None:
-            # yarl decodes the percent-encoding; UTF-8 as RFC 7617 recommends.
-            pair = f"{parsed.user or ''}:{parsed.password or ''}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        return cls(str(parsed.with_user(None)).rstrip("/"), headers)
-
-
 class _TooLarge(Exception):
     """The body passed MAX_ARTWORK_BYTES: refused at once, never retried."""
 
@@ -134,13 +115,18 @@ async def _entries(artwork: Artwork, read: Read) -> list[Entry]:
 
 
 async def _fetch_file(
-    session: aiohttp.ClientSession, origin: Origin, entry: int, arcname: str, path: str
+    session: aiohttp.ClientSession,
+    base: str,
+    headers: dict[str, str],
+    entry: int,
+    arcname: str,
+    path: str,
 ) -> Entry:
-    url = f"{origin.url}/{path}"
+    url = f"{base}/{path}"
     for attempt in range(1, FETCH_ATTEMPTS + 1):
         try:
             async with session.get(
-                url, headers=origin.headers, timeout=FETCH_TIMEOUT, allow_redirects=False
+                url, headers=headers, timeout=FETCH_TIMEOUT, allow_redirects=False
             ) as resp:
                 if resp.status == 404:
                     return Entry(entry, arcname, skip_reason="file_missing")
@@ -158,7 +144,14 @@ async def _fetch_file(
 
 
 def http_reader(session: aiohttp.ClientSession, base_url: str) -> Read:
-    return partial(_fetch_file, session, Origin.parse(base_url))
+    """ARTWORK_BASE_URL without its user info, whose credentials go in an Authorization header."""
+    parsed = yarl.URL(base_url)
+    headers = {}
+    if parsed.user is not None or parsed.password is not None:
+        # yarl decodes the percent-encoding; UTF-8 as RFC 7617 recommends.
+        pair = f"{parsed.user or ''}:{parsed.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    return partial(_fetch_file, session, str(parsed.with_user(None)).rstrip("/"), headers)
 
 
 def object_reader(store: ObjectStore) -> Read:
