@@ -413,8 +413,7 @@ class _Derivations:
         self.held += size
 
     def ready(self, every: bool = False) -> Iterator[tuple[Entry, list[Entry]]]:
-        """The made files, in their entries' order, of those DERIVING_AHEAD entries back (or
-        of as many as hold more than DERIVING_HELD_BYTES), and (`every`) all of them."""
+        """The made files in their entries' order, as far as the bounds above ask (`every`: all)."""
         while self.pending and (
             every or len(self.pending) > DERIVING_AHEAD or self.held > DERIVING_HELD_BYTES
         ):

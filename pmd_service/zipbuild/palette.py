@@ -31,9 +31,8 @@ class PaletteError(ValueError):
 
 
 def colours(image: bytes) -> tuple[str, ...] | None:
-    """The image's distinct colours as lowercase `rrggbb`, the most used first (pixels of every
-    frame together; a tie by the colour), fully transparent pixels left out and any other alpha
-    ignored; None when there are more than MAX_COLOURS."""
+    """The image's distinct colours as lowercase `rrggbb`, the most used first (every frame's
+    pixels; a tie by the colour), fully transparent ones left out; None past MAX_COLOURS."""
     try:
         with Image.open(io.BytesIO(image), formats=FORMATS) as img:
             return _colours(img)
@@ -79,8 +78,7 @@ def _counted(frame: Any) -> list[tuple[int, tuple[int, ...]]] | None:
 
 
 def _shown(frame: Any) -> Any:
-    """The frame as RGB, or, when it has transparency, as RGBA with each pixel either opaque
-    or (0, 0, 0, 0)."""
+    """The frame as RGB, or with transparency as RGBA, each pixel opaque or (0, 0, 0, 0)."""
     if frame.mode not in ("RGBA", "LA", "PA", "La") and "transparency" not in frame.info:
         return frame.convert("RGB")
     rgba = frame.convert("RGBA")
