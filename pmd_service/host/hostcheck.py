@@ -885,8 +885,7 @@ async def check_host(
 
 
 async def read_head(conn: Conn, host_schema: str, present: set[str]) -> HostHead:
-    """The host's revision: alembic_version's rows when readable, and what the columns
-    `present` ("table.column" of the host tables) show."""
+    """The host's revision: alembic_version's rows if readable, and what columns `present` show."""
     # The newest revision adding columns whose columns, and its predecessors', are present.
     complete = itertools.takewhile(lambda r: all(c in present for c in r.adds), HOST_REVISIONS)
     at = next((r for r in reversed(list(complete)) if r.adds), None)
