@@ -208,9 +208,5 @@ def bridge_to_thread(
     source: AsyncIterator[Entry], loop: asyncio.AbstractEventLoop
 ) -> Iterator[Entry]:
     """A blocking iterator for the build thread over an async source running on `loop`."""
-    while True:
-        future = asyncio.run_coroutine_threadsafe(anext(source, None), loop)
-        entry = future.result()
-        if entry is None:
-            return
+    while entry := asyncio.run_coroutine_threadsafe(anext(source, None), loop).result():
         yield entry
