@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -219,14 +220,9 @@ def run_dev(locale: str | None = None) -> int:
     )
     command = [sys.executable, "-m", "pmd_service"]
     procs = [subprocess.Popen([*command, name], env=env) for name in ("serve", "worker")]
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     local = f"http://{settings.host}:{settings.port}"
     try:
         _wait_ready(f"{local}/readyz", procs)
@@ -238,9 +234,9 @@ def run_dev(locale: str | None = None) -> int:
         base, limit = settings.base_url, settings.bdr_daily_limit
         text = banner(base, demo_sqid or "", token, limit, settings, moderator_token, language)
         print(text, flush=True)
-        while not stopping and all(p.poll() is None for p in procs):
+        while not stopping.is_set() and all(p.poll() is None for p in procs):
             time.sleep(0.2)
     finally:
         stop_processes(procs, 10)
     # The embedded Redis and PostgreSQL stop in atexit handlers, after the children.
-    return 0 if stopping else 1
+    return 0 if stopping.is_set() else 1
