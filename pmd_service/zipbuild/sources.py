@@ -77,14 +77,12 @@ async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
     cap = MAX_ARTWORK_BYTES
     if resp.content_length is not None and resp.content_length > cap:
         raise _TooLarge(f"fetch {url}: Content-Length {resp.content_length} is over {cap} bytes")
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     async for chunk in resp.content.iter_any():
-        size += len(chunk)
-        if size > cap:  # no Content-Length (chunked) or a lying one: stop reading now
+        body += chunk
+        if len(body) > cap:  # no Content-Length (chunked) or a lying one: stop reading now
             raise _TooLarge(f"fetch {url}: body over {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return bytes(body)
 
 
 # An artwork's entries: its image, then its working files.
