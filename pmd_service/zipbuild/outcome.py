@@ -18,8 +18,7 @@ SkipReason = Literal[
     "playlist",
     "file_missing",
     "fetch_failed",
-    # An artwork's palette (zipbuild/palette.py): more colours than a palette holds, or an
-    # image that could not be decoded within the limits.
+    # An artwork's palette (zipbuild/palette.py): too many colours, or not decodable in bounds.
     "too_many_colours",
     "undecodable",
 ]
