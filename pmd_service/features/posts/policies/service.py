@@ -536,7 +536,8 @@ async def change(
             "Only a moderator pauses a policy as a moderator or lifts that pause.",
             code=Code.POLICY_PAUSED_BY_MODERATOR,
         )
-    name = policy_name(body.name) if body.name is not None else None
+    if body.name is not None:
+        body = msgspec.structs.replace(body, name=policy_name(body.name))
     if body.keep is not None:
         keep_tags(body.keep.hashtags)
     async with pool.acquire() as conn, conn.transaction():
@@ -544,8 +545,6 @@ async def change(
         owner = row["owner_id"]
         old = fields_of(row)
         new = msgspec.structs.replace(old, **{f: getattr(body, f) for f in given & _FIELDS})
-        if name is not None:
-            new = msgspec.structs.replace(new, name=name)
         turned_on = new.enabled and not old.enabled
         if turned_on and row["paused_by_moderator"]:
             raise paused_by_moderator()
