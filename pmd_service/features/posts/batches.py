@@ -229,9 +229,8 @@ def _left_out(row: asyncpg.Record) -> tuple[LeftOut, ...]:
         if clash.post_id in by_moderator:
             continue
         live = clash.held_by is None or clash.held_by.live
-        reasons.setdefault("artwork-reuploaded" if live else "same-artwork", []).append(
-            clash.post_id
-        )
+        why: LeftReason = "artwork-reuploaded" if live else "same-artwork"
+        reasons.setdefault(why, []).append(clash.post_id)
     return tuple(LeftOut(why, len(ids), ids) for why, ids in reasons.items())
 
 
