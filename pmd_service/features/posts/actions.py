@@ -91,7 +91,6 @@ def deleted_by_moderator(alias: str) -> str:
 
 
 _BY_MODERATOR = deleted_by_moderator("p")
-_NOT_BY_MODERATOR = f"NOT {_BY_MODERATOR}"
 _MARK_MODERATOR_DELETE = """, marked AS (
     INSERT INTO moderator_deletions (post_id, owner_id, deleted_by)
     SELECT id, :owner::int, :actor::int FROM changed
@@ -211,7 +210,7 @@ RESTORE = BulkAction(
     already="not deleted",
     undone="restore",
     writes=("deleted_by_user", "deleted_by_user_date"),
-    owner=_restorer(f"({_ELIGIBLE_RESTORABLE} AND {_NOT_BY_MODERATOR})", refuse=_BY_MODERATOR),
+    owner=_restorer(f"({_ELIGIBLE_RESTORABLE} AND NOT {_BY_MODERATOR})", refuse=_BY_MODERATOR),
     moderator=_restorer(_ELIGIBLE_RESTORABLE, moderation=_UNMARK_MODERATOR_DELETE),
     page=PageWords(doing="Restoring", did="Restored", already="already restored"),
     restores=True,
