@@ -70,8 +70,6 @@ _HELD_JOIN = f"""
 LEFT JOIN LATERAL (
     SELECT h.id, h.public_sqid, h.owner_id FROM posts h WHERE {holds_hash("p", "h")} LIMIT 1
 ) held ON true"""
-# The matching set's count and digest, in one pass over it.
-_TOTALS = f"count(*), {match_digest('p.id')}"
 
 
 _KEY_TYPES = {"time": "timestamptz", "text": "text", "count": "bigint"}
@@ -119,7 +117,7 @@ def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[Named, Named
     return (
         _page(where, sort, after=False, deleted=deleted, filtered=filtered),
         _page(where, sort, after=True, deleted=deleted, filtered=filtered),
-        Named(f"SELECT {_TOTALS} {matching}"),
+        Named(f"SELECT count(*), {match_digest('p.id')} {matching}"),
         Named(f"SELECT count(*), NULL::text {matching}"),
     )
 
