@@ -82,8 +82,7 @@ _N = Param(
     "n", {"type": "integer", "minimum": 1}, "The part's number (1 = the newest posts)",
     location="path", required=True,
 )  # fmt: skip
-_OWNER_CODE = Code.EXPORT_OWNER_ONLY
-_ONE = (_OWNER_CODE, Code.INVALID_ID, Code.EXPORT_NOT_FOUND)
+_ONE = (Code.EXPORT_OWNER_ONLY, Code.INVALID_ID, Code.EXPORT_NOT_FOUND)
 _OWNER_ONLY = {
     403: "A moderator's `target_sqid` naming another user: exports are the owner's alone"
 }
@@ -92,7 +91,7 @@ _OWNER_ONLY = {
 _PART_ANSWERS = zip_answers(
     "makapix-export-…-part-N-of-M.zip (an archive: makapix-archive-…)",
     "part",
-    (_OWNER_CODE, Code.EXPORT_NOT_FOUND, Code.PART_NOT_FOUND, Code.PART_NOT_READY,
+    (Code.EXPORT_OWNER_ONLY, Code.EXPORT_NOT_FOUND, Code.PART_NOT_FOUND, Code.PART_NOT_READY,
      Code.PART_NO_FILE, Code.EXPORT_EXPIRED),
     not_ready=Code.PART_NOT_READY,
 )  # fmt: skip
@@ -106,8 +105,8 @@ ENDPOINTS = (
         "account archive other sites import, in a ZIP",
         "exports", ok_status=202, ok_description="Accepted: the export is queued",
         request=ExportRequest, response=ExportItem, problems=(403, 409, 422, 429, 503),
-        codes=(Code.TARGET_MISMATCH, _OWNER_CODE, Code.INVALID_PART_SIZE, Code.INVALID_SINCE,
-               Code.INVALID_SCHEDULE, Code.INVALID_LAYOUT, Code.EXPORT_RUNNING,
+        codes=(Code.TARGET_MISMATCH, Code.EXPORT_OWNER_ONLY, Code.INVALID_PART_SIZE,
+               Code.INVALID_SINCE, Code.INVALID_SCHEDULE, Code.INVALID_LAYOUT, Code.EXPORT_RUNNING,
                Code.EXPORT_SCHEDULED, Code.EXPORT_COOLDOWN, Code.NOTHING_TO_EXPORT,
                Code.LOW_DISK_SPACE),
         problem_notes={
@@ -139,11 +138,11 @@ ENDPOINTS = (
     ),
     Endpoint("get", "/api/pmd/exports", list_exports, "listExports", "The 20 newest exports",
              "exports", response=ExportList, problems=(403,), problem_notes=_OWNER_ONLY,
-             codes=(_OWNER_CODE,)),
+             codes=(Code.EXPORT_OWNER_ONLY,)),
     Endpoint("delete", "/api/pmd/exports/schedule", delete_schedule, "cancelExportSchedule",
              "Cancel the recurring export: no later export starts (those made stay)", "exports",
              ok_status=204, ok_description="Cancelled", problems=(403, 404),
-             codes=(_OWNER_CODE, Code.SCHEDULE_NOT_FOUND),
+             codes=(Code.EXPORT_OWNER_ONLY, Code.SCHEDULE_NOT_FOUND),
              problem_notes=_OWNER_ONLY | {404: "No recurring export is scheduled"}),
     Endpoint("get", "/api/pmd/exports/{id}", get_export, "getExport", "One export", "exports",
              response=ExportItem, params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY,
