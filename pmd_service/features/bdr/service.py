@@ -105,7 +105,6 @@ RETURNING {ITEM_COLUMNS}
 SQL_EXPIRE = """
 UPDATE batch_download_requests SET status = 'expired'
 WHERE id = $1 AND status = 'ready'
-RETURNING file_path
 """
 # Removed on request: expired too (the status set is the contract), `removed_at` set.
 SQL_REMOVE = """
