@@ -161,7 +161,7 @@ async def create(
     limits: Limits,
     request_id: str | None,
 ) -> BdrItem:
-    """Check eligibility, size and quota and commit the row, unannounced (see `announce`)."""
+    """Check eligibility, size and quota and commit the row, unannounced (see announcer.py)."""
     ensure_unique(body.post_ids)
     user_id = principal.target.id
     requested_by = principal.caller.id if principal.as_moderator else None
