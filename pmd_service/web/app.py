@@ -36,8 +36,7 @@ from ..sse import lifetime as sse_hub
 from ..sse.endpoints import SSE_HUB, TEND_HEAP
 from ..storage.zip_files import ZipFiles
 from . import health, openapi, pages, reference, request_metrics
-from .connection_counts import CONNECTION_COUNTS, ConnectionCounts
-from .connections import head_deadline_middleware
+from .connections import CONNECTION_COUNTS, ConnectionCounts, head_deadline_middleware
 from .cors import setup_cors
 from .outage import OUTAGES, OutageLog
 from .problem_middleware import problem_middleware

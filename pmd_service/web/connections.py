@@ -9,6 +9,7 @@ import logging
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -19,7 +20,6 @@ from yarl import URL
 from ..core.codes import Code
 from ..core.problems import TYPE_BASE, Problem
 from ..core.settings import Settings
-from .connection_counts import CONNECTION_COUNTS, ConnectionCounts
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,18 @@ RETRY_ON_CLOSED = "._start_serving("
 # Descriptors kept for what a process opens besides its connections: its pool, LISTEN
 # connection and Redis, files being sent, the metrics port.
 RESERVE_SHARE, RESERVE_MIN = 8, 64
+
+
+@dataclass
+class ConnectionCounts:
+    """What a server process's connection guard counts, for /metrics."""
+
+    open: int = 0
+    refused: int = 0  # past MAX_CONNECTIONS: answered 503 and closed
+    heads_late: int = 0  # closed for a head that did not come within HEADER_TIMEOUT_SECONDS
+
+
+CONNECTION_COUNTS: web.AppKey[ConnectionCounts] = web.AppKey("connection_counts")
 
 
 class Tally:

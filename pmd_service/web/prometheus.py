@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from ..sse.hub import Hub
-    from .connection_counts import ConnectionCounts
+    from .connections import ConnectionCounts
 
 
 class _ProcessCollector(Collector):
