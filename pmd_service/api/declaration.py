@@ -28,7 +28,6 @@ class Param:
     schema: dict[str, Any]
     description: str
     location: str = "header"
-    required: bool = False
 
 
 @dataclass(frozen=True)

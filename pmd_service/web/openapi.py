@@ -129,7 +129,7 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
                 {
                     "name": p.name,
                     "in": p.location,
-                    "required": p.required or p.location == "path",
+                    "required": p.location == "path",
                     "description": p.description,
                     "schema": p.schema,
                 }

@@ -80,7 +80,7 @@ async def download_part(request: web.Request) -> web.StreamResponse:
 _ID = Param("id", {"type": "string", "format": "uuid"}, "The export's id", location="path")
 _N = Param(
     "n", {"type": "integer", "minimum": 1}, "The part's number (1 = the newest posts)",
-    location="path", required=True,
+    location="path",
 )  # fmt: skip
 _ONE = (Code.EXPORT_OWNER_ONLY, Code.INVALID_ID, Code.EXPORT_NOT_FOUND)
 _OWNER_ONLY = {

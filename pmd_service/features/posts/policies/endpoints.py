@@ -98,7 +98,7 @@ async def run_policy(request: web.Request) -> web.Response:
     return json_response(PolicyRun(item, last))
 
 
-_POLICY_ID = Param("id", {"type": "string", "format": "uuid"}, "The policy", "path", True)
+_POLICY_ID = Param("id", {"type": "string", "format": "uuid"}, "The policy", "path")
 _OFF = Code.POLICIES_OFF
 _APPROVAL = (Code.COUNT_CHANGED, Code.SET_CHANGED, Code.POLICY_WIDENS)
 _APPROVAL_NOTE = (
