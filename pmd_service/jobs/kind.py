@@ -174,11 +174,12 @@ class Upkeep:
     swept: Callable[[WorkerState, ArqRedis], Awaitable[int]]
 
 
-@dataclass  # not frozen: mail/notify.py's `Emailed` declares a plain attribute
+@dataclass(frozen=True)
 class Email:
-    """Emails rows owe (mail/notify.py's `Emailed`): a kind's ready/failed one, or a feature's."""
+    """Emails rows owe, which the sweep sends: a kind's ready/failed one, or a feature's."""
 
     sql_emails_owed: Named  # `tries` allowed → the ids whose email is owed
+    # True if this call sent it (it takes the email first: at most one is sent).
     send_email: Callable[[asyncpg.Pool, Settings, uuid.UUID], Coroutine[Any, Any, bool]]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import partial
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 import asyncpg
 
@@ -85,15 +85,6 @@ def lease_seconds(settings: Settings) -> float:
 
 class LeaseLost(Exception):
     """The take's lease ran out before DATA: the email is no longer this sender's to send."""
-
-
-class Emailed(Protocol):
-    """A kind of row that is emailed once ready or failed."""
-
-    sql_emails_owed: Named  # `tries` allowed → the ids whose email is owed
-
-    async def send_email(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
-        """True if this call sent it (it takes the email first: at most one is sent)."""
 
 
 async def _record(write: Callable[[], Awaitable[object]], what: str, outcome: str) -> None:
@@ -186,9 +177,3 @@ ORDER BY t.{self.since} LIMIT {OWED_BATCH}""")
             if not attempt.data_started:  # no SMTP server: logged, or kept in the dev mailbox
                 await _record(end_lease, what, "was logged")
             return True
-
-
-async def send_owed(pool: asyncpg.Pool, settings: Settings, kind: Emailed) -> int:
-    """The sweep's: the emails of `kind` still owed, sent; how many were."""
-    rows = await pool.fetch(*kind.sql_emails_owed.bind(TRIES))
-    return sum([await kind.send_email(pool, settings, row["id"]) for row in rows])

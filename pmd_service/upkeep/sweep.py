@@ -13,8 +13,8 @@ from ..features.registry import EMAILS
 from ..features.registry import JOB_KINDS as KINDS
 from ..jobs.context import WorkerState, state
 from ..jobs.failures import TRANSIENT
-from ..jobs.kind import JobKind
-from ..mail.notify import send_owed
+from ..jobs.kind import Email, JobKind
+from ..mail.notify import TRIES
 from ..storage.object_tidy import abort_dead_uploads
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,12 @@ async def _requeue(st: WorkerState, redis: ArqRedis, kind: JobKind) -> tuple[int
     return requeued, retaken
 
 
+async def _send_owed(st: WorkerState, email: Email) -> int:
+    """The emails still owed of `email`'s rows, sent; how many were."""
+    rows = await st.pool.fetch(*email.sql_emails_owed.bind(TRIES))
+    return sum([await email.send_email(st.pool, st.settings, row["id"]) for row in rows])
+
+
 async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
     st = state(ctx)
     requeued = retaken = aborted = 0
@@ -59,7 +65,7 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
                 aborted = await abort_dead_uploads(st.pool, bucket, st.settings.s3_access)
             except Exception:  # the store being down must not stop the rest of the sweep
                 log.warning("sweep: could not list or abort multipart uploads", exc_info=True)
-        emails = sum([await send_owed(st.pool, st.settings, owed) for owed in EMAILS])
+        emails = sum([await _send_owed(st, owed) for owed in EMAILS])
     except TRANSIENT as exc:
         # Out of reach is what the sweep rides out, not a bug: the next sweep does the rest.
         log.warning(
