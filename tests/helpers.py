@@ -526,7 +526,8 @@ def pg_program(name: str) -> str:
 
 
 def service_statements() -> dict[str, str]:
-    """Every SQL_* statement of the package (a dict's one by one) but the entry modules'."""
+    """Every SQL_* statement of the package (a dict's or a tuple's one by one) but the entry
+    modules'."""
     skip = {"dev", "demo", "embedded", "hostcheck", "migrate", "worker", "worker_settings"}
     found: dict[str, str] = {}
     for info in pkgutil.walk_packages(pmd_service.__path__, "pmd_service."):
@@ -537,10 +538,12 @@ def service_statements() -> dict[str, str]:
             if not name.startswith("SQL_"):
                 continue
             named = value.items() if isinstance(value, dict) else [("", value)]
-            for key, sql in named:
-                if isinstance(sql, str) and sql not in found.values():
-                    # As plain text: asyncpg prepares no str subclass (core/named_sql.py).
-                    found[f"{info.name}.{name}{list(key) if key else ''}"] = str(sql)
+            for key, held in named:
+                for i, sql in enumerate(held if isinstance(held, tuple) else (held,)):
+                    if isinstance(sql, str) and sql not in found.values():
+                        # As plain text: asyncpg prepares no str subclass (core/named_sql.py).
+                        at = f"{list(key) if key else ''}{[i] if isinstance(held, tuple) else ''}"
+                        found[f"{info.name}.{name}{at}"] = str(sql)
     return found
 
 

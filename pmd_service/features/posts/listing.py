@@ -122,24 +122,8 @@ def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[Named, Named
     )
 
 
-_LIVE_ORDER, _DELETED_ORDER = default_sort(False), default_sort(True)
-SQL_LIST_FIRST, SQL_LIST_AFTER, SQL_COUNT_LIVE, SQL_COUNT_LIVE_AFTER = _statements(
-    False, False, _LIVE_ORDER
-)
-(SQL_LIST_DELETED_FIRST, SQL_LIST_DELETED_AFTER, SQL_COUNT_DELETED, SQL_COUNT_DELETED_AFTER) = (
-    _statements(True, False, _DELETED_ORDER)
-)
-(SQL_FILTERED_FIRST, SQL_FILTERED_AFTER, SQL_COUNT_FILTERED_LIVE, SQL_COUNT_FILTERED_LIVE_AFTER) = (
-    _statements(False, True, _LIVE_ORDER)
-)
-(
-    SQL_FILTERED_DELETED_FIRST,
-    SQL_FILTERED_DELETED_AFTER,
-    SQL_COUNT_FILTERED_DELETED,
-    SQL_COUNT_FILTERED_DELETED_AFTER,
-) = _statements(True, True, _DELETED_ORDER)
 # Every order's statements, one set per (view, filter used, order).
-_STATEMENTS = {
+SQL_PAGES = {
     (deleted, filtered, Sort(key, descending)): _statements(
         deleted, filtered, Sort(key, descending)
     )
@@ -148,9 +132,6 @@ _STATEMENTS = {
     for key in KEYS.values()
     for descending in (False, True)
 }
-SQL_BY_TITLE_FIRST = _STATEMENTS[False, True, Sort(KEYS["title"], False)][0]
-SQL_BY_REACTIONS_FIRST = _STATEMENTS[False, True, Sort(KEYS["reaction_count"], True)][0]
-SQL_BY_COMMENTS_AFTER = _STATEMENTS[False, True, Sort(KEYS["comment_count"], True)][1]
 
 
 def _item(row: asyncpg.Record, deleted: bool, as_moderator: bool, mentions: Mentions) -> ListedPost:
@@ -191,7 +172,7 @@ async def list_posts(
     sort = sort or default_sort(deleted)
     bound = where.fingerprint()
     after = Cursor.decode(cursor, deleted, bound, sort) if cursor else None
-    page_sql, after_sql, count_sql, after_count_sql = _STATEMENTS[deleted, bound is not None, sort]
+    page_sql, after_sql, count_sql, after_count_sql = SQL_PAGES[deleted, bound is not None, sort]
     values = {"owner": owner_id, "limit": limit + 1, **where.named()}
     # One row more than asked tells whether another page exists, so the last page carries no
     # cursor and a client never spends a request on an empty page.

@@ -23,6 +23,7 @@ from pmd_service.core import db
 from pmd_service.core.settings import Settings
 from pmd_service.features.bdr.job import process_bdr
 from pmd_service.features.posts import listing
+from pmd_service.features.posts.sorting import default_sort
 from pmd_service.host.mentions import (
     SQL_ACCOUNTS,
     SQL_ACCOUNTS_WITH_COMMENTS,
@@ -203,12 +204,9 @@ async def test_one_resolution_query_a_page(
         first_queries = list(queries)
         queries.clear()
         later = await listing.list_posts(logged, owner.id, 50, first.next_cursor, deleted=False)
-    assert sorted(first_queries) == sorted(
-        [listing.SQL_LIST_FIRST, listing.SQL_COUNT_LIVE, SQL_ACCOUNTS]
-    )
-    assert sorted(queries) == sorted(
-        [listing.SQL_LIST_AFTER, listing.SQL_COUNT_LIVE_AFTER, SQL_ACCOUNTS]
-    )
+    page, after, count, after_count = listing.SQL_PAGES[False, False, default_sort(False)]
+    assert sorted(first_queries) == sorted([page, count, SQL_ACCOUNTS])
+    assert sorted(queries) == sorted([after, after_count, SQL_ACCOUNTS])
     assert all(len(i.mentions) == 16 for i in first.items + later.items)
     assert all("<@" not in (i.description or "") for i in first.items + later.items)
 

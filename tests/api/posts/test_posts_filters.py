@@ -23,6 +23,7 @@ from pmd_service.features.posts.filters import (
     predicate,
 )
 from pmd_service.features.posts.policies.sql import kept
+from pmd_service.features.posts.sorting import default_sort
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem, logging_pool
 
@@ -234,11 +235,9 @@ async def test_a_filtered_page_is_planned_for_its_keys_and_not_counted_again(
         await listing.list_posts(pool, user.id, 4, None, False)
         kept = {r["statement"] for r in await pool.fetch(SQL_PREPARED)}
     assert (first.total_count, later.total_count) == (10, 20)
-    assert listing.SQL_LIST_FIRST in kept
-    filtered = (listing.SQL_FILTERED_FIRST, listing.SQL_COUNT_FILTERED_LIVE)
-    assert kept.isdisjoint(
-        (*filtered, listing.SQL_FILTERED_AFTER, listing.SQL_COUNT_FILTERED_LIVE_AFTER)
-    )
+    newest = default_sort(False)
+    assert listing.SQL_PAGES[False, False, newest][0] in kept
+    assert kept.isdisjoint(listing.SQL_PAGES[False, True, newest])
 
 
 async def _shaped_and_not(

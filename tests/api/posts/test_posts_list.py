@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from pmd_service.features.posts import listing
 from pmd_service.features.posts.cursor import Cursor
 from pmd_service.features.posts.schemas import ListedPost, PostItem, PostPage
+from pmd_service.features.posts.sorting import default_sort
 from support.seeding import Factory, UserRow
 from tests.helpers import SECRET, assert_problem, logging_pool, posts_page
 
@@ -290,9 +291,10 @@ async def test_a_page_is_one_statement_and_its_count_never_a_query_per_post(
     assert all(i.reaction_count == 1 and i.comment_count == 1 for i in first.items + later.items)
     # Each page: its statement and the count, side by side on two connections when the pool
     # has them.
-    assert sorted(first_queries) == sorted([listing.SQL_LIST_FIRST, listing.SQL_COUNT_LIVE])
+    page, after, count, after_count = listing.SQL_PAGES[False, False, default_sort(False)]
+    assert sorted(first_queries) == sorted([page, count])
     # A later page counts only: the set's digest is the first page's.
-    assert sorted(queries) == sorted([listing.SQL_LIST_AFTER, listing.SQL_COUNT_LIVE_AFTER])
+    assert sorted(queries) == sorted([after, after_count])
     assert first.total_count == later.total_count == 200
 
 
