@@ -49,7 +49,7 @@ async def _check_host(settings: Settings, dev_database: bool, judge_role: bool) 
     from .core.opening import checked_connection
     from .host.hostcheck import check_host
 
-    async with checked_connection(settings, "pmd-cli") as conn:
+    async with checked_connection(settings) as conn:
         report = await check_host(
             conn, settings.host_schema, dev_database=dev_database, privileges=True
         )
@@ -80,7 +80,7 @@ async def _token(settings: Settings, sqid: str, ttl: int) -> None:
     from .core.opening import checked_connection
     from .host.tokens import mint_token
 
-    async with checked_connection(settings, "pmd-cli") as conn:
+    async with checked_connection(settings) as conn:
         roles = await conn.fetchval("SELECT roles FROM users WHERE public_sqid = $1", sqid[:16])
     if roles is None:
         raise CliError(f"no user has the public id {sqid!r}")
@@ -102,7 +102,7 @@ async def _demo(settings: Settings, more_posts: int = 0, locale: str | None = No
             "build it with --build-arg DEMO=true, as docker-compose.yml's demo service does)"
         )
     ids = PublicIds(settings.sqids_alphabet)
-    async with checked_connection(settings, "pmd-cli") as conn:
+    async with checked_connection(settings) as conn:
         loaded = await load_demo(conn, settings.vault_path, ids)
         sqid = loaded or await demo_user_sqid(conn)
         if sqid is None:

@@ -49,11 +49,9 @@ async def open_pool(
 
 
 @asynccontextmanager
-async def checked_connection(
-    settings: Settings, application_name: str
-) -> AsyncIterator[asyncpg.Connection]:
+async def checked_connection(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     """A command's direct connection to a database that has the host's tables."""
-    conn = await connect(settings.direct_url, application_name, search_path=settings.search_path)
+    conn = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
     try:
         await require_host_tables(conn, settings)
         yield conn

@@ -28,10 +28,7 @@ async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
                 conn, ctx["redis"], *where, apply=True, own_schema=settings.pmd_schema
             )
     else:  # a dry run writes nothing: no migration, no Redis, a read-only transaction
-        async with (
-            checked_connection(settings, "pmd-cli") as reader,
-            reader.transaction(readonly=True),
-        ):
+        async with checked_connection(settings) as reader, reader.transaction(readonly=True):
             await reader.execute(SET_NO_IDLE_BOUND)  # the vault is read between the statements
             summary = await import_host_bdrs(
                 reader, None, *where, apply=False, own_schema=settings.pmd_schema
