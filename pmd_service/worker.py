@@ -70,7 +70,7 @@ JOB_COMPLETION_WAIT = 20
 
 
 async def _worker_startup(ctx: dict[str, Any], *, settings: Settings, wait: bool) -> None:
-    logs.drop_foreign_handlers("arq")  # whoever ran the Worker: each of its lines once
+    logs.drop_foreign_handlers()  # whoever ran the Worker: each of its lines once
     if wait:
         # The `arq` command connected to Redis itself; PostgreSQL gets STARTUP_WAIT_SECONDS.
         try:

@@ -192,9 +192,9 @@ def _is_ours(h: logging.Handler) -> bool:
     return any(isinstance(f, ContextFilter) for f in h.filters)
 
 
-def drop_foreign_handlers(name: str = "arq") -> None:
+def drop_foreign_handlers() -> None:
     """Remove the handlers the `arq` command adds, which would write each line a second time."""
-    logger = logging.getLogger(name)
+    logger = logging.getLogger("arq")
     for h in list(logger.handlers):
         if not _is_ours(h):
             logger.removeHandler(h)
@@ -224,7 +224,7 @@ def configure(log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler(log_format)]
     root.setLevel(logging.INFO)
-    drop_foreign_handlers("arq")
+    drop_foreign_handlers()
     # Warnings and uncaught exceptions go through the same handler: formatted and masked.
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught

@@ -370,7 +370,7 @@ ARQ_LOGGERS = ("arq.connections", "arq.jobs", "arq.utils", "arq.worker")
 
 def _ours_only(record: logging.LogRecord) -> bool:
     """Drops the `arq` logger's foreign handlers before each arq line is handled."""
-    logs.drop_foreign_handlers("arq")
+    logs.drop_foreign_handlers()
     return True
 
 
