@@ -48,15 +48,17 @@ SENDFILE_MAX_STEP = 2**20
 
 # RFC 9110's DIGIT is ASCII only (`\d` also takes "٤" and the like, and int() reads them).
 _RANGE_SPEC = re.compile(r"([0-9]+)-([0-9]*)|-([0-9]+)")
-# The conditions `_plan` answers.
-_CONDITIONS = (
-    hdrs.RANGE,
-    hdrs.IF_RANGE,
-    hdrs.IF_MATCH,
-    hdrs.IF_NONE_MATCH,
-    hdrs.IF_MODIFIED_SINCE,
-    hdrs.IF_UNMODIFIED_SINCE,
-)
+# The conditions `_plan` answers, as a download's parameters describe them.
+_CONDITIONS = {
+    "Range": "One byte range (`bytes=0-1023`, `bytes=1024-`, `bytes=-512`); several ranges, "
+    "or an invalid one, are answered with the whole file",
+    "If-Range": "Serve the range only if the file still has this ETag or Last-Modified date",
+    "If-Match": "412 unless the ZIP has one of these ETags (`*`: any)",
+    "If-Unmodified-Since": "412 when the ZIP changed after this HTTP date (ignored with If-Match)",
+    "If-None-Match": "304 when the ZIP has one of these ETags (`*`: any)",
+    "If-Modified-Since": "304 when the ZIP has not changed since this HTTP date (ignored with "
+    "If-None-Match)",
+}
 
 
 def _plan(request: web.Request, stored: StoredZip) -> tuple[int, range]:
@@ -445,20 +447,8 @@ class DownloadQuery(msgspec.Struct):
     ) = None
 
 
-def download_params() -> tuple[Param, ...]:
-    """The headers a ZIP download answers to (a BDR's, or an export part's)."""
-    described = {
-        "Range": "One byte range (`bytes=0-1023`, `bytes=1024-`, `bytes=-512`); several ranges, "
-        "or an invalid one, are answered with the whole file",
-        "If-Range": "Serve the range only if the file still has this ETag or Last-Modified date",
-        "If-Match": "412 unless the ZIP has one of these ETags (`*`: any)",
-        "If-Unmodified-Since": "412 when the ZIP changed after this HTTP date (ignored with "
-        "If-Match)",
-        "If-None-Match": "304 when the ZIP has one of these ETags (`*`: any)",
-        "If-Modified-Since": "304 when the ZIP has not changed since this HTTP date (ignored with "
-        "If-None-Match)",
-    }
-    return tuple(Param(name, {"type": "string"}, text) for name, text in described.items())
+# The headers a ZIP download answers to (a BDR's, or an export part's).
+DOWNLOAD_PARAMS = tuple(Param(name, {"type": "string"}, text) for name, text in _CONDITIONS.items())
 
 
 def zip_answers(

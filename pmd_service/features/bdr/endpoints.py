@@ -10,7 +10,7 @@ from ...api.declaration import Auth, Endpoint, Param
 from ...api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from ...api.responses import json_response
 from ...api.validation import path_uuid
-from ...api.zip_download import DownloadQuery, download, download_params, zip_answers, zip_request
+from ...api.zip_download import DOWNLOAD_PARAMS, DownloadQuery, download, zip_answers, zip_request
 from ...core.codes import Code
 from ...core.logs import REQUEST_ID_HEADER
 from ...storage.budget import Limits
@@ -152,7 +152,7 @@ ENDPOINTS = (
         query=DownloadQuery,
         ok_description="The whole ZIP: no Range, or one that is ignored (several ranges, "
         "an invalid one, or an If-Range that does not hold)",
-        params=(_ID, *download_params()),
+        params=(_ID, *DOWNLOAD_PARAMS),
         **zip_answers(
             "makapix-artworks-….zip",
             "download",

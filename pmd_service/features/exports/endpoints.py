@@ -8,7 +8,7 @@ from ...api.declaration import Auth, Endpoint, Param
 from ...api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from ...api.responses import json_response
 from ...api.validation import path_uuid
-from ...api.zip_download import DownloadQuery, download, download_params, zip_answers, zip_request
+from ...api.zip_download import DOWNLOAD_PARAMS, DownloadQuery, download, zip_answers, zip_request
 from ...core.codes import Code
 from ...core.logs import REQUEST_ID_HEADER
 from ...core.problems import not_found
@@ -163,6 +163,6 @@ ENDPOINTS = (
              "it is ready, while later parts are still built", "exports",
              response_media="application/zip", auth=Auth.BEARER_OR_TICKET, query=DownloadQuery,
              ok_description="The whole part: no Range, or one that is ignored",
-             params=(_ID, _N, *download_params()),
+             params=(_ID, _N, *DOWNLOAD_PARAMS),
              **_PART_ANSWERS),
 )  # fmt: skip
