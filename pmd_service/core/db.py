@@ -37,13 +37,11 @@ class _QuietOrphanedCancels:
     """The loop's exception handler, but a debug line for asyncpg's orphaned cancel."""
 
     def __init__(self, inner: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None):
-        self.inner = inner
+        self.inner = inner or (lambda loop, context: loop.default_exception_handler(context))
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if is_orphaned_cancel(context):
             log.debug("a query's cancel request was itself cancelled (%s)", context["exception"])
-        elif self.inner is None:
-            loop.default_exception_handler(context)
         else:
             self.inner(loop, context)
 
