@@ -97,7 +97,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         raise
     socket.take_over(response)
     if detach(request, sub):
-        sub.opened()
+        sub.flush()
     else:  # the client left while its opening went out
         hub.unsubscribe(sub)
     return response

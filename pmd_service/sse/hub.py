@@ -182,7 +182,7 @@ class Subscriber(asyncio.Protocol):
         socket = self.socket
         live, self.live = self.live, False
         if socket.chunked is None or socket.is_closing():
-            return  # ended once its opening is out (`opened`), or already closed
+            return  # ended once its opening is out (`flush`), or already closed
         if live:
             last = self.farewell or (frames.reconnect() if self.end == "shutdown" else b"")
             if socket.chunked:
@@ -193,11 +193,8 @@ class Subscriber(asyncio.Protocol):
         else:  # backed up: a client that is not reading gets no last words
             socket.abort()
 
-    def opened(self) -> None:
-        """The opening is out and the connection is this stream's: what waited goes out."""
-        self._flush()
-
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """What waited goes out: once the opening is out, and whenever the socket drains."""
         if self.end is not None:
             self.live = True  # its last words go out now
             self.finish(self.end)
@@ -225,7 +222,7 @@ class Subscriber(asyncio.Protocol):
         self.live = False
 
     def resume_writing(self) -> None:
-        self._flush()
+        self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._hub.unsubscribe(self)

@@ -336,7 +336,7 @@ async def test_a_backed_up_stream_gets_every_event_once_and_in_order_when_it_dra
     out.chunked = False  # HTTP/1.0 framing: the bytes as they are
     sub = hub.subscribe(1, 1, out, time.time() + 60)
     transport.set_protocol(sub)
-    sub.opened()
+    sub.flush()
     sent = [frames.event(b"bdr_update", {"pad": "x" * 1000}, n) for n in range(1, 2001)]
     paused = False
     for n, frame in enumerate(sent, 1):
