@@ -124,13 +124,10 @@ def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[Named, Named
 
 # Every order's statements, one set per (view, filter used, order).
 SQL_PAGES = {
-    (deleted, filtered, Sort(key, descending)): _statements(
-        deleted, filtered, Sort(key, descending)
-    )
+    (deleted, filtered, sort): _statements(deleted, filtered, sort)
     for deleted in (False, True)
     for filtered in (False, True)
-    for key in KEYS.values()
-    for descending in (False, True)
+    for sort in (Sort(key, descending) for key in KEYS.values() for descending in (False, True))
 }
 
 
