@@ -18,7 +18,7 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from ..core.codes import Code
-from ..core.problems import ProblemError, bad_request, unauthorized
+from ..core.problems import ProblemError, bad_request, unauthorized, unavailable
 from ..host.access import (
     Principal,
     UserLoader,
@@ -74,15 +74,12 @@ def seal(key: bytes, where: str, payload: bytes) -> bytes:
 
 
 def _redis_down() -> ProblemError:
-    return ProblemError(
-        503,
-        "tickets-unavailable",
-        "Service Unavailable",
+    return unavailable(
         "Stream tickets are unavailable right now; retry shortly, or send the token as "
         "`Authorization: Bearer <token>`.",
-        headers={"Retry-After": "5"},
+        "tickets-unavailable",
+        5,
         code=Code.TICKETS_UNAVAILABLE,
-        details={"retry_after_seconds": 5},
     )
 
 

@@ -90,6 +90,14 @@ def gone(detail: str, *, code: Code, details: Mapping[str, Any] | None = None) -
     return ProblemError(410, "gone", "Gone", detail, code=code, details=details)
 
 
+def unavailable(detail: str, slug: str, seconds: int, *, code: Code) -> ProblemError:
+    headers = {"Retry-After": str(seconds)}
+    details = {"retry_after_seconds": seconds}
+    return ProblemError(
+        503, slug, "Service Unavailable", detail, headers=headers, code=code, details=details
+    )
+
+
 def unauthorized(detail: str, error: str = "invalid_token", *, code: Code) -> ProblemError:
     challenge = 'Bearer realm="pmd"' + (f', error="{error}"' if error else "")
     headers = {"WWW-Authenticate": challenge}

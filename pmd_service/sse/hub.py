@@ -24,7 +24,7 @@ import asyncpg
 
 from ..core.codes import Code
 from ..core.db import connect
-from ..core.problems import ProblemError
+from ..core.problems import ProblemError, unavailable
 from . import frames
 from .heap import HeapKeeper
 from .kinds import EventKinds, UnknownKind, reaches
@@ -311,14 +311,11 @@ class Hub:
 
     def refuse_if_closing(self) -> None:
         if self.closing:
-            raise ProblemError(
-                503,
-                "shutting-down",
-                "Service Unavailable",
+            raise unavailable(
                 "This server is shutting down; reconnect in a few seconds.",
-                headers={"Retry-After": "2"},
+                "shutting-down",
+                2,
                 code=Code.SHUTTING_DOWN,
-                details={"retry_after_seconds": 2},
             )
 
     def subscribe(

@@ -12,7 +12,7 @@ from ..api.keys import SETTINGS, STREAM_RESPONSE
 from ..api.problem_responses import CLIENT_CLOSED_REQUEST, answer, client_went_away
 from ..core.codes import Code
 from ..core.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
-from ..core.problems import ProblemError
+from ..core.problems import ProblemError, unavailable
 from .outage import OUTAGES, RETRY_AFTER_SECONDS, refused_by
 
 log = logging.getLogger(__name__)
@@ -23,15 +23,12 @@ _UNAVAILABLE = {"database": Code.DATABASE_UNAVAILABLE, "redis": Code.REDIS_UNAVA
 
 def _unavailable(request: web.Request, service: str, exc: Exception) -> ProblemError:
     request.app[OUTAGES].record(service, exc, f"{request.method} {request.path}")
-    return ProblemError(
-        503,
-        f"{service}-unavailable",
-        "Service Unavailable",
+    return unavailable(
         f"The {service} is not taking connections or not answering right now (overloaded, "
         f"restarting or cut off); retry in {RETRY_AFTER_SECONDS} seconds.",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        f"{service}-unavailable",
+        RETRY_AFTER_SECONDS,
         code=_UNAVAILABLE[service],
-        details={"retry_after_seconds": RETRY_AFTER_SECONDS},
     )
 
 

@@ -16,7 +16,7 @@ import asyncpg
 from ....core.codes import Code
 from ....core.logs import REQUEST_ID
 from ....core.presence import people_on
-from ....core.problems import ProblemError
+from ....core.problems import ProblemError, unavailable
 from ....core.settings import Settings
 from ....host.access import Principal
 from ....jobs.context import WorkerState, state
@@ -317,16 +317,13 @@ async def run_now(
         log.warning("cleanup policy %s: run now cut off (%r)", policy_id, exc)
         cut = _Record(policy_id, _failed(Code.POLICY_RUN_TIMEOUT), False, taken["every"])
         await _record(pool, [cut])
-        raise ProblemError(
-            503,
-            "policy-run-timeout",
-            "Service Unavailable",
+        raise unavailable(
             f"The run took longer than {settings.policy_run_timeout_seconds:g} s (a post it "
             "needed was locked by another change, or the database was busy), so nothing was "
             f"changed. Run it again in {RUN_AGAIN_SECONDS} s.",
+            "policy-run-timeout",
+            RUN_AGAIN_SECONDS,
             code=Code.POLICY_RUN_TIMEOUT,
-            headers={"Retry-After": str(RUN_AGAIN_SECONDS)},
-            details={"retry_after_seconds": RUN_AGAIN_SECONDS},
         ) from None
     return await get(pool, principal, policy_id), ran.last
 
