@@ -55,7 +55,7 @@ ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now(
 """
 SQL_RECORD = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
 SQL_SCHEMA_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)"
-# The host tables the service uses (a test keeps host/hostcheck.py's HOST_TABLES equal).
+# The host tables the service uses (a test holds them to those host/hostcheck.py's needs name).
 HOST_TABLES = ("audit_logs", "comments", "licenses", "post_files", "posts", "reactions", "users")
 # What host_tables.sql puts on each table it creates, so check-host knows a stand-in.
 STANDIN_COMMENT = "pmd-service standalone stand-in"

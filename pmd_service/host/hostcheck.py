@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import asyncpg
 
-from ..core.migrate import STANDIN_COMMENT
+from ..core.migrate import HOST_TABLES, STANDIN_COMMENT
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -305,8 +305,6 @@ CUTOVER_READS: dict[str, tuple[str, ...]] = {
         "expires_at",
     ),
 }
-
-HOST_TABLES = sorted({n.table for n in NEEDED_INDEXES} | {c.table for c in NEEDED_COLUMNS})
 
 
 # --- the host's revisions ------------------------------------------------------------------
