@@ -20,6 +20,15 @@ class Auth(enum.Enum):
     OWN = "own"  # the handler authenticates itself (the SSE stream also takes a ticket)
 
 
+# What a request may answer for the ticket it came with (BEARER_OR_TICKET's, and the stream's).
+TICKET_CODES = (
+    Code.TICKET_INVALID,
+    Code.TICKET_WRONG_DOWNLOAD,
+    Code.TARGET_MISMATCH,
+    Code.TICKETS_UNAVAILABLE,
+)
+
+
 @dataclass(frozen=True)
 class Param:
     """A header or path parameter (query parameters come from the endpoint's `query` struct)."""

@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from ..api.aiohttp_adapter import Detached, DirectSocket, detach
 from ..api.auth import bearer_or_ticket
-from ..api.declaration import Auth, Endpoint, Param
+from ..api.declaration import TICKET_CODES, Auth, Endpoint, Param
 from ..api.keys import DB_POOL, STREAM_RESPONSE
 from ..api.routing import parse_query
 from ..core.codes import Code
@@ -157,14 +157,7 @@ def endpoint(kinds: EventKinds) -> Endpoint:
         ok_description="The event stream",
         problems=(429, 503),
         headers=_NO_BUFFERING,
-        codes=(
-            Code.TICKET_INVALID,
-            Code.TICKET_WRONG_DOWNLOAD,
-            Code.TARGET_MISMATCH,
-            Code.TICKETS_UNAVAILABLE,
-            Code.TOO_MANY_STREAMS,
-            Code.SHUTTING_DOWN,
-        ),
+        codes=(*TICKET_CODES, Code.TOO_MANY_STREAMS, Code.SHUTTING_DOWN),
         params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
         events=tuple(k.data for k in kinds.all),
     )

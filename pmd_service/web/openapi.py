@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ..api.declaration import Auth, Endpoint, Param
+from ..api.declaration import TICKET_CODES, Auth, Endpoint, Param
 from ..api.keys import OPENAPI_DOC
 from ..api.problem_responses import PROBLEM_JSON
 from ..api.routing import once_keys, query_fields, query_list, query_scalar
@@ -34,12 +34,6 @@ AUTH_CODES = (
     Code.TARGET_NOT_FOUND,
     Code.INVALID_TEXT,
     Code.DATABASE_UNAVAILABLE,
-)
-TICKET_CODES = (
-    Code.TICKET_INVALID,
-    Code.TICKET_WRONG_DOWNLOAD,
-    Code.TARGET_MISMATCH,
-    Code.TICKETS_UNAVAILABLE,
 )
 # What any JSON body may be refused for (api/validation.py, the size and time limits).
 BODY_CODES = (
