@@ -14,7 +14,7 @@ from ...core.named_sql import Named
 from ...host.access import Principal
 from .cursor import EPOCH, invalid_cursor, micros, pack, unpack
 from .schemas import ActionItem, ActionList, ActionPost
-from .undo import HISTORY_KEPT, WITHIN_WINDOW, acted_by, same_click
+from .undo import ACTED_BY, HISTORY_KEPT, WITHIN_WINDOW, same_click
 
 # How many of an action's posts the list names by title.
 NAMED_POSTS = 3
@@ -39,8 +39,8 @@ WITH heads AS (
 ), page AS (
     SELECT h.id, h.action, h.created_at, c.changed_count, c.unchanged_count,
            h.actor_id IS NOT NULL AS by_moderator, h.policy_id, h.policy_name,
-           {acted_by(":actor")} AS by_you, c.undone_at,
-           c.undoable AND {acted_by(":actor")} AS undoable, c.named
+           {ACTED_BY} AS by_you, c.undone_at,
+           c.undoable AND {ACTED_BY} AS undoable, c.named
     FROM heads h
     CROSS JOIN LATERAL (
         -- Undone once every batch is; undoable while one is not and none of those was dropped.

@@ -75,11 +75,8 @@ def first_of_click(click: str, owner: str, actor: str, action: str) -> str:
 # Not `post_ids IS NOT NULL`: a row the previous release wrote has none and is kept too.
 HISTORY_KEPT = "dropped_at IS NULL"
 UNDOABLE = f"undone_at IS NULL AND {WITHIN_WINDOW} AND {HISTORY_KEPT}"
-
-
-def acted_by(actor: str) -> str:
-    """Only who acted may undo: `actor` is the moderator's user id, NULL for the owner."""
-    return f"actor_id IS NOT DISTINCT FROM {actor}::int"
+# Only who acted may undo: `:actor` is the moderator's user id, NULL for the owner.
+ACTED_BY = "actor_id IS NOT DISTINCT FROM :actor::int"
 
 
 # The action and, when it is a batch of a click, every batch of that click, locked in id order
@@ -87,7 +84,7 @@ def acted_by(actor: str) -> str:
 SQL_ACTION = Named(f"""
 WITH named AS (
     SELECT id, click_id, owner_id, actor_id, action FROM bulk_actions
-    WHERE id = :action_id AND owner_id = :owner AND {acted_by(":actor")}
+    WHERE id = :action_id AND owner_id = :owner AND {ACTED_BY}
 )
 SELECT b.id, b.id = :action_id AS named, b.action, b.actor_id IS NOT NULL AS by_moderator,
        b.undone_at IS NOT NULL AS undone, NOT (b.{WITHIN_WINDOW}) AS expired,
