@@ -32,11 +32,6 @@ def ms(seconds: float) -> str:
     return f"{value:.0f} ms" if value >= 100 else f"{value:.{1 if value >= 10 else 2}f} ms"
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
-
-
 # Figures no script writes any more, each with the date, command and commit its record names.
 ONE_OFFS = CHECKOUT / "bench" / "figures" / "one_offs.json"
 # What a run writes, so never what makes its commit dirty.
@@ -53,7 +48,6 @@ ENV.globals |= {"inf": float("inf"), "nan": float("nan")}
 ENV.filters |= {
     "ms": ms,
     "verdict": lambda ok: "met" if ok else "missed",
-    "table": table,
     "f": format,
     "reject_key": lambda d, key: {k: v for k, v in d.items() if k != key},
 }
