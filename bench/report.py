@@ -117,20 +117,15 @@ def committed_at(commit: str) -> datetime:
 RUN_DATES = (("%Y-%m-%d %H:%M UTC", timedelta(minutes=1)), ("%Y-%m-%d", timedelta(days=1)))
 
 
-def began(date: object) -> tuple[datetime, timedelta] | None:
-    """When a run began by its recorded `date`, and how coarse that date is; None: no date."""
-    for form, grain in RUN_DATES:
-        try:
-            return datetime.strptime(str(date), form).replace(tzinfo=UTC), grain
-        except ValueError:
-            continue
-    return None
-
-
 def made_after(commit: str, date: object) -> bool:
     """Whether `commit` was made after a run that began at `date` (to the date's grain)."""
-    start = began(date)
-    return start is not None and committed_at(commit) >= start[0] + start[1]
+    for form, grain in RUN_DATES:
+        try:
+            start = datetime.strptime(str(date), form).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        return committed_at(commit) >= start + grain
+    return False  # no date: nothing to compare
 
 
 def saved_in(path: Path) -> str:
