@@ -273,9 +273,9 @@ async def driving(
 
 
 async def seed_user(
-    conn: Any, settings: Settings, handle: str, files: list[Path], texts: list[str] | None = None
+    conn: Any, settings: Settings, handle: str, files: list[Path]
 ) -> tuple[seeding.UserRow, list[int]]:
-    """A user with an artwork of each file, described by `texts`: the user, the posts' ids."""
+    """A user with an artwork of each file: the user, the posts' ids."""
     seed = seeding.Factory(conn, settings)
     owner = await seed.user(handle)
     posts = [
@@ -284,7 +284,6 @@ async def seed_user(
             title=f"{handle} {i}",
             data=source.read_bytes(),
             shard=f"{i % 64:02x}/{i * 7 % 64:02x}",
-            description=texts[i] if texts else None,
         )
         for i, source in enumerate(files)
     ]
