@@ -325,7 +325,7 @@ async def rss_growth(
     await asyncio.sleep(1.0)
     baseline = rss_kb(run.worker_pid)
     started = time.perf_counter()
-    with PeakRss(lambda: rss_kb(run.worker_pid), 0.005, baseline) as rss:
+    with PeakRss(run.worker_pid, baseline) as rss:
         result = await build
     return {
         "baseline_rss_mb": baseline / 1024,

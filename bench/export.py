@@ -168,7 +168,7 @@ def _median_ready(bdrs: list[dict[str, Any]]) -> float:
 
 
 def _rss(run: Run) -> PeakRss:
-    return PeakRss(lambda: rss_kb(run.worker_pid), 0.005, None, 0.5)
+    return PeakRss(run.worker_pid, trace_every=0.5)
 
 
 class Store:

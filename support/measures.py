@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -38,17 +38,13 @@ def tree_rss_kb(pid: int) -> int:
 
 
 class PeakRss:
-    """The highest `read()` (KB) during the block; `trace`: each `trace_every` window's (s, MB)."""
+    """`pid`'s highest RSS (KB) during the block; `trace`: each `trace_every` window's (s, MB)."""
 
     def __init__(
-        self,
-        read: Callable[[], int],
-        every: float = 0.005,
-        start: int | None = None,
-        trace_every: float | None = None,
+        self, pid: int, start: int | None = None, trace_every: float | None = None
     ) -> None:
-        self.read, self.every, self.trace_every = read, every, trace_every
-        self.peak = read() if start is None else start
+        self.pid, self.trace_every = pid, trace_every
+        self.peak = rss_kb(pid) if start is None else start
         self.samples = 1
         self.trace: list[tuple[float, float]] = []
         self._stop = threading.Event()
@@ -57,8 +53,8 @@ class PeakRss:
     def _sample(self) -> None:
         started = time.monotonic()
         window, high = started + (self.trace_every or 0), 0
-        while not self._stop.wait(self.every):
-            rss = self.read()
+        while not self._stop.wait(0.005):
+            rss = rss_kb(self.pid)
             self.peak, high, self.samples = max(self.peak, rss), max(high, rss), self.samples + 1
             if self.trace_every and (now := time.monotonic()) >= window:
                 self.trace.append((round(now - started, 2), round(high / 1024, 1)))
