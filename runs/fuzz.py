@@ -29,7 +29,10 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 
 from pmd_service.core.settings import Settings
+from pmd_service.dev.embedded import EmbeddedRedis
+from pmd_service.host.tokens import mint_token
 from support.seeding import Factory, bdr_row
+from support.stack import connected, free_port, fresh_stack, service_env, start_server, stop
 
 CHECKS = [
     checks.not_a_server_error,
@@ -250,9 +253,6 @@ def _curl(case: Any) -> str:
 
 
 async def seed_database(settings: Settings, database_url: str | None = None) -> Seed:
-    from pmd_service.host.tokens import mint_token
-    from support.stack import connected
-
     async with connected(database_url or settings.database_url, "pmd-bench") as conn:
         seeder = Factory(conn, settings)
         license_id = await seeder.license("CC0")
@@ -379,9 +379,6 @@ async def _seed_export(seeder: Factory, user_id: int, sqid: str) -> str:
 
 
 async def bench(cases: int) -> int:
-    from pmd_service.dev.embedded import EmbeddedRedis
-    from support.stack import free_port, fresh_stack, service_env, start_server, stop
-
     redis = None
     if not os.environ.get("REDIS_URL"):
         # A Redis of its own: the shared one stops when whichever benchmark exits first.
