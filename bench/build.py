@@ -344,7 +344,7 @@ async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[st
     ]
     await seeding.bulk_comments(run.conn, warm, user.id, 100)
     await seeding.bulk_comments(run.conn, big, user.id, comments)
-    await seeding.bulk_reactions(run.conn, big, 3000)
+    await run.conn.execute(seeding.SQL_BULK_REACTIONS, big, 3000)
     await run.conn.execute("ANALYZE comments")
     visible = await run.conn.fetchval(
         "SELECT count(*) FROM comments WHERE post_id = $1 AND NOT hidden_by_mod", big

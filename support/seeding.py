@@ -328,10 +328,6 @@ async def bulk_comments(conn: Any, post_id: int, author_id: int, n: int) -> None
     await conn.execute(SQL_BULK_COMMENTS, post_id, author_id, n, timeout=600)
 
 
-async def bulk_reactions(conn: Any, post_id: int, n: int) -> None:
-    await conn.execute(SQL_BULK_REACTIONS, post_id, n)
-
-
 async def listed_posts(
     conn: Any, user: int, count: int, kind: str, license_id: int, deleted: bool
 ) -> list[int]:
