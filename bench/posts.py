@@ -424,7 +424,7 @@ async def against_release(settings: Settings, rev: str, rounds: int) -> dict[str
     return sides | {"rounds": rounds, "pages": out}
 
 
-def main() -> None:
+if __name__ == "__main__":
     parser = cli.parser("posts", __doc__)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per series")
     parser.add_argument("--depths", default="1,5,10,19", help="pages timed for latency by depth")
@@ -441,7 +441,3 @@ def main() -> None:
         cli.save(args.json, cli.in_stack(against_release, args.against, max(args.requests, 1)))
     else:
         cli.save(args.json, cli.in_stack(bench, max(args.requests, 1), depths, args.big))
-
-
-if __name__ == "__main__":
-    main()
