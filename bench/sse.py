@@ -416,7 +416,30 @@ async def against(rev: str, runs: int, level: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def section(f: dict[str, Any]) -> dict[str, Any]:
+    if "baseline" in f:  # an A/B of the burst: rendered as it is
+        return f
+    levels = f["levels"]
+    top = max(levels, key=lambda lv: lv["streams"])
+    kbs = [lv["kb_per_stream_rss"] for lv in levels]
+    return f | {
+        "top": top,
+        "worst_kb": max(kbs),
+        "best_kb": min(kbs),
+        "p99": max(lv["event_p99_ms"] for lv in levels),
+        "worst_ms": max(lv["burst"]["max_ms"] for lv in levels),
+        "gc_max": max(lv.get("gc_pause_max_ms", math.inf) for lv in levels),
+        "gc_cpu": max(lv.get("gc_pause_max_cpu_ms", math.inf) for lv in levels),
+        "delivered": all(
+            lv["burst_wrong"] == lv["misrouted"] == 0
+            and lv["event"]["samples"] == lv["event"]["expected"]
+            for lv in levels
+        ),
+        "one": all(lv["listeners"] == lv["processes"] for lv in levels),
+    }
+
+
+if __name__ == "__main__":
     parser = cli.parser("sse", __doc__)
     parser.add_argument(
         "--levels", help="comma-separated stream counts (multiples of 10, or of 100 with --box)"
@@ -445,30 +468,3 @@ def main() -> None:
         cli.save(args.json, asyncio.run(against(args.against, args.runs, levels[0])))
     else:
         cli.save(args.json, asyncio.run(run(mode, levels)))
-
-
-def section(f: dict[str, Any]) -> dict[str, Any]:
-    if "baseline" in f:  # an A/B of the burst: rendered as it is
-        return f
-    levels = f["levels"]
-    top = max(levels, key=lambda lv: lv["streams"])
-    kbs = [lv["kb_per_stream_rss"] for lv in levels]
-    return f | {
-        "top": top,
-        "worst_kb": max(kbs),
-        "best_kb": min(kbs),
-        "p99": max(lv["event_p99_ms"] for lv in levels),
-        "worst_ms": max(lv["burst"]["max_ms"] for lv in levels),
-        "gc_max": max(lv.get("gc_pause_max_ms", math.inf) for lv in levels),
-        "gc_cpu": max(lv.get("gc_pause_max_cpu_ms", math.inf) for lv in levels),
-        "delivered": all(
-            lv["burst_wrong"] == lv["misrouted"] == 0
-            and lv["event"]["samples"] == lv["event"]["expected"]
-            for lv in levels
-        ),
-        "one": all(lv["listeners"] == lv["processes"] for lv in levels),
-    }
-
-
-if __name__ == "__main__":
-    main()
