@@ -7,24 +7,19 @@ import sys
 
 from bench.runner import BENCHMARKS
 
-
-def main(argv: list[str]) -> None:
-    known = {b.name: b for b in BENCHMARKS}
-    if not argv or argv[0] in ("-h", "--help"):
-        print("python -m bench NAME [args…] runs one (NAME --help: its options); all of them, with")
-        print("the docs rendered from their figures: python -m bench.run_all\n")
-        width = max(map(len, known))
-        for b in BENCHMARKS:
-            mode = f" (`{b.module} {' '.join(b.args)}`)" if b.module else ""
-            print(f"  {b.name:<{width}}  {b.about}{mode}")
-        return
-    name, args = argv[0], argv[1:]
-    if name not in known:
-        sys.exit(f"no benchmark {name!r}; `python -m bench` lists them")
-    bench = known[name]
-    extra = list(bench.args) if bench.module else []
-    sys.argv = [bench.target, *extra, *args]
-    runpy.run_module(bench.target, run_name="__main__", alter_sys=True)
-
-
-main(sys.argv[1:])
+known = {b.name: b for b in BENCHMARKS}
+if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+    print("python -m bench NAME [args…] runs one (NAME --help: its options); all of them, with")
+    print("the docs rendered from their figures: python -m bench.run_all\n")
+    width = max(map(len, known))
+    for b in BENCHMARKS:
+        mode = f" (`{b.module} {' '.join(b.args)}`)" if b.module else ""
+        print(f"  {b.name:<{width}}  {b.about}{mode}")
+    sys.exit(0)
+name, args = sys.argv[1], sys.argv[2:]
+if name not in known:
+    sys.exit(f"no benchmark {name!r}; `python -m bench` lists them")
+bench = known[name]
+extra = list(bench.args) if bench.module else []
+sys.argv = [bench.target, *extra, *args]
+runpy.run_module(bench.target, run_name="__main__", alter_sys=True)
