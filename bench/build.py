@@ -342,8 +342,8 @@ async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[st
         (await seeder.post(user, title=t, shard="ab", data=PNG + uuid.uuid4().bytes * 256)).id
         for t in ("warm-up", "the big thread")
     ]
-    await seeding.bulk_comments(run.conn, warm, user.id, 100)
-    await seeding.bulk_comments(run.conn, big, user.id, comments)
+    await run.conn.execute(seeding.SQL_BULK_COMMENTS, warm, user.id, 100, timeout=600)
+    await run.conn.execute(seeding.SQL_BULK_COMMENTS, big, user.id, comments, timeout=600)
     await run.conn.execute(seeding.SQL_BULK_REACTIONS, big, 3000)
     await run.conn.execute("ANALYZE comments")
     visible = await run.conn.fetchval(

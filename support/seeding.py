@@ -324,10 +324,6 @@ async def bdr_row(conn: Any, user_id: int, post_ids: list[int], **cols: Any) -> 
     return bdr_id
 
 
-async def bulk_comments(conn: Any, post_id: int, author_id: int, n: int) -> None:
-    await conn.execute(SQL_BULK_COMMENTS, post_id, author_id, n, timeout=600)
-
-
 async def listed_posts(
     conn: Any, user: int, count: int, kind: str, license_id: int, deleted: bool
 ) -> list[int]:
