@@ -14,7 +14,6 @@ import msgspec
 
 from pmd_service.core.settings import SECRET_FIELDS, Settings
 from support import stack
-from support.stack import fresh_stack
 
 # Where a run's own stack is (its servers, folders, ports, secret, embedded mode, migrations
 # already applied), not how the service behaves: never a change from what ships.
@@ -119,7 +118,7 @@ def in_stack(bench: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     """`bench(settings, *args)` on a fresh stack of its own: its figures."""
 
     async def run() -> Any:
-        async with fresh_stack() as settings:
+        async with stack.fresh_stack() as settings:
             return await bench(settings, *args)
 
     return asyncio.run(run())

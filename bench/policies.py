@@ -34,7 +34,6 @@ from pmd_service.jobs.context import job_context, state
 from support import stack
 from support.seeding import bdr_row, bulk_users
 from support.sse import SSE, open_stream
-from support.stack import connected
 
 OWNERS, POSTS, MATCHING, WORKERS = 100_000, 200, 20, 1
 CI = {"owners": 200, "posts": 20, "matching": 4}
@@ -93,7 +92,7 @@ WHERE owner_id = $1 AND created_at < now() - interval '365 days' AND NOT hidden_
 
 async def seed(settings: Settings, owners: int, posts: int, matching: int) -> list[int]:
     ids: list[int] = []
-    async with connected(settings.database_url, "pmd-bench-seed") as conn:
+    async with stack.connected(settings.database_url, "pmd-bench-seed") as conn:
         for start in range(0, owners, USERS_A_STATEMENT):
             n = min(USERS_A_STATEMENT, owners - start)
             made = [u.id for u in await bulk_users(conn, settings, f"pol{start}", n)]
@@ -128,13 +127,13 @@ async def ticks(settings: Settings, workers: int, busy: list[tuple[float, float]
                 await asyncio.sleep(60 - (time.perf_counter() - started) % 60)  # the next minute
 
     await asyncio.gather(*(worker() for _ in range(workers)))
-    async with connected(settings.database_url, "pmd-bench-check") as conn:
+    async with stack.connected(settings.database_url, "pmd-bench-check") as conn:
         return float(await conn.fetchval(SQL_LAST_RUN)) - began
 
 
 async def seed_probe(settings: Settings, posts: int) -> tuple[str, uuid.UUID]:
     """The probe's owner, with `posts` posts and no policy: a token and a BDR to step."""
-    async with connected(settings.database_url, "pmd-bench-seed") as conn:
+    async with stack.connected(settings.database_url, "pmd-bench-seed") as conn:
         (owner,) = await bulk_users(conn, settings, "probe", 1)
         await conn.execute(SQL_POSTS, [owner.id], 0, posts)
         return owner.token, await bdr_row(conn, owner.id, [1], status="processing")
@@ -149,7 +148,7 @@ async def probe(port: int, token: str, bdr_id: str, database_url: str) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     async with (
         aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=auth, timeout=FOREVER) as http,
-        connected(database_url, "pmd-bench-probe") as db,
+        stack.connected(database_url, "pmd-bench-probe") as db,
         open_stream(http, SSE) as stream,
     ):
         await stream.opening()
@@ -267,7 +266,7 @@ async def bench(
     finally:
         await asyncio.to_thread(stack.stop, server)
     side = beside(before + after, during, busy)
-    async with connected(settings.database_url, "pmd-bench-check") as conn:
+    async with stack.connected(settings.database_url, "pmd-bench-check") as conn:
         due = await conn.fetchval(SQL_DUE)
         runs = await conn.fetchrow(SQL_RUNS)
         assert runs is not None  # an aggregate always has its row

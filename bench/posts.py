@@ -13,7 +13,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -36,7 +35,6 @@ from pmd_service.web.app import create_app
 from support import seeding, stack
 from support.measures import percentile
 from support.release import CURRENT, Release, install
-from support.stack import connected
 
 POSTS, OTHER_POSTS, PAGE, BATCH = 10_000, 20_000, 512, 128
 TARGET_RATIO = {True: 1.3, False: 1.6}  # GET p50 / floor p50, with post sqids set and NULL
@@ -103,7 +101,7 @@ async def seed_listers(
 ) -> dict[str, Lister]:
     """Users named by `wanted` (name: (live artworks, with post sqids)), among another's posts."""
     ids = PublicIds(settings.sqids_alphabet)
-    async with connected(settings.database_url, "pmd-bench-seed") as conn:
+    async with stack.connected(settings.database_url, "pmd-bench-seed") as conn:
         other, fan, *listers = await seeding.bulk_users(conn, settings, "bench", len(wanted) + 2)
         license_id = await seeding.insert_row(
             conn, "licenses", identifier="CC-BY-4.0", title="CC BY 4.0"
@@ -147,7 +145,7 @@ def unpaced(settings: Settings) -> Settings:
     )
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def served(
     settings: Settings, app: web.Application | None = None
 ) -> AsyncIterator[aiohttp.ClientSession]:
@@ -320,7 +318,7 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
     pool = await create_pool(settings.database_url, "pmd-bench-floor", min_size=1, max_size=1)
     async with (
         pool,
-        connected(settings.database_url, "pmd-bench-floor") as conn,
+        stack.connected(settings.database_url, "pmd-bench-floor") as conn,
         served(unpaced(settings)) as http,
     ):
         pages = len(await walk(http, main_user))
@@ -397,7 +395,7 @@ async def against_release(settings: Settings, rev: str, rounds: int) -> dict[str
         other = await asyncio.to_thread(install, rev, Path(folder))
         async with (
             contextlib.AsyncExitStack() as up,
-            connected(settings.database_url, "pmd-bench-floor") as conn,
+            stack.connected(settings.database_url, "pmd-bench-floor") as conn,
         ):
             for release, src in ((CURRENT, stack.CHECKOUT), (other, Path(folder) / "src")):
                 first, after, nth = await asyncio.to_thread(own_floors, release, src)

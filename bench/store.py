@@ -51,7 +51,6 @@ from pmd_service.zipbuild.sources import fetched_in_order, object_fetcher
 from support import seaweed, seeding, stack
 from support.measures import cpu_seconds, rss_kb
 from support.seaweed import Seaweed
-from support.stack import free_port, start_server, stop
 
 ADDED_LATENCY_S = 0.050
 FETCH_CONCURRENCY = 8  # the worker's default (ARTWORK_FETCH_CONCURRENCY)
@@ -160,7 +159,7 @@ async def _slow_proxy(upstream: str, port: int, latency: float) -> None:
 
 def start_slow_proxy(upstream: str, latency: float) -> tuple[subprocess.Popen[bytes], int]:
     """The proxy as a process of its own: on the reader's event loop it slowed the reads."""
-    port = free_port()
+    port = stack.free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.store", "--slow-proxy", upstream, str(port), str(latency)],
         cwd=stack.CHECKOUT,
@@ -363,9 +362,9 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, quiet: IO[bytes])
             "ZIP_PROXY_MAX_DOWNLOADS": "1000",
             "ZIP_PROXY_IDLE_SECONDS": "600",
         }
-        ports = {"redirect": free_port(), "proxy": free_port()}
+        ports = {"redirect": stack.free_port(), "proxy": stack.free_port()}
         servers = {
-            mode: start_server(
+            mode: stack.start_server(
                 cli.service_env(settings, **env, **caps, ZIP_DOWNLOAD_MODE=mode), port, log=quiet
             )
             for mode, port in ports.items()
@@ -377,7 +376,7 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, quiet: IO[bytes])
             path = f"/api/pmd/bdr/{bdr_id}/download"
             stalled = await stalled_readers(ports["proxy"], pids["proxy"], path, token)
         finally:
-            stop(*servers.values())
+            stack.stop(*servers.values())
     return {"memory": memory, "downloads": served, "proxied": {"readers": stalled}}
 
 
@@ -400,7 +399,7 @@ def run(rounds: int) -> dict[str, Any]:
                 )
                 cli.show(f"3. {name}: artworks through +50 ms a request, s", figures[name])
         finally:
-            stop(slow)
+            stack.stop(slow)
         local.unlink()
         with open(os.devnull, "wb") as quiet:
             figures |= asyncio.run(_with_stack(weed, bucket, 3, quiet))
