@@ -31,8 +31,7 @@ from runs.chaos.seed import seed
 from runs.chaos.sse import SseClient, start_streams
 from runs.chaos.workload import Api, Ledger, Plan, cancel, close_pool, play
 from runs.options import parse_with_workload
-from support import chaos_pages as chaos_doc
-from support import tools
+from support import chaos_pages, tools
 from support.mailbox import Mailbox
 from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.redis import RedisServer
@@ -295,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     full_disk = not args.store and not args.no_faults
     tmpfs = Tmpfs(run_dir / "bdr", size_mb=640) if Tmpfs.possible() and full_disk else None
     code = 1
-    transcript = chaos_doc.Transcript.start() if args.doc else None
+    transcript = chaos_pages.Transcript.start() if args.doc else None
     try:
         if tmpfs is not None:
             tmpfs.mount()
@@ -315,5 +314,5 @@ def main(argv: list[str] | None = None) -> int:
         if transcript is not None:
             transcript.stop()
             argv = sys.argv[1:] if argv is None else argv
-            print(f"wrote this run into {chaos_doc.write(argv, transcript.getvalue(), code)}")
+            print(f"wrote this run into {chaos_pages.write(argv, transcript.getvalue(), code)}")
     return code
