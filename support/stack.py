@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import random
 import secrets
@@ -108,6 +109,22 @@ def _bindable(port: int) -> bool:
     return False
 
 
+_CLAIMS = Path(tempfile.gettempdir()) / "pmd-service-ports"
+_HELD: list[int] = []  # the claims' descriptors: a claim lasts as long as its process
+
+
+def _claimed(port: int) -> bool:
+    """Whether this process now holds `port`'s lock file, which no other process can take."""
+    _CLAIMS.mkdir(exist_ok=True)
+    fd = os.open(_CLAIMS / str(port), os.O_CREAT | os.O_RDWR)
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _HELD.append(fd)
+        return True
+    os.close(fd)
+    return False
+
+
 # Chromium's kRestrictedPorts (net::ERR_UNSAFE_PORT): a browser test may be sent to any port drawn.
 BROWSER_REFUSED_PORTS = frozenset(
     {
@@ -122,17 +139,17 @@ BROWSER_REFUSED_PORTS = frozenset(
 
 def free_port(gap: int = 0) -> int:
     """A free port (and the one `gap` above) below the ephemeral range, neither browser-refused;
-    from this xdist worker's share of it, as a port found free is bound only later."""
+    claimed for this process's life, as a port found free is bound only later and other test
+    processes (xdist workers, CI's other lane) draw at the same time."""
     try:
         ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral = 32768  # Linux's default
-    span = max(1, (ephemeral - gap - 10000) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))
-    low = 10000 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) * span
     for _ in range(200):
-        port = random.randrange(low, low + span)
-        pair = (port, port + gap)
-        if BROWSER_REFUSED_PORTS.isdisjoint(pair) and all(map(_bindable, pair)):
+        port = random.randrange(10000, ephemeral - gap)
+        pair = {port, port + gap}
+        refused = not BROWSER_REFUSED_PORTS.isdisjoint(pair)
+        if not refused and all(map(_claimed, pair)) and all(map(_bindable, pair)):
             return port
     raise RuntimeError(f"no free ports {gap} apart below {ephemeral}")
 

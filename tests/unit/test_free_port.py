@@ -1,14 +1,18 @@
 """The suite's port drawer (support/stack.py) never hands out a port Chromium refuses
-(net::ERR_UNSAFE_PORT): a browser test sent there would fail with nothing broken."""
+(net::ERR_UNSAFE_PORT): a browser test sent there would fail with nothing broken; nor one another
+process of the suite drew, as a port found free is bound only later."""
 
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 
 from support import stack
 from support.stack import BROWSER_REFUSED_PORTS, free_port
+from tests.helpers import CHECKOUT
 
 
 def _draws(monkeypatch: pytest.MonkeyPatch, ports: list[int]) -> None:
@@ -16,6 +20,7 @@ def _draws(monkeypatch: pytest.MonkeyPatch, ports: list[int]) -> None:
     picks = iter(ports)
     monkeypatch.setattr(random, "randrange", lambda *_: next(picks))
     monkeypatch.setattr(stack, "_bindable", lambda port: True)
+    monkeypatch.setattr(stack, "_claimed", lambda port: True)
 
 
 @pytest.mark.parametrize("refused", sorted(BROWSER_REFUSED_PORTS))
@@ -35,11 +40,17 @@ def test_real_draws_are_never_refused() -> None:
     assert drawn.isdisjoint(BROWSER_REFUSED_PORTS)
 
 
-def test_each_xdist_worker_draws_from_its_own_share(monkeypatch: pytest.MonkeyPatch) -> None:
-    shares = []
-    for worker in ("gw0", "gw1", "gw2"):
-        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
-        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
-        drawn = [free_port() for _ in range(100)]
-        shares.append((min(drawn), max(drawn)))
-    assert shares[0][1] < shares[1][0] and shares[1][1] < shares[2][0], shares
+def _in_another_process(code: str) -> str:
+    run = [sys.executable, "-c", "from support import stack; " + code]
+    return subprocess.run(run, capture_output=True, text=True, check=True, cwd=CHECKOUT).stdout
+
+
+def test_a_port_drawn_and_its_partner_are_not_drawn_by_another_process() -> None:
+    port = free_port(gap=10000)
+    claims = f"print(stack._claimed({port}), stack._claimed({port + 10000}))"
+    assert _in_another_process(claims).split() == ["False", "False"]
+
+
+def test_a_port_is_free_again_once_the_process_that_drew_it_ended() -> None:
+    port = int(_in_another_process("print(stack.free_port())"))
+    assert stack._claimed(port)
