@@ -199,7 +199,22 @@ def up(docker: Engine, directory: Path, args: list[str], *names: str) -> None:
 
 def _logs(docker: Engine, directory: Path, args: list[str], row: dict[str, Any]) -> str:
     logs = docker.compose(directory, *args, "logs", "--no-color", "--tail", "60", row["Service"])
-    return f"{row['Name']}: {row['State']} {row['Health']} {row['ExitCode']}\n{logs.stdout}{logs.stderr}"
+    head = f"{row['Name']}: {row['State']} {row['Health']} {row['ExitCode']}"
+    return f"{head}\n{logs.stdout}{logs.stderr}{_health_log(docker.podman, row['ID'])}"
+
+
+def _health_log(podman: Podman, container: str) -> str:
+    """The container's last healthchecks (start, end, exit code, output): why it turned
+    unhealthy, which its own log does not say."""
+    found = podman("inspect", container, check=False)
+    if found.returncode != 0:
+        return ""
+    state = json.loads(found.stdout)[0]["State"]
+    checks = (state.get("Health") or state.get("Healthcheck") or {}).get("Log") or []
+    return "".join(
+        f"healthcheck {c['Start']} .. {c['End']}: exit {c['ExitCode']} {c['Output']!r}\n"
+        for c in checks[-5:]
+    )
 
 
 async def one_bdr(
