@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,13 +132,32 @@ class Engine:
     round: threading.Lock = field(default_factory=threading.Lock)
 
     def run_healthchecks(self) -> None:
+        """Each container's check every round in its start period, where failures do not count
+        (Docker's start_interval), then at its own interval: a few slow checks in a row on a
+        busy machine must not turn a container unhealthy sooner than Docker would."""
+        timing: dict[str, tuple[float, float, float]] = {}  # id → first seen, period, interval
+        last: dict[str, float] = {}  # id → when its last check ended
         while not self.stopping.wait(2.0):
             with self.round:
                 listed = self.podman("ps", "--format", "{{.ID}}\t{{.Status}}", check=False)
                 for line in listed.stdout.splitlines():
                     cid, _, status = line.partition("\t")
-                    if "(" in status:  # "Up 5 seconds (starting)": it has a healthcheck
+                    if "(" not in status:  # "Up 5 seconds (starting)": it has a healthcheck
+                        continue
+                    now = time.monotonic()
+                    if cid not in timing:
+                        timing[cid] = (now, *self._check_timing(cid))
+                    seen, period, interval = timing[cid]
+                    if now - seen < period or now - last.get(cid, -interval) >= interval:
                         self.podman("healthcheck", "run", cid, check=False, timeout=60)
+                        last[cid] = time.monotonic()
+
+    def _check_timing(self, cid: str) -> tuple[float, float]:
+        """A container's healthcheck start period and interval, in seconds."""
+        found = self.podman("inspect", "--format", "{{json .Config.Healthcheck}}", cid, check=False)
+        config = json.loads(found.stdout or "{}") if found.returncode == 0 else {}
+        # Docker's defaults where the file gives none: no start period, 30 s apart.
+        return config.get("StartPeriod", 0) / 1e9, config.get("Interval", 30e9) / 1e9
 
     def compose(
         self, directory: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
