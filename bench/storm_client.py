@@ -42,6 +42,22 @@ def connected_end(buf: bytes) -> int:
     return -1 if at < 0 or buf.find(b"\n\n", at) < 0 else at + len(CONNECTED)
 
 
+def whole(buf: bytes) -> tuple[bytes, bytes] | None:
+    """An answer's body and what follows it in `buf`, once the body is whole."""
+    head, ended, body = buf.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+    if not ended or length is None or len(body) < (n := int(length[1])):
+        return None
+    return body[:n], body[n:]
+
+
+def code(answer: tuple[bytes, bytes] | None) -> str:
+    """A refusal's problem `code` (`?` when its body is cut short or names none)."""
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        return str(json.loads(answer[0])["code"]) if answer else "?"
+    return "?"
+
+
 def reset(sock: socket.socket) -> None:
     """Gone at once, with a reset: no FIN handshake, no TIME_WAIT holding the port."""
     with contextlib.suppress(OSError):
@@ -243,7 +259,8 @@ class Storm:
         self.source, self.port, self.requests, self.then = source, port, requests, then
         self.held: list[socket.socket] = []
         self.statuses: Counter[int] = Counter()
-        self.failures: Counter[str] = Counter()  # why status 0: an errno's name, or `eof`
+        # Why: an errno's name or `eof`, or a refusal's step, status and problem `code`.
+        self.failures: Counter[str] = Counter()
         self.last = 0.0
         self.conns: dict[int, _Conn] = {}
         self.retry: list[tuple[float, int]] = []  # (when, index) of the failed, a heap
@@ -306,26 +323,31 @@ class Storm:
         buf = conn.buf = conn.buf + data
         ok = bool(data) and (len(buf) < 12 or buf.startswith(b"HTTP/1.1 200"))
         if ok and conn.then is not None:  # the ticket's answer: whole once its body is
-            head, ended, body = buf.partition(b"\r\n\r\n")
-            length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-            if ended and length and len(body) >= (n := int(length[1])):
-                ticket = json.loads(body[:n])["ticket"].encode()
-                conn.sock.send(conn.then.replace(b"{ticket}", ticket))
-                conn.then, conn.buf = None, body[n:]
+            if (answer := whole(buf)) is not None:
+                body, conn.buf = answer
+                conn.sock.send(conn.then.replace(b"{ticket}", json.loads(body)["ticket"].encode()))
+                conn.then = None
             return
         if ok and connected_end(buf) < 0:
             return
+        refused = len(buf) >= 12 and not buf.startswith(b"HTTP/1.1 200")
+        answer = whole(buf) if refused else None
+        if refused and data and answer is None:
+            return  # the rest of the refusal, whose problem `code` says why
         self.ep.unregister(fd)
         del self.conns[fd]
         if ok:
             self.held.append(conn.sock)
             self.last = time.monotonic()
+        elif refused:
+            reset(conn.sock)
+            stage = "ticket" if conn.then is not None else "stream"
+            self._failed(conn.i, int(buf[9:12]), f"{stage} {buf[9:12].decode()} {code(answer)}")
         else:
             reset(conn.sock)
-            self._failed(conn.i, int(buf[9:12]) if data else 0, None if data else why)
+            self._failed(conn.i, 0, why)
 
-    def _failed(self, i: int, status: int, why: str | None) -> None:
+    def _failed(self, i: int, status: int, why: str) -> None:
         self.statuses[status] += 1
-        if why is not None:
-            self.failures[why] += 1
+        self.failures[why] += 1
         heapq.heappush(self.retry, (time.monotonic() + 1 + random.random(), i))
