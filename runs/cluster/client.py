@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,7 +30,7 @@ from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient, start_streams
 from runs.chaos.workload import Api, Injector, Ledger, Plan, cancel, close_pool, play
 from runs.cluster.checks import SERVICE_HOSTS, service_logs
-from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
+from runs.cluster.hosts import BUCKET, LINK_BUFFER, SERVICE_ROLE, Cluster
 from runs.cluster.upgrade import Exports, command
 from support.mailbox import Mailbox
 from support.release import CURRENT
@@ -454,9 +453,9 @@ def check_download(report: Report, download: dict[str, Any], lb: Balancer) -> No
     report.info(f"the download in flight: {download}, served by {[a[0] for a in attempts]}")
     if not download.get("exact"):
         report.violations.append(f"the download in flight: {download}")
-    # Cut where its host stopped, but for what TCP's buffers hold at the most, read at its pace.
-    held = sum(int(Path(f"/proc/sys/net/ipv4/tcp_{b}mem").read_text().split()[2]) for b in "rw")
-    margin = held / (65536 / 0.05) + 7.0  # slow_download's pace
+    # Cut where its host stopped, but for what the path's sockets hold at the most (the server's
+    # send buffer, the balancer's two, the client's receive buffer), read at its pace.
+    margin = 4 * LINK_BUFFER / (65536 / 0.05) + 7.0  # slow_download's pace
     for host, began, ended in attempts:
         stop = lb.stopped.get(host or "")
         if stop is not None and began < stop[0] and ended is not None and ended > stop[1] + margin:

@@ -29,6 +29,7 @@ BUCKET = "pmd-cluster"
 # Each host's name and the last octet of its address.
 HOSTS = dict(lb=5, db=10, redis=11, store=12, client=50, srv1=21, srv2=22, wrk1=31, wrk2=32)
 SERVICE_ROLE = "pmd_svc"  # made from `python -m pmd_service grants`
+LINK_BUFFER = 524288  # the most a socket of a download's path buffers, each way
 # The steps of a run, in order; `--fail-at STEP` stops it right after STEP.
 STEPS = (
     "folder",
@@ -277,10 +278,15 @@ def up(run_dir: Path, steps: Steps, owner: contextlib.ExitStack) -> Cluster:
         if name == "lb":
             steps.reached("host")
     steps.reached("hosts")
-    # Socket buffers of a real link, not loopback's: else no server stop could cut a download.
-    buffers = ["net.ipv4.tcp_rmem=4096 131072 524288", "net.ipv4.tcp_wmem=4096 16384 524288"]
-    for name in ("client", "lb"):
-        net.hosts[name].run(["sysctl", "-q", "-w", *buffers])
+    # Socket buffers of a real link, not loopback's, on a download's whole path: else no server
+    # stop could cut it, and how long it reads on after one would have no bound.
+    buffers = [
+        f"net.ipv4.tcp_rmem=4096 131072 {LINK_BUFFER}",
+        f"net.ipv4.tcp_wmem=4096 16384 {LINK_BUFFER}",
+    ]
+    for name in net.hosts:
+        if name in ("client", "lb") or name.startswith("srv"):
+            net.hosts[name].run(["sysctl", "-q", "-w", *buffers])
     cluster = Cluster(net, run_dir, steps)
     cluster.logs.mkdir(parents=True, exist_ok=True)
     (run_dir / "vault").mkdir(exist_ok=True)
