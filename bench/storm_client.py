@@ -52,9 +52,11 @@ def whole(buf: bytes) -> tuple[bytes, bytes] | None:
 
 
 def code(answer: tuple[bytes, bytes] | None) -> str:
-    """A refusal's problem `code` (`?` when its body is cut short or names none)."""
-    with contextlib.suppress(ValueError, TypeError, KeyError):
-        return str(json.loads(answer[0])["code"]) if answer else "?"
+    """A refusal's `details.reason`, else its problem `code` (`?` when its body is cut short or
+    names neither): the host's codes lump every 401 together."""
+    with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+        problem = json.loads(answer[0]) if answer else {}
+        return str((problem.get("details") or {}).get("reason") or problem["code"])
     return "?"
 
 
