@@ -26,17 +26,21 @@ class Redemptions:
 
     async def getdel(self, key: str) -> bytes | None:
         """GETDEL `key`, batched with the spends of this loop turn; RedisError as Redis's."""
+        return await self.spend(key)
+
+    def spend(self, key: str) -> asyncio.Future[bytes | None]:
+        """`getdel` started now, its answer awaited later (or never: the key is spent anyway)."""
+        loop = asyncio.get_running_loop()
         if self._stopped:  # a request still served as the server stops: alone, as before
-            value: bytes | None = await self._redis.getdel(key)
-            return value
-        found: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+            return asyncio.ensure_future(self._redis.getdel(key))
+        found: asyncio.Future[bytes | None] = loop.create_future()
         self.asked += 1
         self._waiting.append((key, found))
         if not self._scheduled and self._in_flight < IN_FLIGHT:
             # The next loop turn: every opening handled in this one joins the batch.
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._send)
-        return await found
+            loop.call_soon(self._send)
+        return found
 
     def _send(self) -> None:
         self._scheduled = False

@@ -4,6 +4,7 @@ JWT_SECRET_KEY, and redeemed with GETDEL, so the first use is the only one."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -104,6 +105,35 @@ async def mint(
     return TicketOut(ticket=ticket, expires_in=TICKET_SECONDS)
 
 
+# A stream ticket's spend started as its request arrived (`spend_on_arrival`).
+_SPENDING: web.RequestKey[tuple[str, asyncio.Future[bytes | None]]] = web.RequestKey(
+    "ticket_spending"
+)
+
+
+def spend_on_arrival(request: web.Request) -> None:
+    """Starts spending a GET's `?ticket=` as it arrives, before it waits to be served: a reconnect
+    storm's queue may outlast a ticket's 30 s, and a ticket is judged by when its client used it."""
+    tickets = request.query.getall("ticket", ())
+    if (
+        request.method != "GET"
+        or "Authorization" in request.headers  # the Bearer header is used instead
+        or len(tickets) != 1
+        or not _TICKET_RE.match(tickets[0])
+    ):
+        return
+    where = redis_key(tickets[0])
+    spending = request.app[TICKET_REDEMPTIONS].spend(where)
+    spending.add_done_callback(_answer_read)
+    request[_SPENDING] = (where, spending)
+
+
+def _answer_read(spent: asyncio.Future[bytes | None]) -> None:
+    # Its request may be gone, its answer unread: that is no error to log.
+    if not spent.cancelled():
+        spent.exception()
+
+
 def _download_key(raw: str | None) -> str | None:
     """A path's id as tickets store it (a malformed one stays as is, and matches none)."""
     if raw is None:
@@ -149,6 +179,8 @@ async def redeem(request: web.Request, ticket: str, load: UserLoader | None) -> 
     try:
         if request.method == "HEAD":
             raw = await app[REDIS].get(where)
+        elif (spending := request.get(_SPENDING)) is not None and spending[0] == where:
+            raw = await spending[1]
         else:
             raw = await app[TICKET_REDEMPTIONS].getdel(where)
     except RedisError:

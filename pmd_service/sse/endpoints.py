@@ -11,6 +11,7 @@ import msgspec
 from aiohttp import ClientConnectionResetError, web
 from aiohttp.typedefs import Handler
 
+from ..api import tickets
 from ..api.aiohttp_adapter import Detached, DirectSocket, detach
 from ..api.auth import bearer_or_ticket
 from ..api.declaration import TICKET_CODES, Auth, Endpoint, Param
@@ -106,9 +107,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
 @web.middleware
 async def opening_gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outside the problem middleware and the handler: a waiting opening holds none of their
-    frames. Its opening is sent after the turn is left (`_open`)."""
+    frames, its ticket already being spent. Its opening is sent after the turn is left (`_open`)."""
     if request.path != STREAM_PATH:
         return await handler(request)
+    tickets.spend_on_arrival(request)
     request[OPENING_TURN] = turn = await request.app[SSE_OPENING_GATE].take()
     try:
         return await handler(request)

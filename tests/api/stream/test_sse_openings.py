@@ -16,7 +16,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer, get_port_socket
 
+from pmd_service.api import tickets
 from pmd_service.api.keys import DB_POOL
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse import endpoints
 from pmd_service.sse.endpoints import (
@@ -123,6 +125,38 @@ async def test_openings_past_the_gate_are_bounded_and_the_rest_wait_their_turn(
             await eventually(queued, HUNG, lambda: f"{gate.waiting} waiting at the gate")
         await _each_opens(await asyncio.wait_for(asyncio.gather(*pending), HUNG))
     finally:
+        await server.close()
+
+
+async def test_a_ticket_is_spent_as_its_opening_arrives_so_waiting_at_the_gate_outlives_it(
+    settings: Settings, session: aiohttp.ClientSession, factory: Factory, redis_url: str
+) -> None:
+    """A reconnect storm's openings may wait at the gate longer than a ticket lives: each
+    ticket is spent as its request arrives, so its life no longer runs while it waits."""
+    app = create_app(settings)
+    app[SSE_OPENING_GATE] = gate = Turns(1)
+    server = ServedLikeServerPy(app)
+    await server.start_server()
+    redis = create_redis(redis_url)
+    try:
+        user = await factory.user()
+        ticket = await mint_ticket(session, server, user)
+        where = tickets.redis_key(ticket)
+        async with gate:
+            waiting = asyncio.ensure_future(
+                session.get(server.make_url(SSE), params={"ticket": ticket})
+            )
+
+            async def spent() -> bool:
+                return gate.waiting == 1 and not await redis.exists(where)
+
+            # Well inside the ticket's life, which would otherwise end it here.
+            await eventually(spent, tickets.TICKET_SECONDS / 3, "the ticket spent on arrival")
+            await asyncio.sleep(0.2)
+            assert not waiting.done()  # still waiting: Redis's expiry can no longer reach it
+        await _each_opens([await asyncio.wait_for(waiting, HUNG)])
+    finally:
+        await redis.aclose()
         await server.close()
 
 
