@@ -141,10 +141,11 @@ async def seed_probe(settings: Settings, posts: int) -> tuple[str, uuid.UUID]:
 
 async def probe(port: int, token: str, bdr_id: str, database_url: str) -> None:
     """Until SIGTERM, in turns: the owner's first page of posts, then one event to their stream;
-    then each turn's wall-clock time and its two milliseconds, as JSON on stdout."""
+    then each turn's wall-clock time and its milliseconds (the list, the event, and the event's
+    write with its commit and its delivery apart), as JSON on stdout."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    turns: list[tuple[float, float, float]] = []
+    turns: list[tuple[float, ...]] = []
     auth = {"Authorization": f"Bearer {token}"}
     async with (
         aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=auth, timeout=FOREVER) as http,
@@ -161,8 +162,11 @@ async def probe(port: int, token: str, bdr_id: str, database_url: str) -> None:
                 await resp.read()
             t1 = time.perf_counter()
             await db.execute(STEP, uuid.UUID(bdr_id))
+            t2 = time.perf_counter()
             await stream.updates(1)
-            turns.append((at, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000))
+            t3 = time.perf_counter()
+            spans = ((t0, t1), (t1, t3), (t1, t2), (t2, t3))
+            turns.append((at, *((b - a) * 1000 for a, b in spans)))
             await asyncio.sleep(PROBE_PAUSE)
     print(json.dumps(turns[PROBE_WARM:]))
 
@@ -195,7 +199,7 @@ def beside(
     """The list's and the event's times with no run and while a tick ran, and their ratios."""
     running = [t for t in during if any(a <= t[0] <= b for a, b in busy)]
     figures: dict[str, Any] = {}
-    for i, name in ((1, "list"), (2, "event")):
+    for i, name in enumerate(("list", "event", "event_write", "event_delivery"), start=1):
         without, within = [t[i] for t in quiet], [t[i] for t in running]
         figures[name] = {"samples": [len(without), len(within)]}
         if without and within:  # a short run (--ci) may end between two turns
